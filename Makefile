@@ -1,0 +1,34 @@
+# Two commands for a newcomer:  `make demo`  and  `make test`.
+# Both install what they need: system packages with apt-get (when root and missing),
+# Python packages into .venv in the repository root.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+system-deps:
+	@./.ci/system-deps
+
+demo: system-deps $(STAMP)
+	$(BIN)/onespike demo
+
+test: system-deps $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: system-deps $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/golden_throughput.py
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,1 @@
+"""Board top levels (amaranth-boards) and the host link."""

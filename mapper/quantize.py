@@ -1,0 +1,203 @@
+"""Float layers + calibration data → integer TTFS :class:`~onespike.ir.Network`.
+
+Layer by layer, in the integer domain of the layer's input (``x ≈ s_in·a + z``):
+
+1. Fold the input scale, any average pooling (as sum pooling, ``1/k²`` into the weights) and,
+   for the first layer, the input offset (a bias, position-dependent where zero padding
+   meets it) into effective float weights ``W'`` and bias ``b'``.
+2. Pick per output channel the step ``s_out`` that minimises the squared error of the layer's ReLU
+   output on the calibration data, whose inputs are the integer activations the already
+   quantized layers produce (so errors do not compound unseen).
+3. Per output channel, the weight step ``δ_i = s_out / R_i`` with the integer ramp
+   ``R_i = floor(s_out / δ_min_i)``, where ``δ_min_i`` makes the largest weight fit
+   ``weight_bits``; ``w = round(W'/δ_i)``, ``b = round(b'/δ_i) + floor(R_i/2)`` (the last term
+   turns the contract's floor into rounding to nearest).
+4. The readout shares one step for all classes, so the integer argmax is the float one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onespike.errors import OnespikeError
+from onespike.ir import Conv, Dense, Encoder, MaxPool, Network
+
+__all__ = ["quantize", "check_bits"]
+
+
+
+def check_bits(act_bits, weight_bits):
+    if isinstance(act_bits, bool) or not isinstance(act_bits, (int, np.integer)) \
+            or not 1 <= act_bits <= 8:
+        raise OnespikeError(f"act_bits must be an integer from 1 to 8, not {act_bits!r}")
+    if isinstance(weight_bits, bool) or not isinstance(weight_bits, (int, np.integer)) \
+            or not 2 <= weight_bits <= 16:
+        raise OnespikeError(f"weight_bits must be an integer from 2 to 16, not "
+                            f"{weight_bits!r}")
+
+
+def _check_calibration(calib, input_shape):
+    calib = np.asarray(calib)
+    if calib.dtype.kind not in "fiub":
+        raise OnespikeError(f"calibration data must be numeric, not {calib.dtype}")
+    calib = calib.astype(np.float64)
+    if calib.ndim != len(input_shape) + 1 or calib.shape[1:] != tuple(input_shape):
+        raise OnespikeError(f"calibration array has shape {calib.shape}; the model expects "
+                            f"(samples, {', '.join(map(str, input_shape))})")
+    if len(calib) == 0:
+        raise OnespikeError("calibration array holds no samples")
+    if not np.all(np.isfinite(calib)):
+        raise OnespikeError("calibration data contains NaN or infinite values")
+    return calib
+
+
+def _encoder(calib, input_shape, act_bits):
+    axes = (0, 2, 3) if len(input_shape) == 3 else None
+    lo = np.minimum(calib.min(axis=axes), 0.0)
+    hi = np.maximum(calib.max(axis=axes), lo)
+    levels = (1 << act_bits) - 1
+    span = hi - lo
+    scale = np.where(span > 0, span / levels, 1.0)
+    return Encoder(shape=input_shape, act_bits=act_bits, scale=np.atleast_1d(scale),
+                   offset=np.atleast_1d(lo))
+
+
+def _linear(layer, x, weight):
+    """The float layer's linear map of ``x`` (batch, *in_shape) with ``weight``, no bias."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.tensor(np.asarray(x), dtype=torch.float64)
+    if layer.pool > 1:
+        x = F.avg_pool2d(x, layer.pool) * layer.pool ** 2  # sum pooling
+    w = torch.as_tensor(weight, dtype=torch.float64)
+    if layer.kind == "dense":
+        return F.linear(x.reshape(len(x), -1), w).numpy()
+    return F.conv2d(x, w, stride=layer.stride, padding=layer.padding).numpy()
+
+
+def _max_pool(layer, a):
+    import torch
+    import torch.nn.functional as F
+
+    pooled = F.max_pool2d(torch.as_tensor(a, dtype=torch.float64), layer.kernel,
+                          layer.stride, layer.padding)
+    return pooled.numpy().astype(np.int64)
+
+
+def _channel(values, kind):
+    return values.reshape(-1, 1, 1) if kind == "conv" else values
+
+
+def _with_bias(y, bias, kind):
+    return y + (_channel(bias, kind) if bias.ndim == 1 else bias)
+
+
+def _channel_map(values, shape):
+    """Per-channel (or single) ``values`` broadcast over a map of ``shape``."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(shape) == 1:
+        return np.broadcast_to(values, shape)
+    return np.broadcast_to(values.reshape(-1, 1, 1), shape)
+
+
+def _effective(layer, in_scale, in_offset):
+    """(W', b'): the layer on integer input activations, average pooling as sum pooling."""
+    weight = layer.weight / layer.pool ** 2
+    scale_map = _channel_map(in_scale, layer.in_shape)
+    if layer.kind == "dense":
+        if layer.pool > 1:
+            k = layer.pool
+            scale_map = scale_map[:, :scale_map.shape[1] // k * k:k,
+                                  :scale_map.shape[2] // k * k:k]
+        weight_eff = weight * scale_map.reshape(-1)[None, :]
+    else:
+        weight_eff = weight * scale_map[:, 0, 0][None, :, None, None]
+    bias = layer.bias.astype(np.float64)
+    if np.any(np.asarray(in_offset) != 0):
+        shift = _linear(layer, _channel_map(in_offset, layer.in_shape)[None], weight)[0]
+        bias = _channel(bias, layer.kind) + shift
+        if layer.kind == "conv" and np.all(bias == bias[:, :1, :1]):
+            bias = bias[:, 0, 0]  # no padding reached the offset: per-channel bias
+    return weight_eff, bias
+
+
+def _best_step(pre, levels):
+    """Output step minimising ``Σ (relu(u) - s·clip(round(relu(u)/s), 0, A))²``."""
+    target = np.maximum(pre, 0.0)
+    top = target.max(initial=0.0)
+    if top <= 0:
+        return 1.0
+    target = target[target > 0]
+    if target.size > 200_000:
+        target = np.random.default_rng(0).choice(target, 200_000, replace=False)
+    best, best_err = top / levels, np.inf
+    for fraction in np.geomspace(0.2, 1.0, 48):
+        step = top * fraction / levels
+        err = np.sum((target - step * np.clip(np.floor(target / step + 0.5), 0, levels)) ** 2)
+        if err < best_err:
+            best, best_err = step, err
+    return best
+
+
+def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits):
+    qmax = (1 << (weight_bits - 1)) - 1
+    rows = np.abs(weight_eff).reshape(len(weight_eff), -1).max(axis=1)
+    if levels is None:  # readout: one step for every class
+        step = rows.max() / qmax if rows.max() > 0 else 1.0
+        weight = np.clip(np.round(weight_eff / step), -qmax, qmax).astype(np.int64)
+        return (weight, np.round(bias_eff / step).astype(np.int64), None,
+                np.full(len(weight), step))
+    pre = _with_bias(_linear(layer, inputs, weight_eff), bias_eff, layer.kind)
+    channels = np.moveaxis(pre, 1, 0).reshape(len(weight_eff), -1)
+    min_step = rows / qmax
+    # One output step per channel (the next layer folds it into its weights); a ramp
+    # R < 1 does not exist, so a channel whose weights need it gets a coarser step.
+    s_out = np.maximum([_best_step(c, levels) for c in channels], min_step)
+    # Beyond 2**(weight_bits + act_bits) a finer weight step no longer changes the output
+    # (rounding error far below one output step) but widens the membrane: cap the ramp.
+    ramp_cap = 1 << (weight_bits + (levels.bit_length()))
+    with np.errstate(divide="ignore"):
+        ramp = np.where(min_step > 0, np.floor(s_out / np.maximum(min_step, 1e-300)), ramp_cap)
+    ramp = np.clip(ramp, 1, ramp_cap).astype(np.int64)
+    steps = s_out / ramp
+    weight = np.clip(np.round(weight_eff / steps.reshape((-1,) + (1,) * (weight_eff.ndim - 1))),
+                     -qmax, qmax).astype(np.int64)
+    per_bias = _channel(steps, layer.kind) if bias_eff.ndim > 1 else steps
+    bias = np.round(bias_eff / per_bias).astype(np.int64)
+    bias = bias + (_channel(ramp // 2, layer.kind) if bias.ndim > 1 else ramp // 2)
+    return weight, bias, ramp, s_out
+
+
+def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8) -> Network:
+    """Integer network from parsed float ``layers`` and a calibration array."""
+    check_bits(act_bits, weight_bits)
+    calib = _check_calibration(calib, input_shape)
+    encoder = _encoder(calib, input_shape, act_bits)
+    in_scale, in_offset = encoder.scale, encoder.offset
+    acts = encoder.encode(calib)
+    ir_layers = []
+    for index, layer in enumerate(layers):
+        if layer.kind == "maxpool":
+            ir = MaxPool(in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
+                         padding=layer.padding)
+            ir_layers.append(ir)
+            acts = _max_pool(layer, acts)
+            continue
+        readout = index == len(layers) - 1
+        weight_eff, bias_eff = _effective(layer, in_scale, in_offset)
+        weight, bias, ramp, scale = _quantize_layer(
+            layer, weight_eff, bias_eff, acts, None if readout else (1 << act_bits) - 1,
+            weight_bits)
+        common = dict(in_shape=layer.in_shape, weight=weight, bias=bias, ramp=ramp,
+                      act_bits=None if readout else act_bits, scale=scale, pool=layer.pool)
+        ir = Dense(**common) if layer.kind == "dense" else \
+            Conv(**common, stride=layer.stride, padding=layer.padding)
+        ir_layers.append(ir)
+        if not readout:
+            y = _with_bias(_linear(layer, acts, weight), bias, layer.kind)
+            # Exact: every |value| is below the layer's membrane bound, far under 2**53.
+            acts = np.clip(np.floor_divide(np.rint(y).astype(np.int64),
+                                           _channel(ramp, layer.kind)), 0, ir.levels)
+            in_scale, in_offset = scale, np.zeros(1)
+    return Network(encoder, tuple(ir_layers))

@@ -1,0 +1,234 @@
+"""The ``onespike`` command line: one program, one subcommand per job.
+
+Every error is one line on stderr and a non-zero exit; ``--json`` prints exactly one JSON
+object on stdout (progress bars go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from onespike.errors import OnespikeError
+
+EPILOG = """\
+typical flow:
+  onespike demo                                   train, convert and simulate on digits
+  onespike convert model.pt2 --calib x.npy -o net.npz
+  onespike info net.npz                           layers, windows and register widths
+  onespike simulate net.npz --inputs x.npy --labels y.npy
+"""
+
+
+def _load_array(path, what, *, integer=False):
+    path = Path(path)
+    if not path.is_file():
+        raise OnespikeError(f"{what} file {path} does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise OnespikeError(f"{path} is not a readable .npy array ({str(e)[:120]}); save "
+                            f"{what} with numpy.save") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in ("iu" if integer
+                                                                      else "iufb"):
+        kind = "integer class labels" if integer else "a numeric array"
+        raise OnespikeError(f"{what} file {path} must hold {kind}, not {array.dtype}")
+    return array
+
+
+def _emit(args, result: dict, lines):
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for line in lines:
+            print(line)
+
+
+def cmd_convert(args):
+    from onespike.ir import save
+    from onespike.mapper import convert_exported
+
+    calib = _load_array(args.calib, "calibration")
+    net = convert_exported(args.model, calib, act_bits=args.act_bits,
+                           weight_bits=args.weight_bits)
+    save(net, args.output)
+    result = {"output": str(args.output), "layers": [l.kind for l in net.layers],
+              "latency_steps": net.latency_steps, "num_classes": net.num_classes}
+    _emit(args, result, [f"wrote {args.output}"] + _describe(net))
+
+
+def _describe(net):
+    from onespike.ir import MaxPool
+
+    starts = net.window_starts()
+    lines = [f"input    {net.encoder.shape}  act_bits {net.encoder.act_bits}  "
+             f"fires in steps [0, {net.encoder.levels}]"]
+    for i, (layer, widths) in enumerate(zip(net.layers, net.widths())):
+        head = f"{i:<3}{layer.kind:<9}{str(layer.in_shape):>14} -> {str(layer.out_shape):<14}"
+        if isinstance(layer, MaxPool):
+            lines.append(f"{head} kernel {layer.kernel} stride {layer.stride}")
+            continue
+        role = "readout" if layer.is_readout else \
+            f"fires in [{starts[i] + net.in_levels(i)}, {starts[i] + net.in_levels(i) + layer.levels}]"
+        ramp = "" if layer.is_readout else f" R {layer.ramp.min()}..{layer.ramp.max()}"
+        pool = f" sum-pool {layer.pool}" if layer.pool > 1 else ""
+        lines.append(f"{head} I {widths.current_bits}b V {widths.membrane_bits}b{ramp}{pool}"
+                     f"  {role}")
+    lines.append(f"latency {net.latency_steps} time steps, {net.num_classes} classes")
+    return lines
+
+
+def cmd_info(args):
+    from onespike.ir import load
+
+    net = load(args.net)
+    result = net.header()
+    _emit(args, result, _describe(net))
+
+
+def simulate(net, x, labels=None, *, mode="event", batch=256, progress=True):
+    """Run the golden model on float inputs ``x``; the summary dict ``simulate`` prints."""
+    from tqdm import tqdm
+
+    from onespike.ir import MaxPool
+    from onespike.sim import closed_form, event_sim
+
+    if labels is not None and len(labels) != len(x):
+        raise OnespikeError(f"{len(labels)} labels for {len(x)} input samples")
+    run = event_sim if mode == "event" else closed_form
+    a0 = net.encoder.encode(x)
+    classes, spikes, synops, in_spikes = [], 0, 0, 0
+    for start in tqdm(range(0, len(a0), batch), desc=f"simulating ({mode})", unit="batch",
+                      disable=not progress, leave=False):
+        trace = run(net, a0[start:start + batch])
+        classes.append(trace.classes)
+        spikes += int(trace.spikes.sum())
+        synops += int(trace.synaptic_ops.sum())
+        in_spikes += int(trace.input_spikes.sum())
+    classes = np.concatenate(classes) if classes else np.zeros(0, np.int64)
+    neurons = sum(int(np.prod(l.out_shape)) for l in net.layers[:-1]
+                  if not isinstance(l, MaxPool))
+    n = max(len(x), 1)
+    result = {"samples": int(len(x)), "mode": mode,
+              "accuracy": None if labels is None else float(np.mean(classes == labels)),
+              "spikes_per_neuron": spikes / n / max(neurons, 1),
+              "spikes_per_inference": spikes / n,
+              "input_spikes_per_inference": in_spikes / n,
+              "synaptic_ops_per_inference": synops / n,
+              "latency_steps": net.latency_steps}
+    return result, classes
+
+
+def cmd_simulate(args):
+    from onespike.ir import load
+
+    net = load(args.net)
+    x = _load_array(args.inputs, "inputs")
+    labels = None if args.labels is None else _load_array(args.labels, "labels", integer=True)
+    if args.batch < 1:
+        raise OnespikeError(f"--batch must be a positive integer, not {args.batch}")
+    result, classes = simulate(net, x, labels, mode=args.mode, batch=args.batch,
+                               progress=not args.json)
+    if args.predictions:
+        np.save(args.predictions, classes)
+    lines = [f"{result['samples']} samples, {args.mode} simulation"]
+    if labels is not None:
+        lines.append(f"accuracy            {result['accuracy']:.4f}")
+    lines += [f"spikes per neuron   {result['spikes_per_neuron']:.3f}",
+              f"synaptic ops/inf.   {result['synaptic_ops_per_inference']:.0f}",
+              f"latency             {result['latency_steps']} time steps"]
+    _emit(args, result, lines)
+
+
+def cmd_demo(args):
+    from onespike.demo import run_demo
+
+    result, lines = run_demo(Path(args.out), act_bits=args.act_bits,
+                             weight_bits=args.weight_bits, progress=not args.json)
+    _emit(args, result, lines)
+
+
+def _bits(value):
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="onespike", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Turn a trained ReLU network into an exact time-to-first-spike (TTFS) "
+                    "network: one spike per neuron, bit-exact with the quantized network.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text, description):
+        p = sub.add_parser(name, help=help_text, description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        p.add_argument("--json", action="store_true",
+                       help="print one JSON object on stdout instead of a report")
+        return p
+
+    def add_bits(p):
+        p.add_argument("--act-bits", type=_bits, default=4, metavar="N",
+                       help="activation bits 1..8: each layer fires in a window of 2**N-1 "
+                            "time steps (default 4)")
+        p.add_argument("--weight-bits", type=_bits, default=8, metavar="N",
+                       help="signed weight bits 2..16 (default 8)")
+
+    p = add("convert", cmd_convert, "map a torch.export program (.pt2) to a TTFS network",
+            "Map a trained ReLU network, saved with torch.export.save(torch.export.export("
+            "model.eval(), (example,)), 'model.pt2'), to an integer TTFS network (.npz).\n"
+            "The calibration array (.npy, shape (samples, *input_shape)) holds representative "
+            "inputs exactly as the model sees them; it sets every scale.")
+    p.add_argument("model", help="torch.export program (.pt2); loaded without unpickling")
+    p.add_argument("--calib", required=True, help="calibration inputs (.npy)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="network file to write "
+                   "(.npz: arrays + JSON header, see onespike/ir.py)")
+    add_bits(p)
+
+    p = add("info", cmd_info, "show a network's layers, time windows and register widths",
+            "Show a network file's layers, time windows, ramps and register widths.")
+    p.add_argument("net", help="network file (.npz) from `onespike convert`")
+
+    p = add("simulate", cmd_simulate, "run the golden model on inputs, report accuracy",
+            "Run the golden model: by default the event-by-event simulation of the neuron "
+            "dynamics (current, membrane, ramp), or the closed-form quantized network with "
+            "--mode closed (identical results, faster).")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--inputs", required=True, help="float inputs (.npy), as fed to the model")
+    p.add_argument("--labels", help="integer labels (.npy) to report accuracy")
+    p.add_argument("--mode", choices=("event", "closed"), default="event",
+                   help="event simulation or closed form (default event)")
+    p.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
+    p.add_argument("--predictions", type=Path, help="write the predicted classes (.npy)")
+
+    p = add("demo", cmd_demo, "train, convert and simulate a digits MLP (built-in data)",
+            "Train a small MLP on scikit-learn's 8x8 digits, convert it, and report float, "
+            "quantized and spiking accuracy. Writes its files under --out.")
+    p.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
+    add_bits(p)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except OnespikeError as e:
+        print(f"onespike: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("onespike: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

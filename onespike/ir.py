@@ -1,0 +1,505 @@
+"""The integer TTFS network: what the mapper produces and everything else consumes.
+
+A :class:`Network` is an :class:`Encoder` followed by layers (:class:`Dense`, :class:`Conv`,
+:class:`MaxPool`). Every spiking layer ``n`` has ``levels = 2**act_bits - 1`` (``A_n`` in
+``DESIGN.md``) and fires in its own window; the last layer is the readout (``ramp is None``),
+whose integer membrane after integration is the logit vector.
+
+All objects are frozen and validated on construction; their arrays are read-only. Register
+widths are derived from the integer parameters (:meth:`Network.widths`), never stored
+independently: a file whose header disagrees with them is refused.
+
+File format (``.npz``, readable with ``numpy.load(..., allow_pickle=False)``): an array
+``header`` holding UTF-8 JSON (see :func:`save`), and integer/float arrays named
+``encoder.scale``, ``encoder.offset``, ``layers.<i>.weight``, ``layers.<i>.bias``,
+``layers.<i>.scale`` (float value of one activation step, or of one logit unit, per output
+channel) and ``layers.<i>.ramp`` (absent for the readout); max-pooling layers have none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .errors import OnespikeError
+
+__all__ = ["Encoder", "Dense", "Conv", "MaxPool", "Network", "LayerWidths", "NO_SPIKE",
+           "FORMAT", "FORMAT_VERSION", "save", "load", "signed_bits"]
+
+FORMAT = "onespike.net"
+FORMAT_VERSION = 1
+#: Spike time recorded for a neuron that does not spike (activation 0).
+NO_SPIKE = -1
+
+
+def signed_bits(bound: int) -> int:
+    """Bits of a two's complement register that holds every value in ``[-bound, bound]``."""
+    return int(bound).bit_length() + 1
+
+
+def _frozen(array, dtype, name, ndim=None):
+    array = np.array(array, dtype=dtype)  # a private copy
+    if ndim is not None and array.ndim != ndim:
+        raise OnespikeError(f"{name} must have {ndim} dimensions, not shape {array.shape}")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise OnespikeError(f"{name} contains NaN or infinite values")
+    array.flags.writeable = False
+    return array
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise OnespikeError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def _shape(value, name):
+    shape = tuple(int(v) for v in value)
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise OnespikeError(f"{name} must be (features,) or (channels, height, width) with "
+                            f"positive sizes, not {value!r}")
+    return shape
+
+
+def _check_act_bits(act_bits, name):
+    if isinstance(act_bits, bool) or not isinstance(act_bits, (int, np.integer)) \
+            or not 1 <= act_bits <= 8:
+        raise OnespikeError(f"{name} act_bits must be an integer from 1 to 8, not {act_bits!r}")
+    return int(act_bits)
+
+
+def _window_out(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Float input → integer activations ``a0 = clip(floor((x - offset)/scale + 1/2), 0, A0)``.
+
+    ``scale`` and ``offset`` hold one value per channel (images) or one value (vectors).
+    The offset is folded into the first layer's bias by the mapper; the hardware only ever
+    sees the integers.
+    """
+    shape: tuple
+    act_bits: int
+    scale: np.ndarray
+    offset: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", _shape(self.shape, "encoder shape"))
+        object.__setattr__(self, "act_bits", _check_act_bits(self.act_bits, "encoder"))
+        channels = self.shape[0] if len(self.shape) == 3 else 1
+        for name in ("scale", "offset"):
+            arr = _frozen(getattr(self, name), np.float64, f"encoder {name}", ndim=1)
+            if arr.shape != (channels,):
+                raise OnespikeError(f"encoder {name} must have {channels} value(s), "
+                                    f"not {arr.shape[0]}")
+            object.__setattr__(self, name, arr)
+        if np.any(self.scale <= 0):
+            raise OnespikeError("encoder scale must be positive")
+
+    @property
+    def levels(self) -> int:
+        return (1 << self.act_bits) - 1
+
+    @property
+    def out_shape(self) -> tuple:
+        return self.shape
+
+    def encode(self, x) -> np.ndarray:
+        """Integer activations (int64, shape ``(batch, *shape)``) of float inputs."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[1:] != self.shape:
+            raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample, the network "
+                                f"expects {self.shape}")
+        if not np.all(np.isfinite(x)):
+            raise OnespikeError("inputs contain NaN or infinite values")
+        bshape = (1, -1, 1, 1) if len(self.shape) == 3 else (1, 1)
+        q = np.floor((x - self.offset.reshape(bshape)) / self.scale.reshape(bshape) + 0.5)
+        return np.clip(q, 0, self.levels).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Synaptic:
+    """Fields shared by the weighted layers (the ones with neurons)."""
+    in_shape: tuple
+    weight: np.ndarray
+    bias: np.ndarray
+    ramp: Union[np.ndarray, None]
+    act_bits: Union[int, None]
+    scale: np.ndarray
+    pool: int = 1
+
+    def _validate_common(self, weight_ndim):
+        object.__setattr__(self, "in_shape", _shape(self.in_shape, f"{self.kind} in_shape"))
+        object.__setattr__(self, "pool", _positive_int(self.pool, "sum-pool factor"))
+        if self.pool > 1 and len(self.in_shape) != 3:
+            raise OnespikeError("sum pooling needs a (channels, height, width) input")
+        if self.pool > 1 and min(self.in_shape[1:]) < self.pool:
+            raise OnespikeError(f"sum-pool factor {self.pool} exceeds the input map "
+                                f"{self.in_shape}")
+        object.__setattr__(self, "weight",
+                           _frozen(self.weight, np.int64, f"{self.kind} weight", weight_ndim))
+        object.__setattr__(self, "bias", _frozen(self.bias, np.int64, f"{self.kind} bias"))
+        outputs = self.weight.shape[0]
+        scale = _frozen(np.broadcast_to(self.scale, (outputs,)), np.float64,
+                        f"{self.kind} scale", ndim=1)
+        if np.any(scale <= 0):
+            raise OnespikeError(f"{self.kind} scale must be positive")
+        object.__setattr__(self, "scale", scale)
+        if (self.ramp is None) != (self.act_bits is None):
+            raise OnespikeError("a readout layer has neither ramp nor act_bits; a hidden "
+                                "layer has both")
+        if self.ramp is not None:
+            ramp = _frozen(self.ramp, np.int64, f"{self.kind} ramp", ndim=1)
+            if ramp.shape != (outputs,):
+                raise OnespikeError(f"{self.kind} ramp has {ramp.shape[0]} values for "
+                                    f"{outputs} output channels")
+            if np.any(ramp < 1):
+                raise OnespikeError(f"{self.kind} ramp R must be a positive integer")
+            object.__setattr__(self, "ramp", ramp)
+            object.__setattr__(self, "act_bits", _check_act_bits(self.act_bits, self.kind))
+
+    @property
+    def is_readout(self) -> bool:
+        return self.ramp is None
+
+    @property
+    def levels(self) -> int:
+        """``A_n``: the largest activation (0 for the readout, which does not spike)."""
+        return 0 if self.is_readout else (1 << self.act_bits) - 1
+
+    @property
+    def pooled_shape(self) -> tuple:
+        """Shape of the input after sum pooling (the shape the weights see)."""
+        if self.pool == 1:
+            return self.in_shape
+        c, h, w = self.in_shape
+        return (c, h // self.pool, w // self.pool)
+
+    @property
+    def abs_weight_sums(self) -> np.ndarray:
+        """``Σ_j |w_ij|`` per output channel, counting each pooled input ``pool²`` times."""
+        return np.abs(self.weight).reshape(self.weight.shape[0], -1).sum(axis=1) \
+            * self.pool ** 2
+
+    @property
+    def abs_bias_max(self) -> np.ndarray:
+        return np.abs(self.bias).reshape(self.weight.shape[0], -1).max(axis=1)
+
+
+@dataclass(frozen=True)
+class Dense(_Synaptic):
+    """Fully connected layer on the (flattened, optionally sum-pooled) incoming spike map.
+
+    ``weight`` is ``(outputs, inputs)`` with inputs in C order of :attr:`pooled_shape`
+    (torch's ``Flatten`` order); ``bias`` is ``(outputs,)``.
+    """
+    kind = "dense"
+
+    def __post_init__(self):
+        self._validate_common(weight_ndim=2)
+        inputs = int(np.prod(self.pooled_shape))
+        if self.weight.shape[1] != inputs:
+            raise OnespikeError(f"dense weight has {self.weight.shape[1]} inputs, the incoming "
+                                f"map {self.pooled_shape} has {inputs}")
+        if self.bias.shape != (self.weight.shape[0],):
+            raise OnespikeError(f"dense bias has shape {self.bias.shape}, expected "
+                                f"({self.weight.shape[0]},)")
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.weight.shape[0],)
+
+
+@dataclass(frozen=True)
+class Conv(_Synaptic):
+    """2-D convolution (square kernel, zero padding) on the optionally sum-pooled input.
+
+    ``weight`` is ``(out_channels, in_channels, k, k)``; ``bias`` is ``(out_channels,)`` or,
+    where the input offset meets zero padding, position-dependent ``(out_channels, h, w)``.
+    """
+    stride: int = 1
+    padding: int = 0
+    kind = "conv"
+
+    def __post_init__(self):
+        self._validate_common(weight_ndim=4)
+        object.__setattr__(self, "stride", _positive_int(self.stride, "conv stride"))
+        if isinstance(self.padding, bool) or not isinstance(self.padding, (int, np.integer)) \
+                or self.padding < 0:
+            raise OnespikeError(f"conv padding must be a non-negative integer, "
+                                f"not {self.padding!r}")
+        object.__setattr__(self, "padding", int(self.padding))
+        if len(self.in_shape) != 3:
+            raise OnespikeError("conv input must be (channels, height, width)")
+        o, c, kh, kw = self.weight.shape
+        if kh != kw:
+            raise OnespikeError(f"conv kernel must be square, not {kh}x{kw}")
+        if c != self.pooled_shape[0]:
+            raise OnespikeError(f"conv weight has {c} input channels, the input has "
+                                f"{self.pooled_shape[0]}")
+        if self.padding >= kh:
+            raise OnespikeError("conv padding must be smaller than the kernel")
+        if min(self.out_shape[1:]) < 1:
+            raise OnespikeError(f"conv kernel {kh} does not fit the input {self.pooled_shape}")
+        if self.bias.shape not in ((o,), self.out_shape):
+            raise OnespikeError(f"conv bias has shape {self.bias.shape}, expected ({o},) or "
+                                f"{self.out_shape}")
+
+    @property
+    def kernel(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def out_shape(self) -> tuple:
+        _, h, w = self.pooled_shape
+        return (self.weight.shape[0],
+                _window_out(h, self.kernel, self.stride, self.padding),
+                _window_out(w, self.kernel, self.stride, self.padding))
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Max pooling in the spike domain: a pooled neuron fires with its earliest input."""
+    in_shape: tuple
+    kernel: int
+    stride: int
+    padding: int = 0
+    kind = "maxpool"
+    is_readout = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_shape", _shape(self.in_shape, "maxpool in_shape"))
+        if len(self.in_shape) != 3:
+            raise OnespikeError("maxpool input must be (channels, height, width)")
+        object.__setattr__(self, "kernel", _positive_int(self.kernel, "maxpool kernel"))
+        object.__setattr__(self, "stride", _positive_int(self.stride, "maxpool stride"))
+        if not 0 <= self.padding <= self.kernel // 2:
+            raise OnespikeError("maxpool padding must be between 0 and kernel // 2")
+        object.__setattr__(self, "padding", int(self.padding))
+        if min(self.out_shape[1:]) < 1:
+            raise OnespikeError(f"maxpool kernel {self.kernel} does not fit {self.in_shape}")
+
+    @property
+    def out_shape(self) -> tuple:
+        c, h, w = self.in_shape
+        return (c, _window_out(h, self.kernel, self.stride, self.padding),
+                _window_out(w, self.kernel, self.stride, self.padding))
+
+
+Layer = Union[Dense, Conv, MaxPool]
+
+
+@dataclass(frozen=True)
+class LayerWidths:
+    """Register bounds of one synaptic layer, derived from its integer parameters.
+
+    ``current_bound`` ≥ every ``|I|``; ``membrane_bound`` ≥ every ``|V|`` including the firing
+    ramp ``V + k·R``; ``*_bits`` are the two's complement widths that hold them.
+    """
+    current_bound: int
+    membrane_bound: int
+
+    @property
+    def current_bits(self) -> int:
+        return signed_bits(self.current_bound)
+
+    @property
+    def membrane_bits(self) -> int:
+        return signed_bits(self.membrane_bound)
+
+
+@dataclass(frozen=True)
+class Network:
+    """An encoder and a chain of layers; the last is the readout."""
+    encoder: Encoder
+    layers: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        layers = tuple(self.layers)
+        object.__setattr__(self, "layers", layers)
+        if not isinstance(self.encoder, Encoder):
+            raise OnespikeError("network needs an Encoder")
+        if not layers or not isinstance(layers[-1], (Dense, Conv)) or not layers[-1].is_readout:
+            raise OnespikeError("the last layer must be a Dense or Conv readout (no ramp)")
+        shape = self.encoder.shape
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, (Dense, Conv, MaxPool)):
+                raise OnespikeError(f"layer {i} is a {type(layer).__name__}, not a layer")
+            if layer.is_readout and i != len(layers) - 1:
+                raise OnespikeError(f"layer {i} is a readout but is not the last layer")
+            if layer.in_shape != shape:
+                raise OnespikeError(f"layer {i} ({layer.kind}) expects input {layer.in_shape}, "
+                                    f"the previous stage gives {shape}")
+            shape = layer.out_shape
+
+    # -- timing -------------------------------------------------------------------------
+    def in_levels(self, index: int) -> int:
+        """``A`` of the spike map that feeds ``layers[index]``."""
+        levels = self.encoder.levels
+        for layer in self.layers[:index]:
+            if not isinstance(layer, MaxPool):
+                levels = layer.levels
+        return levels
+
+    def window_starts(self) -> tuple:
+        """``t_n`` of the spike map feeding each layer: it fires in ``[t, t + A]``.
+
+        Entry ``i`` belongs to the input of ``layers[i]``; a max-pool passes spikes on in the
+        same step, so its output shares its input's window.
+        """
+        starts, t, levels = [], 0, self.encoder.levels
+        for layer in self.layers:
+            starts.append(t)
+            if not isinstance(layer, MaxPool):
+                t, levels = t + levels, layer.levels
+        return tuple(starts)
+
+    @property
+    def latency_steps(self) -> int:
+        """Time steps from the first input spike to valid logits: ``Σ A_n`` below the readout."""
+        return self.window_starts()[-1] + self.in_levels(len(self.layers) - 1)
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.prod(self.layers[-1].out_shape))
+
+    def widths(self) -> tuple:
+        """:class:`LayerWidths` per layer (``None`` for max-pooling)."""
+        result = []
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, MaxPool):
+                result.append(None)
+                continue
+            ramp = 0 if layer.is_readout else layer.ramp
+            sums = layer.abs_weight_sums
+            membrane = layer.abs_bias_max + self.in_levels(i) * sums + layer.levels * ramp
+            result.append(LayerWidths(int(sums.max()), int(membrane.max())))
+        return tuple(result)
+
+    # -- serialization ------------------------------------------------------------------
+    def header(self) -> dict:
+        """The JSON header of the ``.npz`` file (all non-array facts, widths included)."""
+        layers = []
+        for layer, widths in zip(self.layers, self.widths()):
+            entry = {"kind": layer.kind, "in_shape": list(layer.in_shape),
+                     "out_shape": list(layer.out_shape)}
+            if isinstance(layer, MaxPool):
+                entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding)
+            else:
+                entry.update(pool=layer.pool, act_bits=layer.act_bits, readout=layer.is_readout, current_bits=widths.current_bits,
+                             membrane_bits=widths.membrane_bits)
+                if isinstance(layer, Conv):
+                    entry.update(stride=layer.stride, padding=layer.padding)
+            layers.append(entry)
+        return {"format": FORMAT, "version": FORMAT_VERSION,
+                "encoder": {"shape": list(self.encoder.shape),
+                            "act_bits": self.encoder.act_bits},
+                "layers": layers, "latency_steps": self.latency_steps,
+                "num_classes": self.num_classes}
+
+    def arrays(self) -> dict:
+        arrays = {"encoder.scale": self.encoder.scale, "encoder.offset": self.encoder.offset}
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, MaxPool):
+                continue
+            arrays[f"layers.{i}.weight"] = layer.weight
+            arrays[f"layers.{i}.bias"] = layer.bias
+            arrays[f"layers.{i}.scale"] = layer.scale
+            if layer.ramp is not None:
+                arrays[f"layers.{i}.ramp"] = layer.ramp
+        return arrays
+
+
+def save(net: Network, path) -> Path:
+    """Write ``net`` to ``path`` atomically (a failed write leaves no file behind).
+
+    Header keys: ``format`` (``"onespike.net"``), ``version``, ``encoder`` (``shape``,
+    ``act_bits``), ``layers`` (per layer ``kind`` ∈ dense/conv/maxpool, ``in_shape``,
+    ``out_shape``; synaptic layers add ``pool``, ``act_bits`` (null for the readout),
+    ``readout``,
+    ``current_bits``, ``membrane_bits``; conv adds ``stride``, ``padding``; maxpool
+    ``kernel``, ``stride``, ``padding``), ``latency_steps``, ``num_classes``.
+    """
+    path = Path(path)
+    header = np.frombuffer(json.dumps(net.header(), indent=1).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, header=header, **net.arrays())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _layer_from(entry, arrays, i):
+    kind = entry.get("kind")
+    if kind == "maxpool":
+        return MaxPool(in_shape=entry["in_shape"], kernel=entry["kernel"],
+                       stride=entry["stride"], padding=entry["padding"])
+    if kind not in ("dense", "conv"):
+        raise OnespikeError(f"layer {i} has unknown kind {kind!r}")
+    common = dict(in_shape=entry["in_shape"], weight=arrays[f"layers.{i}.weight"],
+                  bias=arrays[f"layers.{i}.bias"], ramp=arrays.get(f"layers.{i}.ramp"),
+                  act_bits=entry["act_bits"], scale=arrays[f"layers.{i}.scale"],
+                  pool=entry["pool"])
+    if kind == "dense":
+        return Dense(**common)
+    return Conv(**common, stride=entry["stride"], padding=entry["padding"])
+
+
+def load(path) -> Network:
+    """Read a network written by :func:`save`, validating everything it holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise OnespikeError(f"network file {path} does not exist; make one with "
+                            f"`onespike convert`")
+    try:
+        with open(path, "rb") as f:
+            npz = np.load(f, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with npz:
+                arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+        raise OnespikeError(f"{path} is not a readable .npz file (truncated or another "
+                            f"format: {e}); regenerate it with `onespike convert`") from None
+    if "header" not in arrays:
+        raise OnespikeError(f"{path} is an .npz file but not a onespike network (no header)")
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise OnespikeError(f"{path} has a corrupt header") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise OnespikeError(f"{path} is not a onespike network file")
+    if header.get("version") != FORMAT_VERSION:
+        raise OnespikeError(f"{path} has format version {header.get('version')}, this "
+                            f"onespike reads version {FORMAT_VERSION}; convert the model again")
+    try:
+        encoder = Encoder(shape=header["encoder"]["shape"],
+                          act_bits=header["encoder"]["act_bits"],
+                          scale=arrays["encoder.scale"], offset=arrays["encoder.offset"])
+        net = Network(encoder, tuple(_layer_from(entry, arrays, i)
+                                     for i, entry in enumerate(header["layers"])))
+    except (KeyError, TypeError) as e:
+        raise OnespikeError(f"{path} is incomplete: missing {e}") from None
+    stored = header
+    derived = net.header()
+    for i, (got, want) in enumerate(zip(stored["layers"], derived["layers"])):
+        for key in ("current_bits", "membrane_bits", "out_shape"):
+            if got.get(key) != want.get(key):
+                raise OnespikeError(f"{path}: layer {i} {key} is {got.get(key)} in the header "
+                                    f"but {want.get(key)} from its parameters (inconsistent "
+                                    f"widths); regenerate the file")
+    return net

@@ -1,0 +1,49 @@
+"""Comparing spike traces: the checker every regression (pytest, Amaranth, cocotb) uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Mismatch", "first_mismatch"]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first difference between an expected and an actual run, precisely located."""
+    sample: int
+    layer: str          # "input", "layer <i> (<kind>)" or "logits"
+    neuron: tuple       # index within the layer's map
+    expected: int
+    actual: int
+
+    def __str__(self):
+        what = "logit" if self.layer == "logits" else "spike time"
+        return (f"sample {self.sample}, {self.layer}, neuron {self.neuron}: expected "
+                f"{what} {self.expected}, got {self.actual}")
+
+
+def _first(expected, actual, layer):
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if expected.shape != actual.shape:
+        raise ValueError(f"{layer}: shapes differ, {expected.shape} vs {actual.shape}")
+    diff = np.argwhere(expected != actual)
+    if len(diff) == 0:
+        return None
+    index = tuple(int(i) for i in diff[0])
+    return Mismatch(index[0], layer, index[1:], int(expected[index]), int(actual[index]))
+
+
+def first_mismatch(net, expected, actual):
+    """First differing spike time (layer order, then sample), else differing logit, or None.
+
+    ``expected`` and ``actual`` are :class:`~onespike.sim.golden.Trace`-like: ``times``
+    (one map per layer input) and ``logits``.
+    """
+    names = ["input"] + [f"layer {i} ({layer.kind})" for i, layer in
+                         enumerate(net.layers[:-1])]
+    candidates = [_first(e, a, name) for e, a, name in zip(expected.times, actual.times, names)]
+    candidates.append(_first(expected.logits, actual.logits, "logits"))
+    found = [m for m in candidates if m is not None]
+    return min(found, key=lambda m: m.sample) if found else None

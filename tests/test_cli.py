@@ -1,0 +1,103 @@
+"""The command line contract: outputs, --json, and one-line errors with no partial files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from onespike.cli import main
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, digits_mlp, torch):
+    model, data = digits_mlp
+    folder = tmp_path_factory.mktemp("cli")
+    path = folder / "model.pt2"
+    torch.export.save(torch.export.export(model, (torch.as_tensor(data.x_train[:1]),)), path)
+    np.save(folder / "calib.npy", data.x_train)
+    np.save(folder / "x.npy", data.x_test)
+    np.save(folder / "y.npy", data.y_test)
+    return folder
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_convert_then_simulate_json(exported, capsys, tmp_path, digits_mlp):
+    net = tmp_path / "net.npz"
+    code, out, _ = run(capsys, "convert", exported / "model.pt2", "--calib",
+                       exported / "calib.npy", "-o", net, "--json")
+    assert code == 0 and json.loads(out)["output"] == str(net) and net.is_file()
+    results = {}
+    for mode in ("event", "closed"):
+        code, out, _ = run(capsys, "simulate", net, "--inputs", exported / "x.npy",
+                           "--labels", exported / "y.npy", "--mode", mode, "--json")
+        assert code == 0
+        results[mode] = json.loads(out)  # exactly one JSON object
+    assert results["event"]["samples"] == len(digits_mlp[1].y_test)
+    assert results["event"]["accuracy"] == results["closed"]["accuracy"] > 0.9
+    assert 0 < results["event"]["spikes_per_neuron"] <= 1
+    assert results["event"]["synaptic_ops_per_inference"] > 0
+    code, out, _ = run(capsys, "info", net)
+    assert code == 0 and "readout" in out
+
+
+@pytest.mark.parametrize("problem", ["missing model", "not a zip", "truncated", "bad calib",
+                                     "calib shape", "bits", "pickle calib"])
+def test_convert_errors_are_one_line(exported, capsys, tmp_path, problem):
+    model, calib = exported / "model.pt2", exported / "calib.npy"
+    args = []
+    if problem == "missing model":
+        model = tmp_path / "none.pt2"
+    elif problem == "not a zip":
+        model = tmp_path / "junk.pt2"
+        model.write_bytes(b"not a model")
+    elif problem == "truncated":
+        model = tmp_path / "cut.pt2"
+        data = (exported / "model.pt2").read_bytes()
+        model.write_bytes(data[: len(data) // 2])
+    elif problem == "bad calib":
+        calib = tmp_path / "nan.npy"
+        np.save(calib, np.full((4, 64), np.nan))
+    elif problem == "calib shape":
+        calib = tmp_path / "shape.npy"
+        np.save(calib, np.zeros((4, 65)))
+    elif problem == "bits":
+        args = ["--act-bits", "0"]
+    elif problem == "pickle calib":
+        calib = tmp_path / "obj.npy"
+        np.save(calib, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    out_file = tmp_path / "out.npz"
+    code, out, err = run(capsys, "convert", model, "--calib", calib, "-o", out_file, *args)
+    assert code != 0
+    assert err.startswith("onespike: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and out == ""
+    assert not out_file.exists() and not list(tmp_path.glob("out.npz*"))
+
+
+def test_simulate_errors(exported, capsys, tmp_path):
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    code, _, err = run(capsys, "simulate", tmp_path / "foreign.npz", "--inputs",
+                       exported / "x.npy")
+    assert code != 0 and "not a onespike network" in err
+    net = tmp_path / "net.npz"
+    assert run(capsys, "convert", exported / "model.pt2", "--calib", exported / "calib.npy",
+               "-o", net)[0] == 0
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 8, 8)))
+    code, _, err = run(capsys, "simulate", net, "--inputs", tmp_path / "wrong.npy")
+    assert code != 0 and "expects (64,)" in err
+    code, _, err = run(capsys, "simulate", net, "--inputs", exported / "x.npy", "--labels",
+                       exported / "calib.npy")
+    assert code != 0 and "labels" in err
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("convert", "simulate", "demo", "info"):
+        assert command in out
+    assert "onespike demo" in out

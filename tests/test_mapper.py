@@ -1,0 +1,130 @@
+"""Mapper: every supported layer is mapped faithfully; bad input is refused clearly."""
+
+import numpy as np
+import pytest
+
+from onespike.errors import OnespikeError
+from onespike.sim import closed_form, event_sim, first_mismatch
+
+nn = pytest.importorskip("torch.nn")
+
+
+def convert(model, calib, **kw):
+    from onespike.mapper import convert as _convert
+    return _convert(model, calib, **kw)
+
+
+def float_logits(torch, model, x):
+    with torch.no_grad():
+        return model(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float64)
+
+
+def random_cnn(torch, seed):
+    g = np.random.default_rng(seed)
+    c1, c2 = int(g.integers(1, 6)), int(g.integers(1, 7))
+    k1, k2 = int(g.integers(1, 6)), int(g.integers(1, 4))
+    s1 = int(g.integers(1, 3))
+    p1, p2 = int(g.integers(0, min(2, k1 - 1) + 1)), int(g.integers(0, min(2, k2 - 1) + 1))
+    layers = [nn.Conv2d(2, c1, k1, stride=s1, padding=p1), nn.BatchNorm2d(c1), nn.ReLU()]
+    if g.random() < 0.5:
+        layers.append(nn.MaxPool2d(2, padding=int(g.integers(0, 2))))
+    layers += [nn.Conv2d(c1, c2, k2, padding=p2), nn.ReLU()]
+    if g.random() < 0.5:
+        layers.append(nn.AvgPool2d(2))
+    layers += [nn.Flatten(), nn.LazyLinear(7), nn.ReLU(), nn.Dropout(0.2), nn.Linear(7, 5)]
+    torch.manual_seed(seed)
+    model = nn.Sequential(*layers)
+    model(torch.zeros(1, 2, 11, 13))  # materialize LazyLinear
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("inputs", ["unit", "normalized"])
+def test_random_cnn_logits_track_the_float_model(torch, seed, inputs):
+    # At 8-bit activations and 16-bit weights the integer logits, scaled back, must follow
+    # the float logits closely: a wrong fold (BN, pooling, padding, offset) would not.
+    model = random_cnn(torch, seed)
+    g = np.random.default_rng(100 + seed)
+    x = g.random((300, 2, 11, 13))
+    if inputs == "normalized":
+        x = (x - 0.4) / 0.3
+    net = convert(model, x, act_bits=8, weight_bits=16)
+    trace = closed_form(net, net.encoder.encode(x))
+    got = trace.logits * net.layers[-1].scale
+    want = float_logits(torch, model, x)
+    spread = want.std()
+    assert np.sqrt(np.mean((got - want) ** 2)) < 0.05 * spread + 1e-9
+    small = net.encoder.encode(x[:20])
+    assert first_mismatch(net, closed_form(net, small), event_sim(net, small)) is None
+
+
+def test_normalized_input_with_padding_gets_position_dependent_bias(torch):
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(48, 4)).eval()
+    x = (np.random.default_rng(0).random((64, 1, 4, 4)) - 0.5) * 4  # negative inputs
+    net = convert(model, x, act_bits=8, weight_bits=16)
+    assert net.layers[0].bias.shape == (3, 4, 4)
+    assert net.encoder.offset[0] < 0
+    got = closed_form(net, net.encoder.encode(x)).logits * net.layers[-1].scale
+    want = float_logits(torch, model, x)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_mlp_without_offset_keeps_per_channel_bias(torch, digits_mlp):
+    model, data = digits_mlp
+    net = convert(model, data.x_train)
+    assert net.encoder.offset.tolist() == [0.0]
+    assert net.layers[0].bias.shape == (64,)
+    assert all(l.ramp.min() >= 1 for l in net.layers[:-1])
+
+
+@pytest.mark.parametrize("model, message", [
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)),
+     r"unsupported layer '1' \(Sigmoid\)"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)),
+     "batch norm must directly follow"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(1)),
+     "remove the softmax"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "without a ReLU"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "ends with a ReLU"),
+])
+def test_unsupported_structures_are_named(torch, model, message):
+    with pytest.raises(OnespikeError, match=message):
+        convert(model().eval(), np.ones((8, 4)))
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.a(x).relu()
+        return self.b(h + x)
+
+
+def test_residual_is_refused(torch):
+    with pytest.raises(OnespikeError, match="plain chain"):
+        convert(Residual().eval(), np.ones((8, 4)))
+
+
+def test_nan_weight_and_bad_calibration(torch):
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    with pytest.raises(OnespikeError, match=r"samples of shape \(5,\) do not fit the model"):
+        convert(model, np.ones((8, 5)))
+    with pytest.raises(OnespikeError, match="calibration data contains NaN"):
+        convert(model, np.full((8, 4), np.nan))
+    with pytest.raises(OnespikeError, match="act_bits must be an integer from 1 to 8"):
+        convert(model, np.ones((8, 4)), act_bits=9)
+    with pytest.raises(OnespikeError, match="weight_bits must be an integer from 2 to 16"):
+        convert(model, np.ones((8, 4)), weight_bits=1)
+    with torch.no_grad():
+        model[0].weight[1, 2] = float("nan")
+    with pytest.raises(OnespikeError, match=r"'0' \(Linear\): parameters contain NaN"):
+        convert(model, np.ones((8, 4)))
