@@ -1,0 +1,105 @@
+"""The accelerator top: encoder → dense cores → readout → argmax, joined by streams."""
+
+import numpy as np
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from onespike.errors import OnespikeError
+from onespike.hdl.argmax import Argmax
+from onespike.hdl.dense import DenseCore
+from onespike.hdl.encoder import SpikeEncoder
+from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
+from onespike.ir import Dense, Network
+
+__all__ = ["Accelerator", "layer_lanes"]
+
+
+def layer_lanes(net: Network, lanes) -> list:
+    """Lanes per layer from one ``--lanes P`` (capped at each layer's size) or a list."""
+    sizes = [layer.weight.shape[0] for layer in net.layers]
+    if isinstance(lanes, int) and not isinstance(lanes, bool):
+        if lanes < 1:
+            raise OnespikeError(f"lane count must be a positive integer, not {lanes}")
+        if lanes > max(sizes):
+            raise OnespikeError(f"lane count {lanes} is larger than the largest layer "
+                                f"({max(sizes)} neurons); use at most {max(sizes)}")
+        return [min(lanes, n) for n in sizes]
+    lanes = list(lanes)
+    if len(lanes) != len(sizes):
+        raise OnespikeError(f"{len(lanes)} lane counts for {len(sizes)} layers")
+    for i, (p, n) in enumerate(zip(lanes, sizes)):
+        if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= n:
+            raise OnespikeError(f"layer {i}: lane count must be 1..{n}, not {p!r}")
+    return lanes
+
+
+class Accelerator(wiring.Component):
+    """A TTFS accelerator for a dense :class:`~onespike.ir.Network`.
+
+    Ports (Verilog names ``<port>__<field>``; clock ``clk``, synchronous reset ``rst``):
+
+    * ``i`` (stream in): one sample's input activations, ``i__payload`` = activation
+      ``0..A0`` of input neuron 0, 1, … in order; a transfer happens in a cycle with
+      ``i__valid`` and ``i__ready`` both high.
+    * ``o`` (stream out): the class of each sample, in order (``o__payload`` = class index).
+    * ``tap_<n>`` (out, observe only): every transfer on the spike stream that feeds layer
+      ``n`` (``tap_0`` = input spikes): ``tap_<n>__valid`` high for one cycle per spike or
+      end-of-step marker, ``tap_<n>__payload`` = ``{index, step, end}`` (LSB first).
+    * ``tap_logits``: every logit the readout sends, ``{index, value, last}``.
+
+    A spike with ``step = s`` on ``tap_<n>`` fires at global time step ``t_n + s`` of the
+    golden model (``net.window_starts()[n]``).
+    """
+
+    def __init__(self, net: Network, *, lanes=1):
+        for i, layer in enumerate(net.layers):
+            if not isinstance(layer, Dense):
+                refuse(self, OnespikeError(f"layer {i} is a {layer.kind} layer; the generator "
+                                           f"builds dense networks only so far"))
+        self._net = net
+        try:
+            self._lanes = layer_lanes(net, lanes)
+        except OnespikeError as e:
+            refuse(self, e)
+        self.encoder = SpikeEncoder(neurons=int(np.prod(net.encoder.shape)),
+                                    levels=net.encoder.levels)
+        widths = net.widths()
+        self.cores = [DenseCore(layer, in_levels=net.in_levels(i), widths=widths[i],
+                                lanes=self._lanes[i])
+                      for i, layer in enumerate(net.layers)]
+        self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
+        members = {
+            "i": In(stream.Signature(activation_layout(net.encoder.levels))),
+            "o": Out(stream.Signature(class_layout(net.num_classes))),
+        }
+        streams = [self.encoder.o] + [core.o for core in self.cores[:-1]]
+        for n, s in enumerate(streams):
+            members[f"tap_{n}"] = Out(TapSignature(s.payload.shape()))
+        members["tap_logits"] = Out(TapSignature(self.cores[-1].o.payload.shape()))
+        super().__init__(members)
+
+    @property
+    def net(self):
+        return self._net
+
+    @property
+    def lanes(self):
+        return tuple(self._lanes)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.encoder = self.encoder
+        for n, core in enumerate(self.cores):
+            m.submodules[f"layer{n}"] = core
+        m.submodules.argmax = self.argmax
+        wiring.connect(m, wiring.flipped(self.i), self.encoder.i)
+        previous = self.encoder.o
+        for n, core in enumerate(self.cores):
+            TapSignature.observe(m, getattr(self, f"tap_{n}"), previous)
+            wiring.connect(m, previous, core.i)
+            previous = core.o
+        TapSignature.observe(m, self.tap_logits, previous)
+        wiring.connect(m, previous, self.argmax.i)
+        wiring.connect(m, self.argmax.o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,84 @@
+"""Amaranth simulation of the generated accelerator against the golden model, every layer."""
+
+import numpy as np
+import pytest
+
+from onespike.errors import OnespikeError
+from onespike.hdl.simulate import run
+from onespike.hdl.top import Accelerator
+from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
+
+
+def dense_net(seed, **kw):
+    rng = np.random.default_rng(seed)
+    return random_network(rng, conv=False, **kw), rng
+
+
+def lane_choices(net):
+    largest = max(layer.weight.shape[0] for layer in net.layers)
+    divisors = [p for p in range(2, largest) if largest % p == 0]
+    return sorted({1, divisors[0] if divisors else 1, largest})
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_dense_networks_spike_for_spike(seed):
+    net, rng = dense_net(seed, act_bits=int(np.random.default_rng(seed).integers(1, 4)))
+    a0 = random_inputs(rng, net, 3)
+    golden = closed_form(net, a0)
+    for lanes in lane_choices(net):
+        hw = run(Accelerator(net, lanes=lanes), a0, idle=0.3, backpressure=0.4, seed=seed,
+                 max_cycles=200_000)
+        assert first_mismatch(net, golden, hw.trace) is None, f"lanes {lanes}"
+        np.testing.assert_array_equal(hw.trace.classes, golden.classes)
+
+
+def test_eight_bit_activations():
+    net, rng = dense_net(11, act_bits=8, max_width=5, max_layers=2)
+    a0 = random_inputs(rng, net, 2)
+    hw = run(Accelerator(net, lanes=2 if net.layers[0].weight.shape[0] >= 2 else 1), a0,
+             idle=0.2, backpressure=0.2, max_cycles=500_000)
+    assert first_mismatch(net, closed_form(net, a0), hw.trace) is None
+
+
+def test_trained_digits_mlp(digits_mlp):
+    from onespike.mapper import convert
+
+    model, data = digits_mlp
+    net = convert(model, data.x_train)
+    a0 = net.encoder.encode(data.x_test[:3])
+    golden = closed_form(net, a0)
+    hw = run(Accelerator(net, lanes=16), a0, idle=0.1, backpressure=0.3)
+    assert first_mismatch(net, golden, hw.trace) is None
+    np.testing.assert_array_equal(hw.trace.classes, golden.classes)
+
+
+def test_rtl_of_another_network_is_caught():
+    net, rng = dense_net(3, act_bits=2)
+    other = random_network(np.random.default_rng(99), conv=False, act_bits=2)
+    while [l.weight.shape for l in other.layers] != [l.weight.shape for l in net.layers]:
+        other = random_network(rng, conv=False, act_bits=2)
+    a0 = random_inputs(rng, net, 3)
+    hw = run(Accelerator(other, lanes=1), a0, max_cycles=200_000)
+    mismatch = first_mismatch(net, closed_form(net, a0), hw.trace)
+    assert mismatch is not None and mismatch.expected != mismatch.actual
+
+
+def test_bad_lane_counts():
+    net, _ = dense_net(4)
+    largest = max(layer.weight.shape[0] for layer in net.layers)
+    with pytest.raises(OnespikeError, match="lane count must be a positive integer, not 0"):
+        Accelerator(net, lanes=0)
+    with pytest.raises(OnespikeError, match="larger than the largest layer"):
+        Accelerator(net, lanes=largest + 1)
+
+
+def test_dense_core_messages():
+    from onespike.hdl.dense import DenseCore
+
+    net, _ = dense_net(5)
+    layer = net.layers[-1]
+    widths = net.widths()[-1]
+    with pytest.raises(ValueError, match="Lane count must be a positive integer, not 0"):
+        DenseCore(layer, in_levels=net.in_levels(len(net.layers) - 1), widths=widths, lanes=0)
+    with pytest.raises(ValueError, match="exceeds the layer's"):
+        DenseCore(layer, in_levels=1, widths=widths, lanes=layer.weight.shape[0] + 1)
