@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ typical flow:
   onespike convert model.pt2 --calib x.npy -o net.npz
   onespike info net.npz                           layers, windows and register widths
   onespike simulate net.npz --inputs x.npy --labels y.npy
+  onespike generate net.npz --lanes 8 -o rtl/   Verilog (onespike_top) + manifest
 """
 
 
@@ -144,6 +146,24 @@ def cmd_simulate(args):
     _emit(args, result, lines)
 
 
+def cmd_generate(args):
+    from onespike.hdl.generate import generate
+    from onespike.ir import load
+
+    net = load(args.net)
+    start = time.perf_counter()
+    info = generate(net, args.output, lanes=args.lanes)
+    seconds = time.perf_counter() - start
+    files = [str(Path(args.output) / name) for name in info["verilog"]]
+    result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
+              "top": info["top"], "lanes": [l["lanes"] for l in info["layers"]],
+              "weight_memory_bits": sum(l["weight_memory"]["bits"] for l in info["layers"]),
+              "latency_steps": info["latency_steps"], "seconds": round(seconds, 3)}
+    _emit(args, result, [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
+                         f"lanes per layer {result['lanes']}, weight memory "
+                         f"{result['weight_memory_bits']} bits"])
+
+
 def cmd_demo(args):
     from onespike.demo import run_demo
 
@@ -208,6 +228,17 @@ def build_parser():
                    help="event simulation or closed form (default event)")
     p.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--predictions", type=Path, help="write the predicted classes (.npy)")
+
+    p = add("generate", cmd_generate, "generate the accelerator's Verilog and manifest",
+            "Generate the TTFS accelerator for a dense network: DIR/onespike_top.v (top module "
+            "onespike_top, ports described in the README and in DIR/manifest.json) and "
+            "DIR/manifest.json (ports, widths, memories, lanes). The same inputs give the "
+            "same bytes.")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--lanes", type=int, default=1, metavar="P",
+                   help="neurons updated per cycle in each layer (capped at the layer's size; "
+                        "default 1)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("demo", cmd_demo, "train, convert and simulate a digits MLP (built-in data)",
             "Train a small MLP on scikit-learn's 8x8 digits, convert it, and report float, "

@@ -1,0 +1,98 @@
+"""``onespike generate``: Verilog and a manifest from a network file, reproducibly."""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+
+from onespike.hdl.top import Accelerator
+from onespike.ir import Network
+
+__all__ = ["generate", "TOP_NAME"]
+
+TOP_NAME = "onespike_top"
+
+PORT_MEANING = {
+    "clk": "clock; everything is synchronous to its rising edge",
+    "rst": "synchronous reset, active high; the next sample starts clean",
+    "i": "input activations of one sample, neuron 0 first (stream)",
+    "o": "class of each sample, in input order (stream)",
+    "tap_logits": "observe-only: each logit {index, value, last} the readout sends",
+}
+
+
+def _ports(top):
+    ports = [{"name": "clk", "direction": "in", "width": 1, "meaning": PORT_MEANING["clk"]},
+             {"name": "rst", "direction": "in", "width": 1, "meaning": PORT_MEANING["rst"]}]
+    for path, member, value in top.signature.flatten(top):
+        name = "__".join(str(p) for p in path)
+        group = str(path[0])
+        meaning = PORT_MEANING.get(group) or \
+            f"observe-only: each transfer {{index, step, end}} on the spike stream into " \
+            f"layer {group.split('_')[1]}"
+        ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out",
+                      "width": Value.cast(value).shape().width, "meaning": meaning})
+    return ports
+
+
+def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
+    net = top.net
+    starts = net.window_starts()
+    layers = []
+    for n, (core, widths) in enumerate(zip(top.cores, net.widths())):
+        layer = net.layers[n]
+        layers.append({
+            "index": n, "kind": layer.kind, "readout": layer.is_readout,
+            "inputs": int(core._inputs),
+            "neurons": int(layer.weight.shape[0]), "lanes": core.lanes, "groups": core.groups,
+            "input_window": [starts[n], starts[n] + net.in_levels(n)],
+            "levels": layer.levels, "weight_bits": core.weight_bits,
+            "weight_memory": {"depth": core._inputs * core.groups,
+                              "width": core.lanes * core.weight_bits,
+                              "bits": core.weight_memory_bits},
+            "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
+            "state_register_bits": core.groups * core.lanes
+            * (widths.current_bits + widths.membrane_bits),
+        })
+    groups = [c.groups for c in top.cores]
+    return {
+        "top": TOP_NAME, "verilog": [verilog_name],
+        "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        "ports": _ports(top),
+        "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
+        "classes": net.num_classes, "latency_steps": net.latency_steps, "layers": layers,
+        "cycles": {
+            "encoder_per_sample": (top.encoder.neurons + 1) * top.encoder.levels
+            + top.encoder.neurons,
+            "layer_lower_bound": "sum over layers of groups * (input spikes + time steps)",
+            "groups": groups,
+        },
+    }
+
+
+def generate(net: Network, out_dir, *, lanes=1) -> dict:
+    """Write ``onespike_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
+
+    The same network and lanes give the same bytes. Files appear only when both are
+    complete (written to a temporary folder first).
+    """
+    top = Accelerator(net, lanes=lanes)
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    info = manifest(top, f"{TOP_NAME}.v", text)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".generate-"))
+    try:
+        (staging / f"{TOP_NAME}.v").write_text(text)
+        (staging / "manifest.json").write_text(json.dumps(info, indent=1) + "\n")
+        for name in (f"{TOP_NAME}.v", "manifest.json"):
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
