@@ -1,0 +1,70 @@
+"""Accelerator cycles (Amaranth simulator) next to the event lower bound, and generation time.
+
+Run: .venv/bin/python bench/hdl_cycles.py [--lanes P ...] [--samples N] [--mnist]
+
+Per layer the lower bound is groups · (input spikes + time steps of its input window), with
+groups = ceil(neurons / lanes): every input spike adds a row, every step sweeps V += I.
+"""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from onespike import zoo
+from onespike.hdl.generate import generate
+from onespike.hdl.simulate import run
+from onespike.hdl.top import Accelerator
+from onespike.mapper import convert
+from onespike.sim import closed_form, first_mismatch
+
+
+def lower_bound(net, trace, lanes):
+    total = 0
+    for n, layer in enumerate(net.layers):
+        groups = -(-layer.weight.shape[0] // lanes[n])
+        spikes = (trace.activations[n].reshape(len(trace.logits), -1) > 0).sum(axis=1)
+        total += groups * (spikes + net.in_levels(n))
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--mnist", action="store_true", help="also time generation of the "
+                        "MNIST 784-128-10 MLP")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"command: python {' '.join(sys.argv)}")
+    data = zoo.digits()
+    model = zoo.train(zoo.mlp([64, 64, 10]), data)
+    net = convert(model, data.x_train)
+    a0 = net.encoder.encode(data.x_test[: args.samples])
+    golden = closed_form(net, a0)
+    print(f"digits 64-64-10 MLP, act_bits 4, {len(a0)} back-to-back test images")
+    print(f"{'lanes':>5} {'first sample':>13} {'steady/sample':>14} {'lower bound':>12} "
+          f"{'mismatches':>10}")
+    for lanes in args.lanes:
+        top = Accelerator(net, lanes=lanes)
+        hw = run(top, a0)
+        bound = lower_bound(net, golden, top.lanes)
+        done = np.array(hw.sample_done)
+        steady = np.diff(done).mean() if len(done) > 1 else float("nan")
+        bad = 0 if first_mismatch(net, golden, hw.trace) is None else 1
+        print(f"{lanes:>5} {done[0]:>13} {steady:>14.0f} {bound.mean():>12.0f} {bad:>10}")
+    if args.mnist:
+        mnist = zoo.idx_dataset("mnist")
+        big = zoo.train(zoo.mlp([784, 128, 10]), mnist, epochs=1, batch=128, lr=1e-3)
+        mnet = convert(big, mnist.x_train[:5000])
+        for lanes in (1, 16):
+            start = time.perf_counter()
+            generate(mnet, f"build/bench/mnist_p{lanes}", lanes=lanes)
+            print(f"MNIST 784-128-10 generate --lanes {lanes}: "
+                  f"{time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
