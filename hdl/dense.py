@@ -152,7 +152,7 @@ class DenseCore(wiring.Component):
             if readout:
                 self._readout_states(m, membrane)
             else:
-                self._firing_states(m, membrane, group, bias)
+                self._firing_states(m, membrane, group)
             with m.State("RELOAD"):
                 m.d.comb += reloading.eq(1)
                 m.next = "INTEGRATE"
@@ -174,7 +174,7 @@ class DenseCore(wiring.Component):
                     m.d.sync += index.eq(0)
                     m.next = "RELOAD"
 
-    def _firing_states(self, m, membrane, group, bias):
+    def _firing_states(self, m, membrane, group):
         layer, lanes, groups = self._layer, self._lanes, self.groups
         padded = groups * lanes
         mem = signed(self._widths.membrane_bits)

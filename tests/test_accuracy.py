@@ -1,6 +1,5 @@
 """At act_bits 4 / weight_bits 8 the spiking network stays within 0.5 points of float."""
 
-import numpy as np
 import pytest
 
 from onespike import zoo

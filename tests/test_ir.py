@@ -1,7 +1,6 @@
 """IR: validation, read-only arrays, and the .npz file format."""
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
