@@ -68,6 +68,11 @@ class DenseCore(wiring.Component):
         })
 
     @property
+    def inputs(self):
+        """Incoming neurons (rows of the weight memory, one per input spike index)."""
+        return self._inputs
+
+    @property
     def lanes(self):
         return self._lanes
 

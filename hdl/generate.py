@@ -49,11 +49,11 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
         layer = net.layers[n]
         layers.append({
             "index": n, "kind": layer.kind, "readout": layer.is_readout,
-            "inputs": int(core._inputs),
+            "inputs": core.inputs,
             "neurons": int(layer.weight.shape[0]), "lanes": core.lanes, "groups": core.groups,
             "input_window": [starts[n], starts[n] + net.in_levels(n)],
             "levels": layer.levels, "weight_bits": core.weight_bits,
-            "weight_memory": {"depth": core._inputs * core.groups,
+            "weight_memory": {"depth": core.inputs * core.groups,
                               "width": core.lanes * core.weight_bits,
                               "bits": core.weight_memory_bits},
             "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
