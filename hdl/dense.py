@@ -1,7 +1,7 @@
 """Dense layer core: the B1 neuron dynamics for ``N`` neurons on ``P`` lanes."""
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,20 +28,52 @@ def unpooled_weights(layer: Dense) -> np.ndarray:
     return rows.reshape(c * h * w, -1)
 
 
+def _flag(m, flags, bank, value):
+    """Set ``flags[bank]`` (a 2-bit signal, ``bank`` a 1-bit signal) to ``value``."""
+    with m.If(bank):
+        m.d.sync += flags[1].eq(value)
+    with m.Else():
+        m.d.sync += flags[0].eq(value)
+
+
+class _Side:
+    """What one phase does to a membrane bank: the word on the read port belongs to group
+    ``group`` (a register); ``addr`` is the group it reads next (data in the next cycle);
+    ``write``/``en`` write group ``group``."""
+
+    def __init__(self, name, word, groups):
+        self.group = Signal(range(groups), name=f"{name}_group")
+        self.addr = Signal(range(groups), name=f"{name}_addr")
+        self.data = Signal(word, name=f"{name}_v")
+        self.write = Signal(word, name=f"{name}_v_next")
+        self.en = Signal(name=f"{name}_v_en")
+        self.last = self.group == groups - 1
+
+
 class DenseCore(wiring.Component):
     """One fully connected layer of the TTFS network.
 
-    Phase 1 (integration): each input spike on ``i`` reads its weight row (``P`` lanes per
-    cycle, ``ceil(N/P)`` cycles) and adds it into the currents ``I``; each end-of-step marker
-    adds ``I`` into the membranes ``V`` (``ceil(N/P)`` cycles). After ``in_levels`` markers:
+    State lives in memories of ``groups = ceil(N/P)`` words of ``P`` lanes (synthesis puts
+    small ones in registers, large ones in block RAM): the weights (one row of ``groups``
+    words per input neuron), the currents ``I``, and two banks of membranes ``V``.
 
-    * hidden layer — phase 2 (firing): for ``k = 0..A-1`` every group of ``P`` neurons adds
-      ``R`` to ``V`` (``k > 0``) and compares with ``A·R``; crossings are sent on ``o`` one per
-      cycle (``step = k``), then the step's end marker.
-    * readout — the ``N`` membranes are sent on ``o`` as logits, ``last`` on the final one.
+    Phase 1 (integration, into the free bank): each input spike on ``i`` adds its weight
+    row into ``I``, each end-of-step marker adds ``I`` into ``V``, one word per cycle and
+    back to back (``groups`` cycles per transfer). After ``in_levels`` markers the bank goes
+    to phase 2, ``I`` is zero again, and the next sample integrates into the other bank.
 
-    Then ``V`` reloads the biases and the next sample is accepted. Backpressure on ``o``
-    stalls the sweep; nothing is dropped.
+    Phase 2, concurrently, on the full bank:
+
+    * hidden layer (firing): in step ``k = 0..A-1`` each word adds ``R`` to ``V``
+      (``k > 0``) and compares with ``A·R``; a neuron fires in the step where it first
+      reaches the threshold (it was below in step ``k - 1``). Crossings are sent on ``o``
+      one per cycle (``step = k``), then the step's end marker. The last step writes the
+      biases back, which frees the bank.
+    * readout: the ``N`` membranes are sent on ``o`` as logits (``last`` on the final one)
+      and replaced by the biases.
+
+    Backpressure on ``o`` stalls phase 2 only. After a reset the core rewrites all state
+    (``groups + 1`` cycles) before ``i`` is ready.
     """
 
     def __init__(self, layer: Dense, *, in_levels: int, widths: LayerWidths, lanes: int):
@@ -88,154 +120,234 @@ class DenseCore(wiring.Component):
     def weight_memory_bits(self):
         return self._inputs * self.groups * self.lanes * self.weight_bits
 
+    @property
+    def state_memory_bits(self):
+        """Bits of the currents plus both membrane banks."""
+        return self.groups * self.lanes * (self._widths.current_bits
+                                           + 2 * self._widths.membrane_bits)
+
+    def _words(self, values):
+        padded = np.zeros(self.groups * self.lanes, dtype=np.int64)
+        padded[:len(values)] = values
+        return padded.reshape(self.groups, self.lanes).tolist()
+
     def elaborate(self, platform):
         m = Module()
         layer, lanes, groups = self._layer, self._lanes, self.groups
-        padded = groups * lanes
-        readout = layer.is_readout
+        membrane = signed(self._widths.membrane_bits)
+        mem_word = data.ArrayLayout(membrane, lanes)
 
-        rows = np.zeros((self._inputs, padded), dtype=np.int64)
+        rows = np.zeros((self._inputs, groups * lanes), dtype=np.int64)
         rows[:, :self._outputs] = self._weights
-        word = data.ArrayLayout(signed(self.weight_bits), lanes)
         m.submodules.weights = weights = memory.Memory(
-            shape=word, depth=self._inputs * groups,
-            init=[list(map(int, r)) for r in rows.reshape(-1, lanes)])
-        read = weights.read_port()
+            shape=data.ArrayLayout(signed(self.weight_bits), lanes),
+            depth=self._inputs * groups, init=rows.reshape(-1, lanes).tolist())
+        weight = weights.read_port()
 
-        cur, mem = signed(self._widths.current_bits), signed(self._widths.membrane_bits)
-        bias = np.zeros(padded, dtype=np.int64)
-        bias[:self._outputs] = layer.bias
-        current = [Signal(cur, name=f"i{n}") for n in range(padded)]
-        membrane = [Signal(mem, name=f"v{n}", init=int(bias[n])) for n in range(padded)]
+        m.submodules.current = currents = memory.Memory(
+            shape=data.ArrayLayout(signed(self._widths.current_bits), lanes), depth=groups,
+            init=[])
+        current_write = currents.write_port()
+        current = currents.read_port(transparent_for=[current_write])
 
-        def lane_select(signals, group, lane):
-            return Array(signals[g * lanes + lane] for g in range(groups))[group]
+        ramp = np.zeros(self._outputs, dtype=np.int64) if layer.is_readout else layer.ramp
+        neuron = data.StructLayout({"bias": membrane, "ramp": membrane, "threshold": membrane,
+                                    "alive": 1})
+        m.submodules.constants = constants = memory.Memory(
+            shape=data.ArrayLayout(neuron, lanes), depth=groups,
+            init=[[{"bias": b, "ramp": r, "threshold": layer.levels * r, "alive": a}
+                   for b, r, a in zip(*word)]
+                  for word in zip(self._words(layer.bias), self._words(ramp),
+                                  self._words(np.ones(self._outputs, dtype=np.int64)))])
 
-        def lane_write(domain, targets, group, lane, value):
-            with m.Switch(group):
-                for g in range(groups):
-                    with m.Case(g):
-                        domain += targets[g * lanes + lane].eq(value)
+        full = Signal(2)                     # bank belongs to phase 2
+        bank = {"integrate": Signal(), "fire": Signal()}
+        side = {name: _Side(name, mem_word, groups) for name in bank}
+        clearing = Signal()                  # phase 1 writes both banks
+        for b in range(2):
+            m.submodules[f"membrane{b}"] = memory_ = memory.Memory(
+                shape=mem_word, depth=groups, init=self._words(layer.bias))
+            write = memory_.write_port()
+            read = memory_.read_port(transparent_for=[write])
+            with m.If(full[b]):
+                self._connect(m, read, write, side["fire"], bank["fire"] == b)
+            with m.Else():
+                self._connect(m, read, write, side["integrate"],
+                              (bank["integrate"] == b) | clearing)
+            for name in bank:
+                with m.If(bank[name] == b):
+                    m.d.comb += side[name].data.eq(read.data)
 
-        group = Signal(range(groups + 1))
-        row = Signal(index_shape(self._inputs))
-        ticks = Signal(range(self._in_levels + 1))
-        reloading = Signal()
-
-        with m.FSM():
-            with m.State("INTEGRATE"):
-                m.d.comb += self.i.ready.eq(1)
-                m.d.comb += read.addr.eq(self.i.payload.index * groups)
-                with m.If(self.i.valid):
-                    m.d.sync += group.eq(0)
-                    with m.If(self.i.payload.end):
-                        m.next = "STEP"
-                    with m.Else():
-                        m.d.sync += row.eq(self.i.payload.index)
-                        m.next = "ADD"
-            with m.State("ADD"):  # read.data holds the weights of (row, group)
-                m.d.comb += read.addr.eq(row * groups + group + 1)
-                for lane in range(lanes):
-                    total = lane_select(current, group, lane) + read.data[lane]
-                    lane_write(m.d.sync, current, group, lane, total)
-                m.d.sync += group.eq(group + 1)
-                with m.If(group == groups - 1):
-                    m.next = "INTEGRATE"
-            with m.State("STEP"):  # V += I, one group per cycle
-                for lane in range(lanes):
-                    total = lane_select(membrane, group, lane) + \
-                        lane_select(current, group, lane)
-                    lane_write(m.d.sync, membrane, group, lane, total)
-                m.d.sync += group.eq(group + 1)
-                with m.If(group == groups - 1):
-                    m.d.sync += [group.eq(0), ticks.eq(ticks + 1)]
-                    with m.If(ticks == self._in_levels - 1):
-                        m.d.sync += ticks.eq(0)
-                        m.next = "OUTPUT" if readout else "FIRE"
-                    with m.Else():
-                        m.next = "INTEGRATE"
-            if readout:
-                self._readout_states(m, membrane)
-            else:
-                self._firing_states(m, membrane, group)
-            with m.State("RELOAD"):
-                m.d.comb += reloading.eq(1)
-                m.next = "INTEGRATE"
-        with m.If(reloading):
-            m.d.sync += [v.eq(int(b)) for v, b in zip(membrane, bias)]
-            m.d.sync += [c.eq(0) for c in current]
+        ints = side["integrate"]
+        ints_constants = constants.read_port()
+        m.d.comb += [ints_constants.addr.eq(ints.addr), current.addr.eq(ints.addr),
+                     current_write.addr.eq(ints.group)]
+        self._integration(m, weight, current, current_write, ints, ints_constants, full,
+                          bank["integrate"], clearing)
+        fires_constants = constants.read_port()
+        m.d.comb += fires_constants.addr.eq(side["fire"].addr)
+        phase2 = self._readout if layer.is_readout else self._firing
+        phase2(m, side["fire"], fires_constants, full, bank["fire"])
         return m
 
-    def _readout_states(self, m, membrane):
-        index = Signal(index_shape(self._outputs))
-        with m.State("OUTPUT"):
-            m.d.comb += [self.o.valid.eq(1),
-                         self.o.payload.index.eq(index),
-                         self.o.payload.value.eq(Array(membrane[:self._outputs])[index]),
-                         self.o.payload.last.eq(index == self._outputs - 1)]
-            with m.If(self.o.ready):
-                m.d.sync += index.eq(index + 1)
-                with m.If(index == self._outputs - 1):
-                    m.d.sync += index.eq(0)
-                    m.next = "RELOAD"
+    @staticmethod
+    def _connect(m, read, write, side, write_enable):
+        m.d.comb += [read.addr.eq(side.addr), write.addr.eq(side.group),
+                     write.data.eq(side.write), write.en.eq(side.en & write_enable)]
 
-    def _firing_states(self, m, membrane, group):
-        layer, lanes, groups = self._layer, self._lanes, self.groups
-        padded = groups * lanes
-        mem = signed(self._widths.membrane_bits)
-        ramp = np.zeros(padded, dtype=np.int64)
-        ramp[:self._outputs] = layer.ramp
-        threshold = layer.levels * ramp
-        fired = Signal(padded)
-        pending = Signal(lanes)
+    def _integration(self, m, weight, current, current_write, ints, constants, full, bank,
+                     clearing):
+        lanes, groups = self._lanes, self.groups
+        row = Signal(index_shape(self._inputs))
+        ticks = Signal(range(self._in_levels))
+        m.d.comb += weight.addr.eq(row * groups + ints.addr)
+
+        def advance():
+            """Present the sweep's next word on the read ports."""
+            with m.If(~ints.last):
+                m.d.comb += ints.addr.eq(ints.group + 1)
+                m.d.sync += ints.group.eq(ints.group + 1)
+
+        def accept():
+            m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1))
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += ints.group.eq(0)
+                m.d.comb += [ints.addr.eq(0), weight.addr.eq(self.i.payload.index * groups)]
+                with m.If(self.i.payload.end):
+                    m.next = "STEP"
+                with m.Else():
+                    m.d.sync += row.eq(self.i.payload.index)
+                    m.next = "ADD"
+
+        with m.FSM(name="integration"):
+            with m.State("RESET"):
+                m.d.sync += ints.group.eq(0)
+                m.next = "CLEAR"
+            with m.State("CLEAR"):   # V = bias in both banks, I = 0
+                m.d.comb += [clearing.eq(1), ints.en.eq(1), current_write.en.eq(1)]
+                m.d.comb += [ints.write[l].eq(constants.data[l].bias) for l in range(lanes)]
+                advance()
+                with m.If(ints.last):
+                    m.next = "INTEGRATE"
+            with m.State("INTEGRATE"):
+                accept()
+            with m.State("ADD"):     # I += w for the word on the read ports
+                m.d.comb += current_write.en.eq(1)
+                m.d.comb += [current_write.data[l].eq(current.data[l] + weight.data[l])
+                             for l in range(lanes)]
+                advance()
+                with m.If(ints.last):
+                    m.next = "INTEGRATE"
+                    accept()
+            with m.State("STEP"):    # V += I; the window's last step also clears I
+                m.d.comb += ints.en.eq(1)
+                m.d.comb += [ints.write[l].eq(ints.data[l] + current.data[l])
+                             for l in range(lanes)]
+                window_done = ticks == self._in_levels - 1
+                m.d.comb += current_write.en.eq(window_done)
+                advance()
+                with m.If(ints.last):
+                    m.next = "INTEGRATE"
+                    with m.If(window_done):
+                        m.d.sync += [ticks.eq(0), bank.eq(~bank)]
+                        _flag(m, full, bank, 1)
+                    with m.Else():
+                        m.d.sync += ticks.eq(ticks + 1)
+                        accept()
+
+    def _next_group(self, m, fire):
+        """Present the word after ``fire.group`` (wrapping to 0) on the read ports."""
+        m.d.comb += fire.addr.eq(Mux(fire.last, 0, fire.group + 1))
+
+    def _release(self, m, full, bank):
+        _flag(m, full, bank, 0)
+        m.d.sync += bank.eq(~bank)
+
+    def _firing(self, m, fire, constants, full, bank):
+        layer, lanes = self._layer, self._lanes
         step = Signal(index_shape(layer.levels))
-
-        def select(values, lane, shape=mem):  # per-neuron constants of the current group
-            return Array(Const(int(values[g * lanes + lane]), shape)
-                         for g in range(groups))[group]
-
-        with m.State("FIRE"):  # ramp and compare one group, collect its crossings
-            crossings = []
-            for lane in range(lanes):
-                v = Array(membrane[g * lanes + lane] for g in range(groups))[group]
-                raised = Signal(mem, name=f"raised{lane}")
-                m.d.comb += raised.eq(v + Mux(step != 0, select(ramp, lane), 0))
-                was = Array(fired[g * lanes + lane] for g in range(groups))[group]
-                alive = select(np.arange(padded) < self._outputs, lane, 1)
-                cross = (raised >= select(threshold, lane)) & ~was & alive
-                crossings.append(cross)
-                with m.Switch(group):
-                    for g in range(groups):
-                        with m.Case(g):
-                            m.d.sync += [membrane[g * lanes + lane].eq(raised),
-                                         fired[g * lanes + lane].eq(was | cross)]
-            m.d.sync += pending.eq(Cat(*crossings))
-            m.next = "EMIT"
-        with m.State("EMIT"):  # one spike per cycle, lowest lane first
-            lane = Signal(range(lanes))
-            for l in reversed(range(lanes)):
-                with m.If(pending[l]):
-                    m.d.comb += lane.eq(l)
-            m.d.comb += [self.o.payload.index.eq(group * lanes + lane),
-                         self.o.payload.step.eq(step)]
-            with m.If(pending == 0):
-                m.d.sync += group.eq(group + 1)
-                with m.If(group == groups - 1):
-                    m.d.sync += group.eq(0)
+        pending = Signal(lanes)
+        last_step = step == layer.levels - 1
+        with m.FSM(name="firing"):
+            with m.State("WAIT"):
+                m.d.sync += fire.group.eq(0)
+                with m.If(full.bit_select(bank, 1)):
+                    m.next = "FIRE"
+            with m.State("FIRE"):   # ramp and compare one word, write it back
+                crossings = []
+                for l in range(lanes):
+                    v, c = fire.data[l], constants.data[l]
+                    raised = Signal(fire.data[l].shape(), name=f"raised{l}")
+                    m.d.comb += raised.eq(v + Mux(step == 0, 0, c.ramp))
+                    crossings.append((raised >= c.threshold) & c.alive
+                                     & ((step == 0) | (v < c.threshold)))
+                    m.d.comb += fire.write[l].eq(Mux(last_step, c.bias, raised))
+                m.d.comb += fire.en.eq(1)
+                m.d.sync += pending.eq(Cat(*crossings))
+                self._next_group(m, fire)
+                with m.If(Cat(*crossings).any()):
+                    m.next = "EMIT"
+                with m.Elif(fire.last):
                     m.next = "STEP_END"
                 with m.Else():
-                    m.next = "FIRE"
-            with m.Else():
-                m.d.comb += self.o.valid.eq(1)
+                    m.d.sync += fire.group.eq(fire.group + 1)
+            with m.State("EMIT"):   # one spike per cycle, lowest lane first
+                lane = Signal(range(lanes))
+                for l in reversed(range(lanes)):
+                    with m.If(pending[l]):
+                        m.d.comb += lane.eq(l)
+                m.d.comb += [self.o.valid.eq(1),
+                             self.o.payload.index.eq(fire.group * lanes + lane),
+                             self.o.payload.step.eq(step)]
+                self._next_group(m, fire)
+                rest = pending & (pending - 1)
                 with m.If(self.o.ready):
-                    m.d.sync += pending.eq(pending & (pending - 1))
-        with m.State("STEP_END"):
-            m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
-                         self.o.payload.step.eq(step)]
-            with m.If(self.o.ready):
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == layer.levels - 1):
-                    m.d.sync += [step.eq(0), fired.eq(0)]
-                    m.next = "RELOAD"
-                with m.Else():
+                    m.d.sync += pending.eq(rest)
+                    with m.If(rest == 0):
+                        with m.If(fire.last):
+                            m.next = "STEP_END"
+                        with m.Else():
+                            m.d.sync += fire.group.eq(fire.group + 1)
+                            m.next = "FIRE"
+            with m.State("STEP_END"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
+                             self.o.payload.step.eq(step), fire.addr.eq(0)]
+                m.d.sync += fire.group.eq(0)
+                with m.If(self.o.ready):
+                    m.d.sync += step.eq(step + 1)
                     m.next = "FIRE"
+                    with m.If(last_step):
+                        m.d.sync += step.eq(0)
+                        self._release(m, full, bank)
+                        m.next = "WAIT"
+
+    def _readout(self, m, fire, constants, full, bank):
+        lanes = self._lanes
+        logits = Array(Signal(fire.data[l].shape(), name=f"logit{l}") for l in range(lanes))
+        lane = Signal(range(lanes))
+        index = fire.group * lanes + lane
+        with m.FSM(name="readout"):
+            with m.State("WAIT"):
+                m.d.sync += fire.group.eq(0)
+                with m.If(full.bit_select(bank, 1)):
+                    m.next = "LOAD"
+            with m.State("LOAD"):   # take one word of logits, write the biases back
+                m.d.sync += [logits[l].eq(fire.data[l]) for l in range(lanes)]
+                m.d.sync += lane.eq(0)
+                m.d.comb += [fire.write[l].eq(constants.data[l].bias) for l in range(lanes)]
+                m.d.comb += fire.en.eq(1)
+                m.next = "SEND"
+            with m.State("SEND"):
+                last = index == self._outputs - 1
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.index.eq(index),
+                             self.o.payload.value.eq(logits[lane]),
+                             self.o.payload.last.eq(last)]
+                self._next_group(m, fire)
+                with m.If(self.o.ready):
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(last):
+                        self._release(m, full, bank)
+                        m.next = "WAIT"
+                    with m.Elif(lane == lanes - 1):
+                        m.d.sync += fire.group.eq(fire.group + 1)
+                        m.next = "LOAD"

@@ -57,8 +57,7 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
                               "width": core.lanes * core.weight_bits,
                               "bits": core.weight_memory_bits},
             "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
-            "state_register_bits": core.groups * core.lanes
-            * (widths.current_bits + widths.membrane_bits),
+            "state_memory_bits": core.state_memory_bits,
         })
     groups = [c.groups for c in top.cores]
     return {
