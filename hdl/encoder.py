@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.streams import activation_layout, index_shape, spike_layout
 
-__all__ = ["SpikeEncoder"]
+__all__ = ["SpikeEncoder", "positive"]
 
 
 def positive(value, what):
@@ -16,13 +16,15 @@ def positive(value, what):
 
 
 class SpikeEncoder(wiring.Component):
-    """Buffers one sample's activations, then emits its spike window.
+    """Sorts one sample's activations into per-level lists, then emits its spike window.
 
-    ``i`` takes ``neurons`` activations (``value`` in ``0..levels``) in neuron order; after the
-    last one the encoder sweeps the buffer once per time step ``k`` and sends neuron ``j`` on
-    ``o`` when its activation is ``levels - k``, then the step's end marker. It accepts the
-    next sample once the window is out. Cost: ``neurons + 1`` cycles per step, plus output
-    stalls.
+    ``i`` takes ``neurons`` activations (``value`` in ``0..levels``) in neuron order, one
+    per cycle; neuron ``j`` with activation ``a > 0`` is pushed onto the list of level ``a``
+    (a head per level, a link per neuron, both in memories). Then for each step
+    ``k = 0..A-1`` the list of level ``A - k`` is sent on ``o``, one spike per cycle, and
+    the step's end marker. Two banks: the next sample loads while the current one is sent.
+    Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spikes`` cycles to send. After
+    a reset the lists are emptied (``A + 1`` cycles) before ``i`` is ready.
     """
 
     def __init__(self, *, neurons: int, levels: int):
@@ -41,39 +43,126 @@ class SpikeEncoder(wiring.Component):
     def levels(self):
         return self._levels
 
+    @property
+    def memory_bits(self):
+        """Bits of both banks' heads and links."""
+        return 2 * (self.levels + 1 + self.neurons) * (self.neurons + 1).bit_length()
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = memory.Memory(
-            shape=range(self.levels + 1), depth=self.neurons, init=[])
-        write = buffer.write_port()
-        read = buffer.read_port(domain="comb")
-        j = Signal(index_shape(self.neurons))
-        k = Signal(index_shape(self.levels))
-        m.d.comb += [write.addr.eq(j), write.data.eq(self.i.payload.value), read.addr.eq(j),
-                     self.o.payload.index.eq(j), self.o.payload.step.eq(k)]
-        last_neuron = j == self.neurons - 1
-        with m.FSM():
+        entry = range(self.neurons + 1)              # neuron + 1; 0 ends a list
+        level = range(self.levels + 1)
+        full = Signal(2)                             # bank holds a sample to send
+        load_bank, send_bank = Signal(), Signal()
+
+        # what each side drives on a bank's head memory
+        load_head = {"addr": Signal(level), "waddr": Signal(level), "wdata": Signal(entry),
+                     "en": Signal(), "data": Signal(entry)}
+        send_head = {"addr": Signal(level), "en": Signal(), "data": Signal(entry)}
+        link_write = {"addr": Signal(range(self.neurons)), "data": Signal(entry),
+                      "en": Signal()}
+        link_read = {"addr": Signal(range(self.neurons)), "data": Signal(entry)}
+        clearing = Signal()
+        for b in range(2):
+            m.submodules[f"heads{b}"] = heads = memory.Memory(shape=entry,
+                                                              depth=self.levels + 1, init=[])
+            m.submodules[f"links{b}"] = links = memory.Memory(shape=entry,
+                                                              depth=self.neurons, init=[])
+            head_write = heads.write_port()
+            head_read = heads.read_port(transparent_for=[head_write])
+            link_w, link_r = links.write_port(), links.read_port()
+            with m.If(full[b]):   # sending: read a head, then empty it
+                m.d.comb += [head_read.addr.eq(send_head["addr"]),
+                             head_write.addr.eq(send_head["addr"]),
+                             head_write.en.eq(send_head["en"] & (send_bank == b))]
+            with m.Else():        # loading (or clearing after reset)
+                m.d.comb += [head_read.addr.eq(load_head["addr"]),
+                             head_write.addr.eq(load_head["waddr"]),
+                             head_write.data.eq(load_head["wdata"]),
+                             head_write.en.eq(load_head["en"]
+                                              & ((load_bank == b) | clearing))]
+            m.d.comb += [link_w.addr.eq(link_write["addr"]), link_w.data.eq(link_write["data"]),
+                         link_w.en.eq(link_write["en"] & (load_bank == b)),
+                         link_r.addr.eq(link_read["addr"])]
+            with m.If(load_bank == b):
+                m.d.comb += load_head["data"].eq(head_read.data)
+            with m.If(send_bank == b):
+                m.d.comb += [send_head["data"].eq(head_read.data),
+                             link_read["data"].eq(link_r.data)]
+
+        self._load(m, load_head, link_write, full, load_bank, clearing)
+        self._send(m, send_head, link_read, full, send_bank)
+        return m
+
+    def _load(self, m, head, link, full, bank, clearing):
+        j = Signal(range(max(self.neurons, self.levels + 1)))   # neuron, or level to clear
+        pushing = Signal()                           # stage 2 holds neuron ``pushed``
+        pushed = Signal(index_shape(self.neurons))
+        pushed_level = Signal(range(self.levels + 1))
+        m.d.comb += [head["addr"].eq(self.i.payload.value), head["waddr"].eq(pushed_level),
+                     head["wdata"].eq(pushed + 1), link["addr"].eq(pushed),
+                     link["data"].eq(head["data"])]
+        with m.If(pushing & (pushed_level != 0)):    # link ← old head, head ← neuron
+            m.d.comb += [head["en"].eq(1), link["en"].eq(1)]
+        m.d.sync += pushing.eq(0)
+        with m.FSM(name="load"):
+            with m.State("CLEAR"):                   # empty every list of both banks
+                m.d.comb += [clearing.eq(1), head["en"].eq(1), head["waddr"].eq(j),
+                             head["wdata"].eq(0)]
+                m.d.sync += j.eq(j + 1)
+                with m.If(j == self.levels):
+                    m.d.sync += j.eq(0)
+                    m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(1), write.en.eq(self.i.valid)]
-                with m.If(self.i.valid):
-                    m.d.sync += j.eq(j + 1)
-                    with m.If(last_neuron):
-                        m.d.sync += [j.eq(0), k.eq(0)]
-                        m.next = "SCAN"
-            with m.State("SCAN"):
-                fires = read.data == self.levels - k
-                m.d.comb += self.o.valid.eq(fires)
-                with m.If(~fires | self.o.ready):
-                    m.d.sync += j.eq(j + 1)
-                    with m.If(last_neuron):
+                m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1))
+                with m.If(self.i.valid & self.i.ready):
+                    m.d.sync += [pushing.eq(1), pushed.eq(j),
+                                 pushed_level.eq(self.i.payload.value), j.eq(j + 1)]
+                    with m.If(j == self.neurons - 1):
                         m.d.sync += j.eq(0)
-                        m.next = "STEP_END"
-            with m.State("STEP_END"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1)]
+                        m.next = "HANDOVER"
+            with m.State("HANDOVER"):                # the last push completes
+                with m.If(bank):
+                    m.d.sync += full[1].eq(1)
+                with m.Else():
+                    m.d.sync += full[0].eq(1)
+                m.d.sync += bank.eq(~bank)
+                m.next = "LOAD"
+
+    def _send(self, m, head, link, full, bank):
+        step = Signal(index_shape(self.levels))
+        neuron = Signal(range(self.neurons + 1))     # list entry being sent (neuron + 1)
+        m.d.comb += [self.o.payload.index.eq(neuron - 1), self.o.payload.step.eq(step),
+                     head["addr"].eq(self.levels - step), link["addr"].eq(neuron - 1)]
+        with m.FSM(name="send"):
+            with m.State("WAIT"):
+                with m.If(full.bit_select(bank, 1)):
+                    m.next = "HEAD"
+            with m.State("HEAD"):                    # the list of level A - step
+                m.d.comb += [head["en"].eq(1), link["addr"].eq(head["data"] - 1)]
+                m.d.sync += neuron.eq(head["data"])
+                m.next = "END"
+                with m.If(head["data"] != 0):
+                    m.next = "SPIKE"
+            with m.State("SPIKE"):
+                m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == self.levels - 1):
-                        m.next = "LOAD"
-                    with m.Else():
-                        m.next = "SCAN"
+                    m.d.comb += link["addr"].eq(link["data"] - 1)
+                    m.d.sync += neuron.eq(link["data"])
+                    with m.If(link["data"] == 0):
+                        m.next = "END"
+            with m.State("END"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
+                             head["addr"].eq(self.levels - step - 1)]
+                with m.If(self.o.ready):
+                    m.d.sync += step.eq(step + 1)
+                    m.next = "HEAD"
+                    with m.If(step == self.levels - 1):
+                        m.d.sync += step.eq(0)
+                        with m.If(bank):
+                            m.d.sync += full[1].eq(0)
+                        with m.Else():
+                            m.d.sync += full[0].eq(0)
+                        m.d.sync += bank.eq(~bank)
+                        m.next = "WAIT"
         return m

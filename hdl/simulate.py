@@ -9,6 +9,7 @@ golden model, plus the cycle counts.
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from onespike.ir import NO_SPIKE
@@ -24,8 +25,13 @@ class HardwareRun:
     sample_done: tuple          # cycle at which each sample's class transferred
 
 
-def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=None):
-    """Simulate ``top`` (:class:`~onespike.hdl.top.Accelerator`) on integer inputs ``a0``."""
+def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=None,
+        interrupt=None):
+    """Simulate ``top`` (:class:`~onespike.hdl.top.Accelerator`) on integer inputs ``a0``.
+
+    ``interrupt=(junk, cycles)`` first streams the samples ``junk`` for ``cycles`` cycles,
+    then pulses ``rst`` for one cycle: what follows must be as if nothing came before.
+    """
     net = top.net
     a0 = np.asarray(a0, dtype=np.int64)
     samples = len(a0)
@@ -37,10 +43,38 @@ def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=Non
     times = [np.full((samples, int(np.prod(s))), NO_SPIKE, dtype=np.int64) for s in shapes]
     logits = np.zeros((samples, net.num_classes), dtype=np.int64)
     classes, done = [], []
-    state = {"cycle": 0, "first": None, "tap_sample": [0] * len(taps), "logit_sample": 0}
+    state = {"cycle": 0, "first": None, "tap_sample": [0] * len(taps), "logit_sample": 0,
+             "recording": interrupt is None}
     limit = max_cycles or 10_000_000
 
+    harness = Module()
+    harness.domains.sync = sync = ClockDomain("sync")
+    harness.submodules.top = top
+
+    def forget():
+        classes.clear(), done.clear()
+        state.update(first=None, tap_sample=[0] * len(taps), logit_sample=0)
+        logits[:] = 0
+        for t in times:
+            t[:] = NO_SPIKE
+
+    async def interrupted(ctx):
+        junk, cycles = interrupt
+        values = iter(np.asarray(junk, dtype=np.int64).reshape(-1))
+        ctx.set(top.i.valid, 1)
+        ctx.set(top.i.payload.value, int(next(values, 0)))
+        for _ in range(cycles):
+            _, _, ready = await ctx.tick().sample(top.i.ready)
+            if ready:
+                ctx.set(top.i.payload.value, int(next(values, 0)))
+        ctx.set(top.i.valid, 0)
+        ctx.set(sync.rst, 1)
+        await ctx.tick()
+        ctx.set(sync.rst, 0)
+
     async def driver(ctx):
+        if interrupt is not None:
+            await interrupted(ctx)
         for sample in a0:
             for value in sample.reshape(-1):
                 while idle and rng.random() < idle:
@@ -64,14 +98,20 @@ def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=Non
             await ctx.tick()
 
     async def monitor(ctx):
-        signals = [top.o.valid, top.o.ready, top.o.payload.index, top.tap_logits.valid,
+        signals = [sync.rst, top.o.valid, top.o.ready, top.o.payload.index, top.tap_logits.valid,
                    top.tap_logits.payload]
         for tap in taps:
             signals += [tap.valid, tap.payload]
         ctx.set(top.o.ready, 1)
-        async for _, _, o_valid, o_ready, o_index, l_valid, l_payload, *tap_values \
+        async for _, _, reset, o_valid, o_ready, o_index, l_valid, l_payload, *tap_values \
                 in ctx.tick().sample(*signals):
             state["cycle"] += 1
+            if reset:           # transfers in a reset cycle never happened
+                forget()
+                state["recording"] = True
+                continue
+            if not state["recording"]:
+                continue
             if o_valid and o_ready:
                 classes.append(int(o_index))
                 done.append(state["cycle"])
@@ -91,7 +131,7 @@ def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=Non
                     times[n][s, int(payload.index)] = starts[n] + int(payload.step)
             ctx.set(top.o.ready, int(not backpressure or rng.random() >= backpressure))
 
-    sim = Simulator(top)
+    sim = Simulator(harness)
     sim.add_clock(1e-8)
     sim.add_testbench(driver)
     sim.add_process(monitor)

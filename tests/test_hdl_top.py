@@ -82,3 +82,14 @@ def test_dense_core_messages():
         DenseCore(layer, in_levels=net.in_levels(len(net.layers) - 1), widths=widths, lanes=0)
     with pytest.raises(ValueError, match="exceeds the layer's"):
         DenseCore(layer, in_levels=1, widths=widths, lanes=layer.weight.shape[0] + 1)
+
+
+@pytest.mark.parametrize("cycles", [40, 150, 400])
+def test_reset_in_the_middle_of_an_inference(cycles):
+    """A reset while samples are loading, integrating or firing leaves the next ones exact."""
+    net, rng = dense_net(6, act_bits=3)
+    junk, a0 = random_inputs(rng, net, 2), random_inputs(rng, net, 2)
+    for lanes in (1, max(layer.weight.shape[0] for layer in net.layers)):
+        hw = run(Accelerator(net, lanes=lanes), a0, interrupt=(junk, cycles),
+                 backpressure=0.3, max_cycles=100_000)
+        assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, f"lanes {lanes}"
