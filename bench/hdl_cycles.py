@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from onespike import zoo
+from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.generate import generate
 from onespike.hdl.simulate import run
 from onespike.hdl.top import Accelerator
@@ -21,18 +22,20 @@ from onespike.mapper import convert
 from onespike.sim import closed_form, first_mismatch
 
 
-def lower_bound(net, trace, lanes):
-    total = 0
-    for n, layer in enumerate(net.layers):
-        groups = -(-layer.weight.shape[0] // lanes[n])
-        spikes = (trace.activations[n].reshape(len(trace.logits), -1) > 0).sum(axis=1)
-        total += groups * (spikes + net.in_levels(n))
-    return total
+def stream_spikes(net, trace):
+    """Spikes per sample on the stream into each layer."""
+    return [(a.reshape(len(trace.logits), -1) > 0).sum(axis=1)
+            for a in trace.activations[:len(net.layers)]]
+
+
+def lower_bound(net, spikes, lanes):
+    return sum(-(-layer.weight.shape[0] // lanes[n]) * (spikes[n] + net.in_levels(n))
+               for n, layer in enumerate(net.layers))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 4, 8, 16, 64])
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--mnist", action="store_true", help="also time generation of the "
                         "MNIST 784-128-10 MLP")
@@ -45,16 +48,24 @@ def main():
     a0 = net.encoder.encode(data.x_test[: args.samples])
     golden = closed_form(net, a0)
     print(f"digits 64-64-10 MLP, act_bits 4, {len(a0)} back-to-back test images")
-    print(f"{'lanes':>5} {'first sample':>13} {'steady/sample':>14} {'lower bound':>12} "
-          f"{'mismatches':>10}")
+    print("latency: cycles from the first input to the first class; steady: cycles between "
+          "classes; model: hdl/cycles.py on the mean spike counts; bound: sum over layers "
+          "of groups*(input spikes + steps)")
+    print(f"{'lanes':>5} {'latency':>8} {'model':>6} {'steady':>7} {'model':>6} "
+          f"{'bound':>6} {'slowest stage (model)':>24} {'mismatches':>10}")
+    spikes = stream_spikes(net, golden)
+    mean_spikes = [int(round(s.mean())) for s in spikes]
     for lanes in args.lanes:
         top = Accelerator(net, lanes=lanes)
         hw = run(top, a0)
-        bound = lower_bound(net, golden, top.lanes)
+        model = cycle_estimate(net, top.lanes, mean_spikes)
+        bound = lower_bound(net, spikes, top.lanes)
         done = np.array(hw.sample_done)
         steady = np.diff(done).mean() if len(done) > 1 else float("nan")
         bad = 0 if first_mismatch(net, golden, hw.trace) is None else 1
-        print(f"{lanes:>5} {done[0]:>13} {steady:>14.0f} {bound.mean():>12.0f} {bad:>10}")
+        slowest = max(model["stages"], key=model["stages"].get)
+        print(f"{lanes:>5} {done[0]:>8} {model['latency']:>6} {steady:>7.0f} "
+              f"{model['steady']:>6} {bound.mean():>6.0f} {slowest:>24} {bad:>10}")
     if args.mnist:
         mnist = zoo.idx_dataset("mnist")
         big = zoo.train(zoo.mlp([784, 128, 10]), mnist, epochs=1, batch=128, lr=1e-3)

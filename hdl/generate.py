@@ -11,6 +11,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
+from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.top import Accelerator
 from onespike.ir import Network
 
@@ -59,18 +60,20 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
             "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
             "state_memory_bits": core.state_memory_bits,
         })
-    groups = [c.groups for c in top.cores]
+    worst = cycle_estimate(net, top.lanes)
     return {
         "top": TOP_NAME, "verilog": [verilog_name],
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
         "ports": _ports(top),
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
+        "encoder_memory_bits": top.encoder.memory_bits,
         "classes": net.num_classes, "latency_steps": net.latency_steps, "layers": layers,
         "cycles": {
-            "encoder_per_sample": (top.encoder.neurons + 1) * top.encoder.levels
-            + top.encoder.neurons,
-            "layer_lower_bound": "sum over layers of groups * (input spikes + time steps)",
-            "groups": groups,
+            "every_neuron_spiking": worst,
+            "note": "cycles per sample if every neuron spikes (the most work a sample can "
+                    "bring); 'steady' is the spacing of results when samples stream back to "
+                    "back, 'latency' one sample alone. onespike.hdl.cycles.cycle_estimate "
+                    "gives the counts for measured spike numbers.",
         },
     }
 
