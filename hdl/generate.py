@@ -7,9 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from amaranth.back import verilog
-from amaranth.hdl import Value
-from amaranth.lib import wiring
+from amaranth._toolchain.yosys import find_yosys  # Amaranth's own (builtin) yosys
+from amaranth.back import rtlil
+from amaranth.hdl import Shape, Value
+from amaranth.lib import data, wiring
 
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.top import Accelerator
@@ -37,8 +38,14 @@ def _ports(top):
         meaning = PORT_MEANING.get(group) or \
             f"observe-only: each transfer {{index, step, end}} on the spike stream into " \
             f"layer {group.split('_')[1]}"
-        ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out",
-                      "width": Value.cast(value).shape().width, "meaning": meaning})
+        port = {"name": name, "direction": "in" if member.flow == wiring.In else "out",
+                "width": Value.cast(value).shape().width, "meaning": meaning}
+        if isinstance(member.shape, data.StructLayout):
+            port["fields"] = {
+                field_name: {"offset": field.offset, "width": field.width,
+                             "signed": Shape.cast(field.shape).signed}
+                for field_name, field in member.shape}
+        ports.append(port)
     return ports
 
 
@@ -78,6 +85,22 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
     }
 
 
+def to_verilog(top) -> str:
+    """Verilog for ``top`` without ``always @*`` blocks.
+
+    ``amaranth.back.verilog.convert`` keeps combinational logic in ``always @*`` processes,
+    which Icarus may leave at ``X`` until one of their inputs changes after time 0 (the
+    time-0 race, amaranth-lang/amaranth#594): outputs that depend only on registers that
+    keep their initial value read ``X`` for many cycles. Lowering the processes to cells
+    (yosys ``proc``) gives continuous assignments, which every simulator evaluates at time 0.
+    """
+    text = rtlil.convert(top, name=TOP_NAME, emit_src=False)
+    yosys = find_yosys(lambda version: version >= (0, 40))
+    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -norom", "memory_collect",
+              "opt_clean", "write_verilog"]
+    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+
+
 def generate(net: Network, out_dir, *, lanes=1) -> dict:
     """Write ``onespike_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
 
@@ -85,7 +108,7 @@ def generate(net: Network, out_dir, *, lanes=1) -> dict:
     complete (written to a temporary folder first).
     """
     top = Accelerator(net, lanes=lanes)
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    text = to_verilog(top)
     info = manifest(top, f"{TOP_NAME}.v", text)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

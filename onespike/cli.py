@@ -23,6 +23,8 @@ typical flow:
   onespike info net.npz                           layers, windows and register widths
   onespike simulate net.npz --inputs x.npy --labels y.npy
   onespike generate net.npz --lanes 8 -o rtl/   Verilog (onespike_top) + manifest
+  onespike verify net.npz --rtl rtl/ --sim verilator --inputs x.npy
+                                                  cocotb regression against the golden model
 """
 
 
@@ -164,6 +166,54 @@ def cmd_generate(args):
                          f"{result['weight_memory_bits']} bits"])
 
 
+def verify_stimulus(net, x=None, samples=None, seed=0):
+    """Integer inputs for ``verify``: the edge cases (all zero, all saturated) and then
+    ``x`` encoded, or seeded random activations when there is no ``x``."""
+    shape = tuple(net.encoder.shape)
+    edges = np.stack([np.zeros(shape, np.int64), np.full(shape, net.encoder.levels)])
+    if x is None:
+        count = 30 if samples is None else max(samples - 2, 0)
+        body = np.random.default_rng(seed).integers(0, net.encoder.levels + 1,
+                                                    size=(count,) + shape)
+        return np.concatenate([edges, body])[:samples]
+    if x.shape[1:] != shape and (x.ndim < 2 or x[0].size != int(np.prod(shape))):
+        raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample; the network takes "
+                            f"{shape}")
+    body = net.encoder.encode(x.reshape((len(x),) + shape))
+    return np.concatenate([edges, body])[:samples]
+
+
+def cmd_verify(args):
+    from onespike.ir import load
+    from onespike.sim.verify import verify
+
+    net = load(args.net)
+    if args.samples is not None and args.samples < 1:
+        raise OnespikeError(f"--samples must be a positive integer, not {args.samples}")
+    for name in ("idle", "backpressure"):
+        if not 0 <= getattr(args, name) < 1:
+            raise OnespikeError(f"--{name} must be in [0, 1), not {getattr(args, name)}")
+    x = None if args.inputs is None else _load_array(args.inputs, "inputs")
+    a0 = verify_stimulus(net, x, args.samples, args.seed)
+    result = verify(net, a0, rtl=args.rtl, lanes=args.lanes, simulator=args.sim,
+                    waves=args.waves, idle=args.idle, backpressure=args.backpressure,
+                    seed=args.seed, interrupt_cycles=args.reset_after,
+                    build_root=args.build_dir, progress=not args.json)
+    lines = [f"{result['samples']} samples on {result['simulator']}: "
+             f"{result['spikes_compared']} spike times and logits compared, "
+             f"{result['mismatches']} mismatches"]
+    if result["first_mismatch"]:
+        lines.append(f"first mismatch: {result['first_mismatch']}")
+    if result["cycles_per_inference"]:
+        lines.append(f"{result['cycles_per_inference']:.0f} cycles per inference back to back, "
+                     f"latency {result['latency_cycles']} cycles")
+    lines.append(f"{result['samples_per_second']} samples/s simulated; results "
+                 f"{result['junit']}" + (f", waves {result['waves']}" if result["waves"]
+                                         else ""))
+    _emit(args, result, lines)
+    return 1 if result["mismatches"] else 0
+
+
 def cmd_demo(args):
     from onespike.demo import run_demo
 
@@ -240,6 +290,37 @@ def build_parser():
                         "default 1)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
+    p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
+            "Simulate the generated Verilog (Icarus or Verilator, through cocotb) and compare "
+            "every layer's spike times, the logits and the classes with the golden model, "
+            "sample by sample, with random idle cycles on the input and backpressure on the "
+            "output. The stimulus starts with an all-zero and a saturated sample, then the "
+            "--inputs (or random activations). Exit status 0 only with zero mismatches, 1 "
+            "when the RTL differs (the first mismatch is reported), 2 on errors. Build "
+            "folders, JUnit XML (results.xml) and waves go under --build-dir.")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--rtl", type=Path, metavar="DIR",
+                   help="folder from `onespike generate` to verify (default: generate one "
+                        "with --lanes)")
+    p.add_argument("--lanes", type=int, default=8, metavar="P",
+                   help="lanes when generating (default 8)")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
+                   help="simulator (default icarus)")
+    p.add_argument("--inputs", help="float inputs (.npy), as fed to the model")
+    p.add_argument("--samples", type=int, help="number of samples (default: all inputs, or "
+                   "32 random)")
+    p.add_argument("--waves", action="store_true", help="record an FST waveform (GTKWave)")
+    p.add_argument("--idle", type=float, default=0.2,
+                   help="probability of an idle input cycle (default 0.2)")
+    p.add_argument("--backpressure", type=float, default=0.3,
+                   help="probability the output is not ready in a cycle (default 0.3)")
+    p.add_argument("--reset-after", type=int, default=0, metavar="CYCLES",
+                   help="first stream random samples for CYCLES cycles and reset the design "
+                        "in the middle of that inference (default 0: no reset)")
+    p.add_argument("--seed", type=int, default=0, help="stimulus seed (default 0)")
+    p.add_argument("--build-dir", default="build/verify",
+                   help="build folders (default build/verify)")
+
     p = add("demo", cmd_demo, "train, convert and simulate a digits MLP (built-in data)",
             "Train a small MLP on scikit-learn's 8x8 digits, convert it, and report float, "
             "quantized and spiking accuracy. Writes its files under --out.")
@@ -251,14 +332,14 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except OnespikeError as e:
         print(f"onespike: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("onespike: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

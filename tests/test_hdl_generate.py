@@ -10,10 +10,10 @@ import pytest
 from onespike.cli import main
 from onespike.ir import save
 from onespike.sim import random_network
+from onespike.sim.verify import VERILATOR_ARGS
 
-# Yosys' write_verilog leaves widths implicit and FSM cases without default: the only
-# Verilator warnings we waive.
-LINT = ["--lint-only", "-Wno-WIDTH", "-Wno-CASEINCOMPLETE"]
+# the only Verilator warning classes waived, shared with `onespike verify`
+LINT = ["--lint-only", *VERILATOR_ARGS]
 
 
 @pytest.fixture(scope="module")

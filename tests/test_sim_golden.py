@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from onespike.ir import NO_SPIKE, Dense, Encoder, Network
-from onespike.sim import (closed_form, event_sim, first_mismatch, random_inputs,
+from onespike.sim import (Mismatch, closed_form, event_sim, first_mismatch, random_inputs,
                           random_network)
 
 
@@ -79,6 +79,10 @@ def test_checker_reports_a_planted_fault_precisely():
     assert (mismatch.sample, mismatch.layer, mismatch.neuron) == (3, "layer 0 (dense)", (0,))
     assert mismatch.actual == mismatch.expected + 1
     assert "sample 3" in str(mismatch)
+    if mismatch.expected >= 0:
+        assert f"expected spike at step {mismatch.expected}, got spike at step " \
+            f"{mismatch.actual}" in str(mismatch)
+    assert "expected no spike" in str(Mismatch(0, "layer 0 (dense)", (1,), NO_SPIKE, 3))
 
 
 def test_widths_hold_the_extremes():

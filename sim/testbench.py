@@ -1,0 +1,233 @@
+"""cocotb testbench for the generated ``onespike_top``: driver, monitors, model, checker.
+
+Runs inside the simulator (Icarus or Verilator), started by :func:`onespike.sim.verify.verify`
+through cocotb's Python runner; the environment variable ``ONESPIKE_VERIFY`` names its
+configuration (JSON). Everything about the design — port names, payload fields, windows,
+levels — is read back from the generator's ``manifest.json``; the expected behaviour comes
+from the golden model, imported, never restated here.
+
+Each clock cycle: right after the rising edge the drivers set their inputs for the cycle;
+in the read-only phase the monitors see what transfers at the next edge.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from onespike.ir import NO_SPIKE, load
+from onespike.sim.check import first_mismatch
+from onespike.sim.golden import Trace, closed_form
+
+CONFIG_ENV = "ONESPIKE_VERIFY"
+
+
+def bit(handle) -> int:
+    value = handle.value
+    if not value.is_resolvable:
+        raise AssertionError(f"{handle._name} is {value}")
+    return int(value)
+
+
+class Payload:
+    """Decodes a packed payload with the field layout from the manifest."""
+
+    def __init__(self, port):
+        self.fields = port.get("fields", {})
+
+    def decode(self, raw: int) -> dict:
+        out = {}
+        for name, f in self.fields.items():
+            value = (raw >> f["offset"]) & ((1 << f["width"]) - 1)
+            if f["signed"] and value >> (f["width"] - 1):
+                value -= 1 << f["width"]
+            out[name] = value
+        return out
+
+
+class StreamSource:
+    """Driver: sends values on ``<name>__valid/payload``, with random idle cycles."""
+
+    def __init__(self, dut, name, values, idle, rng):
+        self.valid = getattr(dut, f"{name}__valid")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.values, self.next, self.idle, self.rng = values, 0, idle, rng
+        self.offered = False
+
+    @property
+    def done(self):
+        return self.next >= len(self.values)
+
+    def drive(self):
+        self.offered = not self.done and not (self.idle and self.rng.random() < self.idle)
+        self.valid.value = int(self.offered)
+        if self.offered:
+            self.payload.value = int(self.values[self.next])
+
+    def sample(self):
+        if self.offered and bit(self.ready):
+            self.next += 1
+
+
+class StreamSink:
+    """Driver of ``<name>__ready`` with random backpressure; keeps each transferred payload."""
+
+    def __init__(self, dut, name, backpressure, rng):
+        self.valid = getattr(dut, f"{name}__valid")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.backpressure, self.rng = backpressure, rng
+        self.received, self.accepting = [], False
+
+    def drive(self):
+        self.accepting = not (self.backpressure and self.rng.random() < self.backpressure)
+        self.ready.value = int(self.accepting)
+
+    def sample(self, cycle):
+        if self.accepting and bit(self.valid):
+            self.received.append((cycle, int(self.payload.value)))
+
+
+class TraceMonitor:
+    """Monitor: decodes every tap (spike streams into each layer, the logits) into spike
+    times per sample, in the golden model's time base."""
+
+    def __init__(self, dut, manifest, samples):
+        ports = {p["name"]: p for p in manifest["ports"]}
+        self.layers = manifest["layers"]
+        self.taps = []
+        for n, layer in enumerate(self.layers):
+            name = f"tap_{n}"
+            self.taps.append((getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__payload"),
+                              Payload(ports[f"{name}__payload"])))
+        self.logit_tap = (dut.tap_logits__valid, dut.tap_logits__payload,
+                          Payload(ports["tap_logits__payload"]))
+        self.times = [np.full((samples, layer["inputs"]), NO_SPIKE, dtype=np.int64)
+                      for layer in self.layers]
+        self.logits = np.zeros((samples, manifest["classes"]), dtype=np.int64)
+        self.sample_of = [0] * len(self.layers)
+        self.logit_sample = 0
+        self.extra = []          # transfers after the expected samples: always a failure
+
+    def sample(self):
+        for n, (valid, payload, fields) in enumerate(self.taps):
+            if not bit(valid):
+                continue
+            p = fields.decode(int(payload.value))
+            s = self.sample_of[n]
+            start, end = self.layers[n]["input_window"]
+            if s >= len(self.times[n]):
+                self.extra.append(f"tap_{n}: {p}")
+            elif p["end"]:
+                if p["step"] == end - start - 1:
+                    self.sample_of[n] += 1
+            else:
+                self.times[n][s, p["index"]] = start + p["step"]
+        valid, payload, fields = self.logit_tap
+        if bit(valid):
+            p = fields.decode(int(payload.value))
+            if self.logit_sample >= len(self.logits):
+                self.extra.append(f"tap_logits: {p}")
+            else:
+                self.logits[self.logit_sample, p["index"]] = p["value"]
+                self.logit_sample += p["last"]
+
+
+def _config():
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: run this testbench through "
+                           f"`onespike verify` or onespike.sim.verify.verify()")
+    return json.loads(Path(path).read_text())
+
+
+async def _cycle(dut, drivers, monitors, cycle):
+    await RisingEdge(dut.clk)
+    for d in drivers:
+        d.drive()
+    await ReadOnly()
+    for m in monitors:
+        m(cycle)
+
+
+async def _reset(dut, cycles=2):
+    dut.rst.value = 1
+    dut.i__valid.value = 0
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+@cocotb.test()
+async def regression(dut):
+    """Streams the samples through the design and checks every layer's spike times, the
+    logits and the classes against the golden model."""
+    config = _config()
+    manifest = json.loads(Path(config["manifest"]).read_text())
+    net = load(config["net"])
+    stimulus = np.load(config["inputs"], allow_pickle=False)
+    a0, junk = stimulus["a0"], stimulus["junk"]
+    samples = len(a0)
+    rng = np.random.default_rng(config["seed"])
+    out = Path(config["out"])
+    progress = out / "progress"
+
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await _reset(dut)
+    cycle = 0
+    if config["interrupt_cycles"]:        # a sample stream cut short by a reset
+        source = StreamSource(dut, "i", junk.reshape(-1), 0.0, rng)
+        sink = StreamSink(dut, "o", 0.0, rng)
+        for _ in range(config["interrupt_cycles"]):
+            await _cycle(dut, [source, sink], [lambda c: source.sample()], cycle)
+            cycle += 1
+        await RisingEdge(dut.clk)
+        await _reset(dut, 1)
+
+    source = StreamSource(dut, "i", a0.reshape(-1), config["idle"], rng)
+    sink = StreamSink(dut, "o", config["backpressure"], rng)
+    monitor = TraceMonitor(dut, manifest, samples)
+    limit = config["max_cycles"]
+    first_input, start = None, cycle
+    while len(sink.received) < samples:
+        def sample_all(c):
+            nonlocal first_input
+            before = source.next
+            source.sample()
+            if first_input is None and source.next > before:
+                first_input = c
+            sink.sample(c)
+            monitor.sample()
+        await _cycle(dut, [source, sink], [sample_all], cycle)
+        cycle += 1
+        if len(sink.received) and cycle % 64 == 0:
+            progress.write_text(str(len(sink.received)))
+        assert cycle - start < limit, (
+            f"only {len(sink.received)} of {samples} results after {limit} cycles: the design "
+            f"hangs (or --max-cycles is too small)")
+    for _ in range(8):                     # nothing may follow the last result
+        await _cycle(dut, [source, sink], [lambda c: monitor.sample()], cycle)
+        cycle += 1
+    progress.write_text(str(samples))
+
+    # model and checker
+    golden = closed_form(net, a0)
+    observed = Trace(activations=(), times=tuple(
+        t.reshape(g.shape) for t, g in zip(monitor.times, golden.times)),
+        logits=monitor.logits, classes=np.array([v for _, v in sink.received]),
+        input_spikes=None, spikes=None, synaptic_ops=None)
+    done = [c for c, _ in sink.received]
+    np.savez(out / "observed.npz", classes=observed.classes, logits=observed.logits,
+             done=np.array(done), first_input=first_input or 0,
+             **{f"times{n}": t for n, t in enumerate(observed.times)})
+    mismatch = first_mismatch(net, golden, observed)
+    assert not monitor.extra, f"transfers after the last sample: {monitor.extra[:3]}"
+    assert mismatch is None, f"first mismatch: {mismatch}"
+    assert np.array_equal(observed.classes, golden.classes), (
+        f"classes differ at sample "
+        f"{int(np.argmax(observed.classes != golden.classes))}")
