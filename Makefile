@@ -30,6 +30,7 @@ test-all: system-deps $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/golden_throughput.py
 	$(BIN)/python bench/hdl_cycles.py
+	$(BIN)/python bench/verify_speed.py
 
 clean:
 	rm -rf build sim_build .pytest_cache

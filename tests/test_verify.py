@@ -1,5 +1,6 @@
 """cocotb regression of the generated Verilog (Icarus and Verilator) against the golden model."""
 
+import functools
 import json
 
 import numpy as np
@@ -99,6 +100,7 @@ def test_reset_in_the_middle_of_an_inference(cycles, digits_net, build_root):
     assert result["mismatches"] == 0, result["first_mismatch"]
 
 
+@functools.cache
 def same_shape_networks():
     rng = np.random.default_rng(7)
     net = random_network(rng, conv=False, act_bits=2, max_layers=3)
