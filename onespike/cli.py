@@ -160,10 +160,16 @@ def cmd_generate(args):
     result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
               "top": info["top"], "lanes": [l["lanes"] for l in info["layers"]],
               "weight_memory_bits": sum(l["weight_memory"]["bits"] for l in info["layers"]),
-              "latency_steps": info["latency_steps"], "seconds": round(seconds, 3)}
+              "latency_steps": info["latency_steps"], "seconds": round(seconds, 3),
+              "cycles": info["cycles"]["every_neuron_spiking"]}
+    worst = result["cycles"]
+    slowest = max(worst["stages"], key=worst["stages"].get)
     _emit(args, result, [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
                          f"lanes per layer {result['lanes']}, weight memory "
-                         f"{result['weight_memory_bits']} bits"])
+                         f"{result['weight_memory_bits']} bits",
+                         f"if every neuron spikes: about {worst['steady']} cycles per sample "
+                         f"back to back (slowest stage {slowest}), latency about "
+                         f"{worst['latency']} cycles"])
 
 
 def verify_stimulus(net, x=None, samples=None, seed=0):

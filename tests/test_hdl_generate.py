@@ -41,6 +41,12 @@ def test_generate_is_reproducible_and_described(capsys, net_file, tmp_path):
     assert "module onespike_top" in text
     for port in manifest["ports"]:
         assert port["name"] in text and port["meaning"]
+        if "fields" in port:   # the fields tile the payload exactly
+            spans = sorted((f["offset"], f["width"]) for f in port["fields"].values())
+            assert spans[0][0] == 0 and sum(w for _, w in spans) == port["width"]
+            assert all(a + w == b for (a, w), (b, _) in zip(spans, spans[1:]))
+    assert result["cycles"] == manifest["cycles"]["every_neuron_spiking"]
+    assert result["cycles"]["steady"] == max(result["cycles"]["stages"].values())
 
 
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")

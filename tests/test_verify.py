@@ -2,6 +2,7 @@
 
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,13 @@ def test_mnist_mlp_200_images(simulator, torch, build_root):
                     progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
     assert result["spikes_compared"] == expected_comparisons(net, 200)
+
+
+def test_waves_are_left_for_gtkwave(build_root):
+    net, _ = same_shape_networks()
+    result = verify(net, verify_stimulus(net, None, 3), lanes=1, waves=True,
+                    build_root=build_root, progress=False)
+    assert result["mismatches"] == 0
+    waves = Path(result["waves"])
+    assert waves.suffix in (".fst", ".vcd") and waves.stat().st_size > 0
+    assert Path(result["junit"]).is_file()
