@@ -1,10 +1,11 @@
 """Input encoder: integer activations in, TTFS spike stream out."""
 
+import numpy as np
 from amaranth.hdl import Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.streams import activation_layout, index_shape, spike_layout
+from onespike.hdl.streams import activation_layout, index_shape, neuron_layout, spike_layout
 
 __all__ = ["SpikeEncoder", "positive"]
 
@@ -27,13 +28,18 @@ class SpikeEncoder(wiring.Component):
     a reset the lists are emptied (``A + 1`` cycles) before ``i`` is ready.
     """
 
-    def __init__(self, *, neurons: int, levels: int):
-        self._neurons = positive(neurons, "Neuron count")
+    def __init__(self, *, shape, levels: int):
+        self._shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
+        self._neurons = positive(int(np.prod(self._shape)), "Neuron count")
         self._levels = positive(levels, "Level count")
         super().__init__({
             "i": In(stream.Signature(activation_layout(levels))),
-            "o": Out(stream.Signature(spike_layout(neurons, levels))),
+            "o": Out(stream.Signature(spike_layout(self._shape, levels))),
         })
+
+    @property
+    def shape(self):
+        return self._shape
 
     @property
     def neurons(self):
@@ -45,8 +51,10 @@ class SpikeEncoder(wiring.Component):
 
     @property
     def memory_bits(self):
-        """Bits of both banks' heads and links."""
-        return 2 * (self.levels + 1 + self.neurons) * (self.neurons + 1).bit_length()
+        """Bits of both banks' heads, links and (for images) neuron coordinates."""
+        coords = self.neurons * neuron_layout(self.shape).size if len(self.shape) == 3 else 0
+        return 2 * ((self.levels + 1 + self.neurons) * (self.neurons + 1).bit_length()
+                    + coords)
 
     def elaborate(self, platform):
         m = Module()
@@ -62,6 +70,9 @@ class SpikeEncoder(wiring.Component):
         link_write = {"addr": Signal(range(self.neurons)), "data": Signal(entry),
                       "en": Signal()}
         link_read = {"addr": Signal(range(self.neurons)), "data": Signal(entry)}
+        image = len(self.shape) == 3          # images also keep each neuron's {x, y, c}
+        where = neuron_layout(self.shape)
+        coord_write, coord_read = Signal(where), Signal(where)
         clearing = Signal()
         for b in range(2):
             m.submodules[f"heads{b}"] = heads = memory.Memory(shape=entry,
@@ -71,6 +82,16 @@ class SpikeEncoder(wiring.Component):
             head_write = heads.write_port()
             head_read = heads.read_port(transparent_for=[head_write])
             link_w, link_r = links.write_port(), links.read_port()
+            if image:
+                m.submodules[f"coords{b}"] = coords = memory.Memory(
+                    shape=where, depth=self.neurons, init=[])
+                coords_w, coords_r = coords.write_port(), coords.read_port()
+                m.d.comb += [coords_w.addr.eq(link_write["addr"]),
+                             coords_w.data.eq(coord_write),
+                             coords_w.en.eq(link_write["en"] & (load_bank == b)),
+                             coords_r.addr.eq(link_read["addr"])]
+                with m.If(send_bank == b):
+                    m.d.comb += coord_read.eq(coords_r.data)
             with m.If(full[b]):   # sending: read a head, then empty it
                 m.d.comb += [head_read.addr.eq(send_head["addr"]),
                              head_write.addr.eq(send_head["addr"]),
@@ -90,11 +111,11 @@ class SpikeEncoder(wiring.Component):
                 m.d.comb += [send_head["data"].eq(head_read.data),
                              link_read["data"].eq(link_r.data)]
 
-        self._load(m, load_head, link_write, full, load_bank, clearing)
-        self._send(m, send_head, link_read, full, send_bank)
+        self._load(m, load_head, link_write, full, load_bank, clearing, coord_write)
+        self._send(m, send_head, link_read, full, send_bank, coord_read)
         return m
 
-    def _load(self, m, head, link, full, bank, clearing):
+    def _load(self, m, head, link, full, bank, clearing, pushed_coord):
         j = Signal(range(max(self.neurons, self.levels + 1)))   # neuron, or level to clear
         pushing = Signal()                           # stage 2 holds neuron ``pushed``
         pushed = Signal(index_shape(self.neurons))
@@ -105,6 +126,17 @@ class SpikeEncoder(wiring.Component):
         with m.If(pushing & (pushed_level != 0)):    # link ← old head, head ← neuron
             m.d.comb += [head["en"].eq(1), link["en"].eq(1)]
         m.d.sync += pushing.eq(0)
+        coord = Signal.like(pushed_coord)            # {x, y, c} of neuron j (images)
+        if len(self.shape) == 3:
+            _, h, w = self.shape
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [pushed_coord.eq(coord), coord.x.eq(coord.x + 1)]
+                with m.If(coord.x == w - 1):
+                    m.d.sync += [coord.x.eq(0), coord.y.eq(coord.y + 1)]
+                    with m.If(coord.y == h - 1):
+                        m.d.sync += [coord.y.eq(0), coord.c.eq(coord.c + 1)]
+                        with m.If(j == self.neurons - 1):
+                            m.d.sync += coord.c.eq(0)
         with m.FSM(name="load"):
             with m.State("CLEAR"):                   # empty every list of both banks
                 m.d.comb += [clearing.eq(1), head["en"].eq(1), head["waddr"].eq(j),
@@ -129,10 +161,11 @@ class SpikeEncoder(wiring.Component):
                 m.d.sync += bank.eq(~bank)
                 m.next = "LOAD"
 
-    def _send(self, m, head, link, full, bank):
+    def _send(self, m, head, link, full, bank, coord):
         step = Signal(index_shape(self.levels))
         neuron = Signal(range(self.neurons + 1))     # list entry being sent (neuron + 1)
-        m.d.comb += [self.o.payload.index.eq(neuron - 1), self.o.payload.step.eq(step),
+        m.d.comb += [self.o.payload.index.eq(coord if len(self.shape) == 3 else neuron - 1),
+                     self.o.payload.step.eq(step),
                      head["addr"].eq(self.levels - step), link["addr"].eq(neuron - 1)]
         with m.FSM(name="send"):
             with m.State("WAIT"):

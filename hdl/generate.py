@@ -29,6 +29,18 @@ PORT_MEANING = {
 }
 
 
+def _fields(layout: data.StructLayout) -> dict:
+    """Offset, width and signedness of every field, nested structs with their own fields."""
+    out = {}
+    for name, field in layout:
+        entry = {"offset": field.offset, "width": field.width,
+                 "signed": Shape.cast(field.shape).signed}
+        if isinstance(field.shape, data.StructLayout):
+            entry["fields"] = _fields(field.shape)
+        out[name] = entry
+    return out
+
+
 def _ports(top):
     ports = [{"name": "clk", "direction": "in", "width": 1, "meaning": PORT_MEANING["clk"]},
              {"name": "rst", "direction": "in", "width": 1, "meaning": PORT_MEANING["rst"]}]
@@ -41,10 +53,7 @@ def _ports(top):
         port = {"name": name, "direction": "in" if member.flow == wiring.In else "out",
                 "width": Value.cast(value).shape().width, "meaning": meaning}
         if isinstance(member.shape, data.StructLayout):
-            port["fields"] = {
-                field_name: {"offset": field.offset, "width": field.width,
-                             "signed": Shape.cast(field.shape).signed}
-                for field_name, field in member.shape}
+            port["fields"] = _fields(member.shape)
         ports.append(port)
     return ports
 
@@ -57,6 +66,7 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
         layer = net.layers[n]
         layers.append({
             "index": n, "kind": layer.kind, "readout": layer.is_readout,
+            "in_shape": list(layer.in_shape),
             "inputs": core.inputs,
             "neurons": int(layer.weight.shape[0]), "lanes": core.lanes, "groups": core.groups,
             "input_window": [starts[n], starts[n] + net.in_levels(n)],

@@ -12,6 +12,7 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
+from onespike.hdl.streams import flat_index_of
 from onespike.ir import NO_SPIKE
 from onespike.sim import Trace
 
@@ -128,7 +129,8 @@ def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=Non
                     if int(payload.step) == levels[n] - 1:
                         state["tap_sample"][n] += 1
                 else:
-                    times[n][s, int(payload.index)] = starts[n] + int(payload.step)
+                    times[n][s, flat_index_of(payload.index, shapes[n])] = \
+                        starts[n] + int(payload.step)
             ctx.set(top.o.ready, int(not backpressure or rng.random() >= backpressure))
 
     sim = Simulator(harness)

@@ -12,7 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
 __all__ = ["refuse", "spike_layout", "activation_layout", "logit_layout", "class_layout",
-           "TapSignature", "index_shape"]
+           "TapSignature", "index_shape", "neuron_layout", "flat_index", "flat_index_of"]
 
 
 def index_shape(count: int) -> Shape:
@@ -20,9 +20,36 @@ def index_shape(count: int) -> Shape:
     return Shape.cast(range(max(count, 2)))
 
 
-def spike_layout(neurons: int, levels: int) -> data.StructLayout:
+def neuron_layout(shape):
+    """A neuron of a map: its number in a vector, or ``{x, y, c}`` in an image (so that
+    convolution and pooling need no division; the flat C-order index is cheap to form)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if len(shape) == 1:
+        return index_shape(shape[0])
+    c, h, w = shape
+    return data.StructLayout({"x": index_shape(w), "y": index_shape(h), "c": index_shape(c)})
+
+
+def flat_index(index, shape):
+    """The C-order number of ``index`` (a :func:`neuron_layout` value) as a Value."""
+    if len(shape) == 1:
+        return index
+    _, h, w = shape
+    return index.c * (h * w) + index.y * w + index.x
+
+
+def flat_index_of(index, shape) -> int:
+    """The C-order number of a decoded index: an int, or a mapping/struct with x, y, c."""
+    if len(shape) == 1:
+        return int(index)
+    _, h, w = shape
+    get = index.__getitem__ if isinstance(index, dict) else lambda k: getattr(index, k)
+    return int(get("c")) * h * w + int(get("y")) * w + int(get("x"))
+
+
+def spike_layout(shape, levels: int) -> data.StructLayout:
     return data.StructLayout({
-        "index": index_shape(neurons),    # neuron that fires (ignored when end = 1)
+        "index": neuron_layout(shape),    # neuron that fires (ignored when end = 1)
         "step": index_shape(levels),      # time step within the window, 0..A-1
         "end": 1,                         # 1: end of time step ``step``, no spike
     })

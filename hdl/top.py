@@ -62,8 +62,7 @@ class Accelerator(wiring.Component):
             self._lanes = layer_lanes(net, lanes)
         except OnespikeError as e:
             refuse(self, e)
-        self.encoder = SpikeEncoder(neurons=int(np.prod(net.encoder.shape)),
-                                    levels=net.encoder.levels)
+        self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
         self.cores = [DenseCore(layer, in_levels=net.in_levels(i), widths=widths[i],
                                 lanes=self._lanes[i])

@@ -19,6 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from onespike.hdl.streams import flat_index_of
 from onespike.ir import NO_SPIKE, load
 from onespike.sim.check import first_mismatch
 from onespike.sim.golden import Trace, closed_form
@@ -39,10 +40,13 @@ class Payload:
     def __init__(self, port):
         self.fields = port.get("fields", {})
 
-    def decode(self, raw: int) -> dict:
+    def decode(self, raw: int, fields=None) -> dict:
         out = {}
-        for name, f in self.fields.items():
+        for name, f in (fields or self.fields).items():
             value = (raw >> f["offset"]) & ((1 << f["width"]) - 1)
+            if "fields" in f:          # a nested struct: an image neuron's {x, y, c}
+                out[name] = self.decode(value, f["fields"])
+                continue
             if f["signed"] and value >> (f["width"] - 1):
                 value -= 1 << f["width"]
             out[name] = value
@@ -127,7 +131,8 @@ class TraceMonitor:
                 if p["step"] == end - start - 1:
                     self.sample_of[n] += 1
             else:
-                self.times[n][s, p["index"]] = start + p["step"]
+                neuron = flat_index_of(p["index"], self.layers[n]["in_shape"])
+                self.times[n][s, neuron] = start + p["step"]
         valid, payload, fields = self.logit_tap
         if bit(valid):
             p = fields.decode(int(payload.value))
