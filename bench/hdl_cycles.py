@@ -58,7 +58,7 @@ def main():
     for lanes in args.lanes:
         top = Accelerator(net, lanes=lanes)
         hw = run(top, a0)
-        model = cycle_estimate(net, top.lanes, mean_spikes)
+        model = cycle_estimate(top, mean_spikes)
         bound = lower_bound(net, spikes, top.lanes)
         done = np.array(hw.sample_done)
         steady = np.diff(done).mean() if len(done) > 1 else float("nan")

@@ -7,12 +7,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from amaranth._toolchain.yosys import find_yosys  # Amaranth's own (builtin) yosys
 from amaranth.back import rtlil
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data, wiring
 
 from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.top import Accelerator
 from onespike.ir import Network
 
@@ -64,20 +66,26 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
     layers = []
     for n, (core, widths) in enumerate(zip(top.cores, net.widths())):
         layer = net.layers[n]
-        layers.append({
-            "index": n, "kind": layer.kind, "readout": layer.is_readout,
-            "in_shape": list(layer.in_shape),
-            "inputs": core.inputs,
-            "neurons": int(layer.weight.shape[0]), "lanes": core.lanes, "groups": core.groups,
-            "input_window": [starts[n], starts[n] + net.in_levels(n)],
-            "levels": layer.levels, "weight_bits": core.weight_bits,
-            "weight_memory": {"depth": core.inputs * core.groups,
-                              "width": core.lanes * core.weight_bits,
-                              "bits": core.weight_memory_bits},
-            "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
-            "state_memory_bits": core.state_memory_bits,
-        })
-    worst = cycle_estimate(net, top.lanes)
+        entry = {"index": n, "kind": layer.kind, "readout": layer.is_readout,
+                 "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
+                 "inputs": core.inputs,
+                 "input_window": [starts[n], starts[n] + net.in_levels(n)]}
+        if isinstance(core, MaxPoolCore):
+            entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+                         fired_memory_bits=core.fired_memory_bits)
+        else:
+            entry.update({
+                "neurons": int(np.prod(layer.out_shape)), "lanes": core.lanes,
+                "groups": core.groups, "state_words": core.words,
+                "cycles_per_input_spike": core.fan_out,
+                "levels": layer.levels, "weight_bits": core.weight_bits,
+                "weight_memory": {"depth": len(core.weight_words()),
+                                  "width": core.lanes * core.weight_bits,
+                                  "bits": core.weight_memory_bits},
+                "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
+                "state_memory_bits": core.state_memory_bits})
+        layers.append(entry)
+    worst = cycle_estimate(top)
     return {
         "top": TOP_NAME, "verilog": [verilog_name],
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),

@@ -1,4 +1,5 @@
-"""The accelerator top: encoder → dense cores → readout → argmax, joined by streams."""
+"""The accelerator top: encoder → layer cores (conv, max-pool, dense) → readout → argmax,
+joined by streams."""
 
 import numpy as np
 from amaranth.hdl import Module
@@ -7,17 +8,21 @@ from amaranth.lib.wiring import In, Out
 
 from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
+from onespike.hdl.conv import ConvCore
 from onespike.hdl.dense import DenseCore
+from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
-from onespike.ir import Dense, Network
+from onespike.ir import Conv, MaxPool, Network
 
 __all__ = ["Accelerator", "layer_lanes"]
 
 
 def layer_lanes(net: Network, lanes) -> list:
-    """Lanes per layer from one ``--lanes P`` (capped at each layer's size) or a list."""
-    sizes = [layer.weight.shape[0] for layer in net.layers]
+    """Lanes per layer from one ``--lanes P`` (capped at each layer's channel count) or a
+    list; max-pooling layers have none (1)."""
+    sizes = [1 if isinstance(layer, MaxPool) else layer.weight.shape[0]
+             for layer in net.layers]
     if isinstance(lanes, int) and not isinstance(lanes, bool):
         if lanes < 1:
             raise OnespikeError(f"lane count must be a positive integer, not {lanes}")
@@ -53,10 +58,9 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, net: Network, *, lanes=1):
-        for i, layer in enumerate(net.layers):
-            if not isinstance(layer, Dense):
-                refuse(self, OnespikeError(f"layer {i} is a {layer.kind} layer; the generator "
-                                           f"builds dense networks only so far"))
+        if isinstance(net.layers[-1], Conv):
+            refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
+                                       "a Linear layer"))
         self._net = net
         try:
             self._lanes = layer_lanes(net, lanes)
@@ -64,9 +68,14 @@ class Accelerator(wiring.Component):
             refuse(self, e)
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
-        self.cores = [DenseCore(layer, in_levels=net.in_levels(i), widths=widths[i],
-                                lanes=self._lanes[i])
-                      for i, layer in enumerate(net.layers)]
+        self.cores = []
+        for i, layer in enumerate(net.layers):
+            if isinstance(layer, MaxPool):
+                self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
+            else:
+                core = ConvCore if isinstance(layer, Conv) else DenseCore
+                self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
+                                       lanes=self._lanes[i]))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
         members = {
             "i": In(stream.Signature(activation_layout(net.encoder.levels))),

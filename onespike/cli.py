@@ -158,8 +158,9 @@ def cmd_generate(args):
     seconds = time.perf_counter() - start
     files = [str(Path(args.output) / name) for name in info["verilog"]]
     result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
-              "top": info["top"], "lanes": [l["lanes"] for l in info["layers"]],
-              "weight_memory_bits": sum(l["weight_memory"]["bits"] for l in info["layers"]),
+              "top": info["top"], "lanes": [l.get("lanes", 1) for l in info["layers"]],
+              "weight_memory_bits": sum(l["weight_memory"]["bits"] for l in info["layers"]
+                                        if "weight_memory" in l),
               "latency_steps": info["latency_steps"], "seconds": round(seconds, 3),
               "cycles": info["cycles"]["every_neuron_spiking"]}
     worst = result["cycles"]

@@ -220,7 +220,7 @@ def _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir
                        + list(build_dir.glob("*.fst")))
         waves_file = str(found[0]) if found else None
     return {
-        "samples": len(a0), "simulator": simulator, "lanes": [l["lanes"] for l in
+        "samples": len(a0), "simulator": simulator, "lanes": [l.get("lanes", 1) for l in
                                                                manifest["layers"]],
         "spikes_compared": int(compared), "mismatches": int(wrong),
         "first_mismatch": str(mismatch) if mismatch else failure,

@@ -1,0 +1,114 @@
+"""Max pooling in the spike domain: a pooled neuron fires with its first input spike."""
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from onespike.hdl.core import Odometer
+from onespike.hdl.encoder import positive
+from onespike.hdl.streams import refuse, spike_layout
+from onespike.ir import MaxPool
+
+__all__ = ["MaxPoolCore"]
+
+
+class MaxPoolCore(wiring.Component):
+    """Passes on, in the same step, the first spike that reaches each pooled neuron.
+
+    An input spike ``(c, y, x)`` checks the ``ceil(k/stride)²`` pooled neurons whose window
+    holds it (padding holds nothing) against a *fired* bit per pooled neuron (a memory) and
+    sends those that have not fired yet, one per cycle; no arithmetic on values at all.
+    End-of-step markers pass through; after the window's last one the fired bits are
+    cleared (one word per cycle) before the next sample, and likewise after a reset.
+    """
+
+    def __init__(self, layer: MaxPool, *, levels: int):
+        if not isinstance(layer, MaxPool):
+            refuse(self, TypeError(f"MaxPoolCore needs a MaxPool layer, not "
+                                   f"{type(layer).__name__}"))
+        self._layer = layer
+        self._levels = positive(levels, "Level count")
+        super().__init__({
+            "i": In(stream.Signature(spike_layout(layer.in_shape, levels))),
+            "o": Out(stream.Signature(spike_layout(layer.out_shape, levels))),
+        })
+
+    @property
+    def inputs(self):
+        c, h, w = self._layer.in_shape
+        return c * h * w
+
+    @property
+    def span(self):
+        """Pooled rows (and columns) one input can belong to."""
+        return -(-self._layer.kernel // self._layer.stride)
+
+    @property
+    def fired_memory_bits(self):
+        c, h, w = self._layer.out_shape
+        return c * h * w
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, span = self._layer, self.span
+        k, s, p = layer.kernel, layer.stride, layer.padding
+        c_out, ho, wo = layer.out_shape
+        m.submodules.fired = fired = memory.Memory(shape=1, depth=c_out * ho * wo, init=[])
+        write = fired.write_port()
+        read = fired.read_port(transparent_for=[write])
+
+        spike = Signal(self.i.payload.shape())
+        offsets = Odometer([span, span], "offset")
+
+        def candidate(index, dy, dx):
+            """Pooled neuron ``(c, top - dy, left - dx)`` for input ``index``: (word, ok)."""
+            ok, coords = Const(1), []
+            for coord, d, size in ((index.y, dy, ho), (index.x, dx, wo)):
+                shifted = coord + p
+                top = shifted // s if s & (s - 1) else shifted >> (s.bit_length() - 1)
+                ok &= top >= d
+                pooled = (top - d)[:top.shape().width]
+                ok &= (pooled < size) & (shifted - pooled * s <= k - 1)
+                coords.append(pooled)
+            py, px = coords
+            return (index.c * ho + py) * wo + px, ok, py, px
+
+        word, ok, py, px = candidate(spike.index, *offsets.values)
+        m.d.comb += [read.addr.eq(word), write.addr.eq(word), write.data.eq(1)]
+        m.d.comb += [self.o.payload.step.eq(spike.step), self.o.payload.index.c.eq(spike.index.c),
+                     self.o.payload.index.y.eq(py), self.o.payload.index.x.eq(px)]
+        clear = Signal(range(c_out * ho * wo))
+        with m.FSM():
+            with m.State("CLEAR"):
+                m.d.comb += [write.addr.eq(clear), write.data.eq(0), write.en.eq(1)]
+                m.d.sync += clear.eq(clear + 1)
+                with m.If(clear == c_out * ho * wo - 1):
+                    m.d.sync += clear.eq(0)
+                    m.next = "ACCEPT"
+            with m.State("ACCEPT"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += spike.eq(self.i.payload)
+                    offsets.load(m, [0, 0])
+                    first, _, _, _ = candidate(self.i.payload.index, 0, 0)
+                    m.d.comb += read.addr.eq(first)
+                    m.next = "END"
+                    with m.If(~self.i.payload.end):
+                        m.next = "CHECK"
+            with m.State("CHECK"):   # read.data: the fired bit of the candidate
+                fresh = ok & ~read.data
+                m.d.comb += self.o.valid.eq(fresh)
+                with m.If(~fresh | self.o.ready):
+                    m.d.comb += write.en.eq(fresh)
+                    after = offsets.next_values()
+                    offsets.load(m, after)
+                    m.d.comb += read.addr.eq(candidate(spike.index, *after)[0])
+                    with m.If(offsets.last()):
+                        m.next = "ACCEPT"
+            with m.State("END"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1)]
+                with m.If(self.o.ready):
+                    m.next = "ACCEPT"
+                    with m.If(spike.step == self._levels - 1):
+                        m.next = "CLEAR"
+        return m
