@@ -29,3 +29,15 @@ def pytest_configure(config):
 
     from onespike.sim.verify import simulator_path
     os.environ["PATH"] = simulator_path()
+
+
+@pytest.fixture(scope="session")
+def digits_cnn_net(torch):
+    """(net, data): the digits CNN (BatchNorm, MaxPool, AvgPool, mean/std-normalized
+    input, padding at a normalized first layer) mapped at act_bits 4, weight_bits 8."""
+    from onespike import zoo
+    from onespike.mapper import convert
+
+    data = zoo.digits(image=True, normalize=True)
+    model = zoo.train(zoo.digits_cnn(), data)
+    return convert(model, data.x_train), data

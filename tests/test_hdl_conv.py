@@ -1,0 +1,90 @@
+"""Convolution and max-pooling cores in the Amaranth simulator, every layer against golden."""
+
+import numpy as np
+import pytest
+
+from onespike.errors import OnespikeError
+from onespike.hdl.conv import ConvCore
+from onespike.hdl.maxpool import MaxPoolCore
+from onespike.hdl.simulate import run
+from onespike.hdl.top import Accelerator
+from onespike.ir import Conv, MaxPool
+from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
+
+
+def conv_networks(count, start=0):
+    """Random image networks that convolve or max-pool (dense readout), with a spread of
+    kernels 1-5, strides 1-2, padding 0-2, sum pooling into the layer and odd sizes."""
+    found, seed = [], start
+    while len(found) < count:
+        rng = np.random.default_rng(seed)
+        net = random_network(rng, conv=True, act_bits=int(rng.integers(1, 4)))
+        seed += 1
+        if isinstance(net.layers[-1], Conv) or \
+                not any(isinstance(l, (Conv, MaxPool)) for l in net.layers):
+            continue
+        found.append((net, rng))
+    return found
+
+
+def channel_lanes(net):
+    channels = max(l.weight.shape[0] for l in net.layers if not isinstance(l, MaxPool))
+    divisors = [p for p in range(2, channels) if channels % p]   # not dividing: odd groups
+    return sorted({1, divisors[0] if divisors else 1, channels})
+
+
+NETS = conv_networks(13)
+
+
+def test_the_random_networks_cover_the_geometry():
+    convs = [l for net, _ in NETS for l in net.layers if isinstance(l, Conv)]
+    pools = [l for net, _ in NETS for l in net.layers if isinstance(l, MaxPool)]
+    assert {l.stride for l in convs} == {1, 2} and {l.padding for l in convs} >= {0, 1, 2}
+    assert {l.kernel for l in convs} >= {1, 3, 5} and any(l.pool > 1 for l in convs)
+    assert any(l.stride < l.kernel for l in pools) and any(l.padding for l in pools)
+
+
+@pytest.mark.parametrize("number", range(len(NETS)))
+def test_random_conv_networks_spike_for_spike(number):
+    net, rng = NETS[number]
+    a0 = random_inputs(rng, net, 2)
+    golden = closed_form(net, a0)
+    for lanes in channel_lanes(net):
+        hw = run(Accelerator(net, lanes=lanes), a0, idle=0.3, backpressure=0.4,
+                 seed=number, max_cycles=400_000)
+        assert first_mismatch(net, golden, hw.trace) is None, f"lanes {lanes}"
+
+
+def test_trained_digits_cnn(digits_cnn_net):
+    net, data = digits_cnn_net
+    kinds = [layer.kind for layer in net.layers]
+    assert kinds == ["conv", "maxpool", "conv", "dense"] and net.layers[0].bias.ndim == 3
+    assert net.layers[3].pool == 2
+    a0 = net.encoder.encode(data.x_test[:3])
+    golden = closed_form(net, a0)
+    hw = run(Accelerator(net, lanes=5), a0, idle=0.1, backpressure=0.3)
+    assert first_mismatch(net, golden, hw.trace) is None
+    np.testing.assert_array_equal(hw.trace.classes, golden.classes)
+
+
+def test_reset_in_the_middle_of_a_conv_inference():
+    net, rng = NETS[0]
+    junk, a0 = random_inputs(rng, net, 2), random_inputs(rng, net, 2)
+    for cycles in (30, 300):
+        hw = run(Accelerator(net, lanes=1), a0, interrupt=(junk, cycles),
+                 max_cycles=400_000)
+        assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, cycles
+
+
+def test_conv_readout_and_wrong_layers_are_refused():
+    conv = next(l for net, _ in NETS for l in net.layers if isinstance(l, Conv))
+    readout = Conv(in_shape=conv.in_shape, weight=conv.weight, bias=conv.bias[:, ...],
+                   ramp=None, act_bits=None, scale=conv.scale, stride=conv.stride,
+                   padding=conv.padding, pool=conv.pool)
+    with pytest.raises(ValueError, match="cannot be the readout"):
+        ConvCore(readout, in_levels=1, widths=None, lanes=1)
+    with pytest.raises(TypeError, match="MaxPoolCore needs a MaxPool layer"):
+        MaxPoolCore(conv, levels=1)
+    with pytest.raises(TypeError, match="ConvCore needs a Conv layer"):
+        ConvCore(MaxPool(in_shape=(1, 4, 4), kernel=2, stride=2), in_levels=1, widths=None,
+                 lanes=1)
