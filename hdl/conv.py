@@ -68,7 +68,8 @@ class ConvCore(NeuronCore):
                 coord = _div(coord, layer.pool)
                 valid &= coord < size             # cut off by the pooling
             shifted = coord + p
-            valid &= shifted >= tap               # not in the top/left padding
+            if k > 1 and not isinstance(tap, int):
+                valid &= shifted >= tap           # not in the top/left padding
             t = (shifted - tap)[:shifted.shape().width]
             if s > 1:
                 valid &= (t % s) == 0             # the tap lands on an output position

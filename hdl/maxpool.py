@@ -66,7 +66,8 @@ class MaxPoolCore(wiring.Component):
             for coord, d, size in ((index.y, dy, ho), (index.x, dx, wo)):
                 shifted = coord + p
                 top = shifted // s if s & (s - 1) else shifted >> (s.bit_length() - 1)
-                ok &= top >= d
+                if span > 1 and not isinstance(d, int):
+                    ok &= top >= d
                 pooled = (top - d)[:top.shape().width]
                 ok &= (pooled < size) & (shifted - pooled * s <= k - 1)
                 coords.append(pooled)

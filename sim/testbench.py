@@ -35,22 +35,35 @@ def bit(handle) -> int:
 
 
 class Payload:
-    """Decodes a packed payload with the field layout from the manifest."""
+    """Decodes a packed payload with the field layout from the manifest. A field with
+    ``X``/``Z`` bits decodes to ``None`` (the index of an end-of-step marker is unused)."""
 
     def __init__(self, port):
         self.fields = port.get("fields", {})
 
-    def decode(self, raw: int, fields=None) -> dict:
+    def decode(self, value, fields=None) -> dict:
+        bits = value if isinstance(value, str) else str(value)[::-1]   # LSB first
         out = {}
         for name, f in (fields or self.fields).items():
-            value = (raw >> f["offset"]) & ((1 << f["width"]) - 1)
+            part = bits[f["offset"]:f["offset"] + f["width"]]
             if "fields" in f:          # a nested struct: an image neuron's {x, y, c}
-                out[name] = self.decode(value, f["fields"])
+                out[name] = self.decode(part, f["fields"])
                 continue
-            if f["signed"] and value >> (f["width"] - 1):
-                value -= 1 << f["width"]
-            out[name] = value
+            if set(part) - {"0", "1"}:
+                out[name] = None
+                continue
+            number = int(part[::-1], 2) if part else 0
+            if f["signed"] and number >> (f["width"] - 1):
+                number -= 1 << f["width"]
+            out[name] = number
         return out
+
+
+def _defined(decoded: dict, where: str):
+    for name, value in decoded.items():
+        if value is None or isinstance(value, dict) and None in value.values():
+            raise AssertionError(f"{where}: field {name} is undefined (X) in a transfer")
+    return decoded
 
 
 class StreamSource:
@@ -122,7 +135,10 @@ class TraceMonitor:
         for n, (valid, payload, fields) in enumerate(self.taps):
             if not bit(valid):
                 continue
-            p = fields.decode(int(payload.value))
+            p = fields.decode(payload.value)
+            _defined({k: p[k] for k in ("step", "end")}, f"tap_{n}")
+            if not p["end"]:
+                _defined(p, f"tap_{n}")
             s = self.sample_of[n]
             start, end = self.layers[n]["input_window"]
             if s >= len(self.times[n]):
@@ -135,7 +151,7 @@ class TraceMonitor:
                 self.times[n][s, neuron] = start + p["step"]
         valid, payload, fields = self.logit_tap
         if bit(valid):
-            p = fields.decode(int(payload.value))
+            p = _defined(fields.decode(payload.value), "tap_logits")
             if self.logit_sample >= len(self.logits):
                 self.extra.append(f"tap_logits: {p}")
             else:

@@ -63,7 +63,7 @@ def _read_manifest(rtl: Path, net: Network) -> dict:
         layers = manifest["layers"]
     except (ValueError, KeyError) as e:
         raise OnespikeError(f"{manifest_path} is not a onespike manifest ({e})") from None
-    wanted = [layer.weight.shape[0] for layer in net.layers]
+    wanted = [layer.out_shape for layer in net.layers]
     if len(layers) != len(wanted) or manifest.get("classes") != net.num_classes:
         raise OnespikeError(f"{rtl} was generated for a network with {len(layers)} layers "
                             f"and {manifest.get('classes')} classes; this one has "

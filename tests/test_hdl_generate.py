@@ -49,9 +49,21 @@ def test_generate_is_reproducible_and_described(capsys, net_file, tmp_path):
     assert result["cycles"]["steady"] == max(result["cycles"]["stages"].values())
 
 
+@pytest.fixture(scope="module")
+def conv_net_file(tmp_path_factory):
+    """A network with every core: conv (stride 2, padding, sum-pooled input), max-pool."""
+    rng = np.random.default_rng(57)
+    net = random_network(rng, conv=True, act_bits=2)
+    while {l.kind for l in net.layers} != {"conv", "maxpool", "dense"} or \
+            net.layers[-1].kind != "dense":
+        net = random_network(rng, conv=True, act_bits=2)
+    return save(net, tmp_path_factory.mktemp("gen") / "conv.npz")
+
+
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
-def test_verilator_lint(capsys, net_file, tmp_path):
-    assert generate(capsys, net_file, tmp_path, "--lanes", "3")[0] == 0
+@pytest.mark.parametrize("which", ["net_file", "conv_net_file"])
+def test_verilator_lint(which, capsys, tmp_path, request):
+    assert generate(capsys, request.getfixturevalue(which), tmp_path, "--lanes", "3")[0] == 0
     result = subprocess.run(["verilator", *LINT, str(tmp_path / "onespike_top.v")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[:2000]

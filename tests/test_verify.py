@@ -32,8 +32,7 @@ def digits_net(digits_mlp):
 
 def expected_comparisons(net, samples):
     """Every neuron of every spike stream, plus every logit, for every sample."""
-    streams = [int(np.prod(net.encoder.shape))] + \
-        [layer.weight.shape[0] for layer in net.layers[:-1]]
+    streams = [int(np.prod(layer.in_shape)) for layer in net.layers]
     return samples * (sum(streams) + net.num_classes)
 
 
@@ -189,3 +188,39 @@ def test_waves_are_left_for_gtkwave(build_root):
     waves = Path(result["waves"])
     assert waves.suffix in (".fst", ".vcd") and waves.stat().st_size > 0
     assert Path(result["junit"]).is_file()
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_trained_digits_cnn(simulator, digits_cnn_net, build_root):
+    net, data = digits_cnn_net
+    a0 = verify_stimulus(net, data.x_test[:10])
+    result = verify(net, a0, lanes=8, simulator=simulator, build_root=build_root,
+                    progress=False)
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["spikes_compared"] == expected_comparisons(net, 12)
+
+
+@pytest.mark.parametrize("number", [0, 5, 12])
+def test_random_conv_networks(number, build_root):
+    from test_hdl_conv import NETS
+
+    net, rng = NETS[number]
+    result = verify(net, random_inputs(rng, net, 4), lanes=2, build_root=build_root,
+                    seed=number, progress=False)
+    assert result["mismatches"] == 0, result["first_mismatch"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_mnist_cnn_100_images(simulator, torch, build_root):
+    from onespike import zoo
+    from onespike.mapper import convert
+
+    mnist = zoo.idx_dataset("mnist", image=True)
+    model = zoo.train(zoo.mnist_cnn(), mnist, epochs=1, batch=128, lr=1e-3)
+    net = convert(model, mnist.x_train[:5000])
+    a0 = net.encoder.encode(mnist.x_test[:100])
+    result = verify(net, a0, lanes=16, simulator=simulator, build_root=build_root,
+                    idle=0.0, backpressure=0.1, progress=False)
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["spikes_compared"] == expected_comparisons(net, 100)
