@@ -287,14 +287,15 @@ def build_parser():
     p.add_argument("--predictions", type=Path, help="write the predicted classes (.npy)")
 
     p = add("generate", cmd_generate, "generate the accelerator's Verilog and manifest",
-            "Generate the TTFS accelerator for a dense network: DIR/onespike_top.v (top module "
+            "Generate the TTFS accelerator for a network (conv, max-pool, dense layers; a dense "
+            "readout): DIR/onespike_top.v (top module "
             "onespike_top, ports described in the README and in DIR/manifest.json) and "
             "DIR/manifest.json (ports, widths, memories, lanes). The same inputs give the "
             "same bytes.")
     p.add_argument("net", help="network file (.npz)")
     p.add_argument("--lanes", type=int, default=1, metavar="P",
-                   help="neurons updated per cycle in each layer (capped at the layer's size; "
-                        "default 1)")
+                   help="neurons (dense) or output channels (conv) updated per cycle in "
+                        "each layer (capped at the layer's size; default 1)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
