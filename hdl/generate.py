@@ -60,6 +60,16 @@ def _ports(top):
     return ports
 
 
+def _memory_totals(top, layers) -> dict:
+    """Memory bits by kind, for sizing against a board's block RAM."""
+    totals = {"weights": sum(l["weight_memory"]["bits"] for l in layers if "weight_memory" in l),
+              "neuron_state": sum(l.get("state_memory_bits", 0) for l in layers),
+              "maxpool_fired": sum(l.get("fired_memory_bits", 0) for l in layers),
+              "encoder": top.encoder.memory_bits}
+    totals["total"] = sum(totals.values())
+    return totals
+
+
 def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
     net = top.net
     starts = net.window_starts()
@@ -93,6 +103,7 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
         "encoder_memory_bits": top.encoder.memory_bits,
         "classes": net.num_classes, "latency_steps": net.latency_steps, "layers": layers,
+        "memory_bits": _memory_totals(top, layers),
         "cycles": {
             "every_neuron_spiking": worst,
             "note": "cycles per sample if every neuron spikes (the most work a sample can "

@@ -159,15 +159,17 @@ def cmd_generate(args):
     files = [str(Path(args.output) / name) for name in info["verilog"]]
     result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
               "top": info["top"], "lanes": [l.get("lanes", 1) for l in info["layers"]],
-              "weight_memory_bits": sum(l["weight_memory"]["bits"] for l in info["layers"]
-                                        if "weight_memory" in l),
+              "weight_memory_bits": info["memory_bits"]["weights"],
+              "memory_bits": info["memory_bits"],
               "latency_steps": info["latency_steps"], "seconds": round(seconds, 3),
               "cycles": info["cycles"]["every_neuron_spiking"]}
     worst = result["cycles"]
     slowest = max(worst["stages"], key=worst["stages"].get)
     _emit(args, result, [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
-                         f"lanes per layer {result['lanes']}, weight memory "
-                         f"{result['weight_memory_bits']} bits",
+                         f"lanes per layer {result['lanes']}; memory "
+                         f"{info['memory_bits']['total']:,} bits ("
+                         + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
+                                     info["memory_bits"].items() if k != "total") + ")",
                          f"if every neuron spikes: about {worst['steady']} cycles per sample "
                          f"back to back (slowest stage {slowest}), latency about "
                          f"{worst['latency']} cycles"])
