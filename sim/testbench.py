@@ -66,12 +66,25 @@ def _defined(decoded: dict, where: str):
     return decoded
 
 
+class Output:
+    """A testbench-driven signal that is written only when its value changes (each write
+    is a simulator call, and most cycles change nothing)."""
+
+    def __init__(self, handle):
+        self.handle, self.last = handle, None
+
+    def set(self, value: int):
+        if value != self.last:
+            self.handle.value = value
+            self.last = value
+
+
 class StreamSource:
     """Driver: sends values on ``<name>__valid/payload``, with random idle cycles."""
 
     def __init__(self, dut, name, values, idle, rng):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.payload = getattr(dut, f"{name}__payload")
+        self.valid = Output(getattr(dut, f"{name}__valid"))
+        self.payload = Output(getattr(dut, f"{name}__payload"))
         self.ready = getattr(dut, f"{name}__ready")
         self.values, self.next, self.idle, self.rng = values, 0, idle, rng
         self.offered = False
@@ -82,9 +95,9 @@ class StreamSource:
 
     def drive(self):
         self.offered = not self.done and not (self.idle and self.rng.random() < self.idle)
-        self.valid.value = int(self.offered)
+        self.valid.set(int(self.offered))
         if self.offered:
-            self.payload.value = int(self.values[self.next])
+            self.payload.set(int(self.values[self.next]))
 
     def sample(self):
         if self.offered and bit(self.ready):
@@ -97,13 +110,13 @@ class StreamSink:
     def __init__(self, dut, name, backpressure, rng):
         self.valid = getattr(dut, f"{name}__valid")
         self.payload = getattr(dut, f"{name}__payload")
-        self.ready = getattr(dut, f"{name}__ready")
+        self.ready = Output(getattr(dut, f"{name}__ready"))
         self.backpressure, self.rng = backpressure, rng
         self.received, self.accepting = [], False
 
     def drive(self):
         self.accepting = not (self.backpressure and self.rng.random() < self.backpressure)
-        self.ready.value = int(self.accepting)
+        self.ready.set(int(self.accepting))
 
     def sample(self, cycle):
         if self.accepting and bit(self.valid):
