@@ -20,6 +20,7 @@ from onespike import zoo
 from onespike.cli import simulate
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.maxpool import MaxPoolCore
+from onespike.hdl.streams import discard
 from onespike.hdl.top import Accelerator
 from onespike.mapper import convert
 from onespike.sim import closed_form
@@ -60,7 +61,7 @@ def main():
               f"mismatches, {r['cycles_per_inference']:.0f} cycles/image back to back, "
               f"latency {r['latency_cycles']} cycles, {r['samples_per_second']} images/s "
               f"simulated")
-    top = Accelerator(net, lanes=args.lanes)
+    top = discard(Accelerator(net, lanes=args.lanes))   # asked for sizes only
     spikes = [int(round((a.reshape(n, -1) > 0).sum(axis=1).mean()))
               for a in golden.activations[:len(net.layers)]]
     model_cycles = cycle_estimate(top, spikes)

@@ -11,7 +11,7 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
-__all__ = ["refuse", "spike_layout", "activation_layout", "logit_layout", "class_layout",
+__all__ = ["discard", "refuse", "spike_layout", "activation_layout", "logit_layout", "class_layout",
            "TapSignature", "index_shape", "neuron_layout", "flat_index", "flat_index_of"]
 
 
@@ -84,8 +84,15 @@ class TapSignature(wiring.Signature):
                      tap.payload.eq(observed.payload)]
 
 
+def discard(component):
+    """Tell Amaranth that ``component`` is meant never to be elaborated (built only to be
+    asked about its sizes, or half-built before an error)."""
+    component._MustUse__silence = True
+    return component
+
+
 def refuse(component, error):
     """Raise ``error`` from a component's constructor without Amaranth later warning that
     the half-built component was never elaborated."""
-    component._MustUse__silence = True
+    discard(component)
     raise error
