@@ -7,14 +7,16 @@ and with which weight word (:meth:`NeuronCore.synapse`, stepped by nested counte
 a word and lane name an output neuron (:meth:`NeuronCore.neuron_index`).
 """
 
+import functools
+
 import numpy as np
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.encoder import positive
-from onespike.hdl.streams import (index_shape, logit_layout, neuron_layout, refuse,
-                                  spike_layout)
+from onespike.hdl.streams import (index_shape, logit_layout, neuron_layout, pass_bank,
+                                  refuse, spike_layout)
 from onespike.ir import LayerWidths, signed_bits
 
 __all__ = ["NeuronCore", "Odometer"]
@@ -45,14 +47,6 @@ class Odometer:
 
     def load(self, m, values):
         m.d.sync += [v.eq(x) for v, x in zip(self.values, values)]
-
-
-def _flag(m, flags, bank, value):
-    """Set ``flags[bank]`` (a 2-bit signal, ``bank`` a 1-bit signal) to ``value``."""
-    with m.If(bank):
-        m.d.sync += flags[1].eq(value)
-    with m.Else():
-        m.d.sync += flags[0].eq(value)
 
 
 class _Side:
@@ -163,9 +157,14 @@ class NeuronCore(wiring.Component):
     def weight_bits(self):
         return signed_bits(int(np.abs(self._layer.weight).max(initial=0)))
 
+    @functools.cached_property
+    def weight_contents(self) -> np.ndarray:
+        """:meth:`weight_words`, computed once."""
+        return self.weight_words()
+
     @property
     def weight_memory_bits(self):
-        return len(self.weight_words()) * self.lanes * self.weight_bits
+        return len(self.weight_contents) * self.lanes * self.weight_bits
 
     @property
     def state_memory_bits(self):
@@ -186,7 +185,7 @@ class NeuronCore(wiring.Component):
         membrane = signed(self._widths.membrane_bits)
         mem_word = data.ArrayLayout(membrane, lanes)
 
-        contents = self.weight_words()
+        contents = self.weight_contents
         m.submodules.weights = weights = memory.Memory(
             shape=data.ArrayLayout(signed(self.weight_bits), lanes), depth=len(contents),
             init=contents.tolist())
@@ -310,15 +309,11 @@ class NeuronCore(wiring.Component):
                 with m.If(ints.last):
                     m.next = "INTEGRATE"
                     with m.If(window_done):
-                        m.d.sync += [ticks.eq(0), bank.eq(~bank)]
-                        _flag(m, full, bank, 1)
+                        m.d.sync += ticks.eq(0)
+                        pass_bank(m, full, bank, 1)
                     with m.Else():
                         m.d.sync += ticks.eq(ticks + 1)
                         accept()
-
-    def _release(self, m, full, bank):
-        _flag(m, full, bank, 0)
-        m.d.sync += bank.eq(~bank)
 
     def _firing(self, m, fire, constants, full, bank):
         layer, lanes = self._layer, self._lanes
@@ -385,7 +380,7 @@ class NeuronCore(wiring.Component):
                     m.next = "FIRE"
                     with m.If(last_step):
                         m.d.sync += step.eq(0)
-                        self._release(m, full, bank)
+                        pass_bank(m, full, bank, 0)
                         m.next = "WAIT"
 
     def _readout(self, m, fire, constants, full, bank):
@@ -414,7 +409,7 @@ class NeuronCore(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(last):
-                        self._release(m, full, bank)
+                        pass_bank(m, full, bank, 0)
                         m.next = "WAIT"
                     with m.Elif(lane == lanes - 1):
                         m.d.sync += fire.word.eq(fire.word + 1)

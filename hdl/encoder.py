@@ -5,7 +5,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.streams import activation_layout, index_shape, neuron_layout, spike_layout
+from onespike.hdl.streams import (activation_layout, index_shape, neuron_layout, pass_bank,
+                                  spike_layout)
 
 __all__ = ["SpikeEncoder", "positive"]
 
@@ -154,11 +155,7 @@ class SpikeEncoder(wiring.Component):
                         m.d.sync += j.eq(0)
                         m.next = "HANDOVER"
             with m.State("HANDOVER"):                # the last push completes
-                with m.If(bank):
-                    m.d.sync += full[1].eq(1)
-                with m.Else():
-                    m.d.sync += full[0].eq(1)
-                m.d.sync += bank.eq(~bank)
+                pass_bank(m, full, bank, 1)
                 m.next = "LOAD"
 
     def _send(self, m, head, link, full, bank, coord):
@@ -192,10 +189,6 @@ class SpikeEncoder(wiring.Component):
                     m.next = "HEAD"
                     with m.If(step == self.levels - 1):
                         m.d.sync += step.eq(0)
-                        with m.If(bank):
-                            m.d.sync += full[1].eq(0)
-                        with m.Else():
-                            m.d.sync += full[0].eq(0)
-                        m.d.sync += bank.eq(~bank)
+                        pass_bank(m, full, bank, 0)
                         m.next = "WAIT"
         return m

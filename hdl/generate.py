@@ -89,7 +89,7 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
                 "groups": core.groups, "state_words": core.words,
                 "cycles_per_input_spike": core.fan_out,
                 "levels": layer.levels, "weight_bits": core.weight_bits,
-                "weight_memory": {"depth": len(core.weight_words()),
+                "weight_memory": {"depth": len(core.weight_contents),
                                   "width": core.lanes * core.weight_bits,
                                   "bits": core.weight_memory_bits},
                 "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,

@@ -11,7 +11,7 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
-__all__ = ["discard", "refuse", "spike_layout", "activation_layout", "logit_layout", "class_layout",
+__all__ = ["discard", "refuse", "pass_bank", "spike_layout", "activation_layout", "logit_layout", "class_layout",
            "TapSignature", "index_shape", "neuron_layout", "flat_index", "flat_index_of"]
 
 
@@ -82,6 +82,16 @@ class TapSignature(wiring.Signature):
     def observe(m, tap, observed: stream.Interface):
         m.d.comb += [tap.valid.eq(observed.valid & observed.ready),
                      tap.payload.eq(observed.payload)]
+
+
+def pass_bank(m, full, bank, value):
+    """Hand bank ``bank`` (a 1-bit signal) over: set its bit of the 2-bit ``full`` to
+    ``value`` (1: filled for the next phase, 0: emptied) and move on to the other bank."""
+    with m.If(bank):
+        m.d.sync += full[1].eq(value)
+    with m.Else():
+        m.d.sync += full[0].eq(value)
+    m.d.sync += bank.eq(~bank)
 
 
 def discard(component):

@@ -32,6 +32,15 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
+def digits_mlp_net(digits_mlp):
+    """(net, data): the demo's MLP mapped at act_bits 4, weight_bits 8."""
+    from onespike.mapper import convert
+
+    model, data = digits_mlp
+    return convert(model, data.x_train), data
+
+
+@pytest.fixture(scope="session")
 def digits_cnn_net(torch):
     """(net, data): the digits CNN (BatchNorm, MaxPool, AvgPool, mean/std-normalized
     input, padding at a normalized first layer) mapped at act_bits 4, weight_bits 8."""

@@ -40,11 +40,8 @@ def test_eight_bit_activations():
     assert first_mismatch(net, closed_form(net, a0), hw.trace) is None
 
 
-def test_trained_digits_mlp(digits_mlp):
-    from onespike.mapper import convert
-
-    model, data = digits_mlp
-    net = convert(model, data.x_train)
+def test_trained_digits_mlp(digits_mlp_net):
+    net, data = digits_mlp_net
     a0 = net.encoder.encode(data.x_test[:3])
     golden = closed_form(net, a0)
     hw = run(Accelerator(net, lanes=16), a0, idle=0.1, backpressure=0.3)

@@ -22,14 +22,6 @@ def build_root(tmp_path_factory):
     return tmp_path_factory.mktemp("verify")
 
 
-@pytest.fixture(scope="module")
-def digits_net(digits_mlp):
-    from onespike.mapper import convert
-
-    model, data = digits_mlp
-    return convert(model, data.x_train), data
-
-
 def expected_comparisons(net, samples):
     """Every neuron of every spike stream, plus every logit, for every sample."""
     streams = [int(np.prod(layer.in_shape)) for layer in net.layers]
@@ -37,8 +29,8 @@ def expected_comparisons(net, samples):
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-def test_trained_digits_mlp(simulator, digits_net, build_root):
-    net, data = digits_net
+def test_trained_digits_mlp(simulator, digits_mlp_net, build_root):
+    net, data = digits_mlp_net
     a0 = verify_stimulus(net, data.x_test[:38])
     result = verify(net, a0, lanes=8, simulator=simulator, build_root=build_root,
                     progress=False)
@@ -92,8 +84,8 @@ def test_edge_cases(simulator, build_root):
 
 
 @pytest.mark.parametrize("cycles", [5, 60, 200])
-def test_reset_in_the_middle_of_an_inference(cycles, digits_net, build_root):
-    net, data = digits_net
+def test_reset_in_the_middle_of_an_inference(cycles, digits_mlp_net, build_root):
+    net, data = digits_mlp_net
     a0 = net.encoder.encode(data.x_test[:4])
     result = verify(net, a0, lanes=16, interrupt_cycles=cycles, build_root=build_root,
                     progress=False)
@@ -155,8 +147,8 @@ def test_inputs_of_the_wrong_shape(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", SIMULATORS)
-def test_digits_mlp_whole_test_split(simulator, digits_net, build_root):
-    net, data = digits_net
+def test_digits_mlp_whole_test_split(simulator, digits_mlp_net, build_root):
+    net, data = digits_mlp_net
     a0 = net.encoder.encode(data.x_test)
     result = verify(net, a0, lanes=8, simulator=simulator, build_root=build_root,
                     progress=False)
