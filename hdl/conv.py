@@ -86,7 +86,6 @@ class ConvCore(NeuronCore):
         layout = neuron_layout(self._layer.out_shape)
         width = {name: field.width for name, field in layout}
         def fit(value, bits):
-            value = value.as_value() if hasattr(value, "as_value") else value
             return value[:bits] if len(value) >= bits else Cat(value, Const(0, bits - len(value)))
         return Cat(fit(ox, width["x"]), fit(oy, width["y"]),
                    fit(group * self.lanes + lane, width["c"]))

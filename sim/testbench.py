@@ -88,6 +88,7 @@ class StreamSource:
         self.ready = getattr(dut, f"{name}__ready")
         self.values, self.next, self.idle, self.rng = values, 0, idle, rng
         self.offered = False
+        self.first_cycle = None            # cycle of the first transfer
 
     @property
     def done(self):
@@ -99,9 +100,11 @@ class StreamSource:
         if self.offered:
             self.payload.set(int(self.values[self.next]))
 
-    def sample(self):
+    def sample(self, cycle):
         if self.offered and bit(self.ready):
             self.next += 1
+            if self.first_cycle is None:
+                self.first_cycle = cycle
 
 
 class StreamSink:
@@ -144,7 +147,7 @@ class TraceMonitor:
         self.logit_sample = 0
         self.extra = []          # transfers after the expected samples: always a failure
 
-    def sample(self):
+    def sample(self, cycle=None):
         for n, (valid, payload, fields) in enumerate(self.taps):
             if not bit(valid):
                 continue
@@ -218,7 +221,7 @@ async def regression(dut):
         source = StreamSource(dut, "i", junk.reshape(-1), 0.0, rng)
         sink = StreamSink(dut, "o", 0.0, rng)
         for _ in range(config["interrupt_cycles"]):
-            await _cycle(dut, [source, sink], [lambda c: source.sample()], cycle)
+            await _cycle(dut, [source, sink], [source.sample], cycle)
             cycle += 1
         await RisingEdge(dut.clk)
         await _reset(dut, 1)
@@ -227,25 +230,19 @@ async def regression(dut):
     sink = StreamSink(dut, "o", config["backpressure"], rng)
     monitor = TraceMonitor(dut, manifest, samples)
     limit = config["max_cycles"]
-    first_input, start = None, cycle
+    start, reported = cycle, 0
+    drivers, monitors = [source, sink], [source.sample, sink.sample, monitor.sample]
     while len(sink.received) < samples:
-        def sample_all(c):
-            nonlocal first_input
-            before = source.next
-            source.sample()
-            if first_input is None and source.next > before:
-                first_input = c
-            sink.sample(c)
-            monitor.sample()
-        await _cycle(dut, [source, sink], [sample_all], cycle)
+        await _cycle(dut, drivers, monitors, cycle)
         cycle += 1
-        if len(sink.received) and cycle % 64 == 0:
-            progress.write_text(str(len(sink.received)))
+        if len(sink.received) != reported:
+            reported = len(sink.received)
+            progress.write_text(str(reported))
         assert cycle - start < limit, (
             f"only {len(sink.received)} of {samples} results after {limit} cycles: the design "
             f"hangs (or --max-cycles is too small)")
     for _ in range(8):                     # nothing may follow the last result
-        await _cycle(dut, [source, sink], [lambda c: monitor.sample()], cycle)
+        await _cycle(dut, drivers, [monitor.sample], cycle)
         cycle += 1
     progress.write_text(str(samples))
 
@@ -257,7 +254,7 @@ async def regression(dut):
         input_spikes=None, spikes=None, synaptic_ops=None)
     done = [c for c, _ in sink.received]
     np.savez(out / "observed.npz", classes=observed.classes, logits=observed.logits,
-             done=np.array(done), first_input=first_input or 0,
+             done=np.array(done), first_input=source.first_cycle or 0,
              **{f"times{n}": t for n, t in enumerate(observed.times)})
     mismatch = first_mismatch(net, golden, observed)
     assert not monitor.extra, f"transfers after the last sample: {monitor.extra[:3]}"
