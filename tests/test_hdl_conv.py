@@ -13,7 +13,7 @@ from onespike.sim import closed_form, first_mismatch, random_inputs, random_netw
 
 
 def conv_networks(count, start=0):
-    """Random image networks that convolve or max-pool (dense readout), with a spread of
+    """``count`` random image networks that convolve or max-pool (dense readout), with a spread of
     kernels 1-5, strides 1-2, padding 0-2, sum pooling into the layer and odd sizes."""
     found, seed = [], start
     while len(found) < count:
@@ -23,7 +23,7 @@ def conv_networks(count, start=0):
         if isinstance(net.layers[-1], Conv) or \
                 not any(isinstance(l, (Conv, MaxPool)) for l in net.layers):
             continue
-        found.append((net, rng))
+        found.append(net)
     return found
 
 
@@ -36,9 +36,15 @@ def channel_lanes(net):
 NETS = conv_networks(13)
 
 
+def net_and_rng(number):
+    """Network ``number`` and a generator of its own, so inputs do not depend on which
+    tests ran before."""
+    return NETS[number], np.random.default_rng(1000 + number)
+
+
 def test_the_random_networks_cover_the_geometry():
-    convs = [l for net, _ in NETS for l in net.layers if isinstance(l, Conv)]
-    pools = [l for net, _ in NETS for l in net.layers if isinstance(l, MaxPool)]
+    convs = [l for net in NETS for l in net.layers if isinstance(l, Conv)]
+    pools = [l for net in NETS for l in net.layers if isinstance(l, MaxPool)]
     assert {l.stride for l in convs} == {1, 2} and {l.padding for l in convs} >= {0, 1, 2}
     assert {l.kernel for l in convs} >= {1, 3, 5} and any(l.pool > 1 for l in convs)
     assert any(l.stride < l.kernel for l in pools) and any(l.padding for l in pools)
@@ -46,7 +52,7 @@ def test_the_random_networks_cover_the_geometry():
 
 @pytest.mark.parametrize("number", range(len(NETS)))
 def test_random_conv_networks_spike_for_spike(number):
-    net, rng = NETS[number]
+    net, rng = net_and_rng(number)
     a0 = random_inputs(rng, net, 2)
     golden = closed_form(net, a0)
     for lanes in channel_lanes(net):
@@ -68,7 +74,7 @@ def test_trained_digits_cnn(digits_cnn_net):
 
 
 def test_reset_in_the_middle_of_a_conv_inference():
-    net, rng = NETS[0]
+    net, rng = net_and_rng(0)
     junk, a0 = random_inputs(rng, net, 2), random_inputs(rng, net, 2)
     for cycles in (30, 300):
         hw = run(Accelerator(net, lanes=1), a0, interrupt=(junk, cycles),
@@ -77,7 +83,7 @@ def test_reset_in_the_middle_of_a_conv_inference():
 
 
 def test_conv_readout_and_wrong_layers_are_refused():
-    conv = next(l for net, _ in NETS for l in net.layers if isinstance(l, Conv))
+    conv = next(l for net in NETS for l in net.layers if isinstance(l, Conv))
     readout = Conv(in_shape=conv.in_shape, weight=conv.weight, bias=conv.bias[:, ...],
                    ramp=None, act_bits=None, scale=conv.scale, stride=conv.stride,
                    padding=conv.padding, pool=conv.pool)
@@ -88,3 +94,29 @@ def test_conv_readout_and_wrong_layers_are_refused():
     with pytest.raises(TypeError, match="ConvCore needs a Conv layer"):
         ConvCore(MaxPool(in_shape=(1, 4, 4), kernel=2, stride=2), in_levels=1, widths=None,
                  lanes=1)
+
+
+def test_rtl_with_one_wrong_conv_weight_is_caught():
+    """A planted fault: the hardware gets one kernel weight wrong (the first one that
+    changes some spike for these inputs)."""
+    import dataclasses
+
+    net, rng = net_and_rng(12)
+    index = next(i for i, l in enumerate(net.layers) if isinstance(l, Conv))
+    a0 = random_inputs(rng, net, 2)
+    golden = closed_form(net, a0)
+    original = np.array(net.layers[index].weight)
+    for position in np.ndindex(original.shape):
+        weight = original.copy()
+        weight[position] = -original[position] if original[position] else \
+            int(np.abs(original).max())
+        layers = list(net.layers)
+        layers[index] = dataclasses.replace(layers[index], weight=weight)
+        faulty = dataclasses.replace(net, layers=tuple(layers))
+        if first_mismatch(net, golden, closed_form(faulty, a0)) is not None:
+            break
+    else:
+        pytest.fail("no single weight changes a spike")
+    hw = run(Accelerator(faulty, lanes=2), a0, max_cycles=400_000)
+    mismatch = first_mismatch(net, golden, hw.trace)
+    assert mismatch is not None and mismatch.expected != mismatch.actual

@@ -195,9 +195,9 @@ def test_trained_digits_cnn(simulator, digits_cnn_net, build_root):
 @pytest.mark.parametrize("number, simulator", [(0, "icarus"), (5, "icarus"),
                                                (12, "icarus"), (12, "verilator")])
 def test_random_conv_networks(number, simulator, build_root):
-    from test_hdl_conv import NETS
+    from test_hdl_conv import net_and_rng
 
-    net, rng = NETS[number]
+    net, rng = net_and_rng(number)
     result = verify(net, random_inputs(rng, net, 4), lanes=2, simulator=simulator,
                     build_root=build_root, seed=number, progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
