@@ -257,8 +257,8 @@ class LinkedAccelerator(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += [rx.o.ready.eq(1), self.busy.eq(1)]
                 with m.If(got):
-                    with m.If(byte != crc):
-                        set_fault(proto.Fault.CHECKSUM)
+                    with m.If(byte != crc):     # nothing else in a corrupt frame counts
+                        m.d.sync += fault.eq(proto.Fault.CHECKSUM)
                     m.next = "DISPATCH"
                     with m.If(feeding):
                         m.next = "RESULT"          # the accelerator has the whole sample

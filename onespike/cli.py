@@ -25,6 +25,10 @@ typical flow:
   onespike generate net.npz --lanes 8 -o rtl/   Verilog (onespike_top) + manifest
   onespike verify net.npz --rtl rtl/ --sim verilator --inputs x.npy
                                                   cocotb regression against the golden model
+  onespike boards                                 supported FPGA boards
+  onespike build net.npz --board icebreaker -o bit/   bitstream (open-source tools only)
+  onespike run --build bit/ --port /dev/ttyUSB1 --inputs x.npy
+                                                  classify on the board over its UART
 """
 
 
@@ -223,6 +227,90 @@ def cmd_verify(args):
     return 1 if result["mismatches"] else 0
 
 
+def cmd_boards(args):
+    from onespike.boards.platforms import BOARDS
+
+    rows = [{"name": b.name, "description": b.description, "family": b.family,
+             "device": b.device, "clock_mhz": b.clock_hz / 1e6, "luts": b.luts,
+             "block_ram": f"{b.blocks} x {b.block_ram.name}", "spram": b.spram,
+             "default_lanes": b.default_lanes} for b in BOARDS.values()]
+    lines = [f"{'board':<14} {'device':<22} {'clock':>7}  {'LUTs':>6}  block RAM"]
+    lines += [f"{r['name']:<14} {r['device']:<22} {r['clock_mhz']:>4g} MHz  {r['luts']:>6}  "
+              f"{r['block_ram']}" for r in rows]
+    lines.append("build with: onespike build NET.npz --board NAME -o DIR")
+    _emit(args, {"boards": rows}, lines)
+
+
+def cmd_build(args):
+    from onespike.boards.build import BuildFailed, build
+    from onespike.boards.platforms import board_named
+
+    board = board_named(args.board)
+    if args.lanes is not None and args.lanes < 1:
+        raise OnespikeError(f"--lanes must be a positive integer, not {args.lanes}")
+    if args.clock is not None and abs(args.clock * 1e6 - board.clock_hz) > 1:
+        raise OnespikeError(f"{board.name} runs from its {board.clock_hz / 1e6:g} MHz "
+                            f"oscillator; other clocks (a PLL) are not supported yet: "
+                            f"leave out --clock")
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    try:
+        summary = build(args.net, board, args.output, lanes=args.lanes, baud=args.baud,
+                        log=log)
+    except BuildFailed as e:       # the tools ran: not a usage error
+        print(f"onespike: {e}", file=sys.stderr)
+        return 1
+    lines = [f"{summary['bitstream']}: {board.name}, {summary['luts']} LUTs, "
+             f"{summary['ffs']} FFs, {summary['bram']}/{board.blocks} block RAMs"
+             + (f", {summary['spram']} SPRAM" if board.spram else ""),
+             f"Fmax {summary['fmax_mhz']:.1f} MHz at a {summary['clock_mhz']:g} MHz clock: "
+             f"timing met; UART {summary['baud']} baud, network {summary['checksum']}",
+             f"report: {Path(args.output) / 'build.json'}; next: onespike run --build "
+             f"{args.output} --port PORT --inputs X.npy"]
+    _emit(args, summary, lines)
+
+
+def cmd_run(args):
+    from onespike.boards.host import BoardClient, run_inputs
+    from onespike.ir import load
+
+    baud, net = args.baud, None
+    if args.build is not None:
+        report = Path(args.build) / "build.json"
+        if not report.is_file():
+            raise OnespikeError(f"{args.build} holds no build.json; give the folder written "
+                                f"by `onespike build`")
+        baud = baud or json.loads(report.read_text())["baud"]
+        net = load(Path(args.build) / "network.npz")
+    if args.net is not None:
+        net = load(args.net)
+    x = _load_array(args.inputs, "inputs")
+    if args.samples is not None:
+        x = x[:args.samples]
+    if net is not None:
+        a0 = verify_stimulus(net, x)[2:]
+    elif x.dtype.kind not in "iu":
+        raise OnespikeError("float inputs need the network to encode them: pass --net "
+                            "NET.npz or --build DIR")
+    else:
+        a0 = x
+    with BoardClient(args.port, baud=baud or 1_000_000, timeout=args.timeout) as client:
+        result = run_inputs(client, a0, net=net, spikes=args.spikes, progress=not args.json)
+    lines = [f"{result['samples']} samples in {result['seconds']:.2f} s "
+             f"({result['samples_per_second']} samples/s over the UART), "
+             f"{result['retries']} frames retried"]
+    if args.labels is not None:
+        labels = _load_array(args.labels, "labels", integer=True)[:len(a0)]
+        result["accuracy"] = float(np.mean(np.array(result["classes"]) == labels))
+        lines.append(f"accuracy {result['accuracy']:.4f} on {len(labels)} labelled samples")
+    if result["golden_mismatches"] is not None:
+        lines.append(f"golden model: {result['golden_mismatches']} of {result['samples']} "
+                     f"answers differ")
+    lines.append("classes: " + " ".join(str(c) for c in result["classes"][:20])
+                 + (" ..." if result["samples"] > 20 else ""))
+    _emit(args, result, lines)
+    return 1 if result["golden_mismatches"] else 0
+
+
 def cmd_demo(args):
     from onespike.demo import run_demo
 
@@ -330,6 +418,46 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="stimulus seed (default 0)")
     p.add_argument("--build-dir", default="build/verify",
                    help="build folders (default build/verify)")
+
+    p = add("boards", cmd_boards, "list the supported FPGA boards",
+            "List the boards `onespike build` supports, with their device, clock and "
+            "resources.")
+
+    p = add("build", cmd_build, "build a bitstream for a board (open-source tools)",
+            "Build a bitstream of the accelerator behind a UART host link for a board, with "
+            "the YoWASP yosys/nextpnr from PyPI (no vendor tool). Writes DIR/onespike.{bin,"
+            "bit,fs}, DIR/network.npz and DIR/build.json (utilisation, Fmax, lanes, baud). "
+            "A network whose memories cannot fit is refused before synthesis; a place-and-"
+            "route failure or missed timing exits with status 1.")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--board", required=True, metavar="NAME",
+                   help="board name (see `onespike boards`)")
+    p.add_argument("--lanes", type=int, metavar="P",
+                   help="neurons updated per cycle (default: the board's, see `onespike "
+                        "boards`)")
+    p.add_argument("--clock", type=float, metavar="MHZ",
+                   help="clock in MHz (only the board's oscillator clock is supported)")
+    p.add_argument("--baud", type=int, default=1_000_000,
+                   help="UART baud rate (default 1000000)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+
+    p = add("run", cmd_run, "classify inputs on a board over its UART",
+            "Stream inputs to a board built by `onespike build` and print its classes and "
+            "throughput. With --build DIR (or --net) the board's network checksum is checked, "
+            "float inputs are encoded, and every answer is compared with the golden model "
+            "(exit status 1 on any difference).")
+    p.add_argument("--port", required=True, help="serial device (e.g. /dev/ttyUSB1)")
+    p.add_argument("--inputs", required=True, help="inputs (.npy): floats as fed to the "
+                   "model, or integer activations when no network is given")
+    p.add_argument("--build", metavar="DIR", help="folder written by `onespike build`")
+    p.add_argument("--net", help="network file (.npz) the board must hold")
+    p.add_argument("--labels", help="integer labels (.npy) to report accuracy")
+    p.add_argument("--samples", type=int, help="only the first N inputs")
+    p.add_argument("--spikes", action="store_true",
+                   help="also read back the last spiking layer's spike times")
+    p.add_argument("--baud", type=int, help="baud rate (default: the build's, or 1000000)")
+    p.add_argument("--timeout", type=float, default=2.0,
+                   help="seconds to wait for an answer (default 2)")
 
     p = add("demo", cmd_demo, "train, convert and simulate a digits MLP (built-in data)",
             "Train a small MLP on scikit-learn's 8x8 digits, convert it, and report float, "

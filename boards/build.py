@@ -1,0 +1,140 @@
+"""``onespike build``: a bitstream for a board with the YoWASP tools from PyPI, its
+utilisation and the Fmax nextpnr achieved, refused up front when the memories cannot fit."""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from amaranth.hdl import Fragment, Shape
+
+from onespike import ir
+from onespike.boards.platforms import Board, tool_environment
+from onespike.boards.top import DEFAULT_BAUD, BoardTop
+from onespike.errors import OnespikeError
+from onespike.hdl.streams import discard
+
+__all__ = ["build", "memory_inventory", "block_estimate", "BuildFailed"]
+
+NAME = "onespike"
+
+
+class BuildFailed(OnespikeError):
+    """The tools ran but the design did not fit or did not meet timing."""
+
+
+class _Recorder:
+    """A stand-in platform that records every memory's geometry during elaboration."""
+
+    def __init__(self):
+        self.memories = []
+
+    def get_memory(self, memory):
+        self.memories.append((Shape.cast(memory.shape).width, memory.depth))
+        return memory.elaborate(None)
+
+
+def memory_inventory(top) -> list:
+    """``(width, depth)`` of every memory ``top`` elaborates to."""
+    recorder = _Recorder()
+    Fragment.get(top, recorder)
+    return recorder.memories
+
+
+def block_estimate(board: Board, memories) -> int:
+    return sum(board.block_ram.blocks(w, d) for w, d in memories)
+
+
+def _count(pattern, text):
+    """Sum of yosys ``stat`` counts of the cells whose name matches ``pattern`` (the last
+    stat in the log is the final netlist)."""
+    final = text[text.rfind("Number of cells"):]
+    return sum(int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", final, re.M)
+               if re.fullmatch(pattern, cell))
+
+
+def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
+    used = {k: v["used"] for k, v in report["utilization"].items()}
+    if board.family == "ice40":
+        return {"luts": _count(r"SB_LUT4", synth_log), "ffs": _count(r"SB_DFF\w*", synth_log),
+                "logic_cells": used["ICESTORM_LC"], "bram": used["ICESTORM_RAM"],
+                "spram": used["ICESTORM_SPRAM"], "dsp": used["ICESTORM_DSP"]}
+    if board.family == "ecp5":
+        return {"luts": _count(r"LUT4", synth_log), "ffs": used["TRELLIS_FF"],
+                "lutram_slices": used["TRELLIS_RAMW"], "bram": used["DP16KD"], "spram": 0,
+                "dsp": used.get("MULT18X18D", 0)}
+    return {"luts": used["LUT4"], "ffs": used["DFF"], "lutram_slices": used["RAM16SDP4"],
+            "bram": used["BSRAM"], "spram": 0,
+            "dsp": sum(v for k, v in used.items() if k.startswith("MULT"))}
+
+
+def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log=print) -> dict:
+    """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
+    to ``out_dir/build.json``). Raises :class:`OnespikeError` before running any tool when
+    the memories cannot fit, :class:`BuildFailed` when place and route fails or timing is
+    not met (the bitstream is then still written, the report says so)."""
+    net = ir.load(net_path)
+    lanes = board.default_lanes if lanes is None else lanes
+    clock_hz = board.clock_hz
+    top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud)
+    memories = memory_inventory(discard(BoardTop(net, lanes=lanes, clock_hz=clock_hz,
+                                                 baud=baud)).link)
+    blocks = block_estimate(board, memories)
+    if blocks > board.blocks:
+        discard(top)
+        bits = sum(w * d for w, d in memories)
+        raise OnespikeError(
+            f"{net_path} at {lanes} lane(s) does not fit {board.name}: its memories "
+            f"({bits / 1024:.0f} kbit) need about {blocks} {board.block_ram.name} blocks and "
+            f"the {board.device} has {board.blocks}; try fewer --lanes or a larger board")
+    env = tool_environment()
+    out_dir = Path(out_dir)
+    root = out_dir / "build"
+    if root.exists():
+        shutil.rmtree(root)
+    for stale in (out_dir / board.bitstream_name, out_dir / "build.json"):
+        stale.unlink(missing_ok=True)
+    options = "--report report.json --timing-allow-fail"
+    if board.family == "gowin":          # its constraint file carries no clock
+        options += f" --freq {clock_hz / 1e6:g}"
+    plan = board.create_platform().build(top, name=NAME, do_build=False,
+                                         nextpnr_opts=options)
+    plan.extract(root)
+    log(f"building {net_path} for {board.name} ({board.device}) at {lanes} lane(s): "
+        f"synthesis, place and route, packing (a few minutes; log in {root}/build.log)")
+    started = time.monotonic()
+    with open(root / "build.log", "w") as output:
+        result = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=root, env=env,
+                                stdout=output, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - started
+    build_log = (root / "build.log").read_text(errors="replace")
+    if result.returncode != 0:
+        errors = [line.strip() for line in build_log.splitlines() if "ERROR" in line]
+        reason = errors[-1] if errors else f"exit status {result.returncode}"
+        if "utilisation" in reason or "legal placement" in reason:
+            reason = "the design does not fit the device: " + reason
+        raise BuildFailed(f"building for {board.name} failed after {seconds:.0f} s: {reason} "
+                          f"(full log: {root / 'build.log'})")
+    report = json.loads((root / "report.json").read_text())
+    (fmax_entry,) = [v for k, v in report["fmax"].items() if "sync" in k]
+    fmax = float(fmax_entry["achieved"])
+    shutil.copyfile(root / board.bitstream_name, out_dir / board.bitstream_name)
+    shutil.copyfile(net_path, out_dir / "network.npz")
+    summary = {
+        "board": board.name, "device": board.device, "network": str(net_path),
+        "bitstream": str(out_dir / board.bitstream_name), "lanes": list(top.link.accelerator.lanes),
+        "clock_mhz": clock_hz / 1e6, "fmax_mhz": round(fmax, 2), "timing_met": fmax >= clock_hz / 1e6,
+        "baud": baud, "checksum": f"{top.link.identity.checksum:08x}",
+        **_utilisation(board, report, (root / f"{NAME}.rpt").read_text(errors="replace")),
+        "bram_available": board.blocks, "luts_available": board.luts,
+        "memory_bits": sum(w * d for w, d in memories), "bram_estimate": blocks,
+        "build_seconds": round(seconds, 1),
+    }
+    (out_dir / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if not summary["timing_met"]:
+        raise BuildFailed(f"timing not met on {board.name}: Fmax {fmax:.1f} MHz, the board "
+                          f"clock is {clock_hz / 1e6:g} MHz; try fewer --lanes "
+                          f"(bitstream and report written to {out_dir})")
+    return summary
