@@ -95,7 +95,10 @@ class LinkedAccelerator(wiring.Component):
         byte = rx.o.payload
         got = Signal()
         m.d.comb += got.eq(rx.o.valid & rx.o.ready)
-        kind, length, count, crc = Signal(8), Signal(16), Signal(16), Signal(8)
+        kind = Signal(8)
+        length = Signal(16)
+        count = Signal(16)         # payload bytes received
+        crc = Signal(8)
         fault = Signal(8)          # first fault of this frame (Fault), 0: none
         dropped = Signal()         # bytes arrived while answering
         quiet = Signal(range(self._timeout + 1))   # cycles since the last byte
@@ -113,7 +116,8 @@ class LinkedAccelerator(wiring.Component):
             m.d.sync += pending.eq(0)
 
         loaded = Signal(init=self._load_bytes == 0)
-        load_next, load_start = Signal(32), Signal(32)
+        load_next = Signal(32)     # the next run-time weight byte
+        load_start = Signal(32)    # load_next when this frame began
         offset = Signal(32)
         m.d.comb += [self.load.address.eq(load_next), self.load.byte.eq(byte)]
 
@@ -165,7 +169,9 @@ class LinkedAccelerator(wiring.Component):
                      step_read.addr.eq(neuron)]
 
         # -- answer state ---------------------------------------------------------------
-        reply, sent, out_crc = Signal(8), Signal(16), Signal(8)
+        reply = Signal(8)
+        sent = Signal(16)          # bytes of the answer's header or body sent
+        out_crc = Signal(8)
         reply_length = Signal(16)
         with m.Switch(reply):
             for k, n in lengths.items():
@@ -249,8 +255,10 @@ class LinkedAccelerator(wiring.Component):
                         m.d.sync += [acc.i.payload.value.eq(Mux(byte > ident.levels,
                                                                 ident.levels, byte)),
                                      pending.eq(1)]
-                    with m.If((kind == proto.Command.LOAD) & (fault == 0)):
-                        self._load_byte(m, count, byte, offset, load_next, loaded, set_fault)
+                    if self._load_bytes:
+                        with m.If((kind == proto.Command.LOAD) & (fault == 0)):
+                            self._load_byte(m, count, byte, offset, load_next, loaded,
+                                            set_fault)
                 with m.If(got & feeding & pending & ~taken):
                     break_frame(proto.Fault.OVERRUN)   # the accelerator fell behind the UART
                 watch_line()

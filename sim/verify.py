@@ -8,6 +8,7 @@ returns what was compared and found. Build folders are per configuration under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import numpy as np
 from onespike.errors import OnespikeError
 from onespike.ir import Network, save
 
-__all__ = ["SIMULATORS", "VERILATOR_ARGS", "verify", "simulator_path"]
+__all__ = ["SIMULATORS", "VERILATOR_ARGS", "verify", "simulator_path", "run_cocotb"]
 
 SIMULATORS = ("icarus", "verilator")
 TOP = "onespike_top"
@@ -140,6 +141,29 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
               "interrupt_cycles": interrupt_cycles, "max_cycles": limit}
     (run_dir / "config.json").write_text(json.dumps(config, indent=1))
 
+    runner = get_runner(simulator)
+    build_dir = work / "sim_build"
+    junit = run_dir / "results.xml"
+    log = run_dir / "sim.log"
+    stop, thread = _progress_bar(len(a0), run_dir / "progress", progress)
+    start = time.perf_counter()
+    try:
+        with runner_environment() as env_path:
+            built = _run(runner, rtl, build_dir, run_dir, junit, log, waves, simulator,
+                         env_path, work, "onespike.sim.testbench",
+                         {"ONESPIKE_VERIFY": str((run_dir / "config.json").resolve())})
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+    finished = time.perf_counter()
+    return _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir,
+                    built - start, finished - built)
+
+
+@contextlib.contextmanager
+def runner_environment():
+    """The process environment cocotb's runner needs here; yields the PATH to pass on."""
     env_path = simulator_path()
     saved = {name: os.environ.get(name)
              for name in ("PATH", "MAKEFLAGS", "PYTEST_CURRENT_TEST")}
@@ -151,38 +175,48 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     # breaks designs large enough to be split into several C++ files
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved["MAKEFLAGS"],
                                                      "CFG_CXXFLAGS_PCH_I=-include"]))
-    runner = get_runner(simulator)
-    build_dir = work / "sim_build"
-    junit = run_dir / "results.xml"
-    log = run_dir / "sim.log"
-    stop, thread = _progress_bar(len(a0), run_dir / "progress", progress)
-    start = time.perf_counter()
     try:
-        runner.build(sources=[(rtl / f"{TOP}.v").resolve()], hdl_toplevel=TOP,
-                     build_dir=build_dir, timescale=("1ns", "1ps"), waves=waves,
-                     build_args=VERILATOR_ARGS if simulator == "verilator" else [],
-                     log_file=work / "build.log")
-        built = time.perf_counter()
-        runner.test(test_module="onespike.sim.testbench", hdl_toplevel=TOP,
-                    build_dir=build_dir, test_dir=run_dir, results_xml=str(junit.resolve()),
-                    extra_env={"ONESPIKE_VERIFY": str((run_dir / "config.json").resolve()),
-                               "PATH": env_path},
-                    waves=waves, timescale=("1ns", "1ps"), log_file=log)
-    except SystemExit as e:     # the runner exits when a tool fails to build or run
-        where = log if log.exists() else work / "build.log"
-        raise OnespikeError(f"{simulator} failed ({e}); see {where}") from None
+        yield env_path
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        stop.set()
-        if thread:
-            thread.join()
-    finished = time.perf_counter()
-    return _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir,
-                    built - start, finished - built)
+
+
+def run_cocotb(simulator, verilog: Path, work: Path, run_dir: Path, test_module: str,
+               extra_env: dict, *, waves=False):
+    """Build ``verilog`` (top ``onespike_top``) in ``work`` and run ``test_module`` in
+    ``run_dir``; returns the JUnit XML path."""
+    from cocotb_tools.runner import get_runner
+
+    _check_simulator(simulator)
+    junit = run_dir / "results.xml"
+    with runner_environment() as env_path:
+        _run(get_runner(simulator), verilog.parent, work / "sim_build", run_dir, junit,
+             run_dir / "sim.log", waves, simulator, env_path, work, test_module, extra_env,
+             verilog=verilog)
+    return junit
+
+
+def _run(runner, rtl, build_dir, run_dir, junit, log, waves, simulator, env_path, work,
+         test_module, extra_env, verilog=None):
+    """Build and test; returns the perf_counter time at which the build finished."""
+    try:
+        runner.build(sources=[(verilog or rtl / f"{TOP}.v").resolve()], hdl_toplevel=TOP,
+                     build_dir=build_dir, timescale=("1ns", "1ps"), waves=waves,
+                     build_args=VERILATOR_ARGS if simulator == "verilator" else [],
+                     log_file=work / "build.log")
+        built = time.perf_counter()
+        runner.test(test_module=test_module, hdl_toplevel=TOP,
+                    build_dir=build_dir, test_dir=run_dir, results_xml=str(junit.resolve()),
+                    extra_env={**extra_env, "PATH": env_path},
+                    waves=waves, timescale=("1ns", "1ps"), log_file=log)
+    except SystemExit as e:     # the runner exits when a tool fails to build or run
+        where = log if log.exists() else work / "build.log"
+        raise OnespikeError(f"{simulator} failed ({e}); see {where}") from None
+    return built
 
 
 def _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir,

@@ -1,0 +1,50 @@
+"""Simulate the whole board top (UART + link + accelerator) with cocotb on Icarus or
+Verilator: :func:`simulate_board`."""
+
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+
+from onespike.boards.link import LinkedAccelerator
+from onespike.errors import OnespikeError
+from onespike.hdl.generate import TOP_NAME, to_verilog
+from onespike.ir import save
+from onespike.sim.verify import run_cocotb
+
+__all__ = ["simulate_board"]
+
+
+def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
+                   clock_ns=10, hardware=None) -> dict:
+    """Run :mod:`onespike.boards.testbench` on the board top of ``hardware`` (default
+    ``net``) with inputs ``a0``, answers checked against ``net``'s golden model; returns
+    ``{"answered": samples answered correctly, "failures": [...]}``."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    clock_hz = round(1e9 / clock_ns)
+    link = LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor, timeout=40 * divisor,
+                             clock_hz=clock_hz)
+    verilog = work / f"{TOP_NAME}.v"
+    verilog.write_text(to_verilog(link))
+    run_dir = work / "run"
+    run_dir.mkdir(exist_ok=True)
+    (run_dir / "answered").unlink(missing_ok=True)
+    save(net, run_dir / "net.npz")
+    save(hardware or net, run_dir / "hardware.npz")
+    np.save(run_dir / "inputs.npy", np.asarray(a0, dtype=np.int64))
+    config = {"net": str((run_dir / "net.npz").resolve()),
+              "hardware": str((run_dir / "hardware.npz").resolve()),
+              "inputs": str((run_dir / "inputs.npy").resolve()), "out": str(run_dir.resolve()),
+              "clock_ns": clock_ns, "clock_hz": clock_hz,
+              "baud": round(1e9 / (clock_ns * divisor))}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    junit = run_cocotb(simulator, verilog.resolve(), work, run_dir, "onespike.boards.testbench",
+                       {"ONESPIKE_BOARD": str((run_dir / "config.json").resolve())})
+    if not junit.is_file():
+        raise OnespikeError(f"{simulator} left no results; see {run_dir / 'sim.log'}")
+    failures = [f.get("message", "") for f in ElementTree.parse(junit).iter("failure")]
+    answered = run_dir / "answered"
+    return {"answered": int(answered.read_text()) if answered.exists() else 0,
+            "failures": failures}
