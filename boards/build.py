@@ -8,49 +8,27 @@ import subprocess
 import time
 from pathlib import Path
 
-from amaranth.hdl import Fragment, Shape
-
 from onespike import ir
+from onespike.boards.memories import SpramPlan, inventory, load_image, plan_spram
 from onespike.boards.platforms import Board, tool_environment
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.streams import discard
 
-__all__ = ["build", "memory_inventory", "block_estimate", "BuildFailed"]
+__all__ = ["build", "fit", "BuildFailed"]
 
 NAME = "onespike"
+WEIGHTS = "weights.bin"       # run-time weights (SPRAM), sent by `onespike run`
 
 
 class BuildFailed(OnespikeError):
     """The tools ran but the design did not fit or did not meet timing."""
 
 
-class _Recorder:
-    """A stand-in platform that records every memory's geometry during elaboration."""
-
-    def __init__(self):
-        self.memories = []
-
-    def get_memory(self, memory):
-        self.memories.append((Shape.cast(memory.shape).width, memory.depth))
-        return memory.elaborate(None)
-
-
-def memory_inventory(top) -> list:
-    """``(width, depth)`` of every memory ``top`` elaborates to."""
-    recorder = _Recorder()
-    Fragment.get(top, recorder)
-    return recorder.memories
-
-
-def block_estimate(board: Board, memories) -> int:
-    return sum(board.block_ram.blocks(w, d) for w, d in memories)
-
-
 def _count(pattern, text):
     """Sum of yosys ``stat`` counts of the cells whose name matches ``pattern`` (the last
     stat in the log is the final netlist)."""
-    final = text[text.rfind("Number of cells"):]
+    final = text[text.rfind(" cells\n"):]
     return sum(int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", final, re.M)
                if re.fullmatch(pattern, cell))
 
@@ -70,6 +48,32 @@ def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
             "dsp": sum(v for k, v in used.items() if k.startswith("MULT"))}
 
 
+def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
+    """``(spram_plan, block RAMs, memory bits)`` of ``net`` on ``board``; raises when its
+    memories cannot fit (before any tool runs)."""
+    memories = inventory(discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz,
+                                          baud=baud)).link)
+
+    def cost(record):
+        return board.block_ram.blocks(record.width, record.depth)
+
+    plan = SpramPlan(())
+    if board.spram:
+        plan = plan_spram(memories, sprams=board.spram, blocks_free=board.blocks,
+                          block_cost=cost)
+    in_spram = {id(r) for _, r, _ in plan.entries}
+    blocks = sum(cost(r) for r in memories if id(r) not in in_spram)
+    bits = sum(r.bits for r in memories)
+    if blocks > board.blocks:
+        also = f" once {plan.sprams} SPRAMs hold weights" if board.spram else ""
+        raise OnespikeError(
+            f"the network at {lanes} lane(s) does not fit {board.name}: its memories "
+            f"({bits / 1024:.0f} kbit) need about {blocks} {board.block_ram.name} "
+            f"blocks{also}, and the {board.device} has {board.blocks}; try fewer --lanes "
+            f"or a larger board")
+    return plan, blocks, bits
+
+
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log=print) -> dict:
     """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
     to ``out_dir/build.json``). Raises :class:`OnespikeError` before running any tool when
@@ -78,30 +82,20 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log
     net = ir.load(net_path)
     lanes = board.default_lanes if lanes is None else lanes
     clock_hz = board.clock_hz
-    top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud)
-    memories = memory_inventory(discard(BoardTop(net, lanes=lanes, clock_hz=clock_hz,
-                                                 baud=baud)).link)
-    blocks = block_estimate(board, memories)
-    if blocks > board.blocks:
-        discard(top)
-        bits = sum(w * d for w, d in memories)
-        raise OnespikeError(
-            f"{net_path} at {lanes} lane(s) does not fit {board.name}: its memories "
-            f"({bits / 1024:.0f} kbit) need about {blocks} {board.block_ram.name} blocks and "
-            f"the {board.device} has {board.blocks}; try fewer --lanes or a larger board")
+    plan, blocks, bits = fit(net, board, lanes, baud)
+    top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud, spram_plan=plan)
     env = tool_environment()
     out_dir = Path(out_dir)
     root = out_dir / "build"
     if root.exists():
         shutil.rmtree(root)
-    for stale in (out_dir / board.bitstream_name, out_dir / "build.json"):
+    for stale in (out_dir / board.bitstream_name, out_dir / "build.json", out_dir / WEIGHTS):
         stale.unlink(missing_ok=True)
     options = "--report report.json --timing-allow-fail"
     if board.family == "gowin":          # its constraint file carries no clock
         options += f" --freq {clock_hz / 1e6:g}"
-    plan = board.create_platform().build(top, name=NAME, do_build=False,
-                                         nextpnr_opts=options)
-    plan.extract(root)
+    board.create_platform().build(top, name=NAME, do_build=False,
+                                  nextpnr_opts=options).extract(root)
     log(f"building {net_path} for {board.name} ({board.device}) at {lanes} lane(s): "
         f"synthesis, place and route, packing (a few minutes; log in {root}/build.log)")
     started = time.monotonic()
@@ -122,6 +116,8 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log
     fmax = float(fmax_entry["achieved"])
     shutil.copyfile(root / board.bitstream_name, out_dir / board.bitstream_name)
     shutil.copyfile(net_path, out_dir / "network.npz")
+    if plan.load_bytes:
+        (out_dir / WEIGHTS).write_bytes(load_image(plan))
     summary = {
         "board": board.name, "device": board.device, "network": str(net_path),
         "bitstream": str(out_dir / board.bitstream_name), "lanes": list(top.link.accelerator.lanes),
@@ -129,7 +125,8 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log
         "baud": baud, "checksum": f"{top.link.identity.checksum:08x}",
         **_utilisation(board, report, (root / f"{NAME}.rpt").read_text(errors="replace")),
         "bram_available": board.blocks, "luts_available": board.luts,
-        "memory_bits": sum(w * d for w, d in memories), "bram_estimate": blocks,
+        "memory_bits": bits, "bram_estimate": blocks, "spram_planned": plan.sprams,
+        "load_bytes": plan.load_bytes,
         "build_seconds": round(seconds, 1),
     }
     (out_dir / "build.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -137,9 +137,11 @@ class BoardClient:
                 progress(len(chunk))
 
 
-def run_inputs(client: BoardClient, a0, *, net=None, spikes=False, progress=True) -> dict:
+def run_inputs(client: BoardClient, a0, *, net=None, weights=None, spikes=False,
+               progress=True) -> dict:
     """Stream integer activations ``a0`` (samples, inputs) to a board; checks the board
-    holds ``net`` (when given) and compares every answer with the golden model."""
+    holds ``net`` (when given), loads its run-time ``weights`` (the build's load image) if
+    it has not got them yet, and compares every answer with the golden model."""
     from tqdm import tqdm
 
     identity = client.identify()
@@ -155,8 +157,21 @@ def run_inputs(client: BoardClient, a0, *, net=None, spikes=False, progress=True
     if a0.min() < 0 or a0.max() > identity.levels:
         raise OnespikeError(f"activations must be integers 0..{identity.levels}; pass the "
                             f"network (--net) to encode float inputs")
+    loaded_now = 0
     if not identity.loaded:
-        raise OnespikeError("the board's run-time weights are not loaded")
+        if weights is None:
+            raise OnespikeError("the board keeps weights in RAM that a bitstream cannot "
+                                "fill; pass --build DIR (its weights.bin) to load them")
+        if len(weights) != identity.load_bytes:
+            raise OnespikeError(f"the board expects {identity.load_bytes} weight bytes, the "
+                                f"build's weights.bin has {len(weights)}: another build?")
+        with tqdm(total=len(weights), desc="loading weights", unit="B", unit_scale=True,
+                  disable=not progress, leave=False) as bar:
+            client.load(weights, progress=bar.update)
+        identity = client.identify()
+        if not identity.loaded:
+            raise OnespikeError("the board did not take the weights (still not loaded)")
+        loaded_now = len(weights)
     classes, logits, steps = [], [], []
     started = time.monotonic()
     for a in tqdm(a0, desc="inferences", unit="sample", disable=not progress, leave=False):
@@ -168,6 +183,7 @@ def run_inputs(client: BoardClient, a0, *, net=None, spikes=False, progress=True
               "seconds": round(seconds, 3),
               "samples_per_second": round(len(a0) / seconds, 2) if seconds else None,
               "retries": client.retried, "checksum": f"{identity.checksum:08x}",
+              "weights_loaded_bytes": loaded_now,
               "clock_mhz": identity.clock_hz / 1e6, "golden_mismatches": None}
     if spikes:
         result["steps"] = [[int(v) for v in st] for st in steps]

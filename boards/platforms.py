@@ -8,12 +8,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import MemoryInstance, Shape
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.tang_nano_9k import TangNano9kPlatform
 from amaranth_boards.ulx3s import (ULX3S_12F_Platform, ULX3S_25F_Platform, ULX3S_45F_Platform,
                                    ULX3S_85F_Platform)
 
+from onespike.boards.memories import MemoryMapper
 from onespike.errors import OnespikeError
 
 __all__ = ["Board", "BOARDS", "board_named", "tool_environment"]
@@ -85,26 +85,14 @@ class Board:
 
 
 def _mapped(platform, block_ram):
-    """``platform`` with memories of at most ``block_ram.logic_bits`` bits kept out of block
-    RAM (iCE40 has no distributed RAM: yosys would spend a whole EBR on an 8-word memory),
-    and on Gowin the nextpnr-himbaechel flow that the PyPI tools ship."""
+    """``platform`` with the board's memory mapping (:class:`MemoryMapper`: iCE40 has no
+    distributed RAM, so yosys would spend a whole EBR on an 8-word memory; Gowin's LUT RAM
+    runs out before its block RAM), and on Gowin the nextpnr-himbaechel flow that the PyPI
+    tools ship."""
 
-    class Mapped(platform):
-        def get_memory(self, memory):
-            attrs = dict(memory.attrs)
-            style = block_ram.style(Shape.cast(memory.shape).width, memory.depth)
-            if style is not None:
-                attrs["ram_style"] = style
-            instance = MemoryInstance(data=memory.data, attrs=attrs, src_loc=memory.src_loc)
-            write_ports = {}
-            for port in memory.write_ports:
-                write_ports[port] = instance.write_port(
-                    domain=port.domain, addr=port.addr, data=port.data, en=port.en)
-            for port in memory.read_ports:
-                instance.read_port(
-                    domain=port.domain, data=port.data, addr=port.addr, en=port.en,
-                    transparent_for=tuple(write_ports[w] for w in port.transparent_for))
-            return instance
+    class Mapped(MemoryMapper, platform):
+        def memory_style(self, width, depth):
+            return block_ram.style(width, depth)
 
     if issubclass(platform, TangNano9kPlatform):
         class Mapped(Mapped):

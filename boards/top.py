@@ -4,6 +4,7 @@ from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module
 
 from onespike.boards.link import LinkedAccelerator
+from onespike.boards.memories import SpramPlan
 from onespike.boards.uart import divisor_for
 
 __all__ = ["BoardTop", "DEFAULT_BAUD"]
@@ -15,16 +16,20 @@ class BoardTop(Elaboratable):
     """``net`` behind the host link on UART 0 of a platform clocked at ``clock_hz``.
 
     LED 0 lights while a frame is received or answered, LED 1 after an ``ERROR`` answer.
-    A half-received frame times out after 50 ms.
+    A half-received frame times out after 50 ms. Weight memories in ``spram_plan`` are
+    loaded at run time (the platform must be a :class:`~onespike.boards.memories.MemoryMapper`).
     """
 
-    def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD):
+    def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, spram_plan=SpramPlan(())):
+        self.spram_plan = spram_plan
         self.link = LinkedAccelerator(net, lanes=lanes, divisor=divisor_for(clock_hz, baud),
-                                      timeout=clock_hz // 20, clock_hz=clock_hz)
+                                      timeout=clock_hz // 20, clock_hz=clock_hz,
+                                      load_bytes=spram_plan.load_bytes)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = link = self.link
+        platform.spram_plan, platform.load_bus = self.spram_plan, link.load  # MemoryMapper
         uart = platform.request("uart", 0)
         m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
         for n, status in enumerate([link.busy, link.fault]):

@@ -188,7 +188,7 @@ class NeuronCore(wiring.Component):
         contents = self.weight_contents
         m.submodules.weights = weights = memory.Memory(
             shape=data.ArrayLayout(signed(self.weight_bits), lanes), depth=len(contents),
-            init=contents.tolist())
+            init=contents.tolist(), attrs={"onespike_role": "weights"})  # for board mapping
         weight = weights.read_port()
 
         m.submodules.current = currents = memory.Memory(

@@ -273,7 +273,7 @@ def cmd_run(args):
     from onespike.boards.host import BoardClient, run_inputs
     from onespike.ir import load
 
-    baud, net = args.baud, None
+    baud, net, weights = args.baud, None, None
     if args.build is not None:
         report = Path(args.build) / "build.json"
         if not report.is_file():
@@ -281,6 +281,8 @@ def cmd_run(args):
                                 f"by `onespike build`")
         baud = baud or json.loads(report.read_text())["baud"]
         net = load(Path(args.build) / "network.npz")
+        image = Path(args.build) / "weights.bin"
+        weights = image.read_bytes() if image.is_file() else None
     if args.net is not None:
         net = load(args.net)
     x = _load_array(args.inputs, "inputs")
@@ -294,10 +296,13 @@ def cmd_run(args):
     else:
         a0 = x
     with BoardClient(args.port, baud=baud or 1_000_000, timeout=args.timeout) as client:
-        result = run_inputs(client, a0, net=net, spikes=args.spikes, progress=not args.json)
+        result = run_inputs(client, a0, net=net, weights=weights, spikes=args.spikes,
+                            progress=not args.json)
     lines = [f"{result['samples']} samples in {result['seconds']:.2f} s "
              f"({result['samples_per_second']} samples/s over the UART), "
              f"{result['retries']} frames retried"]
+    if result["weights_loaded_bytes"]:
+        lines.insert(0, f"loaded {result['weights_loaded_bytes']} bytes of run-time weights")
     if args.labels is not None:
         labels = _load_array(args.labels, "labels", integer=True)[:len(a0)]
         result["accuracy"] = float(np.mean(np.array(result["classes"]) == labels))

@@ -68,10 +68,11 @@ class Line:
         raise AssertionError("no answer from the board")
 
 
-def run_link(link, script):
-    """Run ``script(ctx, line)`` against ``link``; returns what it returns."""
+def run_link(link, script, *, top=None):
+    """Run ``script(ctx, line)`` against ``link`` (inside ``top``, default the link alone);
+    returns what it returns."""
     m = Module()
-    m.submodules.link = link
+    m.submodules.top = top or link
     sim = Simulator(m)
     sim.add_clock(1e-8)
     line = Line(link.rx, link.tx)

@@ -1,0 +1,95 @@
+"""Board memory mapping: weights in (a behavioural model of) iCE40 SPRAM, loaded at run time
+over the host link, then inferences equal to the golden model; the fit check."""
+
+import struct
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Fragment
+
+from onespike.boards import protocol as proto
+from onespike.boards.build import fit
+from onespike.boards.link import LinkedAccelerator
+from onespike.boards.memories import MemoryMapper, SpramPlan, inventory, load_image, plan_spram
+from onespike.boards.platforms import board_named
+from onespike.errors import OnespikeError
+from onespike.hdl.streams import discard
+from onespike.sim import closed_form
+from onespike.sim.random_net import random_inputs, random_network
+from test_boards_link import DIVISOR, TIMEOUT, infer, run_link
+
+
+class ModelPlatform(MemoryMapper):
+    spram_model = True
+
+
+class OnPlatform(Elaboratable):
+    def __init__(self, inner, platform):
+        self.inner, self.platform = inner, platform
+
+    def elaborate(self, _):
+        return Fragment.get(self.inner, self.platform)
+
+
+def new_link(net, load_bytes=0):
+    return LinkedAccelerator(net, lanes=3, divisor=DIVISOR, timeout=TIMEOUT,
+                             clock_hz=12_000_000, load_bytes=load_bytes)
+
+
+def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
+    rng = np.random.default_rng(11)
+    net = random_network(rng, conv=False, max_layers=3, act_bits=3, max_width=10)
+    a0 = random_inputs(rng, net, 2)
+    memories = inventory(discard(new_link(net)))
+    plan = plan_spram(memories, sprams=4, blocks_free=0, block_cost=lambda r: 1)
+    assert len(plan.entries) == len(net.layers)          # every weight memory moved
+    image = load_image(plan)
+    assert len(image) == plan.load_bytes
+    link = new_link(net, plan.load_bytes)
+    platform = ModelPlatform()
+    platform.spram_plan, platform.load_bus = plan, link.load
+    golden = closed_form(net, a0)
+    half = len(image) // 2
+
+    def load(offset, data):
+        return proto.frame(proto.HOST_SYNC, proto.Command.LOAD,
+                           struct.pack("<I", offset) + data)
+
+    async def script(ctx, line):
+        out = []
+        for frame in [proto.frame(proto.HOST_SYNC, proto.Command.IDENTIFY),
+                      infer(a0[0].reshape(-1)),                  # not loaded yet
+                      load(0, image[:half]),
+                      load(half + 1, image[half + 1:]),          # a gap: refused
+                      load(half, image[half:])[:-1] + b"\0",      # corrupt: rolled back
+                      load(half, image[half:]),
+                      proto.frame(proto.HOST_SYNC, proto.Command.IDENTIFY),
+                      infer(a0[0].reshape(-1)), infer(a0[1].reshape(-1))]:
+            await line.send(ctx, frame)
+            out.append(await line.reply(ctx))
+        return out
+
+    out = run_link(link, script, top=OnPlatform(link, platform))
+    before = proto.Identity.unpack(out[0][1])
+    assert (before.load_bytes, before.loaded) == (len(image), False)
+    assert out[1] == (proto.Reply.ERROR, bytes([proto.Fault.NOT_LOADED]))
+    assert out[2] == (proto.Reply.LOADED, b"")
+    assert out[3] == (proto.Reply.ERROR, bytes([proto.Fault.RANGE]))
+    assert out[4] == (proto.Reply.ERROR, bytes([proto.Fault.CHECKSUM]))
+    assert out[5] == (proto.Reply.LOADED, b"")
+    assert proto.Identity.unpack(out[6][1]).loaded
+    identity = proto.Identity.of(net, clock_hz=12_000_000, load_bytes=len(image))
+    for k in range(2):
+        cls, logits, _ = proto.decode_result(out[7 + k][1], identity)
+        assert (cls, logits) == (golden.classes[k], list(golden.logits[k]))
+
+
+def test_fit_plans_spram_on_icebreaker_and_refuses_what_cannot_fit(digits_mlp_net):
+    net, _ = digits_mlp_net
+    plan, blocks, _ = fit(net, board_named("icebreaker"), 2)
+    assert plan == SpramPlan(()) and blocks <= 30          # digits fits in EBR
+    with pytest.raises(OnespikeError, match=r"does not fit icebreaker: .* need about \d+ "
+                                            r"EBR \(4 kbit\) blocks"):
+        fit(net, board_named("icebreaker"), 16)
+    with pytest.raises(OnespikeError, match="unknown board 'icebraker'"):
+        board_named("icebraker")
