@@ -49,8 +49,8 @@ def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
 
 
 def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
-    """``(spram_plan, block RAMs, memory bits)`` of ``net`` on ``board``; raises when its
-    memories cannot fit (before any tool runs)."""
+    """``(spram_plan, ram styles, block RAMs, memory bits)`` of ``net`` on ``board``;
+    raises when its memories cannot fit (before any tool runs)."""
     memories = inventory(discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz,
                                           baud=baud)).link)
 
@@ -64,6 +64,16 @@ def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
     in_spram = {id(r) for _, r, _ in plan.entries}
     blocks = sum(cost(r) for r in memories if id(r) not in in_spram)
     bits = sum(r.bits for r in memories)
+    # spare block RAM takes the memories that would otherwise be built from logic,
+    # largest first (on iCE40 a 256-bit memory in flip-flops costs ~400 logic cells)
+    styles = {}
+    small = [(n, r) for n, r in enumerate(memories)
+             if board.block_ram.style(r.width, r.depth) == "logic"]
+    for n, record in sorted(small, key=lambda nr: -nr[1].bits):
+        extra = board.block_ram.packed(record.width, record.depth)
+        if blocks + extra <= board.blocks:
+            styles[n] = "block"
+            blocks += extra
     if blocks > board.blocks:
         also = f" once {plan.sprams} SPRAMs hold weights" if board.spram else ""
         raise OnespikeError(
@@ -71,7 +81,7 @@ def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
             f"({bits / 1024:.0f} kbit) need about {blocks} {board.block_ram.name} "
             f"blocks{also}, and the {board.device} has {board.blocks}; try fewer --lanes "
             f"or a larger board")
-    return plan, blocks, bits
+    return plan, styles, blocks, bits
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log=print) -> dict:
@@ -82,8 +92,9 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log
     net = ir.load(net_path)
     lanes = board.default_lanes if lanes is None else lanes
     clock_hz = board.clock_hz
-    plan, blocks, bits = fit(net, board, lanes, baud)
-    top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud, spram_plan=plan)
+    plan, styles, blocks, bits = fit(net, board, lanes, baud)
+    top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud, spram_plan=plan,
+                   styles=styles)
     env = tool_environment()
     out_dir = Path(out_dir)
     root = out_dir / "build"
@@ -107,7 +118,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, log
     if result.returncode != 0:
         errors = [line.strip() for line in build_log.splitlines() if "ERROR" in line]
         reason = errors[-1] if errors else f"exit status {result.returncode}"
-        if "utilisation" in reason or "legal placement" in reason:
+        if any(k in reason for k in ("utilisation", "legal placement", "expand region")):
             reason = "the design does not fit the device: " + reason
         raise BuildFailed(f"building for {board.name} failed after {seconds:.0f} s: {reason} "
                           f"(full log: {root / 'build.log'})")

@@ -177,7 +177,10 @@ class LinkedAccelerator(wiring.Component):
             for k, n in lengths.items():
                 with m.Case(k):
                     m.d.comb += reply_length.eq(n)
-        body = Signal(8 * result_len)          # class and logits, sent LSB first
+        logit_k = Signal(range(classes + 1))   # the logit being sent, and its byte
+        logit_b = Signal(range(max(lb, 2)))
+        logit_now = Signal(8 * lb)
+        m.d.comb += logit_now.eq(logits[logit_k])
         identity = [Const(b, 8) for b in ident.pack()]
         identity[LOADED_AT] = loaded
         identity = Array(identity)
@@ -280,7 +283,6 @@ class LinkedAccelerator(wiring.Component):
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 refuse_bytes()
-                m.d.sync += body.eq(Cat(result_class, *logits))
                 with m.If(fault != 0):
                     m.d.sync += load_next.eq(load_start)
                     answer(proto.Reply.ERROR)
@@ -307,7 +309,8 @@ class LinkedAccelerator(wiring.Component):
                     with m.If(sent != 0):
                         m.d.sync += out_crc.eq(crc8_next(out_crc, header[sent]))
                     with m.If(sent == 3):
-                        m.d.sync += [sent.eq(0), self.fault.eq(reply == proto.Reply.ERROR)]
+                        m.d.sync += [sent.eq(0), self.fault.eq(reply == proto.Reply.ERROR),
+                                     logit_k.eq(0), logit_b.eq(0)]
                         m.next = "SEND_BODY"
                         with m.If(reply_length == 0):
                             m.next = "SEND_CRC"
@@ -325,10 +328,14 @@ class LinkedAccelerator(wiring.Component):
                     with m.Case(proto.Reply.ERROR):
                         m.d.comb += value.eq(fault)
                     with m.Default():
-                        m.d.comb += value.eq(Mux(in_steps, Mux(high, step[8:16], step[:8]),
-                                                 body[:8]))
+                        m.d.comb += value.eq(
+                            Mux(in_steps, Mux(high, step[8:16], step[:8]),
+                                Mux(sent == 0, result_class, logit_now.word_select(logit_b, 8))))
                 with m.If(send(value)):
-                    m.d.sync += body.eq(body >> 8)
+                    with m.If((sent != 0) & ~in_steps):
+                        m.d.sync += logit_b.eq(logit_b + 1)
+                        with m.If(logit_b == lb - 1):
+                            m.d.sync += [logit_b.eq(0), logit_k.eq(logit_k + 1)]
                     with m.If(in_steps & high):        # sent: clear it for the next sample
                         m.d.comb += [step_write.addr.eq(neuron), step_write.data.eq(0),
                                      step_write.en.eq(1)]

@@ -179,20 +179,23 @@ class SpramWeights(Elaboratable):
 
 
 class MemoryMapper:
-    """Platform mixin: ``get_memory`` as the board wants it. ``style(width, depth)`` gives a
-    yosys ``ram_style`` (or None); weight memories in :attr:`spram_plan` go to SPRAM, fed
-    by :attr:`load_bus` (both set by the board top before elaboration)."""
+    """Platform mixin: ``get_memory`` as the board wants it. ``memory_style(number, width,
+    depth)`` gives a yosys ``ram_style`` (or None); weight memories in :attr:`spram_plan` go
+    to SPRAM, fed by :attr:`load_bus`; :attr:`styles` overrides the style of memories by
+    number (all three set by the board top before elaboration)."""
 
     spram_plan = SpramPlan(())
+    styles = {}              # memory number (elaboration order) → ram_style, overrides
     load_bus = None
     spram_model = False
 
-    def memory_style(self, width, depth):
+    def memory_style(self, number, width, depth):
         return None
 
     def get_memory(self, mem):
         width = Shape.cast(mem.shape).width
         attrs = dict(mem.attrs)
+        memory_number = self._memories_seen = getattr(self, "_memories_seen", -1) + 1
         if attrs.pop("onespike_role", None) == "weights":
             number = self._weights_seen = getattr(self, "_weights_seen", -1) + 1
             placed = self.spram_plan.entry(number)
@@ -201,7 +204,7 @@ class MemoryMapper:
                 assert (record.width, record.depth) == (width, mem.depth), \
                     "weight memories elaborated in another order than planned"
                 return SpramWeights(mem, self.load_bus, base, model=self.spram_model)
-        style = self.memory_style(width, mem.depth)
+        style = self.memory_style(memory_number, width, mem.depth)
         if style is not None:
             attrs["ram_style"] = style
         instance = MemoryInstance(data=mem.data, attrs=attrs, src_loc=mem.src_loc)

@@ -45,6 +45,10 @@ class BlockRAM:
         """Blocks a memory takes (an estimate when yosys chooses: small ones go elsewhere)."""
         if self.style(width, depth) == "logic" or width * depth < 1024:
             return 0
+        return self.packed(width, depth)
+
+    def packed(self, width: int, depth: int) -> int:
+        """Blocks a memory takes when it is put in block RAM."""
         return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in self.shapes)
 
 
@@ -91,8 +95,8 @@ def _mapped(platform, block_ram):
     tools ship."""
 
     class Mapped(MemoryMapper, platform):
-        def memory_style(self, width, depth):
-            return block_ram.style(width, depth)
+        def memory_style(self, number, width, depth):
+            return self.styles.get(number) or block_ram.style(width, depth)
 
     if issubclass(platform, TangNano9kPlatform):
         class Mapped(Mapped):

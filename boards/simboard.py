@@ -12,15 +12,16 @@ __all__ = ["SimulatedBoard"]
 
 
 class SimulatedBoard:
-    """Serve ``link`` (a :class:`~onespike.boards.link.LinkedAccelerator`) on a new pty;
+    """Serve ``link`` (a :class:`~onespike.boards.link.LinkedAccelerator`, inside ``top``
+    when given) on a new pty;
     :attr:`port` is the device path a host opens. ``flip_reply_bytes`` /
     ``flip_request_bytes``: numbers (counting from 0 over the whole session) of the bytes to
     send with one bit flipped, board → host and host → board."""
 
-    def __init__(self, link, *, flip_reply_bytes=(), flip_request_bytes=()):
+    def __init__(self, link, *, top=None, flip_reply_bytes=(), flip_request_bytes=()):
         import tty
 
-        self.link = link
+        self.link, self._top = link, top or link
         self._master, slave = os.openpty()
         tty.setraw(slave)
         self.port = os.ttyname(slave)
@@ -53,7 +54,7 @@ class SimulatedBoard:
         link, master = self.link, self._master
         divisor = link._divisor
         m = Module()
-        m.submodules.link = link
+        m.submodules.top = self._top
         sim = Simulator(m)
         sim.add_clock(1e-8)
         counts = {"in": 0, "out": 0}

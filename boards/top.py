@@ -20,8 +20,9 @@ class BoardTop(Elaboratable):
     loaded at run time (the platform must be a :class:`~onespike.boards.memories.MemoryMapper`).
     """
 
-    def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, spram_plan=SpramPlan(())):
-        self.spram_plan = spram_plan
+    def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, spram_plan=SpramPlan(()),
+                 styles=None):
+        self.spram_plan, self.styles = spram_plan, dict(styles or {})
         self.link = LinkedAccelerator(net, lanes=lanes, divisor=divisor_for(clock_hz, baud),
                                       timeout=clock_hz // 20, clock_hz=clock_hz,
                                       load_bytes=spram_plan.load_bytes)
@@ -29,7 +30,9 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = link = self.link
-        platform.spram_plan, platform.load_bus = self.spram_plan, link.load  # MemoryMapper
+        # the platform is a MemoryMapper
+        platform.spram_plan, platform.load_bus = self.spram_plan, link.load
+        platform.styles = self.styles
         uart = platform.request("uart", 0)
         m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
         for n, status in enumerate([link.busy, link.fault]):

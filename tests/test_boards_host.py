@@ -76,3 +76,42 @@ def test_a_board_that_does_not_answer_is_reported():
 def test_a_missing_port_is_one_clear_error():
     with pytest.raises(OnespikeError, match="cannot open serial port /dev/nonexistent"):
         BoardClient("/dev/nonexistent", baud=BAUD)
+
+
+def test_onespike_run_loads_spram_weights_then_classifies(tmp_path, capsys):
+    """`onespike run --build DIR` on a board that keeps its weights in (modelled) SPRAM."""
+    import json
+
+    from onespike.boards.memories import inventory, load_image, plan_spram
+    from onespike.cli import main
+    from onespike.hdl.streams import discard
+    from onespike.ir import save
+    from test_boards_memories import ModelPlatform, OnPlatform
+
+    rng = np.random.default_rng(12)
+    net = random_network(rng, conv=False, max_layers=2, act_bits=3, max_width=8)
+    a0 = random_inputs(rng, net, 3)
+
+    def link(load_bytes=0):
+        return LinkedAccelerator(net, lanes=2, divisor=4, timeout=400, clock_hz=12_000_000,
+                                 load_bytes=load_bytes)
+
+    plan = plan_spram(inventory(discard(link())), sprams=4, blocks_free=0,
+                      block_cost=lambda r: 1)
+    board_link = link(plan.load_bytes)
+    platform = ModelPlatform()
+    platform.spram_plan, platform.load_bus = plan, board_link.load
+    build_dir = tmp_path / "bit"
+    build_dir.mkdir()
+    save(net, build_dir / "network.npz")
+    (build_dir / "build.json").write_text(json.dumps({"baud": BAUD}))
+    (build_dir / "weights.bin").write_bytes(load_image(plan))
+    np.save(tmp_path / "x.npy", a0.astype(np.float64))
+    with SimulatedBoard(board_link, top=OnPlatform(board_link, platform)) as board:
+        status = main(["run", "--build", str(build_dir), "--port", board.port, "--inputs",
+                       str(tmp_path / "x.npy"), "--timeout", "30", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert result["weights_loaded_bytes"] == plan.load_bytes > 0
+    assert result["golden_mismatches"] == 0
+    assert result["classes"] == list(closed_form(net, a0).classes)

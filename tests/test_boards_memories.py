@@ -86,8 +86,9 @@ def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
 
 def test_fit_plans_spram_on_icebreaker_and_refuses_what_cannot_fit(digits_mlp_net):
     net, _ = digits_mlp_net
-    plan, blocks, _ = fit(net, board_named("icebreaker"), 2)
+    plan, styles, blocks, _ = fit(net, board_named("icebreaker"), 2)
     assert plan == SpramPlan(()) and blocks <= 30          # digits fits in EBR
+    assert set(styles.values()) == {"block"}               # and spare EBR takes small ones
     with pytest.raises(OnespikeError, match=r"does not fit icebreaker: .* need about \d+ "
                                             r"EBR \(4 kbit\) blocks"):
         fit(net, board_named("icebreaker"), 16)
