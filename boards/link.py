@@ -72,6 +72,11 @@ class LinkedAccelerator(wiring.Component):
         return self._net
 
     @property
+    def divisor(self):
+        """Clock cycles per UART bit."""
+        return self._divisor
+
+    @property
     def identity(self):
         """The IDENTITY this link sends after power-up."""
         return self._identity

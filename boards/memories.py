@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Instance,
                           MemoryInstance, Module, Mux, Shape, Signal)
-from amaranth.lib import data, memory
+from amaranth.lib import data, memory, wiring
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "plan_spram", "load_image",
-           "MemoryMapper", "SpramWeights", "SPRAM_WIDTH", "SPRAM_DEPTH"]
+           "MemoryMapper", "SpramWeights", "OnPlatform", "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
 
@@ -217,3 +217,25 @@ class MemoryMapper:
                 domain=port.domain, data=port.data, addr=port.addr, en=port.en,
                 transparent_for=tuple(write_ports[w] for w in port.transparent_for))
         return instance
+
+
+class OnPlatform(wiring.Component):
+    """``inner`` (a component) elaborated for ``platform`` (a :class:`MemoryMapper`) with
+    the same ports, for simulating or writing Verilog of a board's memory mapping."""
+
+    def __init__(self, inner, platform):
+        self._inner, self._platform = inner, platform
+        super().__init__(inner.signature)
+
+    def elaborate(self, _):
+        m = Module()
+        m.submodules.inner = Fragment.get(self._inner, self._platform)
+        for path, member, ours in self.signature.flatten(self):
+            theirs = self._inner
+            for part in path:
+                theirs = theirs[part] if isinstance(part, int) else getattr(theirs, part)
+            if member.flow == wiring.In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+        return m

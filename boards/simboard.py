@@ -51,8 +51,8 @@ class SimulatedBoard:
             self.error = e
 
     def _simulate(self):
-        link, master = self.link, self._master
-        divisor = link._divisor
+        link, master = self._top, self._master     # its rx/tx are the link's
+        divisor = self.link.divisor
         m = Module()
         m.submodules.top = self._top
         sim = Simulator(m)

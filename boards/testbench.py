@@ -8,6 +8,7 @@ clock period and UART bit time). ``cocotbext-uart`` sends real frames on ``rx`` 
 
 import json
 import os
+import struct
 
 import cocotb
 import numpy as np
@@ -59,10 +60,20 @@ async def board_answers_like_the_golden_model(dut):
         await source.write(proto.frame(proto.HOST_SYNC, command, payload))
         return await read_frame(sink, timeout)
 
+    weights = open(config["weights"], "rb").read()
+    expected = proto.Identity.of(load(config["hardware"]), clock_hz=config["clock_hz"],
+                                 load_bytes=len(weights), loaded=not weights)
     kind, body = await ask(proto.Command.IDENTIFY)
     assert kind == proto.Reply.IDENTITY
     identity = proto.Identity.unpack(body)
-    assert identity == proto.Identity.of(load(config["hardware"]), clock_hz=config["clock_hz"])
+    assert identity == expected
+    for start in range(0, len(weights), proto.MAX_LOAD_CHUNK):    # run-time weights
+        chunk = struct.pack("<I", start) + weights[start:start + proto.MAX_LOAD_CHUNK]
+        assert await ask(proto.Command.LOAD, chunk) == (proto.Reply.LOADED, b"")
+    if weights:
+        kind, body = await ask(proto.Command.IDENTIFY)
+        identity = proto.Identity.unpack(body)
+        assert identity.loaded, "all weights sent, but the board says they are not loaded"
 
     golden = closed_form(net, a0)
     start = net.window_starts()[-1]

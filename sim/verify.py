@@ -186,9 +186,10 @@ def runner_environment():
 
 
 def run_cocotb(simulator, verilog: Path, work: Path, run_dir: Path, test_module: str,
-               extra_env: dict, *, waves=False):
-    """Build ``verilog`` (top ``onespike_top``) in ``work`` and run ``test_module`` in
-    ``run_dir``; returns the JUnit XML path."""
+               extra_env: dict, *, waves=False, libraries=(), defines=None):
+    """Build ``verilog`` (top ``onespike_top``, plus Verilog ``libraries`` such as vendor
+    cell models) in ``work`` and run ``test_module`` in ``run_dir``; returns the JUnit XML
+    path."""
     from cocotb_tools.runner import get_runner
 
     _check_simulator(simulator)
@@ -196,15 +197,16 @@ def run_cocotb(simulator, verilog: Path, work: Path, run_dir: Path, test_module:
     with runner_environment() as env_path:
         _run(get_runner(simulator), verilog.parent, work / "sim_build", run_dir, junit,
              run_dir / "sim.log", waves, simulator, env_path, work, test_module, extra_env,
-             verilog=verilog)
+             sources=[verilog, *libraries], defines=defines)
     return junit
 
 
 def _run(runner, rtl, build_dir, run_dir, junit, log, waves, simulator, env_path, work,
-         test_module, extra_env, verilog=None):
+         test_module, extra_env, sources=None, defines=None):
     """Build and test; returns the perf_counter time at which the build finished."""
     try:
-        runner.build(sources=[(verilog or rtl / f"{TOP}.v").resolve()], hdl_toplevel=TOP,
+        runner.build(sources=[Path(f).resolve() for f in sources or [rtl / f"{TOP}.v"]],
+                     hdl_toplevel=TOP, defines=defines or {},
                      build_dir=build_dir, timescale=("1ns", "1ps"), waves=waves,
                      build_args=VERILATOR_ARGS if simulator == "verilator" else [],
                      log_file=work / "build.log")

@@ -86,7 +86,8 @@ def test_onespike_run_loads_spram_weights_then_classifies(tmp_path, capsys):
     from onespike.cli import main
     from onespike.hdl.streams import discard
     from onespike.ir import save
-    from test_boards_memories import ModelPlatform, OnPlatform
+    from onespike.boards.memories import OnPlatform
+    from test_boards_memories import ModelPlatform
 
     rng = np.random.default_rng(12)
     net = random_network(rng, conv=False, max_layers=2, act_bits=3, max_width=8)

@@ -71,15 +71,16 @@ class Line:
 def run_link(link, script, *, top=None):
     """Run ``script(ctx, line)`` against ``link`` (inside ``top``, default the link alone);
     returns what it returns."""
+    top = top or link
     m = Module()
-    m.submodules.top = top or link
+    m.submodules.top = top
     sim = Simulator(m)
     sim.add_clock(1e-8)
-    line = Line(link.rx, link.tx)
+    line = Line(top.rx, top.tx)
     result = {}
 
     async def bench(ctx):
-        ctx.set(link.rx, 1)
+        ctx.set(top.rx, 1)
         await ctx.tick().repeat(50)
         result["value"] = await script(ctx, line)
 

@@ -5,12 +5,12 @@ import struct
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Fragment
 
 from onespike.boards import protocol as proto
 from onespike.boards.build import fit
 from onespike.boards.link import LinkedAccelerator
-from onespike.boards.memories import MemoryMapper, SpramPlan, inventory, load_image, plan_spram
+from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan, inventory,
+                                     load_image, plan_spram)
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
 from onespike.hdl.streams import discard
@@ -21,14 +21,6 @@ from test_boards_link import DIVISOR, TIMEOUT, infer, run_link
 
 class ModelPlatform(MemoryMapper):
     spram_model = True
-
-
-class OnPlatform(Elaboratable):
-    def __init__(self, inner, platform):
-        self.inner, self.platform = inner, platform
-
-    def elaborate(self, _):
-        return Fragment.get(self.inner, self.platform)
 
 
 def new_link(net, load_bytes=0):

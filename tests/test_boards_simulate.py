@@ -29,3 +29,12 @@ def test_a_board_with_one_wrong_weight_fails(digits_mlp_net, tmp_path):
     result = simulate_board(net, a0, tmp_path, lanes=8, hardware=broken)
     assert result["answered"] == 0
     assert "logits differ" in result["failures"][0]
+
+
+def test_weights_in_ice40_spram_cells_load_and_answer(digits_mlp_net, tmp_path):
+    """The SB_SPRAM256KA instances as built for the iCEBreaker, simulated with yosys' own
+    cell model: weights loaded over the UART, then golden answers."""
+    net, data = digits_mlp_net
+    a0 = net.encoder.encode(data.x_test[:2])
+    assert simulate_board(net, a0, tmp_path, lanes=2, spram=True) == {"answered": 2,
+                                                                      "failures": []}
