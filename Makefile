@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench system-deps clean
+.PHONY: demo test test-all bench bench-boards system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/golden_throughput.py
 	$(BIN)/python bench/hdl_cycles.py
 	$(BIN)/python bench/verify_speed.py
+
+bench-boards: $(STAMP)
+	$(BIN)/python bench/boards_table.py --mnist
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -3,6 +3,8 @@
 the microseconds per image at the board's clock and at the achieved Fmax.
 
 Run: .venv/bin/python bench/boards_table.py BUILD_DIR... [--inputs X.npy] [--samples N]
+     .venv/bin/python bench/boards_table.py --mnist     (trains the MNIST 784-128-10 MLP,
+        builds it for icebreaker at 2 lanes and ulx3s-85f at 4 and 8, then measures)
 
 Each BUILD_DIR is a folder written by `onespike build` (it holds network.npz and build.json).
 The cycles are those of the accelerator alone, one image at a time (latency) and back to back
@@ -35,14 +37,42 @@ def cycles(net, lanes, a0):
     return alone.cycles, float(steady)
 
 
+def mnist_builds():
+    from onespike import zoo
+    from onespike.boards.build import build
+    from onespike.boards.platforms import board_named
+    from onespike.ir import save
+    from onespike.mapper import convert
+
+    root = Path("build/bench")
+    net_path = root / "mnist_mlp.npz"
+    if not net_path.is_file():
+        mnist = zoo.idx_dataset("mnist")
+        model = zoo.train(zoo.mlp([784, 128, 10]), mnist, epochs=1, batch=128, lr=1e-3)
+        save(convert(model, mnist.x_train[:5000]), net_path)
+        np.save(root / "mnist_test_x.npy", mnist.x_test[:200])
+    out = []
+    for name, lanes in (("icebreaker", 2), ("ulx3s-85f", 4), ("ulx3s-85f", 8)):
+        folder = root / f"board-{name}-p{lanes}"
+        if not (folder / "build.json").is_file():
+            build(net_path, board_named(name), folder, lanes=lanes)
+        out.append(folder)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("builds", nargs="+", type=Path)
+    parser.add_argument("builds", nargs="*", type=Path)
+    parser.add_argument("--mnist", action="store_true",
+                        help="build the MNIST MLP for the iCEBreaker and the ULX3S-85F first")
     parser.add_argument("--inputs", help="float inputs (.npy); default: random activations")
     parser.add_argument("--samples", type=int, default=4)
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
+    if args.mnist:
+        args.builds += mnist_builds()
+        args.inputs = args.inputs or "build/bench/mnist_test_x.npy"
     header = (f"{'board':<12} {'lanes':>5} {'LUT4':>6} {'FF':>6} {'BRAM':>5} {'SPRAM':>5} "
               f"{'clock':>6} {'Fmax':>6} {'latency':>8} {'steady':>7} {'us@clk':>7} "
               f"{'us@Fmax':>7}")

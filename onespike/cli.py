@@ -248,14 +248,12 @@ def cmd_build(args):
     board = board_named(args.board)
     if args.lanes is not None and args.lanes < 1:
         raise OnespikeError(f"--lanes must be a positive integer, not {args.lanes}")
-    if args.clock is not None and abs(args.clock * 1e6 - board.clock_hz) > 1:
-        raise OnespikeError(f"{board.name} runs from its {board.clock_hz / 1e6:g} MHz "
-                            f"oscillator; other clocks (a PLL) are not supported yet: "
-                            f"leave out --clock")
+    if args.clock is not None and not 1 <= args.clock <= 400:
+        raise OnespikeError(f"--clock must be in MHz, 1..400, not {args.clock}")
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     try:
         summary = build(args.net, board, args.output, lanes=args.lanes, baud=args.baud,
-                        log=log)
+                        clock_mhz=args.clock, log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
         print(f"onespike: {e}", file=sys.stderr)
         return 1
@@ -441,7 +439,8 @@ def build_parser():
                    help="neurons updated per cycle (default: the board's, see `onespike "
                         "boards`)")
     p.add_argument("--clock", type=float, metavar="MHZ",
-                   help="clock in MHz (only the board's oscillator clock is supported)")
+                   help="clock in MHz: a PLL makes it from the board's oscillator (iCE40, "
+                        "ECP5; default: the oscillator's, see `onespike boards`)")
     p.add_argument("--baud", type=int, default=1_000_000,
                    help="UART baud rate (default 1000000)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
