@@ -115,10 +115,10 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     with warnings.catch_warnings():
         # amaranth 0.5's own default-clock code still requests its pin the old way
         warnings.filterwarnings("ignore", "Using platform.request without", DeprecationWarning)
-        plan = board.create_platform().build(top, name=NAME, do_build=False,
-                                             nextpnr_opts=options)
+        build_plan = board.create_platform().build(top, name=NAME, do_build=False,
+                                                   nextpnr_opts=options)
     root.mkdir(parents=True)
-    for name, content in plan.files.items():     # BuildPlan.extract would chdir
+    for name, content in build_plan.files.items():     # BuildPlan.extract would chdir
         (root / name).write_bytes(content.encode() if isinstance(content, str) else content)
     log(f"building {net_path} for {board.name} ({board.device}) at {lanes} lane(s): "
         f"synthesis, place and route, packing (a few minutes; log in {root}/build.log)")
@@ -144,8 +144,10 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         (out_dir / WEIGHTS).write_bytes(load_image(plan))
     summary = {
         "board": board.name, "device": board.device, "network": str(net_path),
-        "bitstream": str(out_dir / board.bitstream_name), "lanes": list(top.link.accelerator.lanes),
-        "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2), "timing_met": fmax >= clock_hz / 1e6,
+        "bitstream": str(out_dir / board.bitstream_name),
+        "lanes": list(top.link.accelerator.lanes), "clock_mhz": clock_hz / 1e6,
+        "pll": pll is not None, "fmax_mhz": round(fmax, 2),
+        "timing_met": fmax >= clock_hz / 1e6,
         "baud": baud, "checksum": f"{top.link.identity.checksum:08x}",
         **_utilisation(board, report, (root / f"{NAME}.rpt").read_text(errors="replace")),
         "bram_available": board.blocks, "luts_available": board.luts,
@@ -155,7 +157,8 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     }
     (out_dir / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
     if not summary["timing_met"]:
+        advice = "a lower --clock" if pll else "fewer --lanes"
         raise BuildFailed(f"timing not met on {board.name}: Fmax {fmax:.1f} MHz, the board "
-                          f"clock is {clock_hz / 1e6:g} MHz; try fewer --lanes "
+                          f"clock is {clock_hz / 1e6:g} MHz; try {advice} "
                           f"(bitstream and report written to {out_dir})")
     return summary
