@@ -431,7 +431,8 @@ def build_parser():
             "the YoWASP yosys/nextpnr from PyPI (no vendor tool). Writes DIR/onespike.{bin,"
             "bit,fs}, DIR/network.npz and DIR/build.json (utilisation, Fmax, lanes, baud). "
             "A network whose memories cannot fit is refused before synthesis; a place-and-"
-            "route failure or missed timing exits with status 1.")
+            "route failure or missed timing exits with status 1.\n\nexample: onespike build "
+            "net.npz --board ulx3s-85f --lanes 8 --clock 50 -o bit/")
     p.add_argument("net", help="network file (.npz)")
     p.add_argument("--board", required=True, metavar="NAME",
                    help="board name (see `onespike boards`)")
@@ -449,7 +450,8 @@ def build_parser():
             "Stream inputs to a board built by `onespike build` and print its classes and "
             "throughput. With --build DIR (or --net) the board's network checksum is checked, "
             "float inputs are encoded, and every answer is compared with the golden model "
-            "(exit status 1 on any difference).")
+            "(exit status 1 on any difference).\n\nexample: onespike run --build bit/ --port "
+            "/dev/ttyUSB1 --inputs x_test.npy --labels y_test.npy")
     p.add_argument("--port", required=True, help="serial device (e.g. /dev/ttyUSB1)")
     p.add_argument("--inputs", required=True, help="inputs (.npy): floats as fed to the "
                    "model, or integer activations when no network is given")
