@@ -156,9 +156,12 @@ class LinkedAccelerator(wiring.Component):
                 m.d.sync += dropped.eq(1)
 
         # -- result capture -------------------------------------------------------------
-        logits = Array(Signal(signed(8 * lb), name=f"logit{k}") for k in range(classes))
-        with m.If(acc.tap_logits.valid):
-            m.d.sync += logits[acc.tap_logits.payload.index].eq(acc.tap_logits.payload.value)
+        m.submodules.logits = logits = memory.Memory(shape=signed(8 * lb), depth=classes,
+                                                     init=[])
+        logit_write, logit_read = logits.write_port(), logits.read_port()
+        m.d.comb += [logit_write.addr.eq(acc.tap_logits.payload.index),
+                     logit_write.data.eq(acc.tap_logits.payload.value),
+                     logit_write.en.eq(acc.tap_logits.valid)]
         result_class = Signal(8)
         capture = Signal()         # record the last spiking layer's steps (INFER_SPIKES)
         last = len(net.layers) - 1
@@ -184,8 +187,8 @@ class LinkedAccelerator(wiring.Component):
                     m.d.comb += reply_length.eq(n)
         logit_k = Signal(range(classes + 1))   # the logit being sent, and its byte
         logit_b = Signal(range(max(lb, 2)))
-        logit_now = Signal(8 * lb)
-        m.d.comb += logit_now.eq(logits[logit_k])
+        m.d.comb += logit_read.addr.eq(logit_k)     # read long before the byte is sent
+        logit_now = logit_read.data
         identity = [Const(b, 8) for b in ident.pack()]
         identity[LOADED_AT] = loaded
         identity = Array(identity)
