@@ -55,7 +55,8 @@ class Ice40Pll:
 
 @dataclass(frozen=True)
 class Ecp5Pll:
-    """EHXPLLL fed back from CLKOP: f_out = f_in · CLKFB_DIV / CLKI_DIV, VCO = f_out · CLKOP_DIV."""
+    """EHXPLLL fed back from CLKOP: f_out = f_in · CLKFB_DIV / CLKI_DIV, and the VCO runs at
+    f_out · CLKOP_DIV."""
     f_in: float
     clki_div: int
     clkfb_div: int
