@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from onespike import ir
@@ -17,10 +18,19 @@ from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.streams import discard
 
-__all__ = ["build", "fit", "BuildFailed"]
+__all__ = ["build", "fit", "Fit", "BuildFailed"]
 
 NAME = "onespike"
 WEIGHTS = "weights.bin"       # run-time weights (SPRAM), sent by `onespike run`
+
+
+@dataclass(frozen=True)
+class Fit:
+    spram_plan: SpramPlan     # weight memories in SPRAM (iCE40 UltraPlus)
+    styles: dict              # memory number → yosys ram_style override
+    sliced: frozenset         # weight memory numbers kept one bit wide per block
+    blocks: int               # block RAMs expected
+    bits: int                 # memory bits of the design
 
 
 class BuildFailed(OnespikeError):
@@ -51,8 +61,8 @@ def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
 
 
 def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
-    """``(spram_plan, ram styles, block RAMs, memory bits)`` of ``net`` on ``board``;
-    raises when its memories cannot fit (before any tool runs)."""
+    """How ``net``'s memories go on ``board`` (:class:`Fit`); raises when they cannot fit
+    (before any tool runs)."""
     memories = inventory(discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz,
                                           baud=baud)).link)
 
@@ -66,6 +76,18 @@ def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
     in_spram = {id(r) for _, r, _ in plan.entries}
     blocks = sum(cost(r) for r in memories if id(r) not in in_spram)
     bits = sum(r.bits for r in memories)
+    # weights deeper than one block: one 1-bit-wide memory per bit when the blocks are
+    # there, which saves the wide read mux of blocks cascaded in depth
+    sliced = set()
+    if board.block_ram.deepest:
+        weights = [r for r in memories if r.weights]
+        for number, record in enumerate(weights):
+            if id(record) in in_spram or record.depth <= board.block_ram.shapes[0][1]:
+                continue
+            extra = record.width * -(-record.depth // board.block_ram.deepest) - cost(record)
+            if blocks + extra <= board.blocks:
+                sliced.add(number)
+                blocks += extra
     # spare block RAM takes the memories that would otherwise be built from logic,
     # largest first (on iCE40 a 256-bit memory in flip-flops costs ~400 logic cells)
     styles = {}
@@ -83,7 +105,7 @@ def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
             f"({bits / 1024:.0f} kbit) need about {blocks} {board.block_ram.name} "
             f"blocks{also}, and the {board.device} has {board.blocks}; try fewer --lanes "
             f"or a larger board")
-    return plan, styles, blocks, bits
+    return Fit(plan, styles, frozenset(sliced), blocks, bits)
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
@@ -99,9 +121,10 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         clock_hz = round(pll.f_out)
     net = ir.load(net_path)
     lanes = board.default_lanes if lanes is None else lanes
-    plan, styles, blocks, bits = fit(net, board, lanes, baud)
+    placed = fit(net, board, lanes, baud)
+    plan, blocks, bits = placed.spram_plan, placed.blocks, placed.bits
     top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud, spram_plan=plan,
-                   styles=styles, pll=pll)
+                   styles=placed.styles, sliced=placed.sliced, pll=pll)
     env = tool_environment()
     out_dir = Path(out_dir)
     root = out_dir / "build"

@@ -14,7 +14,8 @@ from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Insta
 from amaranth.lib import data, memory, wiring
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "plan_spram", "load_image",
-           "MemoryMapper", "SpramWeights", "OnPlatform", "SPRAM_WIDTH", "SPRAM_DEPTH"]
+           "MemoryMapper", "SpramWeights", "SlicedWeights", "OnPlatform", "init_rows",
+           "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
 
@@ -45,6 +46,14 @@ class MemoryRecord:
         return 1 << (self.row_bytes - 1).bit_length()
 
 
+def init_rows(mem) -> tuple:
+    """A memory's initial rows as unsigned ints."""
+    width = Shape.cast(mem.shape).width
+    layout = mem.shape if isinstance(mem.shape, data.Layout) else None
+    return tuple((layout.const(row).as_value().value if layout else int(row))
+                 & ((1 << width) - 1) for row in mem.init)
+
+
 class _Recorder:
     def __init__(self):
         self.memories = []
@@ -52,11 +61,7 @@ class _Recorder:
     def get_memory(self, mem):
         width = Shape.cast(mem.shape).width
         weights = mem.attrs.get("onespike_role") == "weights"
-        rows = ()
-        if weights:
-            layout = mem.shape if isinstance(mem.shape, data.Layout) else None
-            rows = tuple((layout.const(row).as_value().value if layout else int(row))
-                         & ((1 << width) - 1) for row in mem.init)
+        rows = init_rows(mem) if weights else ()
         self.memories.append(MemoryRecord(width, mem.depth, weights, rows))
         return Module()
 
@@ -178,6 +183,30 @@ class SpramWeights(Elaboratable):
         return m
 
 
+class SlicedWeights(Elaboratable):
+    """A weight memory (synchronous read ports only) as one memory per bit: a deep memory
+    then fills 1-bit-wide block RAMs (16 K deep on ECP5) without the wide read mux that
+    cascading blocks in depth needs."""
+
+    def __init__(self, mem):
+        (self.read,) = mem.read_ports
+        assert not mem.write_ports
+        self.depth, self.rows = mem.depth, init_rows(mem)
+        self.width = Shape.cast(mem.shape).width
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = []
+        for b in range(self.width):
+            m.submodules[f"bit{b}"] = bit = memory.Memory(
+                shape=1, depth=self.depth, init=[(r >> b) & 1 for r in self.rows])
+            read = bit.read_port(domain=self.read.domain)
+            m.d.comb += [read.addr.eq(self.read.addr), read.en.eq(self.read.en)]
+            bits.append(read.data)
+        m.d.comb += self.read.data.as_value().eq(Cat(*bits))
+        return m
+
+
 class MemoryMapper:
     """Platform mixin: ``get_memory`` as the board wants it. ``memory_style(number, width,
     depth)`` gives a yosys ``ram_style`` (or None); weight memories in :attr:`spram_plan` go
@@ -185,6 +214,7 @@ class MemoryMapper:
     number (all three set by the board top before elaboration)."""
 
     spram_plan = SpramPlan(())
+    sliced = frozenset()     # weight memories (by number) kept one bit wide per block
     styles = {}              # memory number (elaboration order) → ram_style, overrides
     load_bus = None
     spram_model = False
@@ -204,6 +234,8 @@ class MemoryMapper:
                 assert (record.width, record.depth) == (width, mem.depth), \
                     "weight memories elaborated in another order than planned"
                 return SpramWeights(mem, self.load_bus, base, model=self.spram_model)
+            if number in self.sliced:
+                return SlicedWeights(mem)
         style = self.memory_style(memory_number, width, mem.depth)
         if style is not None:
             attrs["ram_style"] = style

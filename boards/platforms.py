@@ -27,6 +27,7 @@ class BlockRAM:
     shapes: tuple
     logic_bits: int         # memories of at most this many bits are kept out of block RAM
     block_bits: int = 0     # memories of at least this many bits go to block RAM (0: yosys picks)
+    deepest: int = 0        # depth of the 1-bit configuration, when weights may be bit-sliced
 
     @property
     def bits(self):
@@ -54,7 +55,7 @@ class BlockRAM:
 
 EBR = BlockRAM("EBR (4 kbit)", ((16, 256), (8, 512), (4, 1024), (2, 2048)), logic_bits=320)
 DP16K = BlockRAM("DP16KD (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192),
-                                      (1, 16384)), logic_bits=0)
+                                      (1, 16384)), logic_bits=0, deepest=16384)
 BSRAM = BlockRAM("BSRAM (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192),
                                     (1, 16384)), logic_bits=0, block_bits=1024)
 

@@ -24,8 +24,9 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, spram_plan=SpramPlan(()),
-                 styles=None, pll=None):
+                 styles=None, sliced=frozenset(), pll=None):
         self.spram_plan, self.styles, self.pll = spram_plan, dict(styles or {}), pll
+        self.sliced = sliced
         if pll is not None:
             clock_hz = round(pll.f_out)
         self.link = LinkedAccelerator(net, lanes=lanes, divisor=divisor_for(clock_hz, baud),
@@ -39,7 +40,7 @@ class BoardTop(Elaboratable):
             clock_domain(m, platform, self.pll)
         # the platform is a MemoryMapper
         platform.spram_plan, platform.load_bus = self.spram_plan, link.load
-        platform.styles = self.styles
+        platform.styles, platform.sliced = self.styles, self.sliced
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)

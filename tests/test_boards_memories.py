@@ -78,11 +78,46 @@ def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
 
 def test_fit_plans_spram_on_icebreaker_and_refuses_what_cannot_fit(digits_mlp_net):
     net, _ = digits_mlp_net
-    plan, styles, blocks, _ = fit(net, board_named("icebreaker"), 2)
-    assert plan == SpramPlan(()) and blocks <= 30          # digits fits in EBR
-    assert set(styles.values()) == {"block"}               # and spare EBR takes small ones
+    placed = fit(net, board_named("icebreaker"), 2)
+    assert placed.spram_plan == SpramPlan(()) and placed.blocks <= 30   # digits fits in EBR
+    assert set(placed.styles.values()) == {"block"}    # and spare EBR takes small ones
+    assert not placed.sliced
+    # at 1 lane the weights are 4096 and 640 rows deep: on ECP5 one block per bit
+    assert fit(net, board_named("ulx3s-85f"), 1).sliced == {0, 1}
+    assert not fit(net, board_named("ulx3s-85f"), 16).sliced      # 64 rows: no cascade
     with pytest.raises(OnespikeError, match=r"does not fit icebreaker: .* need about \d+ "
                                             r"EBR \(4 kbit\) blocks"):
         fit(net, board_named("icebreaker"), 16)
     with pytest.raises(OnespikeError, match="unknown board 'icebraker'"):
         board_named("icebraker")
+
+
+class SlicingPlatform(MemoryMapper):
+    sliced = frozenset(range(8))
+
+
+def test_bit_sliced_weights_give_golden_answers(small_net):
+    net, a0 = small_net
+    link = new_link(net)
+    golden = closed_form(net, a0)
+
+    async def script(ctx, line):
+        out = []
+        for a in a0:
+            await line.send(ctx, infer(a.reshape(-1)))
+            out.append(await line.reply(ctx))
+        return out
+
+    out = run_link(link, script, top=OnPlatform(link, SlicingPlatform()))
+    identity = proto.Identity.of(net, clock_hz=12_000_000)
+    for k, (kind, payload) in enumerate(out):
+        assert kind == proto.Reply.RESULT
+        cls, logits, _ = proto.decode_result(payload, identity)
+        assert (cls, logits) == (golden.classes[k], list(golden.logits[k]))
+
+
+@pytest.fixture
+def small_net():
+    rng = np.random.default_rng(13)
+    net = random_network(rng, conv=False, max_layers=3, act_bits=3, max_width=10)
+    return net, random_inputs(rng, net, 2)
