@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Instance,
-                          MemoryInstance, Module, Mux, Shape, Signal)
+                          MemoryData, MemoryInstance, Module, Mux, Shape, Signal)
 from amaranth.lib import data, memory, wiring
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "plan_spram", "load_image",
@@ -198,11 +198,16 @@ class SlicedWeights(Elaboratable):
         m = Module()
         bits = []
         for b in range(self.width):
-            m.submodules[f"bit{b}"] = bit = memory.Memory(
-                shape=1, depth=self.depth, init=[(r >> b) & 1 for r in self.rows])
-            read = bit.read_port(domain=self.read.domain)
-            m.d.comb += [read.addr.eq(self.read.addr), read.en.eq(self.read.en)]
-            bits.append(read.data)
+            # an instance, not a Memory: the platform's get_memory must not see (and count)
+            # these; without ram_style, yosys would put short ones in LUT RAM
+            bit = MemoryInstance(data=MemoryData(shape=1, depth=self.depth,
+                                                 init=[(r >> b) & 1 for r in self.rows]),
+                                 attrs={"ram_style": "block"})
+            data_bit = Signal(name=f"bit{b}")
+            bit.read_port(domain=self.read.domain, addr=self.read.addr, data=data_bit,
+                          en=self.read.en, transparent_for=())
+            m.submodules[f"bit{b}"] = bit
+            bits.append(data_bit)
         m.d.comb += self.read.data.as_value().eq(Cat(*bits))
         return m
 
