@@ -43,10 +43,10 @@ class BoardClient:
             data += self.port.read(size - len(data))
         return bytes(data)
 
-    def _reply(self):
-        """One board frame: (kind, payload); None on timeout; raises ValueError on a
-        corrupt frame."""
-        deadline = time.monotonic() + self.timeout
+    def _reply(self, timeout):
+        """One board frame: (kind, payload); None after ``timeout`` s of silence; raises
+        ValueError on a corrupt frame."""
+        deadline = time.monotonic() + timeout
         while True:
             first = self._read(1, deadline)
             if first is None:
@@ -65,12 +65,12 @@ class BoardClient:
         return head[0], rest[:-1]
 
     def request(self, command, payload=b""):
-        for attempt in range(self.retries + 1):
+        for _ in range(self.retries + 1):
             self.port.reset_input_buffer()
             self.port.write(proto.frame(proto.HOST_SYNC, command, payload))
             self.port.flush()
             try:
-                answer = self._reply()
+                answer = self._reply(self.timeout)
             except ValueError:
                 self._resync()
                 self.retried += 1
@@ -97,17 +97,12 @@ class BoardClient:
     def _resync(self):
         """Let a half-sent frame time out on the board and drop whatever it answers."""
         time.sleep(0.1)
-        while self._reply_quietly():
-            pass
-
-    def _reply_quietly(self):
-        try:
-            saved, self.timeout = self.timeout, 0.2
-            return self._reply() is not None
-        except ValueError:
-            return True
-        finally:
-            self.timeout = saved
+        while True:
+            try:
+                if self._reply(0.2) is None:
+                    return
+            except ValueError:
+                pass
 
     def identify(self) -> proto.Identity:
         kind, body = self.request(proto.Command.IDENTIFY)

@@ -90,11 +90,8 @@ class LinkedAccelerator(wiring.Component):
         m.submodules.accelerator = ResetInserter(abort)(acc)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         lb, classes, spiking = ident.logit_bytes, ident.classes, ident.spiking
-        result_len = 1 + classes * lb
-        lengths = {proto.Reply.IDENTITY: struct.calcsize(proto.Identity.FORMAT),
-                   proto.Reply.RESULT: result_len,
-                   proto.Reply.SPIKES: result_len + 2 * spiking,
-                   proto.Reply.LOADED: 0, proto.Reply.ERROR: 1}
+        lengths = proto.reply_lengths(ident)
+        result_len = lengths[proto.Reply.RESULT]
 
         # -- reception state --------------------------------------------------------------
         byte = rx.o.payload

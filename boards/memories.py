@@ -13,8 +13,11 @@ from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Insta
                           MemoryData, MemoryInstance, Module, Mux, Shape, Signal)
 from amaranth.lib import data, memory, wiring
 
+from onespike.hdl.streams import discard
+
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "plan_spram", "load_image",
            "MemoryMapper", "SpramWeights", "SlicedWeights", "OnPlatform", "init_rows",
+           "all_weights_in_spram",
            "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
@@ -214,24 +217,30 @@ class SlicedWeights(Elaboratable):
 
 class MemoryMapper:
     """Platform mixin: ``get_memory`` as the board wants it. ``memory_style(number, width,
-    depth)`` gives a yosys ``ram_style`` (or None); weight memories in :attr:`spram_plan` go
-    to SPRAM, fed by :attr:`load_bus`; :attr:`styles` overrides the style of memories by
-    number (all three set by the board top before elaboration)."""
+    depth)`` gives a yosys ``ram_style`` (or None); :meth:`configure` says which weight
+    memories go to SPRAM (fed by the link's ``load`` bus) or are bit-sliced, and overrides
+    styles by memory number (elaboration order); the board top calls it before
+    elaboration."""
 
     spram_plan = SpramPlan(())
-    sliced = frozenset()     # weight memories (by number) kept one bit wide per block
-    styles = {}              # memory number (elaboration order) → ram_style, overrides
+    sliced = frozenset()
+    styles = {}
     load_bus = None
-    spram_model = False
+    spram_model = False      # a behavioural SPRAM, for Amaranth's simulator
+
+    def configure(self, *, spram_plan=SpramPlan(()), load_bus=None, sliced=frozenset(),
+                  styles=None):
+        self.spram_plan, self.load_bus = spram_plan, load_bus
+        self.sliced, self.styles = frozenset(sliced), dict(styles or {})
+        return self
 
     def memory_style(self, number, width, depth):
         return None
 
     def get_memory(self, mem):
         width = Shape.cast(mem.shape).width
-        attrs = dict(mem.attrs)
         memory_number = self._memories_seen = getattr(self, "_memories_seen", -1) + 1
-        if attrs.pop("onespike_role", None) == "weights":
+        if mem.attrs.pop("onespike_role", None) == "weights":
             number = self._weights_seen = getattr(self, "_weights_seen", -1) + 1
             placed = self.spram_plan.entry(number)
             if placed is not None:
@@ -243,17 +252,19 @@ class MemoryMapper:
                 return SlicedWeights(mem)
         style = self.memory_style(memory_number, width, mem.depth)
         if style is not None:
-            attrs["ram_style"] = style
-        instance = MemoryInstance(data=mem.data, attrs=attrs, src_loc=mem.src_loc)
-        write_ports = {}
-        for port in mem.write_ports:
-            write_ports[port] = instance.write_port(
-                domain=port.domain, addr=port.addr, data=port.data, en=port.en)
-        for port in mem.read_ports:
-            instance.read_port(
-                domain=port.domain, data=port.data, addr=port.addr, en=port.en,
-                transparent_for=tuple(write_ports[w] for w in port.transparent_for))
-        return instance
+            mem.attrs["ram_style"] = style
+        return memory.Memory.elaborate(mem, None)    # Amaranth's own, with these attrs
+
+
+def all_weights_in_spram(make_link, *, model=False):
+    """``(top, link, plan)``: the link from ``make_link(load_bytes)`` with every weight
+    memory in SPRAM, ``top`` its :class:`OnPlatform` wrapper (simulation and tests)."""
+    plan = plan_spram(inventory(discard(make_link(0))), sprams=64, blocks_free=0,
+                      block_cost=lambda record: 1)
+    link = make_link(plan.load_bytes)
+    platform = MemoryMapper().configure(spram_plan=plan, load_bus=link.load)
+    platform.spram_model = model
+    return OnPlatform(link, platform), link, plan
 
 
 class OnPlatform(wiring.Component):

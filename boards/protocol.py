@@ -30,7 +30,7 @@ import numpy as np
 
 __all__ = ["HOST_SYNC", "BOARD_SYNC", "VERSION", "MAGIC", "NO_SPIKE_STEP", "MAX_LOAD_CHUNK",
            "Command", "Reply", "Fault", "crc8", "crc8_update", "frame", "Identity",
-           "network_checksum", "logit_bytes", "decode_result"]
+           "network_checksum", "logit_bytes", "reply_lengths", "decode_result"]
 
 HOST_SYNC = 0xA5
 BOARD_SYNC = 0x5A
@@ -153,10 +153,17 @@ class Identity:
                    loaded=loaded, clock_hz=int(clock_hz))
 
 
+def reply_lengths(identity: Identity) -> dict:
+    """Payload bytes of each board answer."""
+    result = 1 + identity.classes * identity.logit_bytes
+    return {Reply.IDENTITY: struct.calcsize(Identity.FORMAT), Reply.RESULT: result,
+            Reply.SPIKES: result + 2 * identity.spiking, Reply.LOADED: 0, Reply.ERROR: 1}
+
+
 def decode_result(payload: bytes, identity: Identity, spikes: bool = False):
     """``(class, logits, steps or None)`` from a RESULT or SPIKES payload."""
     lb, classes = identity.logit_bytes, identity.classes
-    expected = 1 + classes * lb + (2 * identity.spiking if spikes else 0)
+    expected = reply_lengths(identity)[Reply.SPIKES if spikes else Reply.RESULT]
     if len(payload) != expected:
         raise ValueError(f"result of {len(payload)} bytes, expected {expected}")
     logits = [int.from_bytes(payload[1 + k * lb:1 + (k + 1) * lb], "little", signed=True)

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from onespike.boards.link import LinkedAccelerator
-from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan, inventory,
-                                     load_image, plan_spram)
+from onespike.boards.memories import SpramPlan, all_weights_in_spram, load_image
 from onespike.errors import OnespikeError
-from onespike.hdl.streams import discard
 from onespike.hdl.generate import TOP_NAME, to_verilog
 from onespike.ir import save
 from onespike.sim.verify import run_cocotb
@@ -47,15 +45,11 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
         return LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor,
                                  timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes)
 
-    plan, libraries, top = SpramPlan(()), [], link()
     if spram:
-        plan = plan_spram(inventory(discard(top)), sprams=64, blocks_free=0,
-                          block_cost=lambda r: 1)
-        top = link(plan.load_bytes)
-        platform = MemoryMapper()
-        platform.spram_plan, platform.load_bus = plan, top.load
-        top = OnPlatform(top, platform)
+        top, _, plan = all_weights_in_spram(link)
         libraries = [ice40_cell_models()]
+    else:
+        top, plan, libraries = link(), SpramPlan(()), []
     verilog = work / f"{TOP_NAME}.v"
     verilog.write_text(to_verilog(top))
     (work / "weights.bin").write_bytes(load_image(plan))
@@ -72,10 +66,10 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
               "clock_ns": clock_ns, "clock_hz": clock_hz,
               "baud": round(1e9 / (clock_ns * divisor))}
     (run_dir / "config.json").write_text(json.dumps(config))
-    junit = run_cocotb(simulator, verilog.resolve(), work, run_dir, "onespike.boards.testbench",
-                       {"ONESPIKE_BOARD": str((run_dir / "config.json").resolve())},
-                       libraries=libraries,
-                       defines={"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if spram else None)
+    junit, _, _ = run_cocotb(
+        simulator, verilog.resolve(), work, run_dir, "onespike.boards.testbench",
+        {"ONESPIKE_BOARD": str((run_dir / "config.json").resolve())}, libraries=libraries,
+        defines={"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if spram else None)
     if not junit.is_file():
         raise OnespikeError(f"{simulator} left no results; see {run_dir / 'sim.log'}")
     failures = [f.get("message", "") for f in ElementTree.parse(junit).iter("failure")]

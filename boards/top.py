@@ -38,9 +38,8 @@ class BoardTop(Elaboratable):
         m.submodules.link = link = self.link
         if self.pll is not None:
             clock_domain(m, platform, self.pll)
-        # the platform is a MemoryMapper
-        platform.spram_plan, platform.load_bus = self.spram_plan, link.load
-        platform.styles, platform.sliced = self.styles, self.sliced
+        platform.configure(spram_plan=self.spram_plan, load_bus=link.load,   # MemoryMapper
+                           sliced=self.sliced, styles=self.styles)
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)

@@ -24,17 +24,8 @@ def divisor_for(clock_hz: int, baud: int) -> int:
     return divisor
 
 
-class UARTReceiver(wiring.Component):
-    """Receives 8N1 bytes on ``rx`` (idle high), sampling each bit in its middle.
-
-    ``o`` holds one received byte until taken. ``framing`` pulses for one cycle when a stop
-    bit is low (the byte is dropped); ``overrun`` pulses when a byte completes while ``o``
-    still holds the previous one (the new byte is dropped).
-    """
-    rx: In(1, init=1)
-    o: Out(stream.Signature(8))
-    framing: Out(1)
-    overrun: Out(1)
+class _Timed(wiring.Component):
+    """A UART side clocked at ``divisor`` cycles per bit."""
 
     def __init__(self, *, divisor: int):
         if divisor < 4:
@@ -45,6 +36,19 @@ class UARTReceiver(wiring.Component):
     @property
     def divisor(self):
         return self._divisor
+
+
+class UARTReceiver(_Timed):
+    """Receives 8N1 bytes on ``rx`` (idle high), sampling each bit in its middle.
+
+    ``o`` holds one received byte until taken. ``framing`` pulses for one cycle when a stop
+    bit is low (the byte is dropped); ``overrun`` pulses when a byte completes while ``o``
+    still holds the previous one (the new byte is dropped).
+    """
+    rx: In(1, init=1)
+    o: Out(stream.Signature(8))
+    framing: Out(1)
+    overrun: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -93,20 +97,10 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_Timed):
     """Sends each byte of ``i`` as 8N1 on ``tx``."""
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, *, divisor: int):
-        if divisor < 4:
-            refuse(self, ValueError(f"UART divisor must be at least 4, not {divisor}"))
-        self._divisor = divisor
-        super().__init__()
-
-    @property
-    def divisor(self):
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()

@@ -97,8 +97,6 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
            max_cycles=None, progress=True) -> dict:
     """Simulate the RTL of ``net`` on integer inputs ``a0`` and compare it with the golden
     model, every layer. Returns a summary dict (``mismatches`` = 0 means exact)."""
-    from cocotb_tools.runner import get_runner
-
     from onespike.hdl.generate import generate
 
     _check_simulator(simulator)
@@ -141,24 +139,17 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
               "interrupt_cycles": interrupt_cycles, "max_cycles": limit}
     (run_dir / "config.json").write_text(json.dumps(config, indent=1))
 
-    runner = get_runner(simulator)
-    build_dir = work / "sim_build"
-    junit = run_dir / "results.xml"
-    log = run_dir / "sim.log"
     stop, thread = _progress_bar(len(a0), run_dir / "progress", progress)
-    start = time.perf_counter()
     try:
-        with runner_environment() as env_path:
-            built = _run(runner, rtl, build_dir, run_dir, junit, log, waves, simulator,
-                         env_path, work, "onespike.sim.testbench",
-                         {"ONESPIKE_VERIFY": str((run_dir / "config.json").resolve())})
+        junit, build_s, run_s = run_cocotb(
+            simulator, rtl / f"{TOP}.v", work, run_dir, "onespike.sim.testbench",
+            {"ONESPIKE_VERIFY": str((run_dir / "config.json").resolve())}, waves=waves)
     finally:
         stop.set()
         if thread:
             thread.join()
-    finished = time.perf_counter()
-    return _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir,
-                    built - start, finished - built)
+    return _summary(net, a0, manifest, run_dir, simulator, junit, run_dir / "sim.log", waves,
+                    work / "sim_build", build_s, run_s)
 
 
 @contextlib.contextmanager
@@ -188,37 +179,30 @@ def runner_environment():
 def run_cocotb(simulator, verilog: Path, work: Path, run_dir: Path, test_module: str,
                extra_env: dict, *, waves=False, libraries=(), defines=None):
     """Build ``verilog`` (top ``onespike_top``, plus Verilog ``libraries`` such as vendor
-    cell models) in ``work`` and run ``test_module`` in ``run_dir``; returns the JUnit XML
-    path."""
+    cell models) in ``work/sim_build`` and run ``test_module`` in ``run_dir`` (log
+    ``sim.log``, JUnit ``results.xml``); returns ``(junit path, build s, run s)``."""
     from cocotb_tools.runner import get_runner
 
     _check_simulator(simulator)
-    junit = run_dir / "results.xml"
+    runner = get_runner(simulator)
+    junit, log, build_dir = run_dir / "results.xml", run_dir / "sim.log", work / "sim_build"
+    start = time.perf_counter()
     with runner_environment() as env_path:
-        _run(get_runner(simulator), verilog.parent, work / "sim_build", run_dir, junit,
-             run_dir / "sim.log", waves, simulator, env_path, work, test_module, extra_env,
-             sources=[verilog, *libraries], defines=defines)
-    return junit
-
-
-def _run(runner, rtl, build_dir, run_dir, junit, log, waves, simulator, env_path, work,
-         test_module, extra_env, sources=None, defines=None):
-    """Build and test; returns the perf_counter time at which the build finished."""
-    try:
-        runner.build(sources=[Path(f).resolve() for f in sources or [rtl / f"{TOP}.v"]],
-                     hdl_toplevel=TOP, defines=defines or {},
-                     build_dir=build_dir, timescale=("1ns", "1ps"), waves=waves,
-                     build_args=VERILATOR_ARGS if simulator == "verilator" else [],
-                     log_file=work / "build.log")
-        built = time.perf_counter()
-        runner.test(test_module=test_module, hdl_toplevel=TOP,
-                    build_dir=build_dir, test_dir=run_dir, results_xml=str(junit.resolve()),
-                    extra_env={**extra_env, "PATH": env_path},
-                    waves=waves, timescale=("1ns", "1ps"), log_file=log)
-    except SystemExit as e:     # the runner exits when a tool fails to build or run
-        where = log if log.exists() else work / "build.log"
-        raise OnespikeError(f"{simulator} failed ({e}); see {where}") from None
-    return built
+        try:
+            runner.build(sources=[Path(f).resolve() for f in (verilog, *libraries)],
+                         hdl_toplevel=TOP, defines=defines or {}, build_dir=build_dir,
+                         timescale=("1ns", "1ps"), waves=waves,
+                         build_args=VERILATOR_ARGS if simulator == "verilator" else [],
+                         log_file=work / "build.log")
+            built = time.perf_counter()
+            runner.test(test_module=test_module, hdl_toplevel=TOP, build_dir=build_dir,
+                        test_dir=run_dir, results_xml=str(junit.resolve()),
+                        extra_env={**extra_env, "PATH": env_path},
+                        waves=waves, timescale=("1ns", "1ps"), log_file=log)
+        except SystemExit as e:     # the runner exits when a tool fails to build or run
+            where = log if log.exists() else work / "build.log"
+            raise OnespikeError(f"{simulator} failed ({e}); see {where}") from None
+    return junit, built - start, time.perf_counter() - built
 
 
 def _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir,

@@ -10,25 +10,22 @@ import pytest
 
 from onespike.boards import protocol as proto
 from onespike.boards.host import BoardClient, run_inputs
-from onespike.boards.link import LinkedAccelerator
 from onespike.boards.simboard import SimulatedBoard
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form
-from onespike.sim.random_net import random_inputs, random_network
+from onespike.sim.random_net import random_network
+from test_boards_link import new_link, random_dense
 
 BAUD = 115200      # a pty ignores it; the simulated UART runs at 4 cycles per bit
 
 
 @pytest.fixture(scope="module")
 def small():
-    rng = np.random.default_rng(5)
-    net = random_network(rng, conv=False, max_layers=2, act_bits=3, max_width=8)
-    return net, random_inputs(rng, net, 3)
+    return random_dense(5, layers=2, width=8, samples=3)
 
 
 def board_for(net, **kwargs):
-    link = LinkedAccelerator(net, lanes=2, divisor=4, timeout=400, clock_hz=12_000_000)
-    return SimulatedBoard(link, **kwargs)
+    return SimulatedBoard(new_link(net, timeout=400), **kwargs)
 
 
 def test_results_match_the_golden_model_through_corrupted_frames(small):
@@ -82,33 +79,20 @@ def test_onespike_run_loads_spram_weights_then_classifies(tmp_path, capsys):
     """`onespike run --build DIR` on a board that keeps its weights in (modelled) SPRAM."""
     import json
 
-    from onespike.boards.memories import inventory, load_image, plan_spram
+    from onespike.boards.memories import all_weights_in_spram, load_image
     from onespike.cli import main
-    from onespike.hdl.streams import discard
     from onespike.ir import save
-    from onespike.boards.memories import OnPlatform
-    from test_boards_memories import ModelPlatform
 
-    rng = np.random.default_rng(12)
-    net = random_network(rng, conv=False, max_layers=2, act_bits=3, max_width=8)
-    a0 = random_inputs(rng, net, 3)
-
-    def link(load_bytes=0):
-        return LinkedAccelerator(net, lanes=2, divisor=4, timeout=400, clock_hz=12_000_000,
-                                 load_bytes=load_bytes)
-
-    plan = plan_spram(inventory(discard(link())), sprams=4, blocks_free=0,
-                      block_cost=lambda r: 1)
-    board_link = link(plan.load_bytes)
-    platform = ModelPlatform()
-    platform.spram_plan, platform.load_bus = plan, board_link.load
+    net, a0 = random_dense(12, layers=2, width=8, samples=3)
+    top, board_link, plan = all_weights_in_spram(
+        lambda load_bytes: new_link(net, timeout=400, load_bytes=load_bytes), model=True)
     build_dir = tmp_path / "bit"
     build_dir.mkdir()
     save(net, build_dir / "network.npz")
     (build_dir / "build.json").write_text(json.dumps({"baud": BAUD}))
     (build_dir / "weights.bin").write_bytes(load_image(plan))
     np.save(tmp_path / "x.npy", a0.astype(np.float64))
-    with SimulatedBoard(board_link, top=OnPlatform(board_link, platform)) as board:
+    with SimulatedBoard(board_link, top=top) as board:
         status = main(["run", "--build", str(build_dir), "--port", board.port, "--inputs",
                        str(tmp_path / "x.npy"), "--timeout", "30", "--json"])
     result = json.loads(capsys.readouterr().out)

@@ -16,6 +16,7 @@ from onespike.sim.random_net import random_inputs, random_network
 
 DIVISOR = 4
 TIMEOUT = 200
+CLOCK_HZ = 12_000_000
 
 
 def bits_of(byte, *, stop=1):
@@ -99,16 +100,21 @@ def infer_spikes(a):
     return proto.frame(proto.HOST_SYNC, proto.Command.INFER_SPIKES, bytes(int(v) for v in a))
 
 
+def random_dense(seed, *, layers, width, samples):
+    """A small random dense network (3-bit activations) and integer inputs for it."""
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, conv=False, max_layers=layers, act_bits=3, max_width=width)
+    return net, random_inputs(rng, net, samples)
+
+
+def new_link(net, *, lanes=2, timeout=TIMEOUT, load_bytes=0):
+    return LinkedAccelerator(net, lanes=lanes, divisor=DIVISOR, timeout=timeout,
+                             clock_hz=CLOCK_HZ, load_bytes=load_bytes)
+
+
 @pytest.fixture(scope="module")
 def small():
-    rng = np.random.default_rng(3)
-    net = random_network(rng, conv=False, max_layers=3, act_bits=3, max_width=10)
-    return net, random_inputs(rng, net, 4)
-
-
-def new_link(net, **kwargs):
-    return LinkedAccelerator(net, lanes=2, divisor=DIVISOR, timeout=TIMEOUT,
-                             clock_hz=12_000_000, **kwargs)
+    return random_dense(3, layers=3, width=10, samples=4)
 
 
 def test_identify_infer_and_spikes_match_the_golden_model(small):
@@ -129,7 +135,7 @@ def test_identify_infer_and_spikes_match_the_golden_model(small):
     kind, payload = answers[0]
     assert kind == proto.Reply.IDENTITY
     identity = proto.Identity.unpack(payload)
-    assert identity == proto.Identity.of(net, clock_hz=12_000_000)
+    assert identity == proto.Identity.of(net, clock_hz=CLOCK_HZ)
     for k, (kind, payload) in enumerate(answers[1:]):
         assert kind == (proto.Reply.SPIKES if k % 2 else proto.Reply.RESULT)
         cls, logits, steps = proto.decode_result(payload, identity, spikes=bool(k % 2))
@@ -182,7 +188,7 @@ def test_every_fault_is_answered_and_the_link_recovers(small):
     faults = [proto.Fault.CHECKSUM, proto.Fault.TIMEOUT, proto.Fault.FRAMING,
               proto.Fault.RANGE, proto.Fault.COMMAND, proto.Fault.LENGTH,
               proto.Fault.COMMAND]
-    identity = proto.Identity.of(net, clock_hz=12_000_000)
+    identity = proto.Identity.of(net, clock_hz=CLOCK_HZ)
     for k, fault in enumerate(faults):
         assert out[2 * k] == (proto.Reply.ERROR, bytes([fault])), f"case {k}"
         kind, payload = out[2 * k + 1]

@@ -8,38 +8,21 @@ import pytest
 
 from onespike.boards import protocol as proto
 from onespike.boards.build import fit
-from onespike.boards.link import LinkedAccelerator
-from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan, inventory,
-                                     load_image, plan_spram)
+from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan,
+                                     all_weights_in_spram, load_image)
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
-from onespike.hdl.streams import discard
 from onespike.sim import closed_form
-from onespike.sim.random_net import random_inputs, random_network
-from test_boards_link import DIVISOR, TIMEOUT, infer, run_link
-
-
-class ModelPlatform(MemoryMapper):
-    spram_model = True
-
-
-def new_link(net, load_bytes=0):
-    return LinkedAccelerator(net, lanes=3, divisor=DIVISOR, timeout=TIMEOUT,
-                             clock_hz=12_000_000, load_bytes=load_bytes)
+from test_boards_link import CLOCK_HZ, infer, new_link, random_dense, run_link
 
 
 def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
-    rng = np.random.default_rng(11)
-    net = random_network(rng, conv=False, max_layers=3, act_bits=3, max_width=10)
-    a0 = random_inputs(rng, net, 2)
-    memories = inventory(discard(new_link(net)))
-    plan = plan_spram(memories, sprams=4, blocks_free=0, block_cost=lambda r: 1)
+    net, a0 = random_dense(11, layers=3, width=10, samples=2)
+    top, link, plan = all_weights_in_spram(
+        lambda load_bytes: new_link(net, lanes=3, load_bytes=load_bytes), model=True)
     assert len(plan.entries) == len(net.layers)          # every weight memory moved
     image = load_image(plan)
     assert len(image) == plan.load_bytes
-    link = new_link(net, plan.load_bytes)
-    platform = ModelPlatform()
-    platform.spram_plan, platform.load_bus = plan, link.load
     golden = closed_form(net, a0)
     half = len(image) // 2
 
@@ -61,7 +44,7 @@ def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
             out.append(await line.reply(ctx))
         return out
 
-    out = run_link(link, script, top=OnPlatform(link, platform))
+    out = run_link(link, script, top=top)
     before = proto.Identity.unpack(out[0][1])
     assert (before.load_bytes, before.loaded) == (len(image), False)
     assert out[1] == (proto.Reply.ERROR, bytes([proto.Fault.NOT_LOADED]))
@@ -70,7 +53,7 @@ def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
     assert out[4] == (proto.Reply.ERROR, bytes([proto.Fault.CHECKSUM]))
     assert out[5] == (proto.Reply.LOADED, b"")
     assert proto.Identity.unpack(out[6][1]).loaded
-    identity = proto.Identity.of(net, clock_hz=12_000_000, load_bytes=len(image))
+    identity = proto.Identity.of(net, clock_hz=CLOCK_HZ, load_bytes=len(image))
     for k in range(2):
         cls, logits, _ = proto.decode_result(out[7 + k][1], identity)
         assert (cls, logits) == (golden.classes[k], list(golden.logits[k]))
@@ -92,13 +75,9 @@ def test_fit_plans_spram_on_icebreaker_and_refuses_what_cannot_fit(digits_mlp_ne
         board_named("icebraker")
 
 
-class SlicingPlatform(MemoryMapper):
-    sliced = frozenset(range(8))
-
-
-def test_bit_sliced_weights_give_golden_answers(small_net):
-    net, a0 = small_net
-    link = new_link(net)
+def test_bit_sliced_weights_give_golden_answers():
+    net, a0 = random_dense(13, layers=3, width=10, samples=2)
+    link = new_link(net, lanes=3)
     golden = closed_form(net, a0)
 
     async def script(ctx, line):
@@ -108,16 +87,11 @@ def test_bit_sliced_weights_give_golden_answers(small_net):
             out.append(await line.reply(ctx))
         return out
 
-    out = run_link(link, script, top=OnPlatform(link, SlicingPlatform()))
-    identity = proto.Identity.of(net, clock_hz=12_000_000)
+    out = run_link(link, script,
+                   top=OnPlatform(link, MemoryMapper().configure(sliced=range(8))))
+    identity = proto.Identity.of(net, clock_hz=CLOCK_HZ)
     for k, (kind, payload) in enumerate(out):
         assert kind == proto.Reply.RESULT
         cls, logits, _ = proto.decode_result(payload, identity)
         assert (cls, logits) == (golden.classes[k], list(golden.logits[k]))
 
-
-@pytest.fixture
-def small_net():
-    rng = np.random.default_rng(13)
-    net = random_network(rng, conv=False, max_layers=3, act_bits=3, max_width=10)
-    return net, random_inputs(rng, net, 2)
