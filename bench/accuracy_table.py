@@ -8,7 +8,7 @@ import sys
 import torch
 
 from onespike import zoo
-from onespike.cli import simulate
+from onespike.sim.evaluate import evaluate
 from onespike.mapper import convert
 
 
@@ -27,8 +27,8 @@ def main():
         print("act_bits  quantized  spiking")
         for bits in range(2, 9):
             net = convert(model, data.x_train, act_bits=bits, weight_bits=8)
-            q, _ = simulate(net, data.x_test, data.y_test, mode="closed", progress=False)
-            s, _ = simulate(net, data.x_test, data.y_test, mode="event", progress=False)
+            q, _ = evaluate(net, data.x_test, data.y_test, mode="closed", progress=False)
+            s, _ = evaluate(net, data.x_test, data.y_test, mode="event", progress=False)
             print(f"{bits:>8}  {q['accuracy']:.4f}     {s['accuracy']:.4f}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onespike.hdl.simulate import run
+from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.ir import load
 from onespike.sim import closed_form, first_mismatch

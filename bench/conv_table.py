@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from onespike import zoo
-from onespike.cli import simulate
+from onespike.sim.evaluate import evaluate
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard
@@ -41,8 +41,8 @@ def main():
     model = zoo.train(zoo.mnist_cnn(), data, epochs=args.epochs, batch=128, lr=1e-3)
     net = convert(model, data.x_train[:5000], act_bits=4, weight_bits=8)
     fl = zoo.float_accuracy(model, data.x_test, data.y_test)
-    quantized, _ = simulate(net, data.x_test, data.y_test, mode="closed", progress=False)
-    spiking, _ = simulate(net, data.x_test, data.y_test, mode="event", progress=False)
+    quantized, _ = evaluate(net, data.x_test, data.y_test, mode="closed", progress=False)
+    spiking, _ = evaluate(net, data.x_test, data.y_test, mode="event", progress=False)
     n = args.rtl_images
     a0 = net.encoder.encode(data.x_test[:n])
     golden = closed_form(net, a0)

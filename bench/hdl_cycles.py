@@ -16,7 +16,7 @@ import torch
 from onespike import zoo
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.generate import generate
-from onespike.hdl.simulate import run
+from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.mapper import convert
 from onespike.sim import closed_form, first_mismatch

@@ -14,7 +14,7 @@ import time
 import torch
 
 from onespike import zoo
-from onespike.hdl.simulate import run
+from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.mapper import convert
 from onespike.sim import closed_form, first_mismatch

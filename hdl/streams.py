@@ -12,7 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
 __all__ = ["discard", "refuse", "pass_bank", "spike_layout", "activation_layout", "logit_layout", "class_layout",
-           "TapSignature", "index_shape", "neuron_layout", "flat_index", "flat_index_of"]
+           "TapSignature", "index_shape", "neuron_layout", "flat_index"]
 
 
 def index_shape(count: int) -> Shape:
@@ -36,15 +36,6 @@ def flat_index(index, shape):
         return index
     _, h, w = shape
     return index.c * (h * w) + index.y * w + index.x
-
-
-def flat_index_of(index, shape) -> int:
-    """The C-order number of a decoded index: an int, or a mapping/struct with x, y, c."""
-    if len(shape) == 1:
-        return int(index)
-    _, h, w = shape
-    get = index.__getitem__ if isinstance(index, dict) else lambda k: getattr(index, k)
-    return int(get("c")) * h * w + int(get("y")) * w + int(get("x"))
 
 
 def spike_layout(shape, levels: int) -> data.StructLayout:
@@ -96,7 +87,11 @@ def pass_bank(m, full, bank, value):
 
 def discard(component):
     """Tell Amaranth that ``component`` is meant never to be elaborated (built only to be
-    asked about its sizes, or half-built before an error)."""
+    asked about its sizes, or half-built before an error).
+
+    The one place that sets Amaranth's private ``_MustUse__silence`` (pinned amaranth
+    0.5.10): the public pragma, ``# amaranth: UnusedElaboratable=no``, silences a whole
+    source file, including the components a user forgets to elaborate."""
     component._MustUse__silence = True
     return component
 

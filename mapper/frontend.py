@@ -64,8 +64,16 @@ def _module_name(node) -> str:
     return f"'{node.name}'"
 
 
+def _op_schema(target):
+    """The ATen operator's ``FunctionSchema``, or None for a plain Python callable.
+
+    The one place that reads torch's private ``OpOverload._schema`` (pinned torch 2.13.0;
+    ``torch.fx.operator_schemas`` offers no defaults-filling public form)."""
+    return getattr(target, "_schema", None)
+
+
 def _args(node) -> dict:
-    schema = node.target._schema
+    schema = _op_schema(node.target)
     values = {}
     for i, arg in enumerate(schema.arguments):
         if i < len(node.args):
@@ -156,7 +164,7 @@ def parse_exported(program) -> tuple:
         if target == "<built-in function getitem>" and node.args[1] == 0:
             current = node
             continue
-        args = _args(node) if hasattr(node.target, "_schema") else {}
+        args = _args(node) if _op_schema(node.target) is not None else {}
         if target in _AFFINE:
             if layers and layers[-1].kind != "maxpool" and not layers[-1].relu:
                 raise OnespikeError(f"{name} follows {layers[-1].name} without a ReLU in "

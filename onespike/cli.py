@@ -98,48 +98,16 @@ def cmd_info(args):
     _emit(args, result, _describe(net))
 
 
-def simulate(net, x, labels=None, *, mode="event", batch=256, progress=True):
-    """Run the golden model on float inputs ``x``; the summary dict ``simulate`` prints."""
-    from tqdm import tqdm
-
-    from onespike.ir import MaxPool
-    from onespike.sim import closed_form, event_sim
-
-    if labels is not None and len(labels) != len(x):
-        raise OnespikeError(f"{len(labels)} labels for {len(x)} input samples")
-    run = event_sim if mode == "event" else closed_form
-    a0 = net.encoder.encode(x)
-    classes, spikes, synops, in_spikes = [], 0, 0, 0
-    for start in tqdm(range(0, len(a0), batch), desc=f"simulating ({mode})", unit="batch",
-                      disable=not progress, leave=False):
-        trace = run(net, a0[start:start + batch])
-        classes.append(trace.classes)
-        spikes += int(trace.spikes.sum())
-        synops += int(trace.synaptic_ops.sum())
-        in_spikes += int(trace.input_spikes.sum())
-    classes = np.concatenate(classes) if classes else np.zeros(0, np.int64)
-    neurons = sum(int(np.prod(l.out_shape)) for l in net.layers[:-1]
-                  if not isinstance(l, MaxPool))
-    n = max(len(x), 1)
-    result = {"samples": int(len(x)), "mode": mode,
-              "accuracy": None if labels is None else float(np.mean(classes == labels)),
-              "spikes_per_neuron": spikes / n / max(neurons, 1),
-              "spikes_per_inference": spikes / n,
-              "input_spikes_per_inference": in_spikes / n,
-              "synaptic_ops_per_inference": synops / n,
-              "latency_steps": net.latency_steps}
-    return result, classes
-
-
 def cmd_simulate(args):
     from onespike.ir import load
+    from onespike.sim.evaluate import evaluate
 
     net = load(args.net)
     x = _load_array(args.inputs, "inputs")
     labels = None if args.labels is None else _load_array(args.labels, "labels", integer=True)
     if args.batch < 1:
         raise OnespikeError(f"--batch must be a positive integer, not {args.batch}")
-    result, classes = simulate(net, x, labels, mode=args.mode, batch=args.batch,
+    result, classes = evaluate(net, x, labels, mode=args.mode, batch=args.batch,
                                progress=not args.json)
     if args.predictions:
         np.save(args.predictions, classes)
@@ -179,26 +147,9 @@ def cmd_generate(args):
                          f"{worst['latency']} cycles"])
 
 
-def verify_stimulus(net, x=None, samples=None, seed=0):
-    """Integer inputs for ``verify``: the edge cases (all zero, all saturated) and then
-    ``x`` encoded, or seeded random activations when there is no ``x``."""
-    shape = tuple(net.encoder.shape)
-    edges = np.stack([np.zeros(shape, np.int64), np.full(shape, net.encoder.levels)])
-    if x is None:
-        count = 30 if samples is None else max(samples - 2, 0)
-        body = np.random.default_rng(seed).integers(0, net.encoder.levels + 1,
-                                                    size=(count,) + shape)
-        return np.concatenate([edges, body])[:samples]
-    if x.shape[1:] != shape and (x.ndim < 2 or x[0].size != int(np.prod(shape))):
-        raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample; the network takes "
-                            f"{shape}")
-    body = net.encoder.encode(x.reshape((len(x),) + shape))
-    return np.concatenate([edges, body])[:samples]
-
-
 def cmd_verify(args):
     from onespike.ir import load
-    from onespike.sim.verify import verify
+    from onespike.sim.verify import EDGE_SAMPLES, stimulus, verify
 
     net = load(args.net)
     if args.samples is not None and args.samples < 1:
@@ -207,13 +158,15 @@ def cmd_verify(args):
         if not 0 <= getattr(args, name) < 1:
             raise OnespikeError(f"--{name} must be in [0, 1), not {getattr(args, name)}")
     x = None if args.inputs is None else _load_array(args.inputs, "inputs")
-    a0 = verify_stimulus(net, x, args.samples, args.seed)
+    a0 = stimulus(net, x, args.samples, args.seed)
     result = verify(net, a0, rtl=args.rtl, lanes=args.lanes, simulator=args.sim,
                     waves=args.waves, idle=args.idle, backpressure=args.backpressure,
                     seed=args.seed, interrupt_cycles=args.reset_after,
                     build_root=args.build_dir, progress=not args.json)
-    lines = [f"{result['samples']} samples on {result['simulator']}: "
-             f"{result['spikes_compared']} spike times and logits compared, "
+    result["input_samples"] = result["samples"] - EDGE_SAMPLES
+    lines = [f"{result['samples']} samples ({EDGE_SAMPLES} edge cases + "
+             f"{result['input_samples']} inputs) on {result['simulator']}: "
+             f"{result['values_compared']} spike times, logits and classes compared, "
              f"{result['mismatches']} mismatches"]
     if result["first_mismatch"]:
         lines.append(f"first mismatch: {result['first_mismatch']}")
@@ -270,6 +223,7 @@ def cmd_build(args):
 def cmd_run(args):
     from onespike.boards.host import BoardClient, run_inputs
     from onespike.ir import load
+    from onespike.sim.verify import EDGE_SAMPLES, stimulus
 
     baud, net, weights = args.baud, None, None
     if args.build is not None:
@@ -287,7 +241,7 @@ def cmd_run(args):
     if args.samples is not None:
         x = x[:args.samples]
     if net is not None:
-        a0 = verify_stimulus(net, x)[2:]
+        a0 = stimulus(net, x)[EDGE_SAMPLES:]
     elif x.dtype.kind not in "iu":
         raise OnespikeError("float inputs need the network to encode them: pass --net "
                             "NET.npz or --build DIR")
@@ -408,8 +362,8 @@ def build_parser():
     p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
                    help="simulator (default icarus)")
     p.add_argument("--inputs", help="float inputs (.npy), as fed to the model")
-    p.add_argument("--samples", type=int, help="number of samples (default: all inputs, or "
-                   "32 random)")
+    p.add_argument("--samples", type=int, help="check the first N of --inputs (default: all; "
+                   "30 random samples without --inputs); the two edge samples come on top")
     p.add_argument("--waves", action="store_true", help="record an FST waveform (GTKWave)")
     p.add_argument("--idle", type=float, default=0.2,
                    help="probability of an idle input cycle (default 0.2)")

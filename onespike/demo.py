@@ -14,9 +14,9 @@ def run_demo(out: Path, *, act_bits=4, weight_bits=8, progress=True):
     import torch
 
     from onespike import zoo
-    from onespike.cli import simulate
     from onespike.ir import save
     from onespike.mapper import check_bits, convert_exported
+    from onespike.sim.evaluate import evaluate
 
     check_bits(act_bits, weight_bits)
     out.mkdir(parents=True, exist_ok=True)
@@ -32,8 +32,8 @@ def run_demo(out: Path, *, act_bits=4, weight_bits=8, progress=True):
     net = convert_exported(model_path, data.x_train, act_bits=act_bits,
                            weight_bits=weight_bits)
     net_path = save(net, out / "digits_mlp.npz")
-    quant, _ = simulate(net, data.x_test, data.y_test, mode="closed", progress=False)
-    spiking, _ = simulate(net, data.x_test, data.y_test, mode="event", progress=progress)
+    quant, _ = evaluate(net, data.x_test, data.y_test, mode="closed", progress=False)
+    spiking, _ = evaluate(net, data.x_test, data.y_test, mode="event", progress=progress)
     result = {"dataset": "digits", "test_samples": int(len(data.y_test)),
               "act_bits": act_bits, "weight_bits": weight_bits,
               "float_accuracy": float_acc, "quantized_accuracy": quant["accuracy"],

@@ -1,12 +1,17 @@
 """Built-in data sets and reference models for the demo, the tests and the benchmarks.
 
 Nothing here downloads: sklearn's digits ship with scikit-learn, and MNIST / Fashion-MNIST
-are read from IDX files on disk (``../shared/data/`` beside the repository by default).
+are read from the standard IDX ``.gz`` files on disk, found by :func:`data_dir`: an explicit
+folder (``--data DIR``), else ``$ONESPIKE_DATA``, else ``$XDG_DATA_HOME/onespike`` (by
+default ``~/.local/share/onespike``). Each data set is a subfolder (``mnist/``,
+``fashion-mnist/``) with the four files of :data:`IDX_FILES`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +19,8 @@ import numpy as np
 
 from onespike.errors import OnespikeError
 
-__all__ = ["Dataset", "digits", "idx_dataset", "default_data_dir", "mlp", "digits_cnn",
+__all__ = ["Dataset", "digits", "idx_dataset", "data_dir", "check_files", "DATA_ENV", "IDX_FILES", "mlp",
+           "digits_cnn",
            "mnist_cnn", "train", "float_accuracy"]
 
 
@@ -49,8 +55,57 @@ def digits(*, image=False, normalize=False, seed=0) -> Dataset:
     return Dataset("digits", x[:split], y[:split], x[split:], y[split:])
 
 
-def default_data_dir() -> Path:
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA_ENV = "ONESPIKE_DATA"
+
+# the standard files, byte for byte (SHA-256), as published by their authors
+IDX_FILES = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
+
+
+def data_dir(explicit=None) -> Path:
+    """The folder that holds the IDX data sets: ``explicit``, else ``$ONESPIKE_DATA``, else
+    ``$XDG_DATA_HOME/onespike`` (``~/.local/share/onespike``)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "onespike"
+
+
+def _missing(folder: Path, name: str) -> OnespikeError:
+    files = "\n".join(f"  {file}  sha256 {digest}" for file, digest in IDX_FILES[name].items())
+    return OnespikeError(
+        f"data set {name!r} not found in {folder}: put the four standard IDX files there "
+        f"(or pass --data DIR, or set {DATA_ENV} to the folder that holds {name}/):\n{files}")
+
+
+def check_files(name="mnist", folder=None) -> Path:
+    """The folder of data set ``name``, with every IDX file present and byte-identical to
+    the standard one (else a one-paragraph error that says where the files go)."""
+    if name not in IDX_FILES:
+        raise OnespikeError(f"unknown data set {name!r}; choose one of {', '.join(IDX_FILES)}")
+    folder = data_dir(folder) / name
+    for file, digest in IDX_FILES[name].items():
+        path = folder / file
+        if not path.is_file():
+            raise _missing(folder, name)
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise OnespikeError(f"{path} is not the standard {name} file (SHA-256 differs); "
+                                f"expected {digest}")
+    return folder
 
 
 def _read_idx(path: Path, header: int) -> np.ndarray:
@@ -63,15 +118,13 @@ def _read_idx(path: Path, header: int) -> np.ndarray:
 
 
 def idx_dataset(name="mnist", data_dir=None, *, normalize=False, image=False) -> Dataset:
-    """MNIST or Fashion-MNIST from the standard IDX ``.gz`` files in ``data_dir/name``.
+    """MNIST or Fashion-MNIST from the standard IDX ``.gz`` files in ``data_dir/name``
+    (``data_dir``: see :func:`data_dir`).
 
     Pixels are scaled to [0, 1]; ``normalize`` then applies the usual mean/std
     (0.1307/0.3081 for MNIST, computed from the training split otherwise).
     """
-    folder = Path(data_dir or default_data_dir()) / name
-    if not folder.is_dir():
-        raise OnespikeError(f"data set folder {folder} not found; pass the folder that holds "
-                            f"the IDX files")
+    folder = check_files(name, data_dir)
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz", 16)

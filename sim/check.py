@@ -8,7 +8,7 @@ import numpy as np
 
 from onespike.ir import NO_SPIKE
 
-__all__ = ["Mismatch", "first_mismatch"]
+__all__ = ["Mismatch", "Comparison", "first_mismatch", "compare"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,26 @@ def first_mismatch(net, expected, actual):
     candidates.append(_first(expected.logits, actual.logits, "logits"))
     found = [m for m in candidates if m is not None]
     return min(found, key=lambda m: m.sample) if found else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every value compared (spike times of every neuron of every layer input, logits,
+    classes), how many differ, and the first difference."""
+    values_compared: int
+    mismatches: int
+    first: Mismatch | None
+
+
+def compare(net, expected, actual) -> Comparison:
+    """Compare ``actual`` (a :class:`~onespike.sim.observed.HardwareTrace`) with the golden
+    ``expected`` value by value; missing or extra classes count as mismatches."""
+    times = [(np.asarray(e), np.asarray(a)) for e, a in zip(expected.times, actual.times)]
+    compared = sum(e.size for e, _ in times) + expected.logits.size + len(expected.classes)
+    wrong = sum(int((e != a).sum()) for e, a in times) \
+        + int((np.asarray(expected.logits) != np.asarray(actual.logits)).sum())
+    if len(actual.classes) != len(expected.classes):
+        wrong += abs(len(actual.classes) - len(expected.classes))
+    else:
+        wrong += int((np.asarray(actual.classes) != expected.classes).sum())
+    return Comparison(int(compared), int(wrong), first_mismatch(net, expected, actual))

@@ -19,10 +19,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from onespike.hdl.streams import flat_index_of
-from onespike.ir import NO_SPIKE, load
+from onespike.ir import load
 from onespike.sim.check import first_mismatch
-from onespike.sim.golden import Trace, closed_form
+from onespike.sim.golden import closed_form
+from onespike.sim.observed import TapDecoder
 
 CONFIG_ENV = "ONESPIKE_VERIFY"
 
@@ -60,6 +60,8 @@ class Payload:
 
 
 def _defined(decoded: dict, where: str):
+    """Every field of a valid transfer must be 0 or 1 in every bit, unused ones included
+    (the index of an end-of-step marker is driven to 0)."""
     for name, value in decoded.items():
         if value is None or isinstance(value, dict) and None in value.values():
             raise AssertionError(f"{where}: field {name} is undefined (X) in a transfer")
@@ -127,52 +129,27 @@ class StreamSink:
 
 
 class TraceMonitor:
-    """Monitor: decodes every tap (spike streams into each layer, the logits) into spike
-    times per sample, in the golden model's time base."""
+    """Monitor: decodes every tap (spike streams into each layer, the logits) with the shared
+    :class:`~onespike.sim.observed.TapDecoder`; a valid transfer with an ``X`` bit fails."""
 
     def __init__(self, dut, manifest, samples):
         ports = {p["name"]: p for p in manifest["ports"]}
-        self.layers = manifest["layers"]
-        self.taps = []
-        for n, layer in enumerate(self.layers):
-            name = f"tap_{n}"
-            self.taps.append((getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__payload"),
-                              Payload(ports[f"{name}__payload"])))
+        self.taps = [(getattr(dut, f"tap_{n}__valid"), getattr(dut, f"tap_{n}__payload"),
+                      Payload(ports[f"tap_{n}__payload"]))
+                     for n in range(len(manifest["layers"]))]
         self.logit_tap = (dut.tap_logits__valid, dut.tap_logits__payload,
                           Payload(ports["tap_logits__payload"]))
-        self.times = [np.full((samples, layer["inputs"]), NO_SPIKE, dtype=np.int64)
-                      for layer in self.layers]
-        self.logits = np.zeros((samples, manifest["classes"]), dtype=np.int64)
-        self.sample_of = [0] * len(self.layers)
-        self.logit_sample = 0
-        self.extra = []          # transfers after the expected samples: always a failure
+        self.decoder = TapDecoder.for_manifest(manifest, samples)
 
     def sample(self, cycle=None):
         for n, (valid, payload, fields) in enumerate(self.taps):
-            if not bit(valid):
-                continue
-            p = fields.decode(payload.value)
-            _defined({k: p[k] for k in ("step", "end")}, f"tap_{n}")
-            if not p["end"]:
-                _defined(p, f"tap_{n}")
-            s = self.sample_of[n]
-            start, end = self.layers[n]["input_window"]
-            if s >= len(self.times[n]):
-                self.extra.append(f"tap_{n}: {p}")
-            elif p["end"]:
-                if p["step"] == end - start - 1:
-                    self.sample_of[n] += 1
-            else:
-                neuron = flat_index_of(p["index"], self.layers[n]["in_shape"])
-                self.times[n][s, neuron] = start + p["step"]
+            if bit(valid):
+                p = _defined(fields.decode(payload.value), f"tap_{n}")
+                self.decoder.spike(n, p["index"], p["step"], p["end"])
         valid, payload, fields = self.logit_tap
         if bit(valid):
             p = _defined(fields.decode(payload.value), "tap_logits")
-            if self.logit_sample >= len(self.logits):
-                self.extra.append(f"tap_logits: {p}")
-            else:
-                self.logits[self.logit_sample, p["index"]] = p["value"]
-                self.logit_sample += p["last"]
+            self.decoder.logit(p["index"], p["value"], p["last"])
 
 
 def _config():
@@ -248,16 +225,13 @@ async def regression(dut):
 
     # model and checker
     golden = closed_form(net, a0)
-    observed = Trace(activations=(), times=tuple(
-        t.reshape(g.shape) for t, g in zip(monitor.times, golden.times)),
-        logits=monitor.logits, classes=np.array([v for _, v in sink.received]),
-        input_spikes=None, spikes=None, synaptic_ops=None)
-    done = [c for c, _ in sink.received]
+    observed = monitor.decoder.trace([v for _, v in sink.received])
     np.savez(out / "observed.npz", classes=observed.classes, logits=observed.logits,
-             done=np.array(done), first_input=source.first_cycle or 0,
+             done=np.array([c for c, _ in sink.received]), first_input=source.first_cycle or 0,
              **{f"times{n}": t for n, t in enumerate(observed.times)})
+    assert not monitor.decoder.extra, \
+        f"transfers after the last sample: {monitor.decoder.extra[:3]}"
     mismatch = first_mismatch(net, golden, observed)
-    assert not monitor.extra, f"transfers after the last sample: {monitor.extra[:3]}"
     assert mismatch is None, f"first mismatch: {mismatch}"
     assert np.array_equal(observed.classes, golden.classes), (
         f"classes differ at sample "

@@ -22,7 +22,8 @@ import numpy as np
 from onespike.errors import OnespikeError
 from onespike.ir import Network, save
 
-__all__ = ["SIMULATORS", "VERILATOR_ARGS", "verify", "simulator_path", "run_cocotb"]
+__all__ = ["SIMULATORS", "VERILATOR_ARGS", "EDGE_SAMPLES", "stimulus", "verify",
+           "simulator_path", "run_cocotb"]
 
 SIMULATORS = ("icarus", "verilator")
 TOP = "onespike_top"
@@ -30,6 +31,29 @@ TOP = "onespike_top"
 # one-hot parallel muxes written as casez (their patterns overlap only on impossible
 # selects); all three are intended, and the lint test waives the same classes
 VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-CASEOVERLAP"]
+
+
+EDGE_SAMPLES = 2          # every regression starts with an all-zero and a saturated sample
+
+
+def stimulus(net: Network, x=None, samples=None, seed=0) -> np.ndarray:
+    """Integer inputs for :func:`verify`: the :data:`EDGE_SAMPLES` edge cases (all zero, all
+    saturated), then the first ``samples`` of ``x`` encoded by ``net.encoder`` (all of them
+    when ``samples`` is None), or ``samples`` seeded random activations (30) without ``x``."""
+    shape = tuple(net.encoder.shape)
+    if samples is not None and (isinstance(samples, bool) or samples < 1):
+        raise OnespikeError(f"samples must be a positive integer, not {samples}")
+    edges = np.stack([np.zeros(shape, np.int64), np.full(shape, net.encoder.levels)])
+    if x is None:
+        body = np.random.default_rng(seed).integers(
+            0, net.encoder.levels + 1, size=(30 if samples is None else samples,) + shape)
+        return np.concatenate([edges, body])
+    x = np.asarray(x)
+    if x.ndim < 2 or x[0].size != int(np.prod(shape)):
+        raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample; the network takes "
+                            f"{shape}")
+    body = net.encoder.encode(x[:samples].reshape((-1,) + shape))
+    return np.concatenate([edges, body])
 
 
 def simulator_path() -> str:
@@ -207,8 +231,9 @@ def run_cocotb(simulator, verilog: Path, work: Path, run_dir: Path, test_module:
 
 def _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir,
              build_s, run_s) -> dict:
-    from onespike.sim.check import first_mismatch
-    from onespike.sim.golden import Trace, closed_form
+    from onespike.sim.check import compare
+    from onespike.sim.golden import closed_form
+    from onespike.sim.observed import HardwareTrace
 
     observed_file = run_dir / "observed.npz"
     if not observed_file.is_file():
@@ -216,19 +241,11 @@ def _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir
         raise OnespikeError(f"the {simulator} run did not finish: {reason}")
     golden = closed_form(net, a0)
     observed = np.load(observed_file, allow_pickle=False)
-    times = tuple(observed[f"times{n}"].reshape(g.shape)
-                  for n, g in enumerate(golden.times[:len(net.layers)]))
-    classes = observed["classes"]
-    trace = Trace(activations=(), times=times, logits=observed["logits"],
-                  classes=classes, input_spikes=None, spikes=None, synaptic_ops=None)
-    compared = sum(t.size for t in times) + observed["logits"].size
-    wrong = sum(int((t != g).sum()) for t, g in zip(times, golden.times)) \
-        + int((observed["logits"] != golden.logits).sum())
-    if len(classes) != len(a0):
-        wrong += abs(len(classes) - len(a0))
-    else:
-        wrong += int((classes != golden.classes).sum())
-    mismatch = first_mismatch(net, golden, trace) if len(classes) == len(a0) else None
+    trace = HardwareTrace(times=tuple(observed[f"times{n}"].reshape(g.shape)
+                                      for n, g in enumerate(golden.times[:len(net.layers)])),
+                          logits=observed["logits"], classes=observed["classes"])
+    result = compare(net, golden, trace)
+    wrong, mismatch = result.mismatches, result.first
     failure = _junit_failure(junit)
     if failure and not wrong:   # the testbench failed on something the counts miss
         wrong = 1
@@ -242,7 +259,9 @@ def _summary(net, a0, manifest, run_dir, simulator, junit, log, waves, build_dir
     return {
         "samples": len(a0), "simulator": simulator, "lanes": [l.get("lanes", 1) for l in
                                                                manifest["layers"]],
-        "spikes_compared": int(compared), "mismatches": int(wrong),
+        "values_compared": result.values_compared,
+        "spikes_compared": result.values_compared,     # the old name, kept for one release
+        "mismatches": int(wrong),
         "first_mismatch": str(mismatch) if mismatch else failure,
         "cycles_per_inference": steady,
         "latency_cycles": int(done[0] - int(observed["first_input"])) if len(done) else None,

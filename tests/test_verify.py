@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onespike.cli import main, verify_stimulus
+from helpers import conv_net_and_rng
+from onespike.cli import main
 from onespike.errors import OnespikeError
 from onespike.hdl.generate import generate
 from onespike.ir import Dense, Encoder, Network, save
 from onespike.sim import closed_form, random_inputs, random_network
-from onespike.sim.verify import verify
+from onespike.sim.verify import stimulus, verify
 
 SIMULATORS = ["icarus", "verilator"]
 
@@ -23,20 +24,20 @@ def build_root(tmp_path_factory):
 
 
 def expected_comparisons(net, samples):
-    """Every neuron of every spike stream, plus every logit, for every sample."""
+    """Every neuron of every spike stream, every logit and the class, for every sample."""
     streams = [int(np.prod(layer.in_shape)) for layer in net.layers]
-    return samples * (sum(streams) + net.num_classes)
+    return samples * (sum(streams) + net.num_classes + 1)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_trained_digits_mlp(simulator, digits_mlp_net, build_root):
     net, data = digits_mlp_net
-    a0 = verify_stimulus(net, data.x_test[:38])
+    a0 = stimulus(net, data.x_test[:38])
     result = verify(net, a0, lanes=8, simulator=simulator, build_root=build_root,
                     progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
     assert result["samples"] == 40
-    assert result["spikes_compared"] == expected_comparisons(net, 40)
+    assert result["values_compared"] == expected_comparisons(net, 40)
     assert result["cycles_per_inference"] > 0
 
 
@@ -72,7 +73,7 @@ def edge_case_network():
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_edge_cases(simulator, build_root):
     net = edge_case_network()
-    a0 = verify_stimulus(net, None, 12, seed=5)
+    a0 = stimulus(net, None, 12, seed=5)
     golden = closed_form(net, a0)
     hidden = golden.activations[1]
     assert (hidden[:, 0] == 0).all() and (hidden[:, 1:4] == net.layers[0].levels).all()
@@ -122,7 +123,7 @@ def test_verify_cli_report(tmp_path, capsys, build_root):
                    "--build-dir", str(build_root)])
     out = capsys.readouterr().out
     assert status == 0
-    assert "5 samples on icarus" in out and "0 mismatches" in out
+    assert "7 samples (2 edge cases + 5 inputs) on icarus" in out and "0 mismatches" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -142,7 +143,7 @@ def test_verify_cli_errors(args, message, tmp_path, capsys):
 def test_inputs_of_the_wrong_shape(tmp_path, capsys):
     net, _ = same_shape_networks()
     with pytest.raises(OnespikeError, match="per sample; the network takes"):
-        verify_stimulus(net, np.zeros((3, int(np.prod(net.encoder.shape)) + 1)))
+        stimulus(net, np.zeros((3, int(np.prod(net.encoder.shape)) + 1)))
 
 
 @pytest.mark.slow
@@ -169,12 +170,12 @@ def test_mnist_mlp_200_images(simulator, torch, build_root):
     result = verify(net, a0, lanes=16, simulator=simulator, build_root=build_root,
                     progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
-    assert result["spikes_compared"] == expected_comparisons(net, 200)
+    assert result["values_compared"] == expected_comparisons(net, 200)
 
 
 def test_waves_are_left_for_gtkwave(build_root):
     net, _ = same_shape_networks()
-    result = verify(net, verify_stimulus(net, None, 3), lanes=1, waves=True,
+    result = verify(net, stimulus(net, None, 3), lanes=1, waves=True,
                     build_root=build_root, progress=False)
     assert result["mismatches"] == 0
     waves = Path(result["waves"])
@@ -185,19 +186,18 @@ def test_waves_are_left_for_gtkwave(build_root):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_trained_digits_cnn(simulator, digits_cnn_net, build_root):
     net, data = digits_cnn_net
-    a0 = verify_stimulus(net, data.x_test[:5])
+    a0 = stimulus(net, data.x_test[:5])
     result = verify(net, a0, lanes=8, simulator=simulator, build_root=build_root,
                     progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
-    assert result["spikes_compared"] == expected_comparisons(net, 7)
+    assert result["values_compared"] == expected_comparisons(net, 7)
 
 
 @pytest.mark.parametrize("number, simulator", [(0, "icarus"), (5, "icarus"),
                                                (12, "icarus"), (12, "verilator")])
 def test_random_conv_networks(number, simulator, build_root):
-    from test_hdl_conv import net_and_rng
 
-    net, rng = net_and_rng(number)
+    net, rng = conv_net_and_rng(number)
     result = verify(net, random_inputs(rng, net, 4), lanes=2, simulator=simulator,
                     build_root=build_root, seed=number, progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
@@ -216,4 +216,4 @@ def test_mnist_cnn_100_images(simulator, torch, build_root):
     result = verify(net, a0, lanes=16, simulator=simulator, build_root=build_root,
                     idle=0.0, backpressure=0.1, progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
-    assert result["spikes_compared"] == expected_comparisons(net, 100)
+    assert result["values_compared"] == expected_comparisons(net, 100)

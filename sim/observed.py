@@ -1,0 +1,116 @@
+"""What the hardware did, in the golden model's terms: one trace type and one tap decoder.
+
+Every runner of the generated accelerator (the Amaranth simulator in
+:mod:`onespike.sim.hardware`, the cocotb testbench in :mod:`onespike.sim.testbench`, the board
+testbench and the host runner) turns the transfers it sees into a :class:`HardwareTrace`
+through :class:`TapDecoder`, and compares it with :func:`onespike.sim.check.first_mismatch`.
+Like the golden model, this module needs nothing but numpy and the IR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from onespike.ir import NO_SPIKE, Network
+
+__all__ = ["HardwareTrace", "TapDecoder", "flat_index_of", "window_steps"]
+
+
+@dataclass(frozen=True)
+class HardwareTrace:
+    """Spike times per layer input (``times[n]``, shape ``(samples, *in_shape)``, golden time
+    base, :data:`~onespike.ir.NO_SPIKE` where nothing fired), ``logits`` and ``classes``: the
+    fields :func:`~onespike.sim.check.first_mismatch` compares."""
+    times: tuple
+    logits: np.ndarray
+    classes: np.ndarray
+
+
+def flat_index_of(index, shape) -> int:
+    """The C-order number of a decoded neuron index: an int for a vector, or a mapping or
+    object with ``x``, ``y``, ``c`` for an image."""
+    if len(shape) == 1:
+        return int(index)
+    _, h, w = shape
+    get = index.__getitem__ if isinstance(index, dict) else lambda k: getattr(index, k)
+    return int(get("c")) * h * w + int(get("y")) * w + int(get("x"))
+
+
+def window_steps(net: Network, times: np.ndarray, layer: int) -> np.ndarray:
+    """Spike times of the map feeding ``net.layers[layer]`` (``layer = len(net.layers)`` or
+    -1: the readout's input) as steps within that map's window; ``NO_SPIKE`` stays."""
+    start = net.window_starts()[layer]
+    times = np.asarray(times)
+    return np.where(times == NO_SPIKE, NO_SPIKE, times - start)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    shape: tuple        # the neuron map carried
+    levels: int         # A: end-of-step markers per sample
+    start: int          # global time of step 0
+
+
+class TapDecoder:
+    """Collects decoded tap transfers into a :class:`HardwareTrace`.
+
+    ``streams`` are ``(shape, levels, window start)`` of the spike stream into each layer.
+    Feed it :meth:`spike` for every transfer on ``tap_<n>`` (a spike, or an end-of-step marker
+    with ``end`` set; the ``levels``-th marker closes a sample) and :meth:`logit` for every
+    transfer on ``tap_logits``; transfers beyond ``samples`` land in :attr:`extra`.
+    """
+
+    def __init__(self, streams, classes: int, samples: int):
+        self.streams = [_Stream(tuple(s), int(a), int(t)) for s, a, t in streams]
+        self.samples, self.classes = samples, classes
+        self.extra = []
+        self.forget()
+
+    @classmethod
+    def for_network(cls, net: Network, samples: int) -> "TapDecoder":
+        shapes = [net.encoder.shape] + [layer.out_shape for layer in net.layers[:-1]]
+        levels = [net.in_levels(n) for n in range(len(net.layers))]
+        return cls(zip(shapes, levels, net.window_starts()), net.num_classes, samples)
+
+    @classmethod
+    def for_manifest(cls, manifest: dict, samples: int) -> "TapDecoder":
+        """From ``manifest.json`` alone (a testbench that never sees the IR)."""
+        streams = [(layer["in_shape"], end - start, start)
+                   for layer in manifest["layers"]
+                   for start, end in [layer["input_window"]]]
+        return cls(streams, manifest["classes"], samples)
+
+    def forget(self):
+        """Drop everything seen (after a reset: those transfers never counted)."""
+        self.times = [np.full((self.samples, int(np.prod(s.shape))), NO_SPIKE, np.int64)
+                      for s in self.streams]
+        self.logits = np.zeros((self.samples, self.classes), dtype=np.int64)
+        self.sample_of = [0] * len(self.streams)
+        self.logit_sample = 0
+        self.extra.clear()
+
+    def spike(self, n: int, index, step: int, end: bool):
+        s, stream = self.sample_of[n], self.streams[n]
+        if s >= self.samples:
+            self.extra.append(f"tap_{n}: index {index}, step {step}, end {int(end)}")
+        elif end:
+            if step == stream.levels - 1:
+                self.sample_of[n] += 1
+        else:
+            self.times[n][s, flat_index_of(index, stream.shape)] = stream.start + step
+
+    def logit(self, index: int, value: int, last: bool):
+        if self.logit_sample >= self.samples:
+            self.extra.append(f"tap_logits: index {index}, value {value}")
+            return
+        self.logits[self.logit_sample, index] = value
+        self.logit_sample += int(bool(last))
+
+    def trace(self, classes) -> HardwareTrace:
+        """The trace so far, with the ``classes`` that came out of ``o``."""
+        times = tuple(t.reshape((self.samples,) + s.shape)
+                      for t, s in zip(self.times, self.streams))
+        return HardwareTrace(times=times, logits=self.logits.copy(),
+                             classes=np.asarray(classes, dtype=np.int64))
