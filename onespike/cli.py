@@ -7,6 +7,7 @@ object on stdout (progress bars go to stderr).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -283,7 +284,15 @@ def _bits(value):
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
 
 
+def _default(function, name):
+    """The library's default for ``name``: written once, in the function's signature."""
+    return inspect.signature(function).parameters[name].default
+
+
 def build_parser():
+    from onespike.sim.evaluate import MODES, evaluate
+    from onespike.sim.verify import SIMULATORS, verify
+
     parser = argparse.ArgumentParser(
         prog="onespike", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Turn a trained ReLU network into an exact time-to-first-spike (TTFS) "
@@ -302,9 +311,9 @@ def build_parser():
     def add_bits(p):
         p.add_argument("--act-bits", type=_bits, default=4, metavar="N",
                        help="activation bits 1..8: each layer fires in a window of 2**N-1 "
-                            "time steps (default 4)")
+                            "time steps (default %(default)s)")
         p.add_argument("--weight-bits", type=_bits, default=8, metavar="N",
-                       help="signed weight bits 2..16 (default 8)")
+                       help="signed weight bits 2..16 (default %(default)s)")
 
     p = add("convert", cmd_convert, "map a torch.export program (.pt2) to a TTFS network",
             "Map a trained ReLU network, saved with torch.export.save(torch.export.export("
@@ -328,9 +337,10 @@ def build_parser():
     p.add_argument("net", help="network file (.npz)")
     p.add_argument("--inputs", required=True, help="float inputs (.npy), as fed to the model")
     p.add_argument("--labels", help="integer labels (.npy) to report accuracy")
-    p.add_argument("--mode", choices=("event", "closed"), default="event",
-                   help="event simulation or closed form (default event)")
-    p.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
+    p.add_argument("--mode", choices=MODES, default=_default(evaluate, "mode"),
+                   help="event simulation or closed form (default %(default)s)")
+    p.add_argument("--batch", type=int, default=_default(evaluate, "batch"),
+                   help="samples per batch (default %(default)s)")
     p.add_argument("--predictions", type=Path, help="write the predicted classes (.npy)")
 
     p = add("generate", cmd_generate, "generate the accelerator's Verilog and manifest",
@@ -342,7 +352,7 @@ def build_parser():
     p.add_argument("net", help="network file (.npz)")
     p.add_argument("--lanes", type=int, default=1, metavar="P",
                    help="neurons (dense) or output channels (conv) updated per cycle in "
-                        "each layer (capped at the layer's size; default 1)")
+                        "each layer (capped at the layer's size; default %(default)s)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
@@ -357,24 +367,26 @@ def build_parser():
     p.add_argument("--rtl", type=Path, metavar="DIR",
                    help="folder from `onespike generate` to verify (default: generate one "
                         "with --lanes)")
-    p.add_argument("--lanes", type=int, default=8, metavar="P",
-                   help="lanes when generating (default 8)")
-    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
-                   help="simulator (default icarus)")
+    p.add_argument("--lanes", type=int, default=_default(verify, "lanes"), metavar="P",
+                   help="lanes when generating (default %(default)s)")
+    p.add_argument("--sim", choices=SIMULATORS, default=_default(verify, "simulator"),
+                   help="simulator (default %(default)s)")
     p.add_argument("--inputs", help="float inputs (.npy), as fed to the model")
-    p.add_argument("--samples", type=int, help="check the first N of --inputs (default: all; "
+    p.add_argument("--samples", type=int, metavar="N", help="check the first N of --inputs (default: all; "
                    "30 random samples without --inputs); the two edge samples come on top")
     p.add_argument("--waves", action="store_true", help="record an FST waveform (GTKWave)")
-    p.add_argument("--idle", type=float, default=0.2,
-                   help="probability of an idle input cycle (default 0.2)")
-    p.add_argument("--backpressure", type=float, default=0.3,
-                   help="probability the output is not ready in a cycle (default 0.3)")
+    p.add_argument("--idle", type=float, default=_default(verify, "idle"),
+                   help="probability of an idle input cycle (default %(default)s)")
+    p.add_argument("--backpressure", type=float, default=_default(verify, "backpressure"),
+                   help="probability the output is not ready in a cycle (default "
+                        "%(default)s)")
     p.add_argument("--reset-after", type=int, default=0, metavar="CYCLES",
                    help="first stream random samples for CYCLES cycles and reset the design "
                         "in the middle of that inference (default 0: no reset)")
-    p.add_argument("--seed", type=int, default=0, help="stimulus seed (default 0)")
-    p.add_argument("--build-dir", default="build/verify",
-                   help="build folders (default build/verify)")
+    p.add_argument("--seed", type=int, default=_default(verify, "seed"),
+                   help="stimulus seed (default %(default)s)")
+    p.add_argument("--build-dir", default=_default(verify, "build_root"),
+                   help="build folders (default %(default)s)")
 
     p = add("boards", cmd_boards, "list the supported FPGA boards",
             "List the boards `onespike build` supports, with their device, clock and "
@@ -397,7 +409,7 @@ def build_parser():
                    help="clock in MHz: a PLL makes it from the board's oscillator (iCE40, "
                         "ECP5; default: the oscillator's, see `onespike boards`)")
     p.add_argument("--baud", type=int, default=1_000_000,
-                   help="UART baud rate (default 1000000)")
+                   help="UART baud rate (default %(default)s)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("run", cmd_run, "classify inputs on a board over its UART",
@@ -417,12 +429,12 @@ def build_parser():
                    help="also read back the last spiking layer's spike times")
     p.add_argument("--baud", type=int, help="baud rate (default: the build's, or 1000000)")
     p.add_argument("--timeout", type=float, default=2.0,
-                   help="seconds to wait for an answer (default 2)")
+                   help="seconds to wait for an answer (default %(default)s)")
 
     p = add("demo", cmd_demo, "train, convert and simulate a digits MLP (built-in data)",
             "Train a small MLP on scikit-learn's 8x8 digits, convert it, and report float, "
             "quantized and spiking accuracy. Writes its files under --out.")
-    p.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
+    p.add_argument("--out", default="build/demo", help="output folder (default %(default)s)")
     add_bits(p)
     return parser
 
