@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# MNIST / Fashion-MNIST IDX files for tests and benches (a user's own copy: --data DIR)
+export ONESPIKE_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test test-all bench bench-boards system-deps clean
 
