@@ -7,7 +7,7 @@ step of a spike is ``step`` (0 = first step of the window, activation ``A - step
 Activation-0 neurons send nothing.
 """
 
-from amaranth.hdl import Shape, signed
+from amaranth.hdl import Elaboratable, Shape, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
@@ -93,6 +93,10 @@ def discard(component):
     0.5.10): the public pragma, ``# amaranth: UnusedElaboratable=no``, silences a whole
     source file, including the components a user forgets to elaborate."""
     component._MustUse__silence = True
+    for value in vars(component).values():      # its sub-components were never used either
+        for part in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(part, Elaboratable) and not getattr(part, "_MustUse__silence", 0):
+                discard(part)
     return component
 
 

@@ -30,6 +30,8 @@ typical flow:
   onespike build net.npz --board icebreaker -o bit/   bitstream (open-source tools only)
   onespike run --build bit/ --port /dev/ttyUSB1 --inputs x.npy
                                                   classify on the board over its UART
+  onespike report net.npz --inputs x.npy --labels y.npy -o report/
+                                                  Markdown report with figures
 """
 
 
@@ -269,12 +271,39 @@ def cmd_run(args):
     return 1 if result["golden_mismatches"] else 0
 
 
+def cmd_report(args):
+    from onespike.ir import load
+    from onespike.report import write_report
+
+    net = load(args.net)
+    x = None if args.inputs is None else _load_array(args.inputs, "inputs")
+    labels = None if args.labels is None else _load_array(args.labels, "labels", integer=True)
+    if labels is not None and x is None:
+        raise OnespikeError("--labels needs --inputs")
+    if x is not None and args.samples is not None:
+        x, labels = x[:args.samples], None if labels is None else labels[:args.samples]
+    if args.measure < 0:
+        raise OnespikeError(f"--measure must be 0 or more, not {args.measure}")
+    result = write_report(net, args.output, x=x, labels=labels, lanes=args.lanes,
+                          build_dirs=args.build or (), measure=args.measure)
+    _emit(args, result, [f"wrote {result['report']} and {len(result['figures'])} figures"])
+
+
 def cmd_demo(args):
     from onespike.demo import run_demo
 
+    board = None
+    if args.board is not None:
+        from onespike.boards.platforms import board_named
+        board = board_named(args.board)
+    if args.rtl_samples < 1:
+        raise OnespikeError(f"--rtl-samples must be a positive integer, not {args.rtl_samples}")
     result, lines = run_demo(Path(args.out), act_bits=args.act_bits,
-                             weight_bits=args.weight_bits, progress=not args.json)
+                             weight_bits=args.weight_bits, simulator=args.sim,
+                             rtl_samples=args.rtl_samples, board=board,
+                             progress=not args.json)
     _emit(args, result, lines)
+    return 1 if result["rtl_mismatches"] else 0
 
 
 def _bits(value):
@@ -431,10 +460,39 @@ def build_parser():
     p.add_argument("--timeout", type=float, default=2.0,
                    help="seconds to wait for an answer (default %(default)s)")
 
-    p = add("demo", cmd_demo, "train, convert and simulate a digits MLP (built-in data)",
-            "Train a small MLP on scikit-learn's 8x8 digits, convert it, and report float, "
-            "quantized and spiking accuracy. Writes its files under --out.")
+    p = add("report", cmd_report, "write a Markdown report with figures about a network",
+            "Write DIR/report.md and DIR/figures/*.png: the network and its accuracy, a "
+            "spike raster of one sample through every layer, spikes per neuron, operations "
+            "per inference (TTFS additions, dense multiply-accumulates, rate-coded spikes), "
+            "cycles per stage (measured, modelled, lower bound), the board builds given, and "
+            "an energy estimate with its sources.\n\nexample: onespike report net.npz "
+            "--inputs x_test.npy --labels y_test.npy --build bit/ -o report/")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--inputs", help="float inputs (.npy), as fed to the model (default: "
+                   "random activations)")
+    p.add_argument("--labels", help="integer labels (.npy) for the accuracy section")
+    p.add_argument("--samples", type=int, metavar="N", help="only the first N inputs")
+    p.add_argument("--lanes", type=int, default=8, metavar="P",
+                   help="lanes for the cycle figures (default %(default)s)")
+    p.add_argument("--measure", type=int, default=4, metavar="N",
+                   help="samples run in the Amaranth simulator for measured cycles "
+                        "(default %(default)s; 0: none)")
+    p.add_argument("--build", action="append", type=Path, metavar="DIR",
+                   help="a folder written by `onespike build` (repeat for several)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+
+    p = add("demo", cmd_demo, "the whole flow on built-in data: train, convert, verify, report",
+            "Train a small MLP on scikit-learn's 8x8 digits, convert it, report float, "
+            "quantized and spiking accuracy, generate the Verilog, verify it spike for spike "
+            "against the golden model on a real simulator, and write a report with figures. "
+            "Writes its files under --out.\n\nexample: onespike demo --board icebreaker")
     p.add_argument("--out", default="build/demo", help="output folder (default %(default)s)")
+    p.add_argument("--sim", choices=SIMULATORS, default="icarus",
+                   help="simulator for the RTL check (default %(default)s)")
+    p.add_argument("--rtl-samples", type=int, default=50, metavar="N",
+                   help="test images verified in RTL (default %(default)s)")
+    p.add_argument("--board", metavar="NAME", help="also build a bitstream for this board "
+                   "(see `onespike boards`)")
     add_bits(p)
     return parser
 
