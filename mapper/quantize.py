@@ -13,6 +13,13 @@ Layer by layer, in the integer domain of the layer's input (``x ≈ s_in·a + z`
    ``weight_bits``; ``w = round(W'/δ_i)``, ``b = round(b'/δ_i) + floor(R_i/2)`` (the last term
    turns the contract's floor into rounding to nearest).
 4. The readout shares one step for all classes, so the integer argmax is the float one.
+
+Per-channel output steps fit each channel's range, but the next layer folds them into its
+weight columns, and at low weight bits one step per row then rounds the columns of small
+channels to zero. So each hidden layer's steps are balanced between the per-channel best
+``s_c`` and the best single step ``s_L`` of the layer: ``s = s_c^(1−α) · s_L^α``. The mapper
+tries ``α`` in :data:`BALANCES` and keeps the network whose classes agree most often with the
+float network's on the calibration data (ties: the smaller ``α``); ``balance=α`` fixes it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import numpy as np
 from onespike.errors import OnespikeError
 from onespike.ir import Conv, Dense, Encoder, MaxPool, Network
 
-__all__ = ["quantize", "check_bits"]
+__all__ = ["quantize", "check_bits", "BALANCES", "float_forward"]
+
+BALANCES = (0.0, 0.5, 1.0)
 
 
 
@@ -140,7 +149,7 @@ def _best_step(pre, levels):
     return best
 
 
-def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits):
+def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits, balance):
     qmax = (1 << (weight_bits - 1)) - 1
     rows = np.abs(weight_eff).reshape(len(weight_eff), -1).max(axis=1)
     if levels is None:  # readout: one step for every class
@@ -153,7 +162,9 @@ def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits):
     min_step = rows / qmax
     # One output step per channel (the next layer folds it into its weights); a ramp
     # R < 1 does not exist, so a channel whose weights need it gets a coarser step.
-    s_out = np.maximum([_best_step(c, levels) for c in channels], min_step)
+    s_channel = np.array([_best_step(c, levels) for c in channels])
+    s_layer = _best_step(channels.reshape(-1), levels)
+    s_out = np.maximum(s_channel ** (1 - balance) * s_layer ** balance, min_step)
     # Beyond 2**(weight_bits + act_bits) a finer weight step no longer changes the output
     # (rounding error far below one output step) but widens the membrane: cap the ramp.
     ramp_cap = 1 << (weight_bits + (levels.bit_length()))
@@ -169,10 +180,50 @@ def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits):
     return weight, bias, ramp, s_out
 
 
-def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8) -> Network:
-    """Integer network from parsed float ``layers`` and a calibration array."""
+def float_forward(layers, x):
+    """The float network's logits on ``x`` (batch, *input_shape)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(x, dtype=np.float64)
+    for layer in layers:
+        if layer.kind == "maxpool":
+            x = F.max_pool2d(torch.as_tensor(x), layer.kernel, layer.stride,
+                             layer.padding).numpy()
+            continue
+        # _linear sum-pools; the float layer average-pools
+        x = _with_bias(_linear(layer, x, layer.weight / layer.pool ** 2), layer.bias,
+                       layer.kind)
+        if layer.relu:
+            x = np.maximum(x, 0.0)
+    return x
+
+
+def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=None) -> Network:
+    """Integer network from parsed float ``layers`` and a calibration array; ``balance``
+    (``α`` in ``[0, 1]``, see the module notes) is chosen on the calibration data when
+    None."""
     check_bits(act_bits, weight_bits)
     calib = _check_calibration(calib, input_shape)
+    if balance is not None:
+        if not 0 <= balance <= 1:
+            raise OnespikeError(f"balance must be in [0, 1], not {balance}")
+        return _quantize(input_shape, layers, calib, act_bits, weight_bits, balance)[0]
+    reference = np.argmax(float_forward(layers, calib), axis=1)
+    best = None
+    for alpha in BALANCES:
+        net, logits = _quantize(input_shape, layers, calib, act_bits, weight_bits, alpha)
+        agree = int(np.sum(np.argmax(logits, axis=1) == reference))
+        if best is None or agree > best[0]:
+            best = (agree, net)
+        if sum(1 for l in layers if l.kind != "maxpool") < 3 and alpha == 0 \
+                and agree == len(calib):
+            break
+    return best[1]
+
+
+def _quantize(input_shape, layers, calib, act_bits, weight_bits, balance):
+    """(network, its integer logits on the calibration data)."""
     encoder = _encoder(calib, input_shape, act_bits)
     in_scale, in_offset = encoder.scale, encoder.offset
     acts = encoder.encode(calib)
@@ -188,16 +239,16 @@ def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8) -> Networ
         weight_eff, bias_eff = _effective(layer, in_scale, in_offset)
         weight, bias, ramp, scale = _quantize_layer(
             layer, weight_eff, bias_eff, acts, None if readout else (1 << act_bits) - 1,
-            weight_bits)
+            weight_bits, balance)
         common = dict(in_shape=layer.in_shape, weight=weight, bias=bias, ramp=ramp,
                       act_bits=None if readout else act_bits, scale=scale, pool=layer.pool)
         ir = Dense(**common) if layer.kind == "dense" else \
             Conv(**common, stride=layer.stride, padding=layer.padding)
         ir_layers.append(ir)
-        if not readout:
-            y = _with_bias(_linear(layer, acts, weight), bias, layer.kind)
-            # Exact: every |value| is below the layer's membrane bound, far under 2**53.
-            acts = np.clip(np.floor_divide(np.rint(y).astype(np.int64),
-                                           _channel(ramp, layer.kind)), 0, ir.levels)
-            in_scale, in_offset = scale, np.zeros(1)
-    return Network(encoder, tuple(ir_layers))
+        y = _with_bias(_linear(layer, acts, weight), bias, layer.kind)
+        if readout:
+            return Network(encoder, tuple(ir_layers)), y.reshape(len(y), -1)
+        # Exact: every |value| is below the layer's membrane bound, far under 2**53.
+        acts = np.clip(np.floor_divide(np.rint(y).astype(np.int64),
+                                       _channel(ramp, layer.kind)), 0, ir.levels)
+        in_scale, in_offset = scale, np.zeros(1)
