@@ -181,8 +181,9 @@ class SpikeEncoder(wiring.Component):
                     m.d.sync += neuron.eq(link["data"])
                     with m.If(link["data"] == 0):
                         m.next = "END"
-            with m.State("END"):
+            with m.State("END"):                     # index unused: a defined 0
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
+                             self.o.payload.index.eq(0),
                              head["addr"].eq(self.levels - step - 1)]
                 with m.If(self.o.ready):
                     m.d.sync += step.eq(step + 1)
