@@ -106,8 +106,9 @@ class MaxPoolCore(wiring.Component):
                     m.d.comb += read.addr.eq(candidate(spike.index, *after)[0])
                     with m.If(offsets.last()):
                         m.next = "ACCEPT"
-            with m.State("END"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1)]
+            with m.State("END"):                     # index unused: a defined 0
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
+                             self.o.payload.index.eq(0)]
                 with m.If(self.o.ready):
                     m.next = "ACCEPT"
                     with m.If(spike.step == self._levels - 1):
