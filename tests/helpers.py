@@ -11,7 +11,7 @@ from onespike.hdl.conv import ConvCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import flat_index_of
-from onespike.ir import Conv, Dense, MaxPool, Network
+from onespike.ir import Conv, MaxPool, Network
 from onespike.sim import closed_form, random_inputs, random_network
 
 
@@ -36,6 +36,7 @@ def run_stream(component, inputs, *, until, idle=0.0, backpressure=0.0, seed=0,
 
     Stops ``tail`` cycles after ``until(outputs)`` holds (so that extra transfers are seen
     too), or after ``max_cycles``: a component that hangs returns what it sent so far.
+    Fails if ``o`` drops ``valid`` or changes ``payload`` before a transfer.
     """
     driver_rng, monitor_rng = (np.random.default_rng([seed, k]) for k in range(2))
     outputs, state = [], {"cycle": 0}
@@ -61,11 +62,16 @@ def run_stream(component, inputs, *, until, idle=0.0, backpressure=0.0, seed=0,
 
     async def monitor(ctx):
         ctx.set(o.ready, 1)
+        held = None                          # payload offered, not taken, last cycle
         async for _, _, valid, ready, payload in ctx.tick().sample(o.valid, o.ready,
                                                                    o.payload):
             state["cycle"] += 1
+            if held is not None and (not valid or plain(payload) != held):
+                state.setdefault("broken", f"cycle {state['cycle']}: o withdrew {held} "
+                                           f"before it was taken")
             if valid and ready:
                 outputs.append(plain(payload))
+            held = plain(payload) if valid and not ready else None
             ctx.set(o.ready, int(monitor_rng.random() >= backpressure))
 
     sim = Simulator(m)
@@ -73,6 +79,7 @@ def run_stream(component, inputs, *, until, idle=0.0, backpressure=0.0, seed=0,
     sim.add_testbench(driver)
     sim.add_process(monitor)
     sim.run()
+    assert "broken" not in state, state.get("broken")
     return outputs
 
 
@@ -101,10 +108,9 @@ def spike_transfers(steps, shape, levels, rng):
     each step. A marker's ``index`` is unused: it names a random neuron here."""
     out = []
     for number, neurons in enumerate(steps):
-        step = number % levels
+        step, neurons = number % levels, sorted(neurons)
         for j in rng.permutation(len(neurons)):
-            out.append({"index": neuron_payload(sorted(neurons)[j], shape), "step": step,
-                        "end": 0})
+            out.append({"index": neuron_payload(neurons[j], shape), "step": step, "end": 0})
         anyone = [int(rng.integers(n)) for n in shape]
         out.append({"index": neuron_payload(anyone, shape), "step": step, "end": 1})
     return out

@@ -3,11 +3,12 @@ rows at the ends of the logit range and with ties, in; the golden classes out.""
 
 import numpy as np
 import pytest
-from helpers import FLOWS, check_argmax, networks_with
 
 from onespike.hdl.argmax import Argmax
 from onespike.ir import Dense
 from onespike.sim import closed_form
+
+from helpers import FLOWS, check_argmax, networks_with
 
 READOUTS = networks_with(3, conv=True, where=lambda layer: isinstance(layer, Dense)
                          and layer.is_readout and layer.weight.shape[0] >= 3)

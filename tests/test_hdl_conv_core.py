@@ -3,10 +3,11 @@ layer in, the golden stream into the next layer out."""
 
 import numpy as np
 import pytest
-from helpers import FLOWS, check_layer, flipped_weight, lane_counts, layer_core, networks_with
 
 from onespike.hdl.streams import discard
 from onespike.ir import Conv
+
+from helpers import FLOWS, check_layer, flipped_weight, lane_counts, layer_core, networks_with
 
 
 def conv(layer):

@@ -3,10 +3,11 @@ the golden stream into the next layer (or the golden logits, for the readout) ou
 
 import numpy as np
 import pytest
-from helpers import FLOWS, check_layer, flipped_weight, lane_counts, layer_core, networks_with
 
 from onespike.hdl.streams import discard
 from onespike.ir import Dense
+
+from helpers import FLOWS, check_layer, flipped_weight, lane_counts, layer_core, networks_with
 
 
 def hidden(layer):

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from helpers import FLOWS, check_encoder, run_stream
 
 from onespike.hdl.encoder import SpikeEncoder
 from onespike.ir import Dense, Encoder, Network
 from onespike.sim import random_inputs, random_network
+
+from helpers import FLOWS, check_encoder, run_stream
 
 
 def image_of_16_neurons():

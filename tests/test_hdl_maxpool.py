@@ -3,13 +3,14 @@ layer in, the golden stream into the next layer out."""
 
 import numpy as np
 import pytest
-from helpers import (FLOWS, check_layer, layer_core, markers, networks_with, run_stream,
-                     spike_steps, spike_transfers)
 
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard
 from onespike.ir import MaxPool
 from onespike.sim import closed_form
+
+from helpers import (FLOWS, check_layer, layer_core, markers, networks_with, run_stream,
+                     spike_steps, spike_transfers)
 
 ZERO = {"x": 0, "y": 0, "c": 0}
 
