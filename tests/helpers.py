@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules (imported as ``helpers``; no test module imports another)."""
+"""Helpers shared by the test modules (imported as ``helpers``; tests never import tests)."""
 
 import dataclasses
 
