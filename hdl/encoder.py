@@ -24,9 +24,9 @@ class SpikeEncoder(wiring.Component):
     per cycle; neuron ``j`` with activation ``a > 0`` is pushed onto the list of level ``a``
     (a head per level, a link per neuron, both in memories). Then for each step
     ``k = 0..A-1`` the list of level ``A - k`` is sent on ``o``, one spike per cycle, and
-    the step's end marker. Two banks: the next sample loads while the current one is sent.
-    Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spikes`` cycles to send. After
-    a reset the lists are emptied (``A + 1`` cycles) before ``i`` is ready.
+    the step's end marker (``index`` 0). Two banks: the next sample loads while the current
+    one is sent. Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spikes`` cycles to
+    send. After a reset the lists are emptied (``A + 1`` cycles) before ``i`` is ready.
     """
 
     def __init__(self, *, shape, levels: int):
@@ -181,8 +181,9 @@ class SpikeEncoder(wiring.Component):
                     m.d.sync += neuron.eq(link["data"])
                     with m.If(link["data"] == 0):
                         m.next = "END"
-            with m.State("END"):
+            with m.State("END"):                     # index unused: a defined 0
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
+                             self.o.payload.index.eq(0),
                              head["addr"].eq(self.levels - step - 1)]
                 with m.If(self.o.ready):
                     m.d.sync += step.eq(step + 1)

@@ -18,8 +18,9 @@ class MaxPoolCore(wiring.Component):
     An input spike ``(c, y, x)`` checks the ``ceil(k/stride)²`` pooled neurons whose window
     holds it (padding holds nothing) against a *fired* bit per pooled neuron (a memory) and
     sends those that have not fired yet, one per cycle; no arithmetic on values at all.
-    End-of-step markers pass through; after the window's last one the fired bits are
-    cleared (one word per cycle) before the next sample, and likewise after a reset.
+    End-of-step markers pass through (with ``index`` 0); after the window's last one the
+    fired bits are cleared (one word per cycle) before the next sample, and likewise after
+    a reset.
     """
 
     def __init__(self, layer: MaxPool, *, levels: int):
@@ -106,8 +107,9 @@ class MaxPoolCore(wiring.Component):
                     m.d.comb += read.addr.eq(candidate(spike.index, *after)[0])
                     with m.If(offsets.last()):
                         m.next = "ACCEPT"
-            with m.State("END"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1)]
+            with m.State("END"):                     # index unused: a defined 0
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
+                             self.o.payload.index.eq(0)]
                 with m.If(self.o.ready):
                     m.next = "ACCEPT"
                     with m.If(spike.step == self._levels - 1):

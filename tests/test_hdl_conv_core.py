@@ -1,0 +1,51 @@
+"""The convolution core alone in the Amaranth simulator: the golden spike stream into its
+layer in, the golden stream into the next layer out."""
+
+import numpy as np
+import pytest
+
+from onespike.hdl.streams import discard
+from onespike.ir import Conv
+
+from helpers import FLOWS, check_layer, flipped_weight, lane_counts, layer_core, networks_with
+
+
+def conv(layer):
+    return isinstance(layer, Conv) and not layer.is_readout
+
+
+# the first 18 random networks' convolutions, picked for their spread of geometry
+LAYERS = [networks_with(18, conv=True, where=conv, samples=2)[k] for k in (2, 9, 10, 17)]
+CASES = [(number, lanes) for number, (net, n, _) in enumerate(LAYERS)
+         for lanes in lane_counts(net.layers[n])]
+
+
+def test_the_layers_cover_the_geometry():
+    layers = [net.layers[n] for net, n, _ in LAYERS]
+    assert {layer.stride for layer in layers} == {1, 2}
+    assert {layer.padding for layer in layers} == {0, 1, 2}
+    assert {layer.pool for layer in layers} == {1, 2}
+    assert {layer.bias.ndim for layer in layers} == {1, 3}
+    assert len({layer.kernel for layer in layers}) >= 3
+    assert any(lanes > 1 and layers[number].weight.shape[0] % lanes
+               for number, lanes in CASES)
+
+
+@pytest.mark.parametrize("idle, backpressure", FLOWS)
+@pytest.mark.parametrize("number, lanes", CASES)
+def test_conv_core_against_golden(number, lanes, idle, backpressure):
+    net, n, a0 = LAYERS[number]
+    mismatch = check_layer(layer_core(net, n, lanes=lanes), net, n, a0, idle=idle,
+                           backpressure=backpressure, seed=number)
+    assert mismatch is None, mismatch
+
+
+@pytest.mark.parametrize("faulty", [False, True], ids=["as built", "one weight flipped"])
+def test_a_planted_fault_is_caught(faulty):
+    net, n, a0 = LAYERS[2]
+    lanes = max(lane_counts(net.layers[n]))
+    core = layer_core(net, n, lanes=lanes, layer=flipped_weight(net, n, a0) if faulty else None)
+    right = discard(layer_core(net, n, lanes=lanes)).weight_contents
+    assert np.count_nonzero(core.weight_contents != right) == int(faulty)
+    mismatch = check_layer(core, net, n, a0, idle=0.3, backpressure=0.5)
+    assert (mismatch is not None) == faulty, mismatch
