@@ -71,7 +71,7 @@ from onespike.sim.golden import (_bias, _check_input, _max_pool, _per_channel, _
                                  synaptic_fanout)
 
 __all__ = ["RateTrace", "rate_sim", "rate_quantized", "rate_summary", "input_trains",
-           "sufficient_correction_steps", "CODINGS"]
+           "sufficient_correction_steps", "guaranteed_exact", "CODINGS"]
 
 #: ``input_coding`` values: constant current (direct encoding) or IF-encoded spike trains.
 CODINGS = ("analog", "spikes")
@@ -132,6 +132,26 @@ def sufficient_correction_steps(net: Network, steps: int, input_coding="analog")
     """Extra steps after the ``T`` input steps that guarantee settled bipolar counts:
     ``T`` per spiking layer fed by spikes (claim 2 of the module docstring)."""
     return _check_steps(steps) * _spiking_inputs(net, input_coding)
+
+
+def guaranteed_exact(net: Network, *, steps: int, bipolar=False, input_coding="analog",
+                     correction_steps=None) -> bool:
+    """Whether claims 1–2 of the module docstring make every spike count equal the quantized
+    activation (and the logits ``T`` times the integer logits): ``T = A_n`` for every
+    spiking layer, ``A_0 | T`` for spike-coded input, and either the bipolar neuron with at
+    least :func:`sufficient_correction_steps`, or no spiking layer fed by spikes (unipolar
+    with analog input and at most one hidden layer). ``False`` means "not proved", not
+    "wrong": a run may still happen to match."""
+    steps = _check_steps(steps)
+    if any(layer.levels != steps for layer in net.layers[:-1]
+           if not isinstance(layer, MaxPool)):
+        return False
+    if input_coding == "spikes" and steps % net.encoder.levels:
+        return False
+    if not bipolar:
+        return _spiking_inputs(net, input_coding) == 0
+    needed = sufficient_correction_steps(net, steps, input_coding)
+    return correction_steps is None or correction_steps >= needed
 
 
 def input_trains(a0, levels: int, steps: int, total_steps=None) -> np.ndarray:
@@ -318,8 +338,9 @@ def rate_summary(net: Network, x, labels=None, *, steps: int, bipolar=False,
     The dict has the keys of ``onespike simulate``'s TTFS summary (``accuracy``,
     ``spikes_per_neuron``, ``spikes_per_inference``, ``input_spikes_per_inference``,
     ``synaptic_ops_per_inference``, ``latency_steps``) plus ``negative_spikes_per_inference``,
-    ``input_macs_per_inference``, ``steps``, ``total_steps`` and ``settled_step`` (the
-    largest step from which the last spiking layer was silent, over all samples).
+    ``input_macs_per_inference``, ``steps``, ``total_steps``, ``settled_step`` (the
+    largest step from which the last spiking layer was silent, over all samples) and
+    ``guaranteed_exact`` (:func:`guaranteed_exact`: proved equal to the quantized network).
     """
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"{len(labels)} labels for {len(x)} input samples")
@@ -349,4 +370,7 @@ def rate_summary(net: Network, x, labels=None, *, steps: int, bipolar=False,
             "input_spikes_per_inference": tot["inp"] / n,
             "synaptic_ops_per_inference": tot["ops"] / n,
             "input_macs_per_inference": tot["macs"] / n,
-            "settled_step": settled, "latency_steps": total}, classes
+            "settled_step": settled, "latency_steps": total,
+            "guaranteed_exact": guaranteed_exact(net, steps=steps, bipolar=bipolar,
+                                                 input_coding=input_coding,
+                                                 correction_steps=correction_steps)}, classes

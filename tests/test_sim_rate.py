@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from onespike.ir import Dense, Encoder, MaxPool, Network
-from onespike.sim import (closed_form, random_inputs, random_network, rate_quantized,
-                          rate_sim, rate_summary, sufficient_correction_steps,
-                          synaptic_fanout)
+from onespike.sim import (closed_form, guaranteed_exact, random_inputs, random_network,
+                          rate_quantized, rate_sim, rate_summary,
+                          sufficient_correction_steps, synaptic_fanout)
 
 
 def first_spiking_maps(net):
@@ -113,12 +113,38 @@ def test_unipolar_over_and_under_firing_by_hand():
     # too few correction steps: not yet exact
     early = rate_sim(net, a0, steps=3, bipolar=True, correction_steps=1)
     assert early.counts[2].tolist() == [[1, 2]]
+    assert guaranteed_exact(net, steps=3, bipolar=True)
+    assert not guaranteed_exact(net, steps=3)
+    assert not guaranteed_exact(net, steps=3, bipolar=True, correction_steps=1)
     # costs: analog input = 2 inputs × 2 synapses of MACs; spikes × fan-out 2
     assert u.input_macs.tolist() == [4] and u.input_spikes.tolist() == [0]
     assert u.positive_spikes.tolist() == [4 + 3] and u.negative_spikes.tolist() == [0]
     assert u.synaptic_ops.tolist() == [(4 + 3) * 2]
     assert b.positive_spikes.tolist() == [4 + 5] and b.negative_spikes.tolist() == [1]
     assert b.spikes.tolist() == [10] and b.synaptic_ops.tolist() == [(4 + 6) * 2]
+
+
+def test_guaranteed_exact_is_never_wrong():
+    rng = np.random.default_rng(5)
+    claimed = 0
+    for _ in range(120):
+        bits = int(rng.integers(1, 5))
+        net = random_network(rng, act_bits=bits if rng.random() < 0.8 else None)
+        a0 = random_inputs(rng, net, 4)
+        steps = (1 << bits) - 1 if rng.random() < 0.7 else int(rng.integers(1, 16))
+        bipolar = bool(rng.random() < 0.5)
+        coding = "analog" if rng.random() < 0.6 else "spikes"
+        correction = None if not bipolar or rng.random() < 0.6 else int(rng.integers(0, 20))
+        if not guaranteed_exact(net, steps=steps, bipolar=bipolar, input_coding=coding,
+                                correction_steps=correction):
+            continue
+        claimed += 1
+        q = closed_form(net, a0)
+        r = rate_sim(net, a0, steps=steps, bipolar=bipolar, input_coding=coding,
+                     correction_steps=correction)
+        assert all(np.array_equal(g, w) for g, w in zip(r.counts[1:], q.activations[1:]))
+        assert np.array_equal(r.logits, steps * q.logits)
+    assert claimed >= 30
 
 
 def test_unipolar_deeper_layers_are_not_exact_on_random_networks():
@@ -188,6 +214,8 @@ def test_trained_digits_mlp(digits_mlp_net):
     steps = net.layers[0].levels
     assert steps == 15 and len(net.layers) == 2
     # one hidden layer fed by the analog input: unipolar is exact too (claim 1)
+    assert guaranteed_exact(net, steps=steps)
+    assert not guaranteed_exact(net, steps=steps, input_coding="spikes")
     for bipolar in (False, True):
         r = rate_sim(net, a0, steps=steps, bipolar=bipolar)
         assert np.array_equal(r.counts[1], q.activations[1])
@@ -204,6 +232,7 @@ def test_trained_digits_mlp(digits_mlp_net):
                                     bipolar=True, batch=100)
     assert np.array_equal(classes, q.classes)
     assert summary["accuracy"] == pytest.approx(np.mean(q.classes == data.y_test))
+    assert summary["guaranteed_exact"] and summary["total_steps"] == steps
     assert summary["spikes_per_inference"] == pytest.approx(q.activations[1].sum() / len(a0))
     # fewer steps: another (coarser) quantization, not the quantized network
     coarse = rate_sim(net, a0, steps=3)
