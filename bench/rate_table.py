@@ -3,15 +3,16 @@
 For each T: accuracy, spikes and synaptic ops per sample of the unipolar and the bipolar
 rate code (analog input current, sim/rate.py), whether the hidden spike counts equal the
 quantized activations on every test sample ("exact"; only possible at T = A), agreement
-of the predicted class with the quantized network, and the steps run / the step by which
-every sample's last hidden layer was silent. TTFS row: the quantized network (the golden
+of the predicted class with the quantized network, and the steps run / the step from which
+the readout's input was silent in every sample (the logits were final). TTFS row: the quantized network (the golden
 model's closed form, bit-identical to its event simulation), its spikes and ops.
 
 Ops count spike-driven additions after the input layer; the input layer costs the same in
 every coding (TTFS: input spikes × fan-out; rate: multiply-accumulates of the constant
 analog current, computed once) and is printed once per model.
 
-Run: .venv/bin/python bench/rate_table.py [--mnist] [--mnist-samples N] [--steps 1 2 4 ...]
+Run: .venv/bin/python bench/rate_table.py [--cnn] [--mnist] [--mnist-samples N]
+     [--steps 1 2 4 ...]
 """
 
 import argparse
@@ -44,7 +45,7 @@ def exact_cell(net, r, q, steps):
 
 def header(bipolar):
     return (f"{'acc':<6} {'agree':>6} {'exact':>5} {'spikes':>8}"
-            + (f" {'(neg.)':>8}" if bipolar else "") + f" {'ops':>9} steps/silent")
+            + (f" {'(neg.)':>8}" if bipolar else "") + f" {'ops':>9} steps/final")
 
 
 def rate_cells(net, a0, q, labels, steps, bipolar):
@@ -61,8 +62,9 @@ def rate_cells(net, a0, q, labels, steps, bipolar):
 def table(name, net, x, labels, steps_list):
     a0 = net.encoder.encode(x)
     q, input_ops = ttfs_row(net, a0, labels)
-    sizes = [int(np.prod(l.out_shape)) for l in net.layers]
-    print(f"\n{name}: layers {sizes}, A = {[l.levels for l in net.layers[:-1]]}, "
+    sizes = [f"{l.kind} {'x'.join(map(str, l.out_shape))}" for l in net.layers]
+    levels = [l.levels for l in net.layers[:-1] if not isinstance(l, MaxPool)]
+    print(f"\n{name}: {', '.join(sizes)}; A = {levels}, "
           f"{len(labels)} test samples")
     print(f"  input layer: {input_ops.mean():.0f} ops/sample in every coding")
     print(f"  {'':>9}  {header(False):<49} | {header(True)}")
@@ -81,6 +83,8 @@ def main():
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 15, 30, 60])
     parser.add_argument("--mnist", action="store_true", help="add the MNIST 784-128-10 MLP")
     parser.add_argument("--mnist-samples", type=int, default=2000)
+    parser.add_argument("--cnn", action="store_true", help="add the digits CNN (conv, BN, "
+                        "max/avg pool)")
     args = parser.parse_args()
     import torch
 
@@ -90,15 +94,18 @@ def main():
     print(f"command: python {' '.join(sys.argv)}")
     print("columns: accuracy, class agreement with the quantized network, hidden counts ="
           " quantized activations on all samples (only at T = A), spikes/sample (negative),"
-          " ops/sample after the input layer, steps run / step by which all were silent")
+          " ops/sample after the input layer, steps run / step from which the readout's input"
+          " was silent in every sample (logits final)")
     data = zoo.digits()
     cases = [("digits MLP 64-64-10", [64, 64, 10], data, {}, None),
              ("digits MLP 64-64-64-10", [64, 64, 64, 10], data, {}, None)]
+    if args.cnn:
+        cases.append(("digits CNN", None, zoo.digits(image=True, normalize=True), {}, None))
     if args.mnist:
         cases.append(("MNIST MLP 784-128-10", [784, 128, 10], zoo.idx_dataset("mnist"),
                       dict(epochs=4, batch=128, lr=1e-3), args.mnist_samples))
     for name, sizes, d, kw, limit in cases:
-        model = zoo.train(zoo.mlp(sizes), d, **kw)
+        model = zoo.train(zoo.mlp(sizes) if sizes else zoo.digits_cnn(), d, **kw)
         net = convert(model, d.x_train, act_bits=4, weight_bits=8)
         x, y = d.x_test[:limit], d.y_test[:limit]
         print(f"\n[{name}: float accuracy {zoo.float_accuracy(model, x, y):.4f}]", end="")
