@@ -25,7 +25,8 @@ from onespike.ir import MaxPool
 from onespike.sim import closed_form, rate_sim, synaptic_fanout
 
 
-def ttfs_row(net, a0, labels):
+def ttfs_row(net, a0):
+    """The quantized network (TTFS) and its input-layer ops per sample."""
     q = closed_form(net, a0)
     first = next(i for i, l in enumerate(net.layers) if not isinstance(l, MaxPool))
     input_ops = ((q.activations[first] > 0) * synaptic_fanout(net.layers[first]))
@@ -34,7 +35,7 @@ def ttfs_row(net, a0, labels):
 
 
 def exact_cell(net, r, q, steps):
-    """"yes" if every hidden count equals the quantized activation, else the share of
+    """``yes`` if every hidden count equals the quantized activation, else the share of
     (sample, neuron) counts that differ; "-" where T ≠ A (counts then mean c·A/T)."""
     if any(l.levels != steps for l in net.layers[:-1] if not isinstance(l, MaxPool)):
         return "-"
@@ -61,7 +62,7 @@ def rate_cells(net, a0, q, labels, steps, bipolar):
 
 def table(name, net, x, labels, steps_list):
     a0 = net.encoder.encode(x)
-    q, input_ops = ttfs_row(net, a0, labels)
+    q, input_ops = ttfs_row(net, a0)
     sizes = [f"{l.kind} {'x'.join(map(str, l.out_shape))}" for l in net.layers]
     levels = [l.levels for l in net.layers[:-1] if not isinstance(l, MaxPool)]
     print(f"\n{name}: {', '.join(sizes)}; A = {levels}, "
