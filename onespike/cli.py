@@ -22,7 +22,7 @@ typical flow:
   onespike demo                                   train, convert and simulate on digits
   onespike convert model.pt2 --calib x.npy -o net.npz
   onespike info net.npz                           layers, windows and register widths
-  onespike simulate net.npz --inputs x.npy --labels y.npy
+  onespike simulate net.npz --inputs x.npy --labels y.npy [--coding rate-bipolar]
   onespike generate net.npz --lanes 8 -o rtl/   Verilog (onespike_top) + manifest
   onespike verify net.npz --rtl rtl/ --sim verilator --inputs x.npy
                                                   cocotb regression against the golden model
@@ -102,24 +102,47 @@ def cmd_info(args):
 
 
 def cmd_simulate(args):
-    from onespike.ir import load
+    from onespike.ir import MaxPool, load
     from onespike.sim.evaluate import evaluate
+    from onespike.sim.rate import rate_summary
 
     net = load(args.net)
     x = _load_array(args.inputs, "inputs")
     labels = None if args.labels is None else _load_array(args.labels, "labels", integer=True)
     if args.batch < 1:
         raise OnespikeError(f"--batch must be a positive integer, not {args.batch}")
-    result, classes = evaluate(net, x, labels, mode=args.mode, batch=args.batch,
-                               progress=not args.json)
+    if args.coding == "ttfs":
+        if args.steps is not None:
+            raise OnespikeError("--steps applies to --coding rate or rate-bipolar only")
+        result, classes = evaluate(net, x, labels, mode=args.mode, batch=args.batch,
+                                   progress=not args.json)
+        what = f"{args.mode} simulation"
+    else:
+        steps = args.steps if args.steps is not None else next(
+            (l.levels for l in net.layers[:-1] if not isinstance(l, MaxPool)),
+            net.encoder.levels)        # A of the first hidden layer: exact there
+        if steps < 1:
+            raise OnespikeError(f"--steps must be a positive integer, not {steps}")
+        result, classes = rate_summary(net, x, labels, steps=steps,
+                                       bipolar=args.coding == "rate-bipolar",
+                                       batch=args.batch)
+        what = f"{args.coding} coding, T = {steps}"
     if args.predictions:
         np.save(args.predictions, classes)
-    lines = [f"{result['samples']} samples, {args.mode} simulation"]
+    lines = [f"{result['samples']} samples, {what}"]
     if labels is not None:
         lines.append(f"accuracy            {result['accuracy']:.4f}")
     lines += [f"spikes per neuron   {result['spikes_per_neuron']:.3f}",
               f"synaptic ops/inf.   {result['synaptic_ops_per_inference']:.0f}",
               f"latency             {result['latency_steps']} time steps"]
+    if args.coding != "ttfs":
+        lines += [f"negative spikes     {result['negative_spikes_per_inference']:.2f} per "
+                  f"inference; input MACs {result['input_macs_per_inference']:.0f} (analog "
+                  f"input)",
+                  "exact               " + ("yes (proved: counts = quantized activations)"
+                                            if result["guaranteed_exact"] else
+                                            "not guaranteed: an approximation of the "
+                                            "quantized network")]
     _emit(args, result, lines)
 
 
@@ -368,6 +391,14 @@ def build_parser():
     p.add_argument("--labels", help="integer labels (.npy) to report accuracy")
     p.add_argument("--mode", choices=MODES, default=_default(evaluate, "mode"),
                    help="event simulation or closed form (default %(default)s)")
+    p.add_argument("--coding", choices=("ttfs", "rate", "rate-bipolar"), default="ttfs",
+                   help="ttfs: one spike per neuron, as the accelerator (default); rate, "
+                        "rate-bipolar: for comparison, the same integer network with "
+                        "integrate-and-fire neurons (reset by subtraction) over --steps T; "
+                        "bipolar neurons undo over-firing with negative spikes")
+    p.add_argument("--steps", type=int, metavar="T",
+                   help="rate coding: time steps (default: A of the first hidden layer, "
+                        "where the first layer is exact)")
     p.add_argument("--batch", type=int, default=_default(evaluate, "batch"),
                    help="samples per batch (default %(default)s)")
     p.add_argument("--predictions", type=Path, help="write the predicted classes (.npy)")

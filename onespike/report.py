@@ -127,7 +127,7 @@ def _bars(path, labels, values, ylabel, title, log=False):
     if log:
         ax.set_yscale("log")
     for bar, v in zip(bars, values):
-        ax.annotate(f"{v:,.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        ax.annotate(f"{v:,.0f}" if v >= 10 else f"{v:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -226,7 +226,7 @@ def _operations_section(net, trace, figures):
         values.append(adds)
         rows.append((f"{label}: spikes / synaptic additions", f"{spikes:,.0f} / {adds:,.0f}"))
     _bars(figures / "operations.png", labels, values, "per inference",
-          "Operations per inference", log=True)
+          "Operations per inference (additions or multiply-accumulates)")
     lines = ["## Operations per inference", "",
              "![operations per inference](figures/operations.png)", ""] + \
         _table(("operation", "mean per inference"), rows) + [
@@ -238,20 +238,20 @@ def _operations_section(net, trace, figures):
 
 
 def _rate_rows(net, trace):
-    """Rate-coded runs of the same integers, where :mod:`onespike.sim.rate` is present."""
-    try:
-        from onespike.sim import rate
-    except ImportError:
-        return []
+    """The same integers rate-coded (:mod:`onespike.sim.rate`) at ``T = A`` of the first
+    hidden layer: ``(label, spikes, synaptic additions incl. the analog input layer's)``."""
+    from onespike.sim import rate
+
     a0 = np.asarray(trace.activations[0])
-    rows = []
+    steps = next((l.levels for l in net.layers[:-1] if not isinstance(l, MaxPool)),
+                 net.encoder.levels)
+    rows, samples = [], max(len(a0), 1)
     for bipolar in (False, True):
-        steps = 2 * max(net.in_levels(n) for n in range(len(net.layers)))
         result = rate.rate_sim(net, a0, steps=steps, bipolar=bipolar)
-        samples = max(len(a0), 1)
-        name = f"rate{' bipolar' if bipolar else ''}, T={steps}"
-        rows.append((name, float(np.sum(result.total_spikes)) / samples,
-                     float(np.sum(result.synaptic_ops)) / samples))
+        exact = rate.guaranteed_exact(net, steps=steps, bipolar=bipolar)
+        name = f"rate{' bipolar' if bipolar else ''} T={steps}{' (exact)' if exact else ''}"
+        rows.append((name, float(np.sum(result.spikes)) / samples,
+                     float(np.sum(result.synaptic_ops) + np.sum(result.input_macs)) / samples))
     return rows
 
 

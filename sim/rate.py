@@ -66,6 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onespike.errors import OnespikeError
 from onespike.ir import MaxPool, Network
 from onespike.sim.golden import (_bias, _check_input, _max_pool, _per_channel, _weighted_sum,
                                  synaptic_fanout)
@@ -343,7 +344,7 @@ def rate_summary(net: Network, x, labels=None, *, steps: int, bipolar=False,
     ``guaranteed_exact`` (:func:`guaranteed_exact`: proved equal to the quantized network).
     """
     if labels is not None and len(labels) != len(x):
-        raise ValueError(f"{len(labels)} labels for {len(x)} input samples")
+        raise OnespikeError(f"{len(labels)} labels for {len(x)} input samples")
     a0 = net.encoder.encode(x)
     classes, tot = [], dict(spikes=0, neg=0, inp=0, ops=0, macs=0)
     settled, total = 0, steps

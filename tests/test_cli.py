@@ -101,3 +101,22 @@ def test_help_teaches(capsys):
     for command in ("convert", "simulate", "demo", "info"):
         assert command in out
     assert "onespike demo" in out
+
+
+def test_simulate_rate_coding_reports_exactness(exported, capsys, tmp_path):
+    """One hidden layer at T = A: rate coding is proved exact, so its accuracy is the TTFS
+    one; --steps 3 is a coarser network and says it is not guaranteed."""
+    net = tmp_path / "net.npz"
+    assert run(capsys, "convert", exported / "model.pt2", "--calib", exported / "calib.npy",
+               "-o", net)[0] == 0
+    data = ["--inputs", exported / "x.npy", "--labels", exported / "y.npy", "--json"]
+    ttfs = json.loads(run(capsys, "simulate", net, *data, "--mode", "closed")[1])
+    code, out, _ = run(capsys, "simulate", net, *data, "--coding", "rate-bipolar")
+    rate = json.loads(out)
+    assert code == 0 and rate["guaranteed_exact"] and rate["accuracy"] == ttfs["accuracy"]
+    assert rate["spikes_per_inference"] > ttfs["spikes_per_inference"]
+    coarse = json.loads(run(capsys, "simulate", net, *data, "--coding", "rate",
+                            "--steps", "3")[1])
+    assert not coarse["guaranteed_exact"] and coarse["steps"] == 3
+    code, _, err = run(capsys, "simulate", net, *data, "--steps", "3")
+    assert code == 2 and "--steps applies to --coding rate" in err and err.count("\n") == 1
