@@ -28,10 +28,20 @@ _FLATTEN = {"aten.flatten.using_ints", "aten.view.default", "aten.reshape.defaul
             "aten._unsafe_view.default"}
 _AFFINE = {"aten.linear.default", "aten.conv2d.default"}
 _RELU = {"aten.relu.default", "aten.relu_.default"}
+# spellings of a ReLU, or of a ReLU that saturates at some t (ReLU6, Hardtanh(0, t),
+# clamp(0, t)): the quantizer's top level is then placed at t
+_CLAMPS = {"aten.clamp.default", "aten.clamp_.default", "aten.clamp_min.default",
+           "aten.clamp_min_.default", "aten.hardtanh.default", "aten.hardtanh_.default",
+           "aten.threshold.default", "aten.threshold_.default"}
+_MEAN = {"aten.mean.dim"}
+_SHAPE_QUERIES = {"aten.sym_size.int", "aten.sym_size.default", "aten.size.default",
+                  "aten.sym_numel.default"}
 _BATCH_NORM = {"aten.batch_norm.default",
                "aten._native_batch_norm_legit_no_training.default"}
-SUPPORTED = ("Linear", "Conv2d", "BatchNorm1d/2d", "ReLU", "MaxPool2d", "AvgPool2d",
-             "AdaptiveAvgPool2d (integer factor)", "Flatten", "Dropout", "Identity")
+SUPPORTED = ("Linear", "Conv2d", "BatchNorm1d/2d", "ReLU (also clamp(min=0), threshold(0, 0), "
+             "ReLU6, Hardtanh(0, t), clamp(0, t))", "MaxPool2d", "AvgPool2d",
+             "AdaptiveAvgPool2d (integer factor), mean over (H, W)", "Flatten", "Dropout",
+             "Identity")
 
 
 @dataclass
@@ -53,6 +63,7 @@ class FloatLayer:
     kernel: int = 1
     pool: int = 1
     relu: bool = False
+    cap: float = None         # a saturating ReLU's top (ReLU6: 6.0), or None
 
 
 def _module_name(node) -> str:
@@ -134,104 +145,70 @@ class _Graph:
 
 def parse_exported(program) -> tuple:
     """(input shape, [FloatLayer]) of an ``ExportedProgram`` in inference mode."""
-    graph = _Graph(program)
-    if len(graph.user_inputs) != 1:
-        raise OnespikeError(f"the model takes {len(graph.user_inputs)} inputs; onespike "
-                            f"converts models with exactly one input tensor")
-    nodes = {n.name: n for n in program.graph.nodes}
-    current = nodes[graph.user_inputs[0]]
-    input_shape = _shape(current)
-    if len(input_shape) not in (1, 3):
-        raise OnespikeError(f"input shape {input_shape} per sample: onespike takes vectors "
-                            f"(features,) or images (channels, height, width)")
-    layers = []
-    map_shape = input_shape  # shape of the spike map the next layer reads
-    pending_pool = 1
-    while True:
-        users = [u for u in current.users]
-        if len(users) != 1:
-            names = ", ".join(_module_name(u) for u in users)
-            raise OnespikeError(f"the output of {_module_name(current)} feeds {len(users)} "
-                                f"operations ({names}); only a plain chain of layers is "
-                                f"supported (no residual or branching connections)")
-        node = users[0]
-        if node.op == "output":
-            break
-        target = str(node.target)
-        name = _module_name(node)
+    return _Parser(program).run()
+
+
+class _Parser:
+    """Follows the chain from the one user input to the output, one operator at a time."""
+
+    def __init__(self, program):
+        self.graph = _Graph(program)
+        if len(self.graph.user_inputs) != 1:
+            raise OnespikeError(f"the model takes {len(self.graph.user_inputs)} inputs; "
+                                f"onespike converts models with exactly one input tensor")
+        nodes = {n.name: n for n in program.graph.nodes}
+        self.current = nodes[self.graph.user_inputs[0]]
+        self.input_shape = _shape(self.current)
+        if len(self.input_shape) not in (1, 3):
+            raise OnespikeError(
+                f"input shape {self.input_shape} per sample: onespike takes vectors "
+                f"(features,) or images (channels, height, width); 1-D convolutions are not "
+                f"supported yet (reshape the input to (channels, 1, length) and use Conv2d "
+                f"with square kernels only if that fits your model)")
+        self.layers = []
+        self.map_shape = self.input_shape   # the spike map the next layer reads
+        self.pending_pool = 1
+        self.pending_affine = None          # (factor, shift) per channel, from a BatchNorm
+
+    def run(self):
+        while True:
+            users = [u for u in self.current.users if str(u.target) not in _SHAPE_QUERIES]
+            if len(users) != 1:
+                names = ", ".join(_module_name(u) for u in users)
+                raise OnespikeError(
+                    f"the output of {_module_name(self.current)} feeds {len(users)} "
+                    f"operations ({names}); only a plain chain of layers is supported (no "
+                    f"residual or branching connections)")
+            node = users[0]
+            if node.op == "output":
+                break
+            self.step(node)
+            self.current = node
+        if self.pending_affine is not None:
+            raise OnespikeError("batch norm after the readout layer is not supported")
+        return self.input_shape, _finish(self.layers, self.pending_pool)
+
+    def step(self, node):
+        target, name = str(node.target), _module_name(node)
         if node.op != "call_function":
             raise OnespikeError(f"{name}: unsupported graph node {node.op}")
         if target == "<built-in function getitem>" and node.args[1] == 0:
-            current = node
-            continue
+            return
         args = _args(node) if _op_schema(node.target) is not None else {}
         if target in _AFFINE:
-            if layers and layers[-1].kind != "maxpool" and not layers[-1].relu:
-                raise OnespikeError(f"{name} follows {layers[-1].name} without a ReLU in "
-                                    f"between; every hidden layer needs a ReLU")
-            weight = graph.array(args["weight"], node)
-            bias = graph.array(args["bias"], node)
-            if bias is None:
-                bias = np.zeros(weight.shape[0])
-            layer = FloatLayer("dense" if weight.ndim == 2 else "conv", name, map_shape,
-                               weight, bias, pool=pending_pool)
-            if layer.kind == "conv":
-                if args["groups"] != 1 or _square(args["dilation"], "dilation", name) != 1:
-                    raise OnespikeError(f"{name}: grouped or dilated convolution is not "
-                                        f"supported")
-                layer.stride = _square(args["stride"], "stride", name, 1)
-                layer.padding = _square(args["padding"], "padding", name, 0)
-                if weight.shape[2] != weight.shape[3]:
-                    raise OnespikeError(f"{name}: kernel {weight.shape[2:]} is not square")
-            layers.append(layer)
-            pending_pool = 1
-            map_shape = _shape(node)
+            self.affine(node, name, args)
         elif target in _BATCH_NORM:
-            if str(current.target) not in _AFFINE:
-                raise OnespikeError(f"{name}: batch norm must directly follow a Linear or "
-                                    f"Conv2d layer (it is folded into it)")
-            if args.get("training"):
-                raise OnespikeError(f"{name}: batch norm is in training mode; call "
-                                    f"model.eval() before exporting")
-            gamma = graph.array(args["weight"], node)
-            beta = graph.array(args["bias"], node)
-            mean = graph.array(args["running_mean"], node)
-            var = graph.array(args["running_var"], node)
-            if mean is None or var is None:
-                raise OnespikeError(f"{name}: batch norm without running statistics")
-            gamma = np.ones_like(mean) if gamma is None else gamma
-            beta = np.zeros_like(mean) if beta is None else beta
-            factor = gamma / np.sqrt(var + args["eps"])
-            last = layers[-1]
-            last.weight = last.weight * factor.reshape((-1,) + (1,) * (last.weight.ndim - 1))
-            last.bias = (last.bias - mean) * factor + beta
-        elif target in _RELU:
-            affine = [l for l in layers if l.kind != "maxpool"]
-            if not affine:
-                raise OnespikeError(f"{name}: a ReLU before the first Linear/Conv2d layer "
-                                    f"is not supported (inputs are encoded as they are)")
-            if pending_pool > 1:
-                raise OnespikeError(f"{name}: average pooling before a ReLU does not commute "
-                                    f"with it; put the pooling after the ReLU")
-            affine[-1].relu = True
+            self.batch_norm(node, name, args)
+        elif target in _RELU or target in _CLAMPS:
+            self.relu(name, _relu_cap(target, args, name))
         elif target == "aten.max_pool2d.default":
-            if pending_pool > 1:
-                raise OnespikeError(f"{name}: max pooling after average pooling is not "
-                                    f"supported")
-            if args["ceil_mode"] or _square(args["dilation"], "dilation", name) != 1:
-                raise OnespikeError(f"{name}: max pooling with ceil_mode or dilation is not "
-                                    f"supported")
-            kernel = _square(args["kernel_size"], "kernel", name)
-            layers.append(FloatLayer("maxpool", name, map_shape, kernel=kernel,
-                                     stride=_square(args["stride"], "stride", name, kernel),
-                                     padding=_square(args["padding"], "padding", name, 0)))
-            map_shape = _shape(node)
+            self.max_pool(node, name, args)
         elif target in ("aten.avg_pool2d.default", "aten.adaptive_avg_pool2d.default",
-                        "aten._adaptive_avg_pool2d.default"):
-            pending_pool *= _avg_pool_factor(node, target, args, name)
+                        "aten._adaptive_avg_pool2d.default") or target in _MEAN:
+            self.pending_pool *= _avg_pool_factor(node, target, args, name)
         elif target in _FLATTEN:
             shape = _shape(node)
-            if len(shape) != 1 and shape != _shape(current):
+            if len(shape) != 1 and shape != _shape(self.current):
                 raise OnespikeError(f"{name}: reshape to {shape} is not a flatten; only "
                                     f"Flatten is supported between layers")
         elif target in _IDENTITY:
@@ -243,12 +220,173 @@ def parse_exported(program) -> tuple:
         else:
             raise OnespikeError(f"unsupported layer {name}: operator {target}; supported "
                                 f"layers are {', '.join(SUPPORTED)}")
-        current = node
-    return input_shape, _finish(layers, pending_pool)
+
+    def affine(self, node, name, args):
+        layers = self.layers
+        if layers and layers[-1].kind != "maxpool" and not layers[-1].relu:
+            raise OnespikeError(f"{name} follows {layers[-1].name} without a ReLU in "
+                                f"between; every hidden layer needs a ReLU")
+        weight = self.graph.array(args["weight"], node)
+        bias = self.graph.array(args["bias"], node)
+        if bias is None:
+            bias = np.zeros(weight.shape[0])
+        if weight.ndim == 2 and len(_shape(node.args[0])) != 1:
+            raise OnespikeError(
+                f"{name}: a Linear layer applied to a {_shape(node.args[0])} map acts on its "
+                f"last axis only; flatten the map first (nn.Flatten or torch.flatten(x, 1))")
+        layer = FloatLayer("dense" if weight.ndim == 2 else "conv", name, self.map_shape,
+                           weight, bias, pool=self.pending_pool)
+        if layer.kind == "conv":
+            _conv_geometry(layer, args, weight, name)
+        if self.pending_affine is not None:
+            _fold_input_affine(layer, *self.pending_affine)
+            self.pending_affine = None
+        layers.append(layer)
+        self.pending_pool = 1
+        self.map_shape = _shape(node)
+
+    def batch_norm(self, node, name, args):
+        if args.get("training"):
+            raise OnespikeError(f"{name}: batch norm is in training mode; call "
+                                f"model.eval() before exporting")
+        factor, shift = _batch_norm_affine(self.graph, node, args, name)
+        if str(self.current.target) in _AFFINE:        # fold into the layer before
+            last = self.layers[-1]
+            last.weight = last.weight * factor.reshape((-1,) + (1,) * (last.weight.ndim - 1))
+            last.bias = _channel_bias(last.bias) * _channel_bias(factor, last.bias) \
+                + _channel_bias(shift, last.bias)
+        elif self.pending_affine is None:             # after a ReLU, a pooling, at the input
+            self.pending_affine = (factor, shift)      # folded into the next layer
+        else:
+            f, g = self.pending_affine
+            self.pending_affine = (f * factor, g * factor + shift)
+
+    def relu(self, name, cap):
+        affine = [l for l in self.layers if l.kind != "maxpool"]
+        if not affine or self.pending_affine is not None:
+            raise OnespikeError(f"{name}: a ReLU must follow a Linear/Conv2d layer (before "
+                                f"the first one, or after a batch norm that is not folded "
+                                f"into one, inputs would be clipped unseen)")
+        if self.pending_pool > 1:
+            raise OnespikeError(f"{name}: average pooling before a ReLU does not commute "
+                                f"with it; put the pooling after the ReLU")
+        if affine[-1].relu:
+            raise OnespikeError(f"{name}: two activations in a row after {affine[-1].name}")
+        affine[-1].relu, affine[-1].cap = True, cap
+
+    def max_pool(self, node, name, args):
+        if self.pending_pool > 1:
+            raise OnespikeError(f"{name}: max pooling after average pooling is not "
+                                f"supported")
+        if self.pending_affine is not None:
+            raise OnespikeError(f"{name}: max pooling after a batch norm that follows a ReLU "
+                                f"does not commute with it; put the batch norm after the "
+                                f"pooling or right after the Linear/Conv2d layer")
+        if args["ceil_mode"] or _square(args["dilation"], "dilation", name) != 1:
+            raise OnespikeError(f"{name}: max pooling with ceil_mode or dilation is not "
+                                f"supported")
+        kernel = _square(args["kernel_size"], "kernel", name)
+        self.layers.append(FloatLayer("maxpool", name, self.map_shape, kernel=kernel,
+                                      stride=_square(args["stride"], "stride", name, kernel),
+                                      padding=_square(args["padding"], "padding", name, 0)))
+        self.map_shape = _shape(node)
+
+
+def _conv_geometry(layer, args, weight, name):
+    if args["groups"] != 1 or _square(args["dilation"], "dilation", name) != 1:
+        raise OnespikeError(f"{name}: grouped or dilated convolution is not supported")
+    if weight.shape[2] != weight.shape[3]:
+        raise OnespikeError(f"{name}: kernel {tuple(weight.shape[2:])} is not square; only "
+                            f"square kernels are supported")
+    layer.stride = _square(args["stride"], "stride", name, 1)
+    layer.padding = _square(args["padding"], "padding", name, 0)
+    layer.kernel = weight.shape[2]
+
+
+def _channel_bias(values, like=None):
+    """Per-channel ``values`` shaped to combine with a bias like ``like`` (1-D or (C,h,w))."""
+    values = np.asarray(values, dtype=np.float64)
+    if like is not None and np.ndim(like) == 3:
+        return values.reshape(-1, 1, 1)
+    return values
+
+
+def _batch_norm_affine(graph, node, args, name):
+    """``(factor, shift)`` per channel: batch norm is ``x·factor + shift``."""
+    gamma = graph.array(args["weight"], node)
+    beta = graph.array(args["bias"], node)
+    mean = graph.array(args["running_mean"], node)
+    var = graph.array(args["running_var"], node)
+    if mean is None or var is None:
+        raise OnespikeError(f"{name}: batch norm without running statistics")
+    gamma = np.ones_like(mean) if gamma is None else gamma
+    beta = np.zeros_like(mean) if beta is None else beta
+    factor = gamma / np.sqrt(var + args["eps"])
+    return factor, beta - mean * factor
+
+
+def _pooled_shape(layer):
+    if len(layer.in_shape) == 1:
+        return layer.in_shape
+    c, h, w = layer.in_shape
+    return (c, h // layer.pool, w // layer.pool)
+
+
+def _fold_input_affine(layer, factor, shift):
+    """Fold a per-channel affine ``x·factor + shift`` of the layer's (pooled) input into its
+    weights and bias (position-dependent where a convolution's zero padding meets it)."""
+    import torch
+    import torch.nn.functional as F
+
+    shape = _pooled_shape(layer)
+    per_feature = np.broadcast_to(np.asarray(factor, dtype=np.float64).reshape(
+        (-1,) + (1,) * (len(shape) - 1)), shape)
+    shift_map = np.broadcast_to(np.asarray(shift, dtype=np.float64).reshape(
+        (-1,) + (1,) * (len(shape) - 1)), shape)
+    w = torch.as_tensor(layer.weight)
+    g = torch.as_tensor(np.ascontiguousarray(shift_map))[None]
+    if layer.kind == "dense":
+        moved = F.linear(g.reshape(1, -1), w)[0].numpy()
+        layer.weight = layer.weight * per_feature.reshape(-1)[None, :]
+        layer.bias = layer.bias + moved
+        return
+    moved = F.conv2d(g, w, stride=layer.stride, padding=layer.padding)[0].numpy()
+    layer.weight = layer.weight * per_feature[:, 0, 0][None, :, None, None]
+    bias = _channel_bias(layer.bias, moved) + moved
+    layer.bias = bias[:, 0, 0].copy() if np.all(bias == bias[:, :1, :1]) else bias
+
+
+def _relu_cap(target, args, name):
+    """None for a plain ReLU spelling, ``t`` for one that saturates at ``t``; refuses
+    clamps that are not ReLUs."""
+    if target in _RELU:
+        return None
+    if target.startswith("aten.threshold"):
+        if args["threshold"] != 0 or args["value"] != 0:
+            raise OnespikeError(f"{name}: threshold({args['threshold']}, {args['value']}) "
+                                f"is not a ReLU; only threshold(0, 0) is")
+        return None
+    if target.startswith("aten.hardtanh"):
+        low, high = args["min_val"], args["max_val"]
+    elif target.startswith("aten.clamp_min"):
+        low, high = args["min"], None
+    else:
+        low, high = args.get("min"), args.get("max")
+    if low is None or float(low) != 0 or (high is not None and float(high) <= 0):
+        raise OnespikeError(f"{name}: a clamp to [{low}, {high}] is not a ReLU; onespike "
+                            f"maps clamps with min 0 (and any positive max)")
+    return None if high is None else float(high)
 
 
 def _avg_pool_factor(node, target, args, name):
     in_shape = _shape(node.args[0])
+    if target in _MEAN:
+        dims = sorted(d % (len(in_shape) + 1) for d in args["dim"] or ())
+        if len(in_shape) != 3 or dims != [2, 3] or in_shape[1] != in_shape[2]:
+            raise OnespikeError(f"{name}: only a mean over the two spatial axes of a square "
+                                f"map (global average pooling) is supported, not over "
+                                f"{args['dim']} of {in_shape}")
+        return in_shape[1]
     if target == "aten.avg_pool2d.default":
         kernel = _square(args["kernel_size"], "kernel", name)
         stride = _square(args["stride"], "stride", name, kernel)
@@ -265,9 +403,28 @@ def _avg_pool_factor(node, target, args, name):
     return factor
 
 
+def _conv_as_dense(layer):
+    """A convolution readout as the Linear layer it is on the flattened map: the same
+    numbers, one row per output (channel, y, x) in C order (exact)."""
+    import torch
+    import torch.nn.functional as F
+
+    shape = _pooled_shape(layer)
+    basis = torch.eye(int(np.prod(shape)), dtype=torch.float64).reshape((-1,) + shape)
+    out = F.conv2d(basis, torch.as_tensor(layer.weight), stride=layer.stride,
+                   padding=layer.padding)
+    weight = out.reshape(len(basis), -1).T.numpy().copy()
+    per_position = out.shape[2] * out.shape[3]
+    bias = np.asarray(layer.bias, dtype=np.float64)
+    bias = np.repeat(bias, per_position) if bias.ndim == 1 else bias.reshape(-1)
+    return FloatLayer("dense", layer.name, layer.in_shape, weight, bias, pool=layer.pool)
+
+
 def _finish(layers, pending_pool):
     if not layers or layers[-1].kind == "maxpool":
         raise OnespikeError("the model must end with a Linear or Conv2d readout layer")
+    if layers[-1].kind == "conv" and not layers[-1].relu:
+        layers[-1] = _conv_as_dense(layers[-1])
     if layers[-1].relu:
         raise OnespikeError(f"the model ends with a ReLU after {layers[-1].name}; the readout "
                             f"layer must be a Linear (or Conv2d) without activation")
@@ -322,12 +479,14 @@ def parse_module(model, example) -> tuple:
     """Export ``model`` (in eval mode) on ``example`` (one sample) and parse the graph."""
     import torch
 
-    model = model.eval()
+    was_training = model.training
     example = torch.as_tensor(np.asarray(example, dtype=np.float32)[None])
     try:
-        program = torch.export.export(model, (example,))
+        program = torch.export.export(model.eval(), (example,))
     except Exception as e:
         raise OnespikeError(f"calibration samples of shape {tuple(example.shape[1:])} do not "
                             f"fit the model (torch.export: {str(e).splitlines()[0][:160]})") \
             from None
+    finally:
+        model.train(was_training)      # the caller's module is left as it was
     return parse_exported(program)

@@ -60,13 +60,17 @@ def _check_calibration(calib, input_shape):
     return calib
 
 
-def _encoder(calib, input_shape, act_bits):
-    axes = (0, 2, 3) if len(input_shape) == 3 else None
+def _encoder(calib, input_shape, act_bits, balance):
+    """Per-channel (images) or per-feature (vectors) offsets ``min(x, 0)``; scales balanced
+    between each channel's own span and the widest one like the hidden layers' steps."""
+    axes = (0, 2, 3) if len(input_shape) == 3 else 0
     lo = np.minimum(calib.min(axis=axes), 0.0)
     hi = np.maximum(calib.max(axis=axes), lo)
     levels = (1 << act_bits) - 1
     span = hi - lo
-    scale = np.where(span > 0, span / levels, 1.0)
+    widest = span.max() / levels if span.max() > 0 else 1.0
+    own = np.where(span > 0, span / levels, widest)
+    scale = own ** (1 - balance) * widest ** balance
     return Encoder(shape=input_shape, act_bits=act_bits, scale=np.atleast_1d(scale),
                    offset=np.atleast_1d(lo))
 
@@ -125,7 +129,7 @@ def _effective(layer, in_scale, in_offset):
     bias = layer.bias.astype(np.float64)
     if np.any(np.asarray(in_offset) != 0):
         shift = _linear(layer, _channel_map(in_offset, layer.in_shape)[None], weight)[0]
-        bias = _channel(bias, layer.kind) + shift
+        bias = (bias if bias.ndim > 1 else _channel(bias, layer.kind)) + shift
         if layer.kind == "conv" and np.all(bias == bias[:, :1, :1]):
             bias = bias[:, 0, 0]  # no padding reached the offset: per-channel bias
     return weight_eff, bias
@@ -162,9 +166,12 @@ def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits, ba
     min_step = rows / qmax
     # One output step per channel (the next layer folds it into its weights); a ramp
     # R < 1 does not exist, so a channel whose weights need it gets a coarser step.
-    s_channel = np.array([_best_step(c, levels) for c in channels])
-    s_layer = _best_step(channels.reshape(-1), levels)
-    s_out = np.maximum(s_channel ** (1 - balance) * s_layer ** balance, min_step)
+    if layer.cap is not None:          # ReLU6, clamp(0, t): the top level sits at t
+        s_out = np.maximum(np.full(len(channels), layer.cap / levels), min_step)
+    else:
+        s_channel = np.array([_best_step(c, levels) for c in channels])
+        s_layer = _best_step(channels.reshape(-1), levels)
+        s_out = np.maximum(s_channel ** (1 - balance) * s_layer ** balance, min_step)
     # Beyond 2**(weight_bits + act_bits) a finer weight step no longer changes the output
     # (rounding error far below one output step) but widens the membrane: cap the ramp.
     ramp_cap = 1 << (weight_bits + (levels.bit_length()))
@@ -195,7 +202,7 @@ def float_forward(layers, x):
         x = _with_bias(_linear(layer, x, layer.weight / layer.pool ** 2), layer.bias,
                        layer.kind)
         if layer.relu:
-            x = np.maximum(x, 0.0)
+            x = np.clip(x, 0.0, np.inf if layer.cap is None else layer.cap)
     return x
 
 
@@ -224,7 +231,7 @@ def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=N
 
 def _quantize(input_shape, layers, calib, act_bits, weight_bits, balance):
     """(network, its integer logits on the calibration data)."""
-    encoder = _encoder(calib, input_shape, act_bits)
+    encoder = _encoder(calib, input_shape, act_bits, balance)
     in_scale, in_offset = encoder.scale, encoder.offset
     acts = encoder.encode(calib)
     ir_layers = []

@@ -83,9 +83,9 @@ def _window_out(size, kernel, stride, padding):
 class Encoder:
     """Float input → integer activations ``a0 = clip(floor((x - offset)/scale + 1/2), 0, A0)``.
 
-    ``scale`` and ``offset`` hold one value per channel (images) or one value (vectors).
-    The offset is folded into the first layer's bias by the mapper; the hardware only ever
-    sees the integers.
+    ``scale`` and ``offset`` hold one value per channel (images), or one value per feature
+    or a single value (vectors). The offset is folded into the first layer's bias by the
+    mapper; the hardware only ever sees the integers.
     """
     shape: tuple
     act_bits: int
@@ -95,11 +95,12 @@ class Encoder:
     def __post_init__(self):
         object.__setattr__(self, "shape", _shape(self.shape, "encoder shape"))
         object.__setattr__(self, "act_bits", _check_act_bits(self.act_bits, "encoder"))
-        channels = self.shape[0] if len(self.shape) == 3 else 1
+        allowed = (self.shape[0],) if len(self.shape) == 3 else (1, self.shape[0])
         for name in ("scale", "offset"):
             arr = _frozen(getattr(self, name), np.float64, f"encoder {name}", ndim=1)
-            if arr.shape != (channels,):
-                raise OnespikeError(f"encoder {name} must have {channels} value(s), "
+            if arr.shape[0] not in allowed:
+                raise OnespikeError(f"encoder {name} must have "
+                                    f"{' or '.join(map(str, allowed))} value(s), "
                                     f"not {arr.shape[0]}")
             object.__setattr__(self, name, arr)
         if np.any(self.scale <= 0):
@@ -121,7 +122,7 @@ class Encoder:
                                 f"expects {self.shape}")
         if not np.all(np.isfinite(x)):
             raise OnespikeError("inputs contain NaN or infinite values")
-        bshape = (1, -1, 1, 1) if len(self.shape) == 3 else (1, 1)
+        bshape = (1, -1, 1, 1) if len(self.shape) == 3 else (1, -1)
         q = np.floor((x - self.offset.reshape(bshape)) / self.scale.reshape(bshape) + 0.5)
         return np.clip(q, 0, self.levels).astype(np.int64)
 

@@ -79,7 +79,7 @@ def test_normalized_input_with_padding_gets_position_dependent_bias(torch):
 def test_mlp_without_offset_keeps_per_channel_bias(torch, digits_mlp):
     model, data = digits_mlp
     net = convert(model, data.x_train)
-    assert net.encoder.offset.tolist() == [0.0]
+    assert not net.encoder.offset.any()          # raw pixels: no offset to fold
     assert net.layers[0].bias.shape == (64,)
     assert all(l.ramp.min() >= 1 for l in net.layers[:-1])
 
@@ -87,8 +87,12 @@ def test_mlp_without_offset_keeps_per_channel_bias(torch, digits_mlp):
 @pytest.mark.parametrize("model, message", [
     (lambda: nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)),
      r"unsupported layer '1' \(Sigmoid\)"),
-    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)),
-     "batch norm must directly follow"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4)),
+     "batch norm after the readout"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU6(), nn.ReLU(), nn.Linear(4, 2)),
+     "two activations in a row"),
+    (lambda: nn.Sequential(nn.Linear(4, 4), nn.Hardtanh(-1, 1), nn.Linear(4, 2)),
+     r"a clamp to \[-1, 1\] is not a ReLU"),
     (lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(1)),
      "remove the softmax"),
     (lambda: nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "without a ReLU"),
