@@ -112,13 +112,18 @@ def new_link(net, *, lanes=2, timeout=TIMEOUT, load_bytes=0):
                              clock_hz=CLOCK_HZ, load_bytes=load_bytes)
 
 
-def run_components(dut, *benches):
+def run_components(dut, *benches, cycles=20_000):
     """Simulate ``dut`` with testbenches ``benches`` (async functions of ``ctx``; the first
-    must finish, the others run in the background)."""
+    must finish within ``cycles``, the others run in the background)."""
+    async def watchdog(ctx):
+        for _ in range(cycles):
+            await ctx.tick()        # not .repeat(): the simulator ends with this suspended
+        raise AssertionError(f"the testbench did not finish in {cycles} cycles")
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(benches[0])
-    for bench in benches[1:]:
+    for bench in benches[1:] + (watchdog,):
         sim.add_testbench(bench, background=True)
     sim.run()
 
