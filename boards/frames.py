@@ -3,6 +3,8 @@ turns UART bytes into frame events and a sender that wraps a reply in sync, kind
 and crc8. Both check or make the crc with ``amaranth.lib.crc`` and :data:`~.protocol.CRC8`.
 """
 
+from typing import NamedTuple
+
 from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -27,6 +29,16 @@ event_layout = data.StructLayout({"event": FrameEvent, "kind": 8, "length": 16, 
 
 #: Payload of :attr:`FrameSender.header`.
 header_layout = data.StructLayout({"kind": proto.Reply, "length": 16})
+
+
+class _Receiving(NamedTuple):
+    crc: object        # amaranth.lib.crc Processor over kind, length, payload
+    got: object        # a byte is taken from ``i``
+    length: object     # the frame's payload length
+    count: object      # payload bytes taken
+    fault: object      # why the frame broke, or CHECKSUM
+    dropped: object    # bytes arrived while the frame was answered
+    silent: object     # no byte for ``timeout`` cycles
 
 
 class FrameReceiver(wiring.Component):
@@ -63,108 +75,121 @@ class FrameReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        at = self._state(m)
+        with m.FSM():
+            self._header(m, at)
+            self._payload(m, at)
+            with m.State("END"):
+                self._answer(m, at, FrameEvent.END)
+            with m.State("DRAIN"):      # skip the rest of a broken frame
+                m.d.comb += [self.i.ready.eq(1), self.busy.eq(1)]
+                with m.If(at.silent):
+                    m.next = "BROKEN"
+            with m.State("BROKEN"):
+                self._answer(m, at, FrameEvent.BROKEN)
+        return m
+
+    def _state(self, m):
+        """The receiver's registers, its crc checker and its line-silence timer."""
         m.submodules.crc = crc = proto.CRC8.create()
-        got = self.i.valid & self.i.ready
-        length = Signal(16)
-        count = Signal(16)          # payload bytes taken
-        fault = Signal(proto.Fault)
-        dropped = Signal()          # bytes arrived while the frame was answered
         quiet = Signal(range(self._timeout + 1))   # cycles since the last byte
         with m.If(self.i.valid):
             m.d.sync += quiet.eq(0)
         with m.Elif(quiet != self._timeout):
             m.d.sync += quiet.eq(quiet + 1)
-        silent = (quiet == self._timeout) & ~self.i.valid
-        m.d.comb += [crc.data.eq(self.i.payload), self.o.payload.fault.eq(fault),
+        at = _Receiving(crc=crc, got=self.i.valid & self.i.ready, length=Signal(16),
+                        count=Signal(16), fault=Signal(proto.Fault), dropped=Signal(),
+                        silent=(quiet == self._timeout) & ~self.i.valid)
+        m.d.comb += [crc.data.eq(self.i.payload), self.o.payload.fault.eq(at.fault),
                      self.o.payload.byte.eq(self.i.payload),
-                     self.o.payload.length.eq(length)]
+                     self.o.payload.length.eq(at.length)]
+        return at
 
-        def watch_line(timeout=True):
-            with m.If(self.framing):
-                break_frame(proto.Fault.FRAMING)
-            with m.Elif(self.overrun):
-                break_frame(proto.Fault.OVERRUN)
-            if timeout:
-                with m.Elif(silent):
-                    break_frame(proto.Fault.TIMEOUT)
+    def _watch_line(self, m, at, timeout=True):
+        """End the frame on a line fault."""
+        with m.If(self.framing):
+            self._break(m, at, proto.Fault.FRAMING)
+        with m.Elif(self.overrun):
+            self._break(m, at, proto.Fault.OVERRUN)
+        if timeout:
+            with m.Elif(at.silent):
+                self._break(m, at, proto.Fault.TIMEOUT)
 
-        def break_frame(code):
-            m.d.sync += fault.eq(code)
-            m.next = "DRAIN"
+    def _break(self, m, at, code):
+        m.d.sync += at.fault.eq(code)
+        m.next = "DRAIN"
 
-        def take(to):
-            """Read a header byte into the crc."""
-            m.d.comb += [self.i.ready.eq(1), self.busy.eq(1), crc.valid.eq(got)]
-            with m.If(got):
-                m.next = to
-            watch_line()
+    def _take(self, m, at, to):
+        """Read a header byte into the crc, then go to state ``to``."""
+        m.d.comb += [self.i.ready.eq(1), self.busy.eq(1), at.crc.valid.eq(at.got)]
+        with m.If(at.got):
+            m.next = to
+        self._watch_line(m, at)
 
-        def answer(event):
-            """Hold ``event`` until taken, dropping (and remembering) bytes meanwhile."""
-            m.d.comb += [self.i.ready.eq(1), self.busy.eq(1), self.o.valid.eq(1),
-                         self.o.payload.event.eq(event)]
-            with m.If(got | self.framing | self.overrun):
-                m.d.sync += dropped.eq(1)
-            with m.If(self.o.ready):
-                m.d.sync += [dropped.eq(0), fault.eq(proto.Fault.NONE)]
-                m.next = "SYNC"
-                with m.If(dropped | got | self.framing | self.overrun):
-                    m.d.sync += fault.eq(proto.Fault.OVERRUN)
-                    m.next = "DRAIN"
-
-        with m.FSM():
-            with m.State("SYNC"):
-                m.d.comb += [self.i.ready.eq(1), crc.start.eq(1)]
-                m.d.sync += count.eq(0)
-                with m.If(got & (self.i.payload == proto.HOST_SYNC)):
-                    m.next = "KIND"
-                watch_line(timeout=False)
-            with m.State("KIND"):
-                take("LENGTH_LOW")
-                with m.If(got):
-                    m.d.sync += self.o.payload.kind.eq(self.i.payload)
-            with m.State("LENGTH_LOW"):
-                take("LENGTH_HIGH")
-                with m.If(got):
-                    m.d.sync += length[:8].eq(self.i.payload)
-            with m.State("LENGTH_HIGH"):
-                self._forward(m, crc, got, length, FrameEvent.HEADER)
-                full = Cat(length[:8], self.i.payload)
-                m.d.comb += self.o.payload.length.eq(full)
-                with m.If(got):
-                    m.d.sync += length.eq(full)
-                    m.next = "PAYLOAD"
-                    with m.If(full == 0):
-                        m.next = "CHECK"
-                watch_line()
-            with m.State("PAYLOAD"):
-                self._forward(m, crc, got, length, FrameEvent.BYTE)
-                with m.If(got):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == length - 1):
-                        m.next = "CHECK"
-                watch_line()
-            with m.State("CHECK"):
-                m.d.comb += [self.i.ready.eq(1), self.busy.eq(1)]
-                with m.If(got):
-                    with m.If(self.i.payload != crc.crc):
-                        m.d.sync += fault.eq(proto.Fault.CHECKSUM)
-                    m.next = "END"
-                watch_line()
-            with m.State("END"):
-                answer(FrameEvent.END)
-            with m.State("DRAIN"):      # skip the rest of a broken frame
-                m.d.comb += [self.i.ready.eq(1), self.busy.eq(1)]
-                with m.If(silent):
-                    m.next = "BROKEN"
-            with m.State("BROKEN"):
-                answer(FrameEvent.BROKEN)
-        return m
-
-    def _forward(self, m, crc, got, length, event):
+    def _forward(self, m, at, event):
         """Pass the UART byte on as ``event``; it is taken when the event is."""
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready),
-                     self.o.payload.event.eq(event), self.busy.eq(1), crc.valid.eq(got)]
+                     self.o.payload.event.eq(event), self.busy.eq(1),
+                     at.crc.valid.eq(at.got)]
+
+    def _header(self, m, at):
+        """States from the sync byte to the ``HEADER`` event."""
+        byte = self.i.payload
+        with m.State("SYNC"):
+            m.d.comb += [self.i.ready.eq(1), at.crc.start.eq(1)]
+            m.d.sync += at.count.eq(0)
+            with m.If(at.got & (byte == proto.HOST_SYNC)):
+                m.next = "KIND"
+            self._watch_line(m, at, timeout=False)
+        with m.State("KIND"):
+            self._take(m, at, "LENGTH_LOW")
+            with m.If(at.got):
+                m.d.sync += self.o.payload.kind.eq(byte)
+        with m.State("LENGTH_LOW"):
+            self._take(m, at, "LENGTH_HIGH")
+            with m.If(at.got):
+                m.d.sync += at.length[:8].eq(byte)
+        with m.State("LENGTH_HIGH"):
+            self._forward(m, at, FrameEvent.HEADER)
+            full = Cat(at.length[:8], byte)
+            m.d.comb += self.o.payload.length.eq(full)
+            with m.If(at.got):
+                m.d.sync += at.length.eq(full)
+                m.next = "PAYLOAD"
+                with m.If(full == 0):
+                    m.next = "CHECK"
+            self._watch_line(m, at)     # last: a line fault wins over the transitions
+
+    def _payload(self, m, at):
+        """States from the first payload byte to the crc byte."""
+        with m.State("PAYLOAD"):
+            self._forward(m, at, FrameEvent.BYTE)
+            with m.If(at.got):
+                m.d.sync += at.count.eq(at.count + 1)
+                with m.If(at.count == at.length - 1):
+                    m.next = "CHECK"
+            self._watch_line(m, at)
+        with m.State("CHECK"):
+            m.d.comb += [self.i.ready.eq(1), self.busy.eq(1)]
+            with m.If(at.got):
+                with m.If(self.i.payload != at.crc.crc):
+                    m.d.sync += at.fault.eq(proto.Fault.CHECKSUM)
+                m.next = "END"
+            self._watch_line(m, at)
+
+    def _answer(self, m, at, event):
+        """Hold ``event`` until taken, dropping (and remembering) bytes meanwhile."""
+        arrived = at.got | self.framing | self.overrun
+        m.d.comb += [self.i.ready.eq(1), self.busy.eq(1), self.o.valid.eq(1),
+                     self.o.payload.event.eq(event)]
+        with m.If(arrived):
+            m.d.sync += at.dropped.eq(1)
+        with m.If(self.o.ready):
+            m.d.sync += [at.dropped.eq(0), at.fault.eq(proto.Fault.NONE)]
+            m.next = "SYNC"
+            with m.If(at.dropped | arrived):
+                m.d.sync += at.fault.eq(proto.Fault.OVERRUN)
+                m.next = "DRAIN"
 
 
 class FrameSender(wiring.Component):
