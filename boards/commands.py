@@ -1,6 +1,8 @@
 """The board's command handler: frame events in, the accelerator fed, run-time weights
 written, and one reply request out per frame."""
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -20,6 +22,16 @@ class LoadSignature(wiring.Signature):
     def __init__(self, size: int):
         super().__init__({"valid": Out(1), "address": Out(range(max(size, 2))),
                           "byte": Out(8)})
+
+
+class _Handling(NamedTuple):
+    fault: object        # the first fault of this frame
+    feeding: object      # the payload goes to the accelerator
+    loaded: object       # all run-time weights are loaded
+    load_next: object    # the next run-time weight byte
+    load_start: object   # load_next when this frame began
+    count: object        # payload bytes taken
+    cls: object          # the class of the last sample
 
 
 class CommandHandler(wiring.Component):
@@ -55,23 +67,21 @@ class CommandHandler(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         event = self.i.payload
-        self._fault = fault = Signal(proto.Fault)     # the first fault of this frame
-        self._feeding = feeding = Signal()            # the payload goes to the accelerator
-        self._loaded = Signal(init=self._identity.load_bytes == 0)
-        self._load_next = Signal(32)                  # the next run-time weight byte
-        self._load_start = Signal(32)                 # _load_next when this frame began
-        self._count = Signal(16)                      # payload bytes taken
-        cls = Signal.like(self.result.payload.index)
-        m.d.comb += [self.load.address.eq(self._load_next), self.load.byte.eq(event.byte)]
+        at = _Handling(fault=Signal(proto.Fault), feeding=Signal(),
+                       loaded=Signal(init=self._identity.load_bytes == 0),
+                       load_next=Signal(32), load_start=Signal(32), count=Signal(16),
+                       cls=Signal.like(self.result.payload.index))
+        fault, feeding = at.fault, at.feeding
+        m.d.comb += [self.load.address.eq(at.load_next), self.load.byte.eq(event.byte)]
         with m.FSM():
             with m.State("FRAME"):
                 with m.Switch(event.event):
                     with m.Case(FrameEvent.HEADER):
                         m.d.comb += self.i.ready.eq(1)
                         with m.If(self.i.valid):
-                            self._header(m)
+                            self._header(m, at)
                     with m.Case(FrameEvent.BYTE):
-                        self._byte(m)
+                        self._byte(m, at)
                     with m.Case(FrameEvent.END):
                         with m.If(self.i.valid):
                             with m.If(event.fault != proto.Fault.NONE):
@@ -88,83 +98,84 @@ class CommandHandler(wiring.Component):
             with m.State("RESULT"):
                 m.d.comb += self.result.ready.eq(1)
                 with m.If(self.result.valid):
-                    m.d.sync += [cls.eq(self.result.payload.index), feeding.eq(0)]
+                    m.d.sync += [at.cls.eq(self.result.payload.index), feeding.eq(0)]
                     m.next = "REPLY"
             with m.State("REPLY"):
-                self._reply(m, cls)
+                self._reply(m, at)
         return m
 
-    def _set_fault(self, m, code):
-        with m.If(self._fault == proto.Fault.NONE):
-            m.d.sync += self._fault.eq(code)
+    @staticmethod
+    def _set_fault(m, at, code):
+        with m.If(at.fault == proto.Fault.NONE):
+            m.d.sync += at.fault.eq(code)
 
-    def _header(self, m):
+    def _header(self, m, at):
         """Check a frame's command and length; start feeding the accelerator."""
         ident, kind, length = self._identity, self.i.payload.kind, self.i.payload.length
-        m.d.sync += self._count.eq(0)
+        m.d.sync += at.count.eq(0)
         with m.Switch(kind):
             with m.Case(proto.Command.IDENTIFY):
                 with m.If(length != 0):
-                    self._set_fault(m, proto.Fault.LENGTH)
+                    self._set_fault(m, at, proto.Fault.LENGTH)
             with m.Case(proto.Command.INFER, proto.Command.INFER_SPIKES):
                 with m.If(length != ident.inputs):
-                    self._set_fault(m, proto.Fault.LENGTH)
-                with m.Elif(~self._loaded):
-                    self._set_fault(m, proto.Fault.NOT_LOADED)
+                    self._set_fault(m, at, proto.Fault.LENGTH)
+                with m.Elif(~at.loaded):
+                    self._set_fault(m, at, proto.Fault.NOT_LOADED)
                 with m.Else():
-                    m.d.sync += [self._feeding.eq(1),
+                    m.d.sync += [at.feeding.eq(1),
                                  self.capture.eq(kind == proto.Command.INFER_SPIKES)]
             with m.Case(proto.Command.LOAD):
                 if ident.load_bytes == 0:
-                    self._set_fault(m, proto.Fault.COMMAND)
+                    self._set_fault(m, at, proto.Fault.COMMAND)
                 else:
                     with m.If(length < 4):
-                        self._set_fault(m, proto.Fault.LENGTH)
+                        self._set_fault(m, at, proto.Fault.LENGTH)
             with m.Default():
-                self._set_fault(m, proto.Fault.COMMAND)
+                self._set_fault(m, at, proto.Fault.COMMAND)
 
-    def _byte(self, m):
+    def _byte(self, m, at):
         """One payload byte: to the accelerator (taken when it is), or to the weights."""
         levels, byte = self._identity.levels, self.i.payload.byte
-        with m.If(self._feeding):
+        with m.If(at.feeding):
             m.d.comb += [self.activations.valid.eq(self.i.valid),
                          self.activations.payload.value.eq(Mux(byte > levels, levels, byte)),
                          self.i.ready.eq(self.activations.ready)]
         with m.Else():
             m.d.comb += self.i.ready.eq(1)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += self._count.eq(self._count + 1)
-            with m.If(self._feeding & (byte > levels)):
-                self._set_fault(m, proto.Fault.RANGE)
+            m.d.sync += at.count.eq(at.count + 1)
+            with m.If(at.feeding & (byte > levels)):
+                self._set_fault(m, at, proto.Fault.RANGE)
             if self._identity.load_bytes:
                 with m.If((self.i.payload.kind == proto.Command.LOAD) &
-                          (self._fault == proto.Fault.NONE)):
-                    self._load_byte(m, byte)
+                          (at.fault == proto.Fault.NONE)):
+                    self._load_byte(m, at, byte)
 
-    def _load_byte(self, m, byte):
+    def _load_byte(self, m, at, byte):
         """One LOAD payload byte: 4 offset bytes (LE), then data written in order from
-        ``_load_next``; offset 0 starts the load over."""
-        offset, load_next, count = Signal(32), self._load_next, self._count
+        ``load_next``; offset 0 starts the load over."""
+        offset, load_next, count = Signal(32), at.load_next, at.count
         with m.If(count < 4):
             m.d.sync += offset.eq(Cat(offset[8:], byte))
             with m.If(count == 3):
                 start = Cat(offset[8:], byte)
                 with m.If(start == 0):
-                    m.d.sync += [load_next.eq(0), self._loaded.eq(0)]
+                    m.d.sync += [load_next.eq(0), at.loaded.eq(0)]
                 with m.Elif(start != load_next):
-                    self._set_fault(m, proto.Fault.RANGE)
+                    self._set_fault(m, at, proto.Fault.RANGE)
         with m.Elif(load_next >= self._identity.load_bytes):
-            self._set_fault(m, proto.Fault.RANGE)
+            self._set_fault(m, at, proto.Fault.RANGE)
         with m.Else():
             m.d.comb += self.load.valid.eq(1)
             m.d.sync += load_next.eq(load_next + 1)
 
-    def _reply(self, m, cls):
+    def _reply(self, m, at):
         """Ask for the frame's answer; when it is sent, take the frame's last event."""
-        fault, kind = self._fault, self.i.payload.kind
+        fault, kind = at.fault, self.i.payload.kind
         request = self.reply.payload
-        m.d.comb += [self.reply.valid.eq(1), request.fault.eq(fault), request.cls.eq(cls),
-                     request.loaded.eq(self._loaded), request.kind.eq(proto.Reply.ERROR)]
+        m.d.comb += [self.reply.valid.eq(1), request.fault.eq(fault), request.cls.eq(at.cls),
+                     request.loaded.eq(at.loaded), request.kind.eq(proto.Reply.ERROR)]
         with m.If(fault == proto.Fault.NONE):
             with m.Switch(kind):
                 for command, reply in [(proto.Command.IDENTIFY, proto.Reply.IDENTITY),
@@ -177,9 +188,9 @@ class CommandHandler(wiring.Component):
             m.d.comb += self.i.ready.eq(1)
             m.d.sync += [fault.eq(proto.Fault.NONE), self.capture.eq(0)]
             with m.If(fault != proto.Fault.NONE):
-                m.d.sync += self._load_next.eq(self._load_start)
+                m.d.sync += at.load_next.eq(at.load_start)
             with m.Else():
-                m.d.sync += self._load_start.eq(self._load_next)
+                m.d.sync += at.load_start.eq(at.load_next)
                 with m.If(kind == proto.Command.LOAD):
-                    m.d.sync += self._loaded.eq(self._load_next == self._identity.load_bytes)
+                    m.d.sync += at.loaded.eq(at.load_next == self._identity.load_bytes)
             m.next = "FRAME"
