@@ -75,7 +75,7 @@ def handle(identity, frames, pace):
 def test_commands_are_carried_out_and_faults_answered(pace):
     frames = [frame(C.IDENTIFY), frame(C.IDENTIFY, b"\0"), frame(ord("Q")),
               frame(C.INFER, bytes([1, 7, 0, 3])),
-              frame(C.INFER_SPIKES, bytes([2, 9, 1, 0])),            # 9 > A: clipped
+              frame(C.INFER_SPIKES, bytes([2, 8, 1, 0])),            # 8 > A: clipped
               frame(C.INFER_SPIKES, bytes([1, 1, 1, 2])),
               frame(C.INFER, bytes([5, 5, 5, 5]), end=F.CHECKSUM),
               frame(C.INFER, bytes([4, 4, 4, 4]), broken=2),
