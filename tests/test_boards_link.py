@@ -7,8 +7,6 @@ import pytest
 from helpers import (CLOCK_HZ, DIVISOR, TIMEOUT, infer, infer_spikes, new_link, random_dense,
                      run_link)
 from onespike.boards import protocol as proto
-from onespike.boards.uart import UARTReceiver, UARTTransmitter, divisor_for
-from onespike.errors import OnespikeError
 from onespike.ir import NO_SPIKE
 from onespike.sim import closed_form
 
@@ -99,15 +97,3 @@ def test_every_fault_is_answered_and_the_link_recovers(small):
     assert out[-3][0] == proto.Reply.SPIKES
     assert out[-2] == (proto.Reply.ERROR, bytes([proto.Fault.OVERRUN]))
     assert out[-1][0] == proto.Reply.SPIKES
-
-
-def test_uart_rejects_impossible_baud_rates():
-    assert divisor_for(12_000_000, 1_000_000) == 12
-    with pytest.raises(OnespikeError, match="too fast"):
-        divisor_for(12_000_000, 4_000_000)
-    with pytest.raises(OnespikeError, match="off at 12 MHz"):
-        divisor_for(12_000_000, 1_900_000)
-    with pytest.raises(ValueError, match="at least 4"):
-        UARTReceiver(divisor=3)
-    with pytest.raises(ValueError, match="at least 4"):
-        UARTTransmitter(divisor=2)
