@@ -2,10 +2,23 @@
 
 :class:`LinkedAccelerator` has two pins, ``rx`` and ``tx``, and speaks the frames of
 :mod:`onespike.boards.protocol`. Input bytes go straight into the accelerator as they arrive
-(no frame buffer). A frame whose checksum or values are wrong still completes its inference,
-whose result is thrown away; a frame that breaks half-way (framing error, overrun, timeout)
-resets the accelerator through the same ``rst`` path the mid-inference reset tests cover.
-Either way the host gets an ``ERROR`` answer.
+(no frame buffer; if it falls a byte behind, the UART overruns and the frame breaks). A
+frame whose checksum or values are wrong still completes its inference, whose result is
+thrown away; a frame that breaks half-way (framing error, overrun, timeout) resets the
+accelerator through the same ``rst`` path the mid-inference reset tests cover. Either way
+the host gets an ``ERROR`` answer.
+
+The link is a chain of components joined by streams (what flows between them below)::
+
+    UARTReceiver    --bytes, line faults-->  FrameReceiver
+    FrameReceiver   --frame events-->        CommandHandler  <--activations, class-->  Accelerator
+    CommandHandler  --reply requests-->      Replies         <--taps--                 Accelerator
+    Replies         --header, body-->        FrameSender     --bytes-->                UARTTransmitter
+
+:class:`~.frames.FrameReceiver` parses and checks frames, :class:`~.commands.CommandHandler`
+feeds the accelerator (activations in, class out), loads weights and decides each answer,
+:class:`~.replies.Replies` records the accelerator's taps and writes the answers,
+:class:`~.frames.FrameSender` frames them.
 """
 
 from amaranth.hdl import Module, ResetInserter
@@ -40,7 +53,7 @@ class LinkedAccelerator(wiring.Component):
                              f"({20 * divisor} cycles)"))
         self.accelerator = Accelerator(net, lanes=lanes)
         self._net = net
-        self._divisor, self._timeout, self._load_bytes = divisor, timeout, load_bytes
+        self._divisor, self._timeout = divisor, timeout
         self._identity = proto.Identity.of(net, clock_hz=clock_hz, load_bytes=load_bytes,
                                            loaded=load_bytes == 0)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),

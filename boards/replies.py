@@ -62,6 +62,16 @@ class Replies(wiring.Component):
     def identity(self):
         return self._identity
 
+    @property
+    def spike_map(self):
+        """The shape of the layer whose spike steps are recorded."""
+        return self._spike_map
+
+    @property
+    def levels(self):
+        """Time steps of that layer's window (steps ``0..levels-1``)."""
+        return self._levels
+
     def elaborate(self, platform):
         m = Module()
         ident, request = self._identity, self.i.payload

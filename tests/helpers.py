@@ -1,7 +1,7 @@
 """Helpers shared by test modules (test modules never import each other). Each part of
 the project keeps its own section."""
 
-# -- boards link --------------------------------------------------------------------------
+# -- boards link --
 
 import random
 
