@@ -11,9 +11,9 @@ the host gets an ``ERROR`` answer.
 The link is a chain of components joined by streams (what flows between them below)::
 
     UARTReceiver    --bytes, line faults-->  FrameReceiver
-    FrameReceiver   --frame events-->        CommandHandler  <--activations, class-->  Accelerator
-    CommandHandler  --reply requests-->      Replies         <--taps--                 Accelerator
-    Replies         --header, body-->        FrameSender     --bytes-->                UARTTransmitter
+    FrameReceiver   --frame events-->        CommandHandler  <--activations, class--> Accelerator
+    CommandHandler  --reply requests-->      Replies         <--taps--                Accelerator
+    Replies         --header, body-->        FrameSender     --bytes-->               UARTTransmitter
 
 :class:`~.frames.FrameReceiver` parses and checks frames, :class:`~.commands.CommandHandler`
 feeds the accelerator (activations in, class out), loads weights and decides each answer,
