@@ -10,10 +10,10 @@ the host gets an ``ERROR`` answer.
 
 The link is a chain of components joined by streams (what flows between them below)::
 
-    UARTReceiver    --bytes, line faults-->  FrameReceiver
-    FrameReceiver   --frame events-->        CommandHandler  <--activations, class--> Accelerator
-    CommandHandler  --reply requests-->      Replies         <--taps--                Accelerator
-    Replies         --header, body-->        FrameSender     --bytes-->               UARTTransmitter
+    UARTReceiver    --bytes, line faults--> FrameReceiver
+    FrameReceiver   --frame events-->       CommandHandler <--activations, class--> Accelerator
+    CommandHandler  --reply requests-->     Replies        <--taps--                Accelerator
+    Replies         --header, body-->       FrameSender    --bytes-->               UARTTransmitter
 
 :class:`~.frames.FrameReceiver` parses and checks frames, :class:`~.commands.CommandHandler`
 feeds the accelerator (activations in, class out), loads weights and decides each answer,
