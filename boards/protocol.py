@@ -21,15 +21,16 @@ Host → board
 Board → host, on any fault: ``ERROR`` (code u8, see :class:`Fault`).
 """
 
-import enum
 import struct
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.lib import enum
+from amaranth.lib.crc import catalog
 
 __all__ = ["HOST_SYNC", "BOARD_SYNC", "VERSION", "MAGIC", "NO_SPIKE_STEP", "MAX_LOAD_CHUNK",
-           "Command", "Reply", "Fault", "crc8", "crc8_update", "frame", "Identity",
+           "Command", "Reply", "Fault", "CRC8", "crc8", "frame", "Identity",
            "network_checksum", "logit_bytes", "reply_lengths", "decode_result"]
 
 HOST_SYNC = 0xA5
@@ -40,14 +41,17 @@ NO_SPIKE_STEP = 0xFFFF
 MAX_LOAD_CHUNK = 1024      # data bytes per LOAD frame the host sends
 
 
-class Command(enum.IntEnum):
+# The enums are Python IntEnums for the host and 8-bit shapes for the board's logic
+# (``Signal(Reply)``, layout fields), so both sides use the same values.
+
+class Command(enum.IntEnum, shape=8):
     IDENTIFY = ord("I")
     INFER = ord("X")
     INFER_SPIKES = ord("S")
     LOAD = ord("W")
 
 
-class Reply(enum.IntEnum):
+class Reply(enum.IntEnum, shape=8):
     IDENTITY = ord("i")
     RESULT = ord("r")
     SPIKES = ord("s")
@@ -55,7 +59,8 @@ class Reply(enum.IntEnum):
     ERROR = ord("e")
 
 
-class Fault(enum.IntEnum):
+class Fault(enum.IntEnum, shape=8):
+    NONE = 0         # no fault (the board never sends it)
     FRAMING = 1      # a byte's stop bit was low (wrong baud rate, noise)
     OVERRUN = 2      # a byte arrived before the previous one was taken, or while answering
     CHECKSUM = 3     # the frame's crc8 did not match; its result was thrown away
@@ -67,6 +72,7 @@ class Fault(enum.IntEnum):
 
     def describe(self) -> str:
         return {
+            Fault.NONE: "the board reported an error without a fault code",
             Fault.FRAMING: "UART framing error (a stop bit was low): check the baud rate",
             Fault.OVERRUN: "UART overrun: a byte arrived while the board was busy",
             Fault.CHECKSUM: "the board received a frame with a bad checksum",
@@ -78,19 +84,13 @@ class Fault(enum.IntEnum):
         }[self]
 
 
-def crc8_update(crc: int, byte: int) -> int:
-    """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), MSB first, initial value 0."""
-    crc ^= byte
-    for _ in range(8):
-        crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
+#: CRC-8/SMBUS over bytes: polynomial x^8 + x^2 + x + 1 (0x07), MSB first, initial value 0,
+#: no final XOR. The board builds its checkers from it (``CRC8.create()``).
+CRC8 = catalog.CRC8_SMBUS(data_width=8)
 
 
 def crc8(data: bytes) -> int:
-    crc = 0
-    for byte in data:
-        crc = crc8_update(crc, byte)
-    return crc
+    return CRC8.compute(data)
 
 
 def frame(sync: int, kind: int, payload: bytes = b"") -> bytes:

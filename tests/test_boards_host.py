@@ -14,7 +14,7 @@ from onespike.boards.simboard import SimulatedBoard
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form
 from onespike.sim.random_net import random_network
-from test_boards_link import new_link, random_dense
+from helpers import new_link, random_dense
 
 BAUD = 115200      # a pty ignores it; the simulated UART runs at 4 cycles per bit
 

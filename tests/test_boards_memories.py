@@ -13,7 +13,7 @@ from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan,
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form
-from test_boards_link import CLOCK_HZ, infer, new_link, random_dense, run_link
+from helpers import CLOCK_HZ, infer, new_link, random_dense, run_link
 
 
 def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
