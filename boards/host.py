@@ -183,16 +183,14 @@ def run_inputs(client: BoardClient, a0, *, net=None, weights=None, spikes=False,
     if spikes:
         result["steps"] = [[int(v) for v in st] for st in steps]
     if net is not None:
-        from onespike.ir import NO_SPIKE
         from onespike.sim import closed_form
+        from onespike.sim.observed import window_steps
 
         golden = closed_form(net, a0.reshape((len(a0),) + tuple(net.encoder.shape)))
         bad = (golden.classes != np.array(classes)) | \
             (golden.logits != np.array(logits)).any(axis=1)
         if spikes:
-            times = golden.times[-1].reshape(len(a0), -1)
-            expected = np.where(times == NO_SPIKE, proto.NO_SPIKE_STEP,
-                                times - net.window_starts()[-1])
+            expected = window_steps(net, golden.times[-1], -1).reshape(len(a0), -1)
             bad |= (expected != np.array(steps)).any(axis=1)
         result["golden_mismatches"] = int(bad.sum())
     return result

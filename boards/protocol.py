@@ -29,6 +29,8 @@ import numpy as np
 from amaranth.lib import enum
 from amaranth.lib.crc import catalog
 
+from onespike.ir import NO_SPIKE
+
 __all__ = ["HOST_SYNC", "BOARD_SYNC", "VERSION", "MAGIC", "NO_SPIKE_STEP", "MAX_LOAD_CHUNK",
            "Command", "Reply", "Fault", "CRC8", "crc8", "frame", "Identity",
            "network_checksum", "logit_bytes", "reply_lengths", "decode_result"]
@@ -161,7 +163,9 @@ def reply_lengths(identity: Identity) -> dict:
 
 
 def decode_result(payload: bytes, identity: Identity, spikes: bool = False):
-    """``(class, logits, steps or None)`` from a RESULT or SPIKES payload."""
+    """``(class, logits, steps or None)`` from a RESULT or SPIKES payload; a neuron that did
+    not fire reads :data:`~onespike.ir.NO_SPIKE` (the wire's :data:`NO_SPIKE_STEP`), as in
+    :func:`onespike.sim.observed.window_steps`."""
     lb, classes = identity.logit_bytes, identity.classes
     expected = reply_lengths(identity)[Reply.SPIKES if spikes else Reply.RESULT]
     if len(payload) != expected:
@@ -171,4 +175,5 @@ def decode_result(payload: bytes, identity: Identity, spikes: bool = False):
     steps = None
     if spikes:
         steps = np.frombuffer(payload[1 + classes * lb:], dtype="<u2").astype(np.int64)
+        steps[steps == NO_SPIKE_STEP] = NO_SPIKE
     return payload[0], logits, steps
