@@ -344,7 +344,7 @@ def _fold_input_affine(layer, factor, shift):
     shift_map = np.broadcast_to(np.asarray(shift, dtype=np.float64).reshape(
         (-1,) + (1,) * (len(shape) - 1)), shape)
     w = torch.as_tensor(layer.weight)
-    g = torch.as_tensor(np.ascontiguousarray(shift_map))[None]
+    g = torch.as_tensor(np.array(shift_map))[None]          # a writable copy
     if layer.kind == "dense":
         moved = F.linear(g.reshape(1, -1), w)[0].numpy()
         layer.weight = layer.weight * per_feature.reshape(-1)[None, :]

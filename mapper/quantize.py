@@ -153,9 +153,28 @@ def _best_step(pre, levels):
     return best
 
 
+def _active_inputs(layer, inputs):
+    """Which weights see a non-zero input on the calibration data (same shape as the
+    weights): weights of inputs that never fire must not set the weight step (a batch norm
+    folded after a dead ReLU or over a constant pixel scales them by ``1/sqrt(eps)``)."""
+    a = np.asarray(inputs) != 0
+    if layer.kind == "conv":
+        return np.broadcast_to(a.any(axis=(0, 2, 3))[None, :, None, None],
+                               layer.weight.shape)
+    if layer.pool > 1:
+        k = layer.pool
+        c, h, w = a.shape[1:]
+        a = a[:, :, :h // k * k, :w // k * k].reshape(len(a), c, h // k, k, w // k, k)
+        a = a.any(axis=(3, 5))
+    return np.broadcast_to(a.reshape(len(a), -1).any(axis=0)[None, :], layer.weight.shape)
+
+
 def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits, balance):
     qmax = (1 << (weight_bits - 1)) - 1
-    rows = np.abs(weight_eff).reshape(len(weight_eff), -1).max(axis=1)
+    active = _active_inputs(layer, inputs)
+    if not active.any():
+        active = np.ones_like(active)
+    rows = np.where(active, np.abs(weight_eff), 0).reshape(len(weight_eff), -1).max(axis=1)
     if levels is None:  # readout: one step for every class
         step = rows.max() / qmax if rows.max() > 0 else 1.0
         weight = np.clip(np.round(weight_eff / step), -qmax, qmax).astype(np.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -538,6 +539,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("onespike: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:          # a bug: one line for the user, the traceback on request
+        if os.environ.get("ONESPIKE_DEBUG"):
+            raise
+        print(f"onespike: internal error: {type(e).__name__}: {str(e)[:300]} (a bug; please "
+              f"report it with the command; ONESPIKE_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 3
     return status or 0
 
 

@@ -48,11 +48,7 @@ def stimulus(net: Network, x=None, samples=None, seed=0) -> np.ndarray:
         body = np.random.default_rng(seed).integers(
             0, net.encoder.levels + 1, size=(30 if samples is None else samples,) + shape)
         return np.concatenate([edges, body])
-    x = np.asarray(x)
-    if x.ndim < 2 or x[0].size != int(np.prod(shape)):
-        raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample; the network takes "
-                            f"{shape}")
-    body = net.encoder.encode(x[:samples].reshape((-1,) + shape))
+    body = net.encoder.encode(np.asarray(x)[:samples])   # the shape check every command shares
     return np.concatenate([edges, body])
 
 

@@ -59,3 +59,9 @@ def digits_cnn_net(torch):
     data = zoo.digits(image=True, normalize=True)
     model = zoo.train(zoo.digits_cnn(), data)
     return convert(model, data.x_train), data
+
+
+@pytest.fixture(scope="module")
+def build_root(tmp_path_factory):
+    """A build folder for `verify` runs, shared by the tests of one module."""
+    return tmp_path_factory.mktemp("verify")

@@ -142,7 +142,7 @@ def test_verify_cli_errors(args, message, tmp_path, capsys):
 
 def test_inputs_of_the_wrong_shape(tmp_path, capsys):
     net, _ = same_shape_networks()
-    with pytest.raises(OnespikeError, match="per sample; the network takes"):
+    with pytest.raises(OnespikeError, match="per sample, the network expects"):
         stimulus(net, np.zeros((3, int(np.prod(net.encoder.shape)) + 1)))
 
 
