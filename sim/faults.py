@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
 from onespike.ir import LayerWidths

@@ -49,7 +49,7 @@ from onespike.hdl.conv import ConvCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.streams import flat_index
+from onespike.hdl.streams import discard, flat_index
 from onespike.hdl.top import layer_lanes
 from onespike.ir import Conv, LayerWidths, MaxPool, Network
 
@@ -397,7 +397,6 @@ def _neuron_target(net, i, lanes):
 
     probe = make()
     words, fan_out = probe.words, probe.fan_out
-    from onespike.hdl.streams import discard
     discard(probe)
     n_in, n_out = _neurons(layer.in_shape), _neurons(layer.out_shape)
     integrate = in_levels * (words + 1) + n_in * (fan_out + 1) + 2
@@ -417,7 +416,6 @@ def _maxpool_target(net, i):
     layer, levels = net.layers[i], net.in_levels(i)
     probe = MaxPoolCore(layer, levels=levels)
     span, fired = probe.span, probe.fired_memory_bits
-    from onespike.hdl.streams import discard
     discard(probe)
     n_in = _neurons(layer.in_shape)
     window = levels * 3 + n_in * (span * span + 2) + fired
@@ -569,6 +567,10 @@ def prove(net: Network, *, lanes=1, depth=None, out="build/prove", jobs=1, only=
             jobs_list.append(({"core": t.name, "property": p,
                                "method": "k-induction" if induction else "bmc"},
                               folder, d, induction))
+
+    if not jobs_list:
+        raise OnespikeError(f"no property matches {', '.join(only)}; properties: "
+                            f"{', '.join(PROPERTIES)}")
 
     def one(job):
         info, folder, d, induction = job
