@@ -113,6 +113,7 @@ class Harness(Elaboratable):
 
     def elaborate(self, platform):
         m, t = Module(), self.target
+        self.free = []
         core = t.make()
         if self.wrap is not None:
             core = self.wrap(core, t)
