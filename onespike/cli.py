@@ -330,6 +330,30 @@ def cmd_demo(args):
     return 1 if result["rtl_mismatches"] else 0
 
 
+def cmd_prove(args):
+    from onespike.ir import load
+    from onespike.sim.formal import prove
+
+    net = load(args.net)
+
+    def progress(r):
+        if not args.json:
+            print(f"  {r['core']:<28} {r['property']:<9} {r['status']:<8} depth {r['depth']:>3} "
+                  f"{r['seconds']:6.1f} s" + (f"  trace {r['trace']}" if r.get("trace") else ""),
+                  file=sys.stderr, flush=True)
+
+    result = prove(net, lanes=args.lanes, depth=args.depth, out=args.out, jobs=args.jobs,
+                   only=args.only, progress=progress)
+    lines = [f"{result['checks']} checks in {result['seconds']:.0f} s: {result['proven']} proven "
+             f"by induction, {result['bounded']} bounded (BMC to the depth shown), "
+             f"{result['failed']} failed, {result['errors']} errors; sby folders under "
+             f"{result['folder']}"]
+    lines += [f"FAILED {r['core']} {r['property']}: counterexample {r.get('trace')}"
+              for r in result["properties"] if r["status"] == "failed"]
+    _emit(args, result, lines)
+    return 1 if result["failed"] or result["errors"] else 0
+
+
 def _bits(value):
     try:
         return int(value)
@@ -526,6 +550,28 @@ def build_parser():
     p.add_argument("--board", metavar="NAME", help="also build a bitstream for this board "
                    "(see `onespike boards`)")
     add_bits(p)
+
+    p = add("prove", cmd_prove, "prove the cores' stream, counting, width and reset properties",
+            "For every core of the generated design (encoder, neuron cores, max pooling, "
+            "argmax) prove properties written in Amaranth with SymbiYosys (YoWASP tools, the "
+            "PyPI yices solver): stream rules on every port, at most one spike per neuron, "
+            "steps in order, exactly A markers per window, no register overflow for any "
+            "input, ready within the reset bound. Each check is tried by k-induction "
+            "(proven) and otherwise bounded (BMC to --depth cycles after a reset). Exit "
+            "status 1 if a property fails (its counterexample VCD is listed).\n\nexample: "
+            "onespike prove net.npz --lanes 2 --json")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--lanes", type=int, default=1, metavar="P",
+                   help="lanes per neuron core (default %(default)s)")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="cycles after a reset to check (default: per core, one sample through it)")
+    p.add_argument("--jobs", type=int, default=1, metavar="J",
+                   help="checks run at once (default %(default)s)")
+    p.add_argument("--only", action="append", metavar="PROP",
+                   help="only this property (e.g. once) or core:property (e.g. encoder:once); "
+                        "repeat for several")
+    p.add_argument("--out", default="build/prove", type=Path,
+                   help="folder for the sby runs and traces (default %(default)s)")
     return parser
 
 
