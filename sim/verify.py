@@ -230,18 +230,20 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     rtl = Path(rtl)
     manifest = _read_manifest(rtl, net)
     parts, name = _parts(len(a0), jobs, shard, f"run-{digest}")
-    words = max(p.stop - p.start for p in parts) * a0[0].size + interrupt_cycles
+    words = a0.size + interrupt_cycles      # of all samples: every shard shares the build
     sources, top, work = _sources(bench, rtl, manifest, root, simulator, waves, words)
     settings = {"seed": seed, "idle": idle, "backpressure": backpressure,
                 "interrupt_cycles": interrupt_cycles, "max_cycles": max_cycles}
     run_dirs = [work / name / (f"{i + 1}of{len(parts)}" if len(parts) > 1 else "")
                 for i in range(len(parts))]
+    (work / name / "observed.npz").unlink(missing_ok=True)
     configs = [_prepare_run(net, a0, part, d, manifest, rtl / "manifest.json", settings)
                for part, d in zip(parts, run_dirs)]
     stop, thread = _progress_bar(sum(p.stop - p.start for p in parts),
                                  [d / "progress" for d in run_dirs], progress)
     try:
-        build_s = build_cocotb(simulator, sources, work, top, waves=waves)
+        build_s = build_cocotb(simulator, sources, work, top, waves=waves,
+                               public=HARNESS_TOP if bench == "harness" else None)
         start = time.perf_counter()
         with runner_environment():
             _in_parallel([functools.partial(
@@ -341,24 +343,52 @@ def runner_environment():
                 os.environ[name] = value
 
 
-def build_cocotb(simulator, sources, work: Path, top=TOP, *, waves=False, defines=None):
-    """Build ``sources`` (top ``top``) in ``work/sim_build``; returns the seconds taken.
-    Nothing is rebuilt while the sources are unchanged."""
-    from cocotb_tools.runner import get_runner
+def _runner(simulator, public=None):
+    """cocotb's runner for ``simulator``. With ``public`` (a module name) Verilator builds
+    without ``--public-flat-rw``: only that module's signals are visible to cocotb (a
+    control file says so), which leaves Verilator free to optimise the design under it."""
+    from cocotb_tools.runner import Verilator, get_runner
 
+    if simulator != "verilator" or public is None:
+        return get_runner(simulator)
+
+    class _Verilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            return cmds
+    return _Verilator()
+
+
+def build_cocotb(simulator, sources, work: Path, top=TOP, *, waves=False, defines=None,
+                 public=None):
+    """Build ``sources`` (top ``top``) in ``work/sim_build``; returns the seconds taken.
+    Nothing is rebuilt while the sources and options are unchanged. ``public``: see
+    :func:`_runner` (Verilator then also gets ``--timing``, for a clock made in Verilog)."""
     _check_simulator(simulator)
-    runner = get_runner(simulator)
+    build_dir = work / "sim_build"
+    args = list(VERILATOR_ARGS) if simulator == "verilator" else []
+    if simulator == "verilator" and public:
+        control = work / "public.vlt"
+        control.write_text(f'`verilator_config\npublic_flat_rw -module "{public}" -var "*"\n')
+        args += ["--timing", "-CFLAGS", "-fcoroutines", str(control.resolve())]
+    stamp = hashlib.sha256(json.dumps([simulator, top, waves, defines, args]).encode()
+                           + b"".join(Path(f).read_bytes() for f in sources)).hexdigest()
+    stamp_file = build_dir / ".onespike-build"
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return 0.0
+    runner = _runner(simulator, public)
     start = time.perf_counter()
     with runner_environment():
         try:
             runner.build(sources=[Path(f).resolve() for f in sources], hdl_toplevel=top,
-                         defines=defines or {}, build_dir=work / "sim_build",
-                         timescale=("1ns", "1ps"), waves=waves,
-                         build_args=VERILATOR_ARGS if simulator == "verilator" else [],
+                         defines=defines or {}, build_dir=build_dir,
+                         timescale=("1ns", "1ps"), waves=waves, build_args=args,
                          log_file=work / "build.log")
         except SystemExit as e:     # the runner exits when a tool fails
             raise OnespikeError(f"{simulator} failed to build ({e}); see "
                                 f"{work / 'build.log'}") from None
+    stamp_file.write_text(stamp)
     return time.perf_counter() - start
 
 
@@ -426,6 +456,12 @@ def _summary(net, a0, manifest, run_dirs, simulator, junit, waves, build_dir,
     trace = type(trace)(times=tuple(t.reshape(g.shape) for t, g in
                                     zip(trace.times, golden.times[:len(net.layers)])),
                         logits=trace.logits, classes=trace.classes)
+    observed = run_dirs[0] / "observed.npz"
+    if len(run_dirs) > 1:          # the merged trace, in the layout of one run's
+        observed = run_dirs[0].parent / "observed.npz"
+        np.savez(observed, classes=trace.classes, logits=trace.logits,
+                 done=np.concatenate(dones), first_input=first_input,
+                 **{f"times{n}": t for n, t in enumerate(trace.times)})
     result = compare(net, golden, trace)
     wrong, mismatch = result.mismatches, result.first
     if mismatch is not None and first_sample:
@@ -451,6 +487,7 @@ def _summary(net, a0, manifest, run_dirs, simulator, junit, waves, build_dir,
         "build_seconds": round(build_s, 2), "run_seconds": round(run_s, 2),
         "samples_per_second": round(len(a0) / run_s, 1) if run_s else None,
         "junit": str(junit), "log": str(run_dirs[0] / "sim.log"), "waves": waves_file,
+        "observed": str(observed),
     }
 
 
