@@ -11,10 +11,14 @@ backpressure (`--idle 0 --backpressure 0`), every layer compared with the golden
 edge samples included. samples/s = samples / run seconds, the simulator process from start
 to exit (cocotb start-up, loading, simulation, decoding, golden model, check); the build
 (Verilator's C++ compile, Icarus' elaboration) is reported apart and reused by later rows.
-`--nets DIR` keeps the trained networks there between runs.
+cpu s is the simulator processes' own CPU time (user + system), which other work on a
+shared machine does not inflate: samples/cpu s is what one free core gives. The load
+average is printed at the start and the end. `--nets DIR` keeps the trained networks there
+between runs.
 """
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -46,7 +50,8 @@ def fashion_cnn(nets: Path):
 
 
 HEADER = (f"{'bench':>8} {'simulator':>10} {'jobs':>4} {'samples':>7} {'build s':>8} "
-          f"{'run s':>7} {'samples/s':>10} {'cycles/sample':>14} {'mismatches':>10}")
+          f"{'run s':>7} {'samples/s':>10} {'cpu s':>7} {'samples/cpu s':>13} "
+          f"{'cycles/sample':>14} {'mismatches':>10}")
 
 
 def row(net, a0, lanes, bench, simulator, jobs, build_root):
@@ -54,6 +59,7 @@ def row(net, a0, lanes, bench, simulator, jobs, build_root):
                backpressure=0.0, progress=False, bench=bench, jobs=jobs)
     print(f"{bench:>8} {simulator:>10} {jobs:>4} {r['samples']:>7} {r['build_seconds']:>8.1f} "
           f"{r['run_seconds']:>7.2f} {r['samples_per_second']:>10.1f} "
+          f"{r['run_cpu_seconds']:>7.2f} {r['samples_per_cpu_second']:>13.1f} "
           f"{r['cycles_per_inference']:>14.0f} {r['mismatches']:>10}", flush=True)
     if r["mismatches"]:
         print(f"  first mismatch: {r['first_mismatch']}")
@@ -86,6 +92,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(f"command: {' '.join([Path(sys.executable).name] + sys.argv)}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     nets = args.nets or Path(tempfile.mkdtemp(prefix="onespike-nets-"))
     nets.mkdir(parents=True, exist_ok=True)
     build_root = tempfile.mkdtemp(prefix="onespike-bench-")
@@ -96,7 +103,8 @@ def main():
         net, x = fashion_cnn(nets)
         measure(f"Fashion-MNIST CNN {[layer.kind for layer in net.layers]}", net, x, 8,
                 args.cnn_images, args.classic_cnn_images, args, build_root)
-    print("\n(samples include the 2 edge samples; build s is 0 where a build is reused)")
+    print("\n(samples include the 2 edge samples; build s is 0 where a build is reused; "
+          f"load average now {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

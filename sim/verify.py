@@ -244,13 +244,13 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     try:
         build_s = build_cocotb(simulator, sources, work, top, waves=waves,
                                public=HARNESS_TOP if bench == "harness" else None)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu()
         with runner_environment():
             _in_parallel([functools.partial(
                 simulate_cocotb, simulator, work, d, "onespike.sim.testbench",
                 {"ONESPIKE_VERIFY": str(c.resolve())}, top=top, waves=waves,
                 testcase=f"{bench}_regression") for d, c in zip(run_dirs, configs)])
-        run_s = time.perf_counter() - start
+        run_s, cpu_s = time.perf_counter() - start, _children_cpu() - cpu
     finally:
         stop.set()
         if thread:
@@ -259,9 +259,20 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
         merge_junit([d / "results.xml" for d in run_dirs], work / name / "results.xml")
     result = _summary(net, a0[parts[0].start:parts[-1].stop], manifest, run_dirs, simulator,
                       junit, waves, work / "sim_build", build_s, run_s, parts[0].start)
+    result.update(run_cpu_seconds=round(cpu_s, 2),
+                  samples_per_cpu_second=round(len(a0[parts[0].start:parts[-1].stop])
+                                               / cpu_s, 1) if cpu_s else None)
     result.update(bench=bench, jobs=len(parts), shard=f"{shard[0]}/{shard[1]}" if shard
                   else None, first_sample=parts[0].start)
     return result
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes: the simulators' own
+    time, whatever else runs on the machine."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _parts(samples, jobs, shard, name):
