@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from onespike import zoo
+from onespike.errors import OnespikeError
 from onespike.ir import load, save
 from onespike.mapper import convert
 from onespike.sim.verify import stimulus, verify
@@ -55,8 +56,12 @@ HEADER = (f"{'bench':>8} {'simulator':>10} {'jobs':>4} {'samples':>7} {'build s'
 
 
 def row(net, a0, lanes, bench, simulator, jobs, build_root):
-    r = verify(net, a0, lanes=lanes, simulator=simulator, build_root=build_root, idle=0.0,
-               backpressure=0.0, progress=False, bench=bench, jobs=jobs)
+    try:
+        r = verify(net, a0, lanes=lanes, simulator=simulator, build_root=build_root,
+                   idle=0.0, backpressure=0.0, progress=False, bench=bench, jobs=jobs)
+    except OnespikeError as e:      # e.g. an X in a transfer: the run stopped
+        print(f"{bench:>8} {simulator:>10} {jobs:>4} {len(a0):>7}  failed: {e}", flush=True)
+        return None
     print(f"{bench:>8} {simulator:>10} {jobs:>4} {r['samples']:>7} {r['build_seconds']:>8.1f} "
           f"{r['run_seconds']:>7.2f} {r['samples_per_second']:>10.1f} "
           f"{r['run_cpu_seconds']:>7.2f} {r['samples_per_cpu_second']:>13.1f} "
