@@ -176,9 +176,12 @@ def cmd_generate(args):
 
 def cmd_verify(args):
     from onespike.ir import load
-    from onespike.sim.verify import EDGE_SAMPLES, stimulus, verify
+    from onespike.sim.verify import EDGE_SAMPLES, parse_shard, stimulus, verify
 
     net = load(args.net)
+    shard = None if args.shard is None else parse_shard(args.shard)
+    if args.jobs < 1:
+        raise OnespikeError(f"--jobs must be a positive integer, not {args.jobs}")
     if args.samples is not None and args.samples < 1:
         raise OnespikeError(f"--samples must be a positive integer, not {args.samples}")
     for name in ("idle", "backpressure"):
@@ -189,10 +192,19 @@ def cmd_verify(args):
     result = verify(net, a0, rtl=args.rtl, lanes=args.lanes, simulator=args.sim,
                     waves=args.waves, idle=args.idle, backpressure=args.backpressure,
                     seed=args.seed, interrupt_cycles=args.reset_after,
-                    build_root=args.build_dir, progress=not args.json)
-    result["input_samples"] = result["samples"] - EDGE_SAMPLES
-    lines = [f"{result['samples']} samples ({EDGE_SAMPLES} edge cases + "
-             f"{result['input_samples']} inputs) on {result['simulator']}: "
+                    build_root=args.build_dir, progress=not args.json, bench=args.bench,
+                    jobs=args.jobs, shard=shard)
+    if shard is None:
+        result["input_samples"] = result["samples"] - EDGE_SAMPLES
+        what = (f"{result['samples']} samples ({EDGE_SAMPLES} edge cases + "
+                f"{result['input_samples']} inputs)")
+    else:
+        first = result["first_sample"]
+        result["input_samples"] = result["samples"] - max(0, EDGE_SAMPLES - first)
+        what = (f"shard {result['shard']}: samples {first}..{first + result['samples'] - 1}"
+                f" of {len(a0)}")
+    jobs = f" in {result['jobs']} jobs" if result["jobs"] > 1 else ""
+    lines = [f"{what} on {result['simulator']}{jobs}: "
              f"{result['values_compared']} spike times, logits and classes compared, "
              f"{result['mismatches']} mismatches"]
     if result["first_mismatch"]:
@@ -200,7 +212,8 @@ def cmd_verify(args):
     if result["cycles_per_inference"]:
         lines.append(f"{result['cycles_per_inference']:.0f} cycles per inference back to back, "
                      f"latency {result['latency_cycles']} cycles")
-    lines.append(f"{result['samples_per_second']} samples/s simulated; results "
+    lines.append(f"{result['samples_per_second']} samples/s simulated (build "
+                 f"{result['build_seconds']} s apart); results "
                  f"{result['junit']}" + (f", waves {result['waves']}" if result["waves"]
                                          else ""))
     _emit(args, result, lines)
@@ -470,6 +483,18 @@ def build_parser():
                         "in the middle of that inference (default 0: no reset)")
     p.add_argument("--seed", type=int, default=_default(verify, "seed"),
                    help="stimulus seed (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=_default(verify, "jobs"), metavar="N",
+                   help="simulator processes, each on a slice of the samples, one build; "
+                        "results and JUnit files merged (default %(default)s)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run only slice K of N (1 <= K <= N) of the samples, for a CI "
+                        "matrix or a job array; the slices of 1/N .. N/N hold every sample "
+                        "once")
+    from onespike.sim.verify import BENCHES
+    p.add_argument("--bench", choices=BENCHES, default=_default(verify, "bench"),
+                   help="harness: the Verilog harness drives and logs, Python checks at the "
+                        "end; classic: Python drives and monitors every cycle (slow) "
+                        "(default %(default)s)")
     p.add_argument("--build-dir", default=_default(verify, "build_root"),
                    help="build folders (default %(default)s)")
 

@@ -1,27 +1,40 @@
-"""cocotb testbench for the generated ``onespike_top``: driver, monitors, model, checker.
+"""cocotb testbenches for the generated ``onespike_top``: stimulus, model, checker.
 
-Runs inside the simulator (Icarus or Verilator), started by :func:`onespike.sim.verify.verify`
+Run inside the simulator (Icarus or Verilator), started by :func:`onespike.sim.verify.verify`
 through cocotb's Python runner; the environment variable ``ONESPIKE_VERIFY`` names its
 configuration (JSON). Everything about the design — port names, payload fields, windows,
 levels — is read back from the generator's ``manifest.json``; the expected behaviour comes
 from the golden model, imported, never restated here.
 
-Each clock cycle: right after the rising edge the drivers set their inputs for the cycle;
-in the read-only phase the monitors see what transfers at the next edge.
+Two benches, the same checks:
+
+* :func:`harness_regression` (the default) runs the design inside the Verilog harness of
+  :mod:`onespike.sim.harness`: cocotb loads the stimulus, sets the seed, idle and
+  backpressure probabilities, the reset point and the cycle limit, starts the clock (in the
+  simulator: cocotb's GPI clock) and sleeps until ``done``; the harness drives the streams
+  and logs every tap transfer, which is decoded afterwards. Python wakes a few times per
+  run, not every cycle.
+* :func:`classic_regression` (``--bench classic``) does the same from Python on every clock
+  cycle: drivers right after the rising edge, monitors in the read-only phase. Slower by
+  an order of magnitude; kept as an independent second implementation of the drivers and
+  monitors and as the reference of ``bench/verify_speed.py``.
 """
 
+import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 
 from onespike.ir import load
 from onespike.sim.check import first_mismatch
 from onespike.sim.golden import closed_form
+from onespike.sim.harness import LOG, STIMULUS, handshake_names
 from onespike.sim.observed import TapDecoder
 
 CONFIG_ENV = "ONESPIKE_VERIFY"
@@ -178,9 +191,9 @@ async def _reset(dut, cycles=2):
 
 
 @cocotb.test()
-async def regression(dut):
-    """Streams the samples through the design and checks every layer's spike times, the
-    logits and the classes against the golden model."""
+async def classic_regression(dut):
+    """Streams the samples through the design from Python, cycle by cycle, and checks every
+    layer's spike times, the logits and the classes against the golden model."""
     config = _config()
     manifest = json.loads(Path(config["manifest"]).read_text())
     net = load(config["net"])
@@ -223,16 +236,143 @@ async def regression(dut):
         cycle += 1
     progress.write_text(str(samples))
 
-    # model and checker
+    _check(config, net, a0, monitor.decoder, [v for _, v in sink.received],
+           [c for c, _ in sink.received], source.first_cycle or 0)
+
+
+def _check(config, net, a0, decoder, classes, done, first_input):
+    """Model and checker: the golden model on the same samples, every layer compared;
+    the observed trace is saved for :func:`onespike.sim.verify.verify`'s summary."""
+    out = Path(config["out"])
     golden = closed_form(net, a0)
-    observed = monitor.decoder.trace([v for _, v in sink.received])
+    observed = decoder.trace(classes[:len(a0)])
     np.savez(out / "observed.npz", classes=observed.classes, logits=observed.logits,
-             done=np.array([c for c, _ in sink.received]), first_input=source.first_cycle or 0,
+             done=np.array(done[:len(a0)]), first_input=first_input,
              **{f"times{n}": t for n, t in enumerate(observed.times)})
-    assert not monitor.decoder.extra, \
-        f"transfers after the last sample: {monitor.decoder.extra[:3]}"
+    extra = decoder.extra + [f"o: class {c}" for c in classes[len(a0):]]
+    assert not extra, f"transfers after the last sample: {extra[:3]}"
     mismatch = first_mismatch(net, golden, observed)
+    first = config.get("first_sample", 0)         # a shard's samples count from there
+    if mismatch is not None and first:
+        mismatch = dataclasses.replace(mismatch, sample=mismatch.sample + first)
     assert mismatch is None, f"first mismatch: {mismatch}"
     assert np.array_equal(observed.classes, golden.classes), (
         f"classes differ at sample "
-        f"{int(np.argmax(observed.classes != golden.classes))}")
+        f"{first + int(np.argmax(observed.classes != golden.classes))}")
+
+
+class Fields:
+    """Decodes a tap payload from its binary text in the harness log (MSB first) into
+    ``index`` (a number, or ``{x, y, c}``) and the other fields; a field with an ``X`` bit
+    fails with the field's name (through :class:`Payload`)."""
+
+    def __init__(self, port, where):
+        self.payload, self.where = Payload(port), where
+        self.fields = port.get("fields", {})
+
+    @staticmethod
+    def _value(number, f):
+        value = (number >> f["offset"]) & ((1 << f["width"]) - 1)
+        if f["signed"] and f["width"] and value >> (f["width"] - 1):
+            value -= 1 << f["width"]
+        return value
+
+    def __call__(self, bits: str) -> dict:
+        if "x" in bits or "z" in bits:
+            _defined(self.payload.decode(bits[::-1]), self.where)     # raises
+        number, out = int(bits, 2), {}
+        for name, f in self.fields.items():
+            if "fields" in f:
+                inner = self._value(number, {**f, "signed": False})
+                out[name] = {k: self._value(inner, g) for k, g in f["fields"].items()}
+            else:
+                out[name] = self._value(number, f)
+        return out
+
+
+def read_log(path, manifest, samples):
+    """Decode the harness log: returns ``(decoder, classes, done cycles, first input cycle)``;
+    an ``X`` on a handshake or in a valid transfer fails."""
+    ports = {p["name"]: p for p in manifest["ports"]}
+    fields = {str(n): Fields(ports[f"tap_{n}__payload"], f"tap_{n}")
+              for n in range(len(manifest["layers"]))}
+    logits = Fields(ports["tap_logits__payload"], "tap_logits")
+    decoder = TapDecoder.for_manifest(manifest, samples)
+    classes, done, first_input = [], [], 0
+    with open(path) as log:
+        for line in log:
+            kind, *rest = line.split()
+            if kind == "L":
+                p = logits(rest[0])
+                decoder.logit(p["index"], p["value"], p["last"])
+            elif kind == "O":
+                if set(rest[1]) - {"0", "1"}:
+                    raise AssertionError(f"o__payload is {rest[1]} in a transfer")
+                done.append(int(rest[0]))
+                classes.append(int(rest[1], 2))
+            elif kind == "I":
+                first_input = int(rest[0])
+            elif kind == "X":
+                bad = [f"{name}={b}" for name, b in zip(handshake_names(manifest), rest[1])
+                       if b not in "01"]
+                raise AssertionError(f"X on a handshake at cycle {rest[0]}: {', '.join(bad)}")
+            else:
+                p = fields[kind](rest[0])
+                decoder.spike(int(kind), p["index"], p["step"], p["end"])
+    return decoder, classes, done, first_input
+
+
+POLL_CYCLES = 50_000        # cycles between progress reports
+
+
+async def _run_harness(dut, config, words, junk, samples):
+    """Set the harness' inputs, load the stimulus, reset, and sleep until ``done`` (waking
+    every :data:`POLL_CYCLES` cycles for the progress file). The clock runs in the
+    simulator, made by the harness."""
+    out = Path(config["out"])
+    (out / STIMULUS).write_text("\n".join(map("{:x}".format, np.concatenate([words, junk])))
+                                + "\n")
+    settings = {"words": len(words), "junk_words": len(junk), "samples": samples,
+                "reset_after": config["interrupt_cycles"], "max_cycles": config["max_cycles"],
+                "seed": config["seed"] & 0xFFFFFFFF,
+                "idle_thr": round(config["idle"] * 65536),
+                "bp_thr": round(config["backpressure"] * 65536)}
+    for name, value in settings.items():
+        getattr(dut, name).value = value
+    dut.rst.value, dut.load.value = 1, 0      # the harness makes the clock: edges at 5, 15, …
+    await Timer(1, unit="ns")
+    dut.load.value = 1
+    await Timer(20, unit="ns")               # two rising edges in reset
+    dut.rst.value = 0
+    progress = out / "progress"
+    while True:
+        await First(RisingEdge(dut.done), Timer(POLL_CYCLES * 10, unit="ns"))
+        await ReadOnly()                    # every output of this step settled
+        if dut.done.value.is_resolvable and int(dut.done.value):
+            break
+        progress.write_text(str(int(dut.results.value)))
+    progress.write_text(str(int(dut.results.value)))
+    return bool(int(dut.hang.value)), int(dut.results.value)
+
+
+@cocotb.test()
+async def harness_regression(dut):
+    """Streams the samples through the design inside the harness and checks every layer's
+    spike times, the logits and the classes against the golden model."""
+    config = _config()
+    manifest = json.loads(Path(config["manifest"]).read_text())
+    net = load(config["net"])
+    stimulus = np.load(config["inputs"], allow_pickle=False)
+    a0 = stimulus["a0"]
+    junk = stimulus["junk"].reshape(-1)[:config["interrupt_cycles"]]
+    start = time.perf_counter()
+    hang, results = await _run_harness(dut, config, a0.reshape(-1), junk, len(a0))
+    simulated = time.perf_counter()
+    decoder, classes, done, first_input = read_log(Path(config["out"]) / LOG, manifest,
+                                                   len(a0))
+    dut._log.info(f"{int(dut.cycle.value)} cycles simulated in {simulated - start:.2f} s, "
+                  f"log decoded in {time.perf_counter() - simulated:.2f} s")
+    assert not hang, (
+        f"only {results} of {len(a0)} results after {config['max_cycles']} cycles: the "
+        f"design hangs (or --max-cycles is too small)")
+    _check(config, net, a0, decoder, classes, done, first_input)

@@ -1,6 +1,8 @@
 """cocotb regression of the generated Verilog (Icarus and Verilator) against the golden model."""
 
+import dataclasses
 import functools
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from onespike.errors import OnespikeError
 from onespike.hdl.generate import generate
 from onespike.ir import Dense, Encoder, Network, save
 from onespike.sim import closed_form, random_inputs, random_network
-from onespike.sim.verify import stimulus, verify
+from onespike.sim.verify import shard_slices, stimulus, verify
 
 SIMULATORS = ["icarus", "verilator"]
 
@@ -130,6 +132,9 @@ def test_verify_cli_report(tmp_path, capsys, build_root):
     (["--rtl", "nowhere"], "does not hold onespike_top.v"),
     (["--samples", "0"], "--samples must be a positive integer"),
     (["--backpressure", "1.0"], "--backpressure must be in [0, 1)"),
+    (["--shard", "3/2"], "--shard takes K/N with 1 <= K <= N"),
+    (["--shard", "two"], "--shard takes K/N"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
 ])
 def test_verify_cli_errors(args, message, tmp_path, capsys):
     net, _ = same_shape_networks()
@@ -217,3 +222,167 @@ def test_mnist_cnn_100_images(simulator, torch, build_root):
                     idle=0.0, backpressure=0.1, progress=False)
     assert result["mismatches"] == 0, result["first_mismatch"]
     assert result["values_compared"] == expected_comparisons(net, 100)
+
+
+# --- the harness bench: sharding, planted faults, the classic bench -----------------------
+
+@pytest.mark.parametrize("samples", [1, 2, 5, 7, 40, 201])
+@pytest.mark.parametrize("shards", [1, 2, 3, 8])
+def test_shard_slices_hold_every_sample_exactly_once(samples, shards):
+    slices = shard_slices(samples, shards)
+    covered = np.concatenate([np.arange(samples)[s] for s in slices])
+    assert np.array_equal(covered, np.arange(samples))
+    assert len(slices) == min(samples, shards)
+    sizes = [s.stop - s.start for s in slices]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def observed_of(result):
+    return np.load(Path(result["observed"]), allow_pickle=False)
+
+
+def test_jobs_and_shards_equal_an_unsharded_run(build_root):
+    net, _ = same_shape_networks()
+    a0 = stimulus(net, None, 7, seed=3)
+    whole = verify(net, a0, lanes=1, build_root=build_root, progress=False)
+    jobs = verify(net, a0, lanes=1, build_root=build_root, progress=False, jobs=2)
+    shards = [verify(net, a0, lanes=1, build_root=build_root, progress=False, shard=(k, 3))
+              for k in (1, 2, 3)]
+    for result in [whole, jobs, *shards]:
+        assert result["mismatches"] == 0, result["first_mismatch"]
+    assert jobs["values_compared"] == whole["values_compared"] == \
+        sum(s["values_compared"] for s in shards)
+    assert [s["first_sample"] for s in shards] == [0, 3, 6]
+    reference = observed_of(whole)
+    for parts in ([jobs], shards):
+        for key in reference.files:
+            if key.startswith("times") or key in ("logits", "classes"):
+                merged = np.concatenate([observed_of(r)[key] for r in parts])
+                assert np.array_equal(merged, reference[key]), key
+    import xml.etree.ElementTree as ET
+    cases = list(ET.parse(jobs["junit"]).getroot().iter("testcase"))
+    assert [c.get("name") for c in cases] == ["harness_regression [shard 1/2]",
+                                              "harness_regression [shard 2/2]"]
+    assert all(c.find("failure") is None for c in cases)
+
+
+def test_shard_from_the_command_line(tmp_path, capsys, build_root):
+    net, _ = same_shape_networks()
+    save(net, tmp_path / "net.npz")
+    status = main(["verify", str(tmp_path / "net.npz"), "--lanes", "1", "--samples", "5",
+                   "--shard", "2/2", "--build-dir", str(build_root)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "shard 2/2: samples 3..6 of 7 on icarus" in out and "0 mismatches" in out
+
+
+def wrap_rtl(rtl: Path, out: Path, logic: str, overrides: dict) -> Path:
+    """A copy of the RTL in ``rtl`` with a fault planted: the design is renamed
+    ``onespike_inner`` and wrapped by an ``onespike_top`` whose outputs pass through except
+    those in ``overrides`` (name: Verilog expression over ``inner_<name>`` wires and the
+    ``logic``'s own signals)."""
+    manifest = json.loads((rtl / "manifest.json").read_text())
+    ports = manifest["ports"]
+    decl, conns, assigns = [], [], []
+    for p in ports:
+        width = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
+        decl.append(f"{'input' if p['direction'] == 'in' else 'output'} {width}{p['name']}")
+        if p["direction"] == "in":
+            conns.append(f".{p['name']}({p['name']})")
+        else:
+            logic = f"wire {width}inner_{p['name']};\n" + logic
+            conns.append(f".{p['name']}(inner_{p['name']})")
+            assigns.append(f"assign {p['name']} = "
+                           f"{overrides.get(p['name'], 'inner_' + p['name'])};")
+    out.mkdir(parents=True, exist_ok=True)
+    text = (rtl / "onespike_top.v").read_text().replace("module onespike_top(",
+                                                        "module onespike_inner(")
+    assert "module onespike_inner(" in text
+    text += (f"\nmodule onespike_top({', '.join(decl)});\n{logic}\n"
+             f"onespike_inner inner({', '.join(conns)});\n" + "\n".join(assigns)
+             + "\nendmodule\n")
+    (out / "onespike_top.v").write_text(text)
+    manifest["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+COUNT_RESULTS = """reg [31:0] results = 0; reg [31:0] after = 0;
+always @(posedge clk) begin
+  if (rst) begin results <= 0; after <= 0; end
+  else begin
+    if (o__valid && o__ready) results <= results + 1;
+    if (results == {samples}) after <= after + 1;
+  end
+end
+"""
+
+
+def one_wrong_weight(net, a0):
+    """``net`` with the first weight of layer 0 whose change by one changes a spike."""
+    golden = closed_form(net, a0)
+    for index in np.ndindex(net.layers[0].weight.shape):
+        for delta in (1, -1):
+            weight = net.layers[0].weight.copy()
+            weight[index] += delta
+            layer = dataclasses.replace(net.layers[0], weight=weight)
+            faulty = dataclasses.replace(net, layers=(layer,) + tuple(net.layers[1:]))
+            if not np.array_equal(closed_form(faulty, a0).times[1], golden.times[1]):
+                return faulty
+    raise AssertionError("no single weight change shows")
+
+
+def tap_field_x(manifest, tap, field):
+    """A mask expression that turns ``field`` of ``tap``'s payload to X (XOR with it)."""
+    port = next(p for p in manifest["ports"] if p["name"] == f"{tap}__payload")
+    f = port["fields"][field]
+    bits = ["0"] * port["width"]
+    for b in range(f["offset"], f["offset"] + f["width"]):
+        bits[b] = "x"
+    return f"{port['width']}'b{''.join(reversed(bits))}"
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("wrong weight", "layer 0 (dense), neuron"),
+    ("hang", "the design hangs"),
+    ("extra transfer", "transfers after the last sample: ['tap_1"),
+    ("extra class", "transfers after the last sample: ['o: class"),
+    ("X on o__valid", "X on a handshake at cycle"),
+    ("X in a tap field", "tap_1: field end is undefined (X)"),
+])
+def test_planted_faults_are_caught(fault, message, tmp_path, build_root):
+    net, _ = same_shape_networks()
+    a0 = stimulus(net, None, 4, seed=1)
+    rtl = tmp_path / "rtl"
+    generate(one_wrong_weight(net, a0) if fault == "wrong weight" else net, rtl, lanes=1)
+    manifest = json.loads((rtl / "manifest.json").read_text())
+    logic = COUNT_RESULTS.format(samples=len(a0))
+    overrides = {
+        "hang": {"o__valid": "inner_o__valid && results < 3"},
+        "extra transfer": {"tap_1__valid": "inner_tap_1__valid || after == 2"},
+        "extra class": {"o__valid": "inner_o__valid || after == 2"},
+        "X on o__valid": {"o__valid": "results == 2 ? 1'bx : inner_o__valid"},
+        "X in a tap field": {"tap_1__payload": "inner_tap_1__payload ^ (results == 1 ? "
+                                               f"{tap_field_x(manifest, 'tap_1', 'end')}"
+                                               " : 0)"},
+    }.get(fault)
+    if overrides:
+        rtl = wrap_rtl(rtl, tmp_path / "planted", logic, overrides)
+    kwargs = {"max_cycles": 20_000} if fault == "hang" else {}
+    try:
+        result = verify(net, a0, rtl=rtl, lanes=1, build_root=build_root, progress=False,
+                        **kwargs)
+    except OnespikeError as e:
+        failure = str(e)
+    else:
+        assert result["mismatches"] > 0
+        failure = result["first_mismatch"]
+    assert message in failure
+
+
+def test_classic_bench_still_runs(build_root):
+    net = edge_case_network()
+    result = verify(net, stimulus(net, None, 4, seed=2), lanes=2, build_root=build_root,
+                    progress=False, bench="classic")
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["bench"] == "classic"
