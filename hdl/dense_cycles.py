@@ -6,8 +6,9 @@ transfers on the stream into layer ``k`` — the non-zero activations with ``ski
 every neuron without):
 
 * source: ``neurons + 1`` (one input per cycle, then the end marker);
-* dense/conv accumulate: ``fan_out · n_k + 2`` (``fan_out`` = ``groups`` or
-  ``K·K·groups``; the next activation is taken in the last cycle of the previous one);
+* dense/conv accumulate: ``fan_out · n_k + 4`` (``fan_out`` = ``groups`` or
+  ``K·K·groups``; the next activation is taken in the last cycle of the previous one; the
+  three-stage multiply-accumulate pipeline empties before the bank is handed over);
 * requantize (hidden layer): ``words · (1 + act_bits) + max(n_{k+1}, words) + 2`` (per word a
   load, ``act_bits`` compare-subtract cycles for ``P`` lanes at once, then its activations
   one per cycle, at least one cycle);
@@ -60,9 +61,9 @@ def dense_cycle_estimate(top, transfers=None) -> dict:
             producers.append(core.outputs + 1)
             heads.append(1)
             continue
-        stages[f"layer{k}_accumulate"] = core.fan_out * n[k] + 2
+        stages[f"layer{k}_accumulate"] = core.fan_out * n[k] + 4
         consumers.append(stages[f"layer{k}_accumulate"])
-        tails.append(core.fan_out + 1)
+        tails.append(core.fan_out + 3)
         if k < len(top.cores) - 1:
             layer = net.layers[k]
             stages[f"layer{k}_requantize"] = core.words * (1 + layer.act_bits) \

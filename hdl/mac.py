@@ -336,56 +336,73 @@ class MacCore(wiring.Component):
         return const_multiply(group, self.lanes) + lane
 
     def _accumulate(self, m, weight, acc, constants, full, bank, clearing):
-        geometry, lanes = self._geometry, self.lanes
+        """Three stages per synapse, one synapse per cycle: (0) weight word address;
+        (1) the weight word is read, ``w · value`` is formed for ``P`` lanes and registered,
+        the accumulator word is addressed; (2) ``acc += product`` is written. A read always
+        comes one cycle after the previous synapse's write or in the same cycle
+        (transparent port), so back-to-back synapses never see a stale word."""
+        lanes = self.lanes
         index = Signal(neuron_layout(self._layer.in_shape))   # input neuron being added
         value = Signal(range(self._in_levels + 1))
-        synapses = Odometer(geometry.synapse_counters(), "synapse")
-        valid = Signal()                                       # the word on the port counts
+        synapses = Odometer(self._geometry.synapse_counters(), "synapse")
+        s1_valid, s1_word = Signal(), Signal(range(self.words))
+        s1_value = Signal(range(self._in_levels + 1))
+        s2_valid, s2_word = Signal(), Signal(range(self.words))
+        product = [Signal(signed(self.weight_bits + len(value) + 1), name=f"product{l}")
+                   for l in range(lanes)]
+        clear = Signal(range(self.words))
 
-        def present(at, counters):
+        m.d.sync += [s1_valid.eq(0), s2_valid.eq(s1_valid), s2_word.eq(s1_word)]
+        m.d.sync += [product[l].eq(multiply(weight.data[l], s1_value, self._use_dsp))
+                     for l in range(lanes)]
+        m.d.comb += [acc.addr.eq(s1_word), acc.word.eq(s2_word), acc.en.eq(s2_valid)]
+        m.d.comb += [acc.write[l].eq(acc.data[l] + product[l]) for l in range(lanes)]
+
+        def present(at, counters, val):
             word, weight_word, ok = self._synapse(at, counters)
-            m.d.comb += [acc.addr.eq(word), weight.addr.eq(weight_word)]
-            m.d.sync += [acc.word.eq(word), valid.eq(ok)]
+            m.d.comb += weight.addr.eq(weight_word)
+            m.d.sync += [s1_valid.eq(ok), s1_word.eq(word), s1_value.eq(val)]
 
         def accept():
             m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1))
             with m.If(self.i.valid & self.i.ready):
                 with m.If(self.i.payload.end):
-                    pass_bank(m, full, bank, 1)
-                    m.next = "ACCEPT"
+                    m.next = "FLUSH"
                 with m.Else():
                     m.d.sync += [index.eq(self.i.payload.index),
                                  value.eq(self.i.payload.value)]
                     synapses.load(m, [0] * len(synapses.values))
-                    present(self.i.payload.index, [0] * len(synapses.values))
+                    present(self.i.payload.index, [0] * len(synapses.values),
+                            self.i.payload.value)
                     m.next = "MAC"
 
         with m.FSM(name="accumulate"):
             with m.State("RESET"):
-                m.d.sync += acc.word.eq(0)
+                m.d.comb += acc.addr.eq(0)
+                m.d.sync += clear.eq(0)
                 m.next = "CLEAR"
             with m.State("CLEAR"):   # both banks = bias
-                m.d.comb += [clearing.eq(1), acc.en.eq(1)]
+                m.d.comb += [clearing.eq(1), acc.en.eq(1), acc.word.eq(clear),
+                             acc.addr.eq(clear + 1)]
                 m.d.comb += [acc.write[l].eq(constants.data[l].bias) for l in range(lanes)]
-                with m.If(~acc.last):
-                    m.d.comb += acc.addr.eq(acc.word + 1)
-                    m.d.sync += acc.word.eq(acc.word + 1)
-                with m.Else():
+                m.d.sync += clear.eq(clear + 1)
+                with m.If(clear == self.words - 1):
                     m.next = "ACCEPT"
             with m.State("ACCEPT"):
                 accept()
-            with m.State("MAC"):     # acc += w · value for the synapse on the read ports
-                m.d.comb += acc.en.eq(valid)
-                m.d.comb += [acc.write[l].eq(acc.data[l] + multiply(weight.data[l], value,
-                                                                    self._use_dsp))
-                             for l in range(lanes)]
+            with m.State("MAC"):     # present the next synapse
                 with m.If(synapses.last()):
                     m.next = "ACCEPT"
                     accept()
                 with m.Else():
                     after = synapses.next_values()
                     synapses.load(m, after)
-                    present(index, after)
+                    present(index, after, value)
+            with m.State("FLUSH"):   # the sample's last synapse is in stage 1
+                m.next = "PASS"
+            with m.State("PASS"):    # ... and is written now: hand the bank over
+                pass_bank(m, full, bank, 1)
+                m.next = "ACCEPT"
 
     def _requantize(self, m, drain, constants, full, bank):
         geometry, layer, lanes = self._geometry, self._layer, self.lanes

@@ -29,6 +29,7 @@ class DenseRun:
     transfers: tuple            # per tap: activation transfers (end markers not counted)
     zeros_sent: tuple           # per tap: transfers with value 0
     duplicates: int             # neurons sent twice within one sample
+    tap_spans: tuple            # per tap: (first, last) cycle of sample 0's transfers
 
 
 def run_dense(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=None,
@@ -51,6 +52,7 @@ def run_dense(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycl
     logits = np.zeros((samples, net.num_classes), dtype=np.int64)
     classes, done = [], []
     counts = {"transfers": [0] * len(taps), "zeros": [0] * len(taps), "duplicates": 0}
+    spans = [[None, None] for _ in taps]
     state = {"cycle": 0, "first": None, "tap_sample": [0] * len(taps), "logit_sample": 0,
              "recording": interrupt is None}
     limit = max_cycles or 10_000_000
@@ -63,6 +65,8 @@ def run_dense(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycl
         classes.clear(), done.clear()
         state.update(first=None, tap_sample=[0] * len(taps), logit_sample=0)
         counts.update(transfers=[0] * len(taps), zeros=[0] * len(taps), duplicates=0)
+        for span in spans:
+            span[:] = [None, None]
         logits[:] = 0
         for a, s in zip(maps, seen):
             a[:] = 0
@@ -134,6 +138,9 @@ def run_dense(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycl
                 if not valid:
                     continue
                 s = state["tap_sample"][n]
+                if s == 0:
+                    spans[n][0] = spans[n][0] or state["cycle"]
+                    spans[n][1] = state["cycle"]
                 if payload.end:
                     state["tap_sample"][n] += 1
                     continue
@@ -160,4 +167,5 @@ def run_dense(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycl
     trace = Trace(activations=maps, times=times, logits=logits, classes=np.array(classes),
                   input_spikes=None, spikes=None, synaptic_ops=None)
     return DenseRun(trace, done[-1] - (state["first"] or 0) if done else 0, tuple(done),
-                    tuple(counts["transfers"]), tuple(counts["zeros"]), counts["duplicates"])
+                    tuple(counts["transfers"]), tuple(counts["zeros"]), counts["duplicates"],
+                    tuple(tuple(span) for span in spans))
