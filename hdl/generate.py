@@ -13,12 +13,31 @@ from amaranth.back import rtlil
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data, wiring
 
+from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.dense_cycles import dense_cycle_estimate
+from onespike.hdl.dense_top import DenseAccelerator
+from onespike.hdl.mac import ActivationMaxPool
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.top import Accelerator
 from onespike.ir import Network
 
-__all__ = ["generate", "TOP_NAME"]
+__all__ = ["generate", "TOP_NAME", "CODINGS", "accelerator"]
+
+#: ``coding`` → (accelerator class, payload fields of ``tap_<n>``)
+CODINGS = {"ttfs": (Accelerator, ["index", "step", "end"]),
+           "dense": (DenseAccelerator, ["index", "value", "end"])}
+
+
+def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True):
+    """The accelerator for ``coding``: ``"ttfs"`` (:class:`~onespike.hdl.top.Accelerator`)
+    or ``"dense"`` (:class:`~onespike.hdl.dense_top.DenseAccelerator`, with ``skip_zeros``
+    and ``use_dsp``)."""
+    if coding not in CODINGS:
+        raise OnespikeError(f"coding must be one of {', '.join(CODINGS)}, not {coding!r}")
+    if coding == "dense":
+        return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
+    return Accelerator(net, lanes=lanes)
 
 TOP_NAME = "onespike_top"
 
@@ -49,9 +68,11 @@ def _ports(top):
     for path, member, value in top.signature.flatten(top):
         name = "__".join(str(p) for p in path)
         group = str(path[0])
-        meaning = PORT_MEANING.get(group) or \
-            f"observe-only: each transfer {{index, step, end}} on the spike stream into " \
-            f"layer {group.split('_')[1]}"
+        meaning = PORT_MEANING.get(group) or (
+            f"observe-only: each transfer {{index, value, end}} on the activation stream "
+            f"into layer {group.split('_')[1]}" if isinstance(top, DenseAccelerator) else
+            f"observe-only: each transfer {{index, step, end}} on the spike stream into "
+            f"layer {group.split('_')[1]}")
         port = {"name": name, "direction": "in" if member.flow == wiring.In else "out",
                 "width": Value.cast(value).shape().width, "meaning": meaning}
         if isinstance(member.shape, data.StructLayout):
@@ -70,7 +91,9 @@ def _memory_totals(top, layers) -> dict:
     return totals
 
 
-def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
+def manifest(top, verilog_name: str, verilog_text: str) -> dict:
+    if isinstance(top, DenseAccelerator):
+        return _dense_manifest(top, verilog_name, verilog_text)
     net = top.net
     starts = net.window_starts()
     layers = []
@@ -97,7 +120,8 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
         layers.append(entry)
     worst = cycle_estimate(top)
     return {
-        "top": TOP_NAME, "verilog": [verilog_name],
+        "top": TOP_NAME, "coding": "ttfs", "tap_payload": CODINGS["ttfs"][1],
+        "verilog": [verilog_name],
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
         "ports": _ports(top),
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
@@ -110,6 +134,63 @@ def manifest(top: Accelerator, verilog_name: str, verilog_text: str) -> dict:
                     "bring); 'steady' is the spacing of results when samples stream back to "
                     "back, 'latency' one sample alone. onespike.hdl.cycles.cycle_estimate "
                     "gives the counts for measured spike numbers.",
+        },
+    }
+
+
+def _dense_manifest(top: DenseAccelerator, verilog_name: str, verilog_text: str) -> dict:
+    net = top.net
+    layers = []
+    for n, core in enumerate(top.cores):
+        layer = net.layers[n]
+        entry = {"index": n, "kind": layer.kind, "readout": layer.is_readout,
+                 "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
+                 "inputs": core.inputs, "in_levels": net.in_levels(n),
+                 "cycles_per_input_activation": core.fan_out}
+        if isinstance(core, ActivationMaxPool):
+            entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+                         state_memory_bits=core.state_memory_bits)
+        else:
+            entry.update({
+                "neurons": int(np.prod(layer.out_shape)), "lanes": core.lanes,
+                "groups": core.groups, "state_words": core.words,
+                "levels": layer.levels, "weight_bits": core.weight_bits,
+                "weight_memory": {"depth": len(core.weight_contents),
+                                  "width": core.lanes * core.weight_bits,
+                                  "bits": core.weight_memory_bits},
+                "accumulator_bits": core.accumulator_bits, "multipliers": core.multipliers,
+                "requantize_cycles_per_word": 0 if layer.is_readout else 1 + layer.act_bits,
+                "state_memory_bits": core.state_memory_bits})
+        layers.append(entry)
+    totals = {"weights": sum(l["weight_memory"]["bits"] for l in layers
+                             if "weight_memory" in l),
+              "accumulators": sum(l["state_memory_bits"] for l in layers
+                                  if "weight_memory" in l),
+              "maxpool": sum(l["state_memory_bits"] for l in layers
+                             if "weight_memory" not in l)}
+    totals["total"] = sum(totals.values())
+    return {
+        "top": TOP_NAME, "coding": "dense", "tap_payload": CODINGS["dense"][1],
+        "skip_zeros": top.skip_zeros, "use_dsp": top.use_dsp,
+        "verilog": [verilog_name],
+        "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        "ports": _ports(top),
+        "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
+        "classes": net.num_classes, "layers": layers,
+        "memory_bits": totals,
+        "taps": {
+            "decode": "per sample, each tap_<n> transfer with end = 0 sets activation "
+                      "'value' of neuron 'index' (C-order c*H*W + y*W + x for {x, y, c}); "
+                      "neurons not sent have activation 0; the transfer with end = 1 ends "
+                      "the sample (exactly one per sample and tap)",
+            "order": "any; each neuron at most once per sample",
+        },
+        "cycles": {
+            "every_neuron_active": dense_cycle_estimate(top),
+            "note": "cycles per sample if every activation is non-zero (the most work a "
+                    "sample can bring; also the cost of every sample with skip_zeros "
+                    "false); onespike.hdl.dense_cycles.dense_cycle_estimate gives the "
+                    "counts for measured activation numbers.",
         },
     }
 
@@ -130,13 +211,18 @@ def to_verilog(top) -> str:
     return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
-def generate(net: Network, out_dir, *, lanes=1) -> dict:
+def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
+             use_dsp=True) -> dict:
     """Write ``onespike_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
 
-    The same network and lanes give the same bytes. Files appear only when both are
-    complete (written to a temporary folder first).
+    ``coding``: ``"ttfs"`` (the spiking accelerator) or ``"dense"`` (the multiply-accumulate
+    baseline with the same ports; ``skip_zeros`` and ``use_dsp`` apply to it only). The
+    manifest records ``coding`` and the ``tap_<n>`` payload fields (``tap_payload``). The
+    same arguments give the same bytes. Files appear only when both are complete (written to
+    a temporary folder first).
     """
-    top = Accelerator(net, lanes=lanes)
+    top = accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
+                      use_dsp=use_dsp)
     text = to_verilog(top)
     info = manifest(top, f"{TOP_NAME}.v", text)
     out_dir = Path(out_dir)

@@ -1,0 +1,178 @@
+"""TTFS vs the dense baseline on the same board, network, lanes and flow: LUT4, FF, block
+RAM, DSP, Fmax, cycles per image, microseconds per image and LUT4·µs per image.
+
+Run: .venv/bin/python bench/compare.py [--nets digits,mnist] [--boards ulx3s-85f,icebreaker]
+         [--samples N] [--out build/compare]
+
+Both codings are built bare, without the UART host link (``boards/`` builds only the TTFS
+accelerator behind it): a small harness feeds ``i`` from an LFSR every cycle, keeps ``o``
+ready and folds the class and the logits into LED 0, so that nothing is optimised away;
+the taps are left unconnected in both. Memories go through the board's own memory mapping
+(``create_platform()``), the tools are the same (yowasp yosys/nextpnr, ``--timing-allow-fail``
+and nextpnr's JSON report). Cycles per image are measured in Amaranth's simulator on test
+images (back to back: the spacing of results; alone: the latency), each checked exactly
+against the golden model. µs/image = steady cycles / Fmax.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import Elaboratable, Module, Signal, Value
+from amaranth.lib import io
+
+from onespike.boards.build import _utilisation
+from onespike.boards.platforms import board_named, tool_environment
+from onespike.hdl.dense_top import DenseAccelerator
+from onespike.hdl.simulate import run
+from onespike.hdl.top import Accelerator
+from onespike.ir import load, save
+from onespike.sim import closed_form, first_mismatch
+from onespike.sim.dense_run import run_dense
+
+ROOT = Path("build/compare")
+VARIANTS = {  # name → (accelerator factory, yosys synth options per family)
+    "ttfs": (lambda net, lanes: Accelerator(net, lanes=lanes), {}),
+    "dense": (lambda net, lanes: DenseAccelerator(net, lanes=lanes), {"ice40": "-dsp"}),
+    "dense-lut": (lambda net, lanes: DenseAccelerator(net, lanes=lanes, use_dsp=False), {}),
+}
+
+
+class Harness(Elaboratable):
+    """An accelerator fed by an LFSR, its results folded into LED 0."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.acc = acc = self.accelerator
+        lfsr = Signal(16, init=1)
+        m.d.sync += lfsr.eq((lfsr << 1) | (lfsr[15] ^ lfsr[14] ^ lfsr[12] ^ lfsr[3]))
+        bits = len(acc.i.payload.value)
+        fold = Signal()
+        m.d.comb += [acc.i.valid.eq(1), acc.i.payload.value.eq(lfsr[:bits]),
+                     acc.o.ready.eq(1)]
+        m.d.sync += fold.eq(fold ^ (acc.o.valid & Value.cast(acc.o.payload.index).xor())
+                            ^ (acc.tap_logits.valid & acc.tap_logits.payload.value.xor()))
+        m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.d.comb += led.o.eq(fold)
+        return m
+
+
+def nets():
+    from onespike import zoo
+    from onespike.mapper import convert
+
+    ROOT.mkdir(parents=True, exist_ok=True)
+    out = {}
+    path = ROOT / "digits_mlp.npz"
+    data = zoo.digits()
+    if not path.is_file():
+        save(convert(zoo.train(zoo.mlp([64, 48, 32, 10]), data), data.x_train), path)
+    out["digits"] = (path, data.x_test)
+    path = ROOT / "mnist_mlp.npz"
+    if not path.is_file():
+        mnist = zoo.idx_dataset("mnist")
+        model = zoo.train(zoo.mlp([784, 128, 10]), mnist, epochs=1, batch=128, lr=1e-3)
+        save(convert(model, mnist.x_train[:5000]), path)
+        np.save(ROOT / "mnist_test_x.npy", mnist.x_test[:50])
+    out["mnist"] = (path, np.load(ROOT / "mnist_test_x.npy"))
+    return out
+
+
+def build(net, board, lanes, variant, folder):
+    """Utilisation and Fmax of one bare accelerator (cached in ``folder/report.json``)."""
+    report_path = folder / "summary.json"
+    if report_path.is_file():
+        return json.loads(report_path.read_text())
+    make, synth = VARIANTS[variant]
+    platform = board.create_platform()
+    overrides = {"nextpnr_opts": "--report report.json --timing-allow-fail"}
+    if board.family in synth:
+        overrides["synth_opts"] = synth[board.family]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using platform.request without", DeprecationWarning)
+        plan = platform.build(Harness(make(net, lanes)), name="top", do_build=False,
+                              **overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in plan.files.items():
+        (folder / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    started = time.monotonic()
+    with open(folder / "build.log", "w") as log:
+        result = subprocess.run(["sh", "build_top.sh"], cwd=folder, env=tool_environment(),
+                                stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"build failed: {folder / 'build.log'}")
+    report = json.loads((folder / "report.json").read_text())
+    (fmax,) = report["fmax"].values()
+    summary = {"fmax_mhz": round(float(fmax["achieved"]), 2),
+               "seconds": round(time.monotonic() - started),
+               **_utilisation(board, report, (folder / "top.rpt").read_text(errors="replace"))}
+    report_path.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def cycles(net, lanes, variant, a0):
+    """(latency of one image, steady spacing back to back), checked against the golden model."""
+    make, _ = VARIANTS[variant]
+    simulate = run if variant == "ttfs" else run_dense
+    results = []
+    for images in (a0[:1], a0):
+        hw = simulate(make(net, lanes), images)
+        golden = closed_form(net, images)
+        assert first_mismatch(net, golden, hw.trace) is None
+        assert (hw.trace.classes == golden.classes).all()
+        results.append(hw)
+    return results[0].cycles, float(np.diff(results[1].sample_done).mean())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nets", default="digits,mnist")
+    parser.add_argument("--boards", default="ulx3s-85f,icebreaker")
+    parser.add_argument("--variants", default="ttfs,dense,dense-lut")
+    parser.add_argument("--lanes", default="digits=4,mnist=8")
+    parser.add_argument("--samples", type=int, default=4)
+    args = parser.parse_args()
+    print(f"command: python {' '.join(sys.argv)}")
+    lanes_of = dict((k, int(v)) for k, v in (x.split("=") for x in args.lanes.split(",")))
+    available = nets()
+    rows = []
+    for net_name in args.nets.split(","):
+        path, x = available[net_name]
+        net = load(path)
+        a0 = net.encoder.encode(x[:args.samples])
+        lanes = lanes_of[net_name]
+        for variant in args.variants.split(","):
+            latency, steady = cycles(net, lanes, variant, a0)
+            for board_name in args.boards.split(","):
+                board = board_named(board_name)
+                folder = ROOT / f"{net_name}-{board_name}-p{lanes}-{variant}"
+                try:
+                    s = build(net, board, lanes, variant, folder)
+                except RuntimeError as e:
+                    rows.append(f"{net_name:<7} {board_name:<11} {variant:<10} {lanes:>5} "
+                                f"failed: {e}")
+                    print(rows[-1], flush=True)
+                    continue
+                us = steady / s["fmax_mhz"]
+                rows.append(f"{net_name:<7} {board_name:<11} {variant:<10} {lanes:>5} "
+                            f"{s['luts']:>6} {s['ffs']:>6} {s['bram']:>5} {s['spram']:>5} "
+                            f"{s['dsp']:>4} {s['fmax_mhz']:>6.1f} {latency:>8} {steady:>8.0f} "
+                            f"{us:>8.2f} {s['luts'] * us:>10.0f}")
+                print(rows[-1], flush=True)
+    print(f"{'net':<7} {'board':<11} {'coding':<10} {'lanes':>5} {'LUT4':>6} {'FF':>6} "
+          f"{'BRAM':>5} {'SPRAM':>5} {'DSP':>4} {'Fmax':>6} {'latency':>8} {'steady':>8} "
+          f"{'us/img':>8} {'LUT4*us':>10}")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The dense baseline accelerator: the same integer network and ports as
+:class:`~onespike.hdl.top.Accelerator`, computed by multiply-accumulate over activation
+streams instead of spikes (``--coding dense``)."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from onespike.errors import OnespikeError
+from onespike.hdl.argmax import Argmax
+from onespike.hdl.mac import ActivationMaxPool, ActivationSource, MacCore
+from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
+from onespike.hdl.top import layer_lanes
+from onespike.ir import Conv, MaxPool, Network
+
+__all__ = ["DenseAccelerator"]
+
+
+class DenseAccelerator(wiring.Component):
+    """A layer-pipelined integer accelerator for a :class:`~onespike.ir.Network`.
+
+    Ports as :class:`~onespike.hdl.top.Accelerator` (``i``, ``o``, ``tap_<n>``,
+    ``tap_logits``), except that ``tap_<n>`` observes the *activation* stream that feeds
+    layer ``n`` (``tap_0``: the input): ``tap_<n>__valid`` high for one cycle per transfer,
+    ``tap_<n>__payload`` = ``{index, value, end}`` (LSB first). Per sample the stream
+    carries activations (``value``; with ``skip_zeros`` only the non-zero ones; a neuron not
+    sent has activation 0), in any order, then one transfer with ``end = 1``.
+
+    ``lanes``: as for the TTFS accelerator (one int, capped per layer, or one per layer);
+    ``skip_zeros``: every stream leaves activation-0 neurons out (the baseline then costs
+    per non-zero activation, like a sparse accelerator); ``use_dsp=False`` builds the
+    multiplies from shifted adds (no DSP blocks).
+    """
+
+    def __init__(self, net: Network, *, lanes=1, skip_zeros=True, use_dsp=True):
+        if isinstance(net.layers[-1], Conv):
+            refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
+                                       "a Linear layer"))
+        self._net = net
+        try:
+            self._lanes = layer_lanes(net, lanes)
+        except OnespikeError as e:
+            refuse(self, e)
+        for name, flag in (("skip_zeros", skip_zeros), ("use_dsp", use_dsp)):
+            if not isinstance(flag, bool):
+                refuse(self, TypeError(f"{name} must be True or False, not {flag!r}"))
+        self._skip_zeros, self._use_dsp = skip_zeros, use_dsp
+        self.encoder = ActivationSource(shape=net.encoder.shape, levels=net.encoder.levels,
+                                        skip_zeros=skip_zeros)
+        self.cores = []
+        for i, layer in enumerate(net.layers):
+            if isinstance(layer, MaxPool):
+                self.cores.append(ActivationMaxPool(layer, levels=net.in_levels(i),
+                                                    skip_zeros=skip_zeros))
+            else:
+                self.cores.append(MacCore(layer, in_levels=net.in_levels(i),
+                                          lanes=self._lanes[i], skip_zeros=skip_zeros,
+                                          use_dsp=use_dsp))
+        self.argmax = Argmax(classes=net.num_classes, bits=self.cores[-1].accumulator_bits)
+        members = {
+            "i": In(stream.Signature(activation_layout(net.encoder.levels))),
+            "o": Out(stream.Signature(class_layout(net.num_classes))),
+        }
+        streams = [self.encoder.o] + [core.o for core in self.cores[:-1]]
+        for n, s in enumerate(streams):
+            members[f"tap_{n}"] = Out(TapSignature(s.payload.shape()))
+        members["tap_logits"] = Out(TapSignature(self.cores[-1].o.payload.shape()))
+        super().__init__(members)
+
+    coding = "dense"
+
+    @property
+    def net(self):
+        return self._net
+
+    @property
+    def lanes(self):
+        return tuple(self._lanes)
+
+    @property
+    def skip_zeros(self):
+        return self._skip_zeros
+
+    @property
+    def use_dsp(self):
+        return self._use_dsp
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.source = self.encoder
+        for n, core in enumerate(self.cores):
+            m.submodules[f"layer{n}"] = core
+        m.submodules.argmax = self.argmax
+        wiring.connect(m, wiring.flipped(self.i), self.encoder.i)
+        previous = self.encoder.o
+        for n, core in enumerate(self.cores):
+            TapSignature.observe(m, getattr(self, f"tap_{n}"), previous)
+            wiring.connect(m, previous, core.i)
+            previous = core.o
+        TapSignature.observe(m, self.tap_logits, previous)
+        wiring.connect(m, previous, self.argmax.i)
+        wiring.connect(m, self.argmax.o, wiring.flipped(self.o))
+        return m
