@@ -29,11 +29,10 @@ from amaranth.lib import io
 from onespike.boards.build import _utilisation
 from onespike.boards.platforms import board_named, tool_environment
 from onespike.hdl.dense_top import DenseAccelerator
-from onespike.hdl.simulate import run
+from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.ir import load, save
 from onespike.sim import closed_form, first_mismatch
-from onespike.sim.dense_run import run_dense
 
 ROOT = Path("build/compare")
 VARIANTS = {  # name → (accelerator factory, yosys synth options per family)
@@ -121,7 +120,7 @@ def build(net, board, lanes, variant, folder):
 def cycles(net, lanes, variant, a0):
     """(latency of one image, steady spacing back to back), checked against the golden model."""
     make, _ = VARIANTS[variant]
-    simulate = run if variant == "ttfs" else run_dense
+    simulate = run
     results = []
     for images in (a0[:1], a0):
         hw = simulate(make(net, lanes), images)

@@ -140,12 +140,14 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
 
 def _dense_manifest(top: DenseAccelerator, verilog_name: str, verilog_text: str) -> dict:
     net = top.net
+    starts = net.window_starts()     # the golden time base a testbench decodes into
     layers = []
     for n, core in enumerate(top.cores):
         layer = net.layers[n]
         entry = {"index": n, "kind": layer.kind, "readout": layer.is_readout,
                  "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
                  "inputs": core.inputs, "in_levels": net.in_levels(n),
+                 "input_window": [starts[n], starts[n] + net.in_levels(n)],
                  "cycles_per_input_activation": core.fan_out}
         if isinstance(core, ActivationMaxPool):
             entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding,

@@ -147,21 +147,43 @@ def cmd_simulate(args):
     _emit(args, result, lines)
 
 
+def _coding(args) -> dict:
+    """``coding``, ``skip_zeros`` and ``use_dsp`` from ``--coding``, ``--no-skip-zeros`` and
+    ``--no-dsp`` (the last two apply to the dense coding only)."""
+    if args.coding == "ttfs" and (args.no_skip_zeros or args.no_dsp):
+        raise OnespikeError("--no-skip-zeros and --no-dsp apply to --coding dense only")
+    return {"coding": args.coding, "skip_zeros": not args.no_skip_zeros,
+            "use_dsp": not args.no_dsp}
+
+
+def _add_coding(p):
+    p.add_argument("--coding", choices=("ttfs", "dense"), default="ttfs",
+                   help="ttfs: the spiking accelerator (default); dense: the conventional "
+                        "multiply-accumulate accelerator of the same integer network, same "
+                        "ports, for comparison")
+    p.add_argument("--no-skip-zeros", action="store_true",
+                   help="dense: send every activation, zeros included (default: skip them)")
+    p.add_argument("--no-dsp", action="store_true",
+                   help="dense: multiplies from shifted adds, no DSP blocks")
+
+
 def cmd_generate(args):
     from onespike.hdl.generate import generate
     from onespike.ir import load
 
     net = load(args.net)
     start = time.perf_counter()
-    info = generate(net, args.output, lanes=args.lanes)
+    info = generate(net, args.output, lanes=args.lanes, **_coding(args))
     seconds = time.perf_counter() - start
     files = [str(Path(args.output) / name) for name in info["verilog"]]
     result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
               "top": info["top"], "lanes": [l.get("lanes", 1) for l in info["layers"]],
               "weight_memory_bits": info["memory_bits"]["weights"],
               "memory_bits": info["memory_bits"],
-              "latency_steps": info["latency_steps"], "seconds": round(seconds, 3),
-              "cycles": info["cycles"]["every_neuron_spiking"]}
+              "coding": info["coding"], "latency_steps": net.latency_steps,
+              "seconds": round(seconds, 3),
+              "cycles": info["cycles"].get("every_neuron_spiking")
+              or info["cycles"]["every_neuron_active"]}
     worst = result["cycles"]
     slowest = max(worst["stages"], key=worst["stages"].get)
     _emit(args, result, [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
@@ -193,7 +215,7 @@ def cmd_verify(args):
                     waves=args.waves, idle=args.idle, backpressure=args.backpressure,
                     seed=args.seed, interrupt_cycles=args.reset_after,
                     build_root=args.build_dir, progress=not args.json, bench=args.bench,
-                    jobs=args.jobs, shard=shard)
+                    jobs=args.jobs, shard=shard, **_coding(args))
     if shard is None:
         result["input_samples"] = result["samples"] - EDGE_SAMPLES
         what = (f"{result['samples']} samples ({EDGE_SAMPLES} edge cases + "
@@ -451,6 +473,7 @@ def build_parser():
     p.add_argument("--lanes", type=int, default=1, metavar="P",
                    help="neurons (dense) or output channels (conv) updated per cycle in "
                         "each layer (capped at the layer's size; default %(default)s)")
+    _add_coding(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
@@ -467,6 +490,7 @@ def build_parser():
                         "with --lanes)")
     p.add_argument("--lanes", type=int, default=_default(verify, "lanes"), metavar="P",
                    help="lanes when generating (default %(default)s)")
+    _add_coding(p)
     p.add_argument("--sim", choices=SIMULATORS, default=_default(verify, "simulator"),
                    help="simulator (default %(default)s)")
     p.add_argument("--inputs", help="float inputs (.npy), as fed to the model")

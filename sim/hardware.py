@@ -23,6 +23,9 @@ class HardwareRun:
     trace: HardwareTrace
     cycles: int                 # first input transfer to last class transfer
     sample_done: tuple          # cycle at which each sample's class transferred
+    transfers: tuple = ()       # per tap: spikes or activations sent (markers not counted)
+    zeros_sent: tuple = ()      # per tap: activations of value 0 sent (dense coding)
+    duplicates: int = 0         # neurons sent twice within one sample
 
 
 class _Bench:
@@ -35,6 +38,7 @@ class _Bench:
         self.limit = max_cycles or 10_000_000
         self.interrupt = interrupt
         self.taps = [getattr(top, f"tap_{n}") for n in range(len(top.net.layers))]
+        self.dense = "value" in dict(self.taps[0].payload.shape())     # activation taps
         self.decoder = TapDecoder.for_network(top.net, len(a0))
         self.cycle, self.recording = 0, interrupt is None
         self.forget()
@@ -96,7 +100,9 @@ class _Bench:
         if l_valid:
             self.decoder.logit(int(l_payload.index), int(l_payload.value), l_payload.last)
         for n, (valid, payload) in enumerate(zip(tap_values[::2], tap_values[1::2])):
-            if valid:
+            if valid and self.dense:
+                self.decoder.activation(n, payload.index, int(payload.value), payload.end)
+            elif valid:
                 self.decoder.spike(n, payload.index, int(payload.step), payload.end)
 
     async def monitor(self, ctx):
@@ -118,12 +124,15 @@ class _Bench:
 
     def result(self) -> HardwareRun:
         cycles = self.done[-1] - (self.first or 0) if self.done else 0
-        return HardwareRun(self.decoder.trace(self.classes), cycles, tuple(self.done))
+        d = self.decoder
+        return HardwareRun(d.trace(self.classes), cycles, tuple(self.done),
+                           tuple(d.transfers), tuple(d.zeros), d.duplicates)
 
 
 def run(top, a0, *, idle=0.0, backpressure=0.0, seed=0, vcd=None, max_cycles=None,
         interrupt=None) -> HardwareRun:
-    """Simulate ``top`` (:class:`~onespike.hdl.top.Accelerator`) on integer inputs ``a0``.
+    """Simulate ``top`` (:class:`~onespike.hdl.top.Accelerator`, or the dense coding's
+    :class:`~onespike.hdl.dense_top.DenseAccelerator`) on integer inputs ``a0``.
 
     ``interrupt=(junk, cycles)`` first streams the samples ``junk`` for ``cycles`` cycles,
     then pulses ``rst`` for one cycle: what follows must be as if nothing came before.

@@ -26,6 +26,7 @@ class HardwareTrace:
     times: tuple
     logits: np.ndarray
     classes: np.ndarray
+    activations: tuple = None     # dense coding: the activation maps the taps carried
 
 
 def flat_index_of(index, shape) -> int:
@@ -58,8 +59,11 @@ class TapDecoder:
 
     ``streams`` are ``(shape, levels, window start)`` of the spike stream into each layer.
     Feed it :meth:`spike` for every transfer on ``tap_<n>`` (a spike, or an end-of-step marker
-    with ``end`` set; the ``levels``-th marker closes a sample) and :meth:`logit` for every
-    transfer on ``tap_logits``; transfers beyond ``samples`` land in :attr:`extra`.
+    with ``end`` set; the ``levels``-th marker closes a sample) — or, for the dense coding,
+    :meth:`activation` (``{index, value}``, one ``end`` per sample; a neuron not sent is 0)
+    — and :meth:`logit` for every transfer on ``tap_logits``; transfers beyond ``samples``
+    land in :attr:`extra`. :attr:`transfers`, :attr:`zeros` and :attr:`duplicates` count
+    per stream what was sent (markers not counted).
     """
 
     def __init__(self, streams, classes: int, samples: int):
@@ -86,6 +90,10 @@ class TapDecoder:
         """Drop everything seen (after a reset: those transfers never counted)."""
         self.times = [np.full((self.samples, int(np.prod(s.shape))), NO_SPIKE, np.int64)
                       for s in self.streams]
+        self.maps = [np.zeros_like(t) for t in self.times]
+        self.transfers, self.zeros = [0] * len(self.streams), [0] * len(self.streams)
+        self.duplicates = 0
+        self.dense = False
         self.logits = np.zeros((self.samples, self.classes), dtype=np.int64)
         self.sample_of = [0] * len(self.streams)
         self.logit_sample = 0
@@ -101,6 +109,30 @@ class TapDecoder:
         else:
             self.times[n][s, flat_index_of(index, stream.shape)] = stream.start + step
 
+    def transfer(self, n: int, fields: dict):
+        """A decoded ``tap_<n>`` payload of either coding: ``{index, step, end}`` (TTFS) or
+        ``{index, value, end}`` (dense)."""
+        if "step" in fields:
+            self.spike(n, fields["index"], fields["step"], fields["end"])
+        else:
+            self.activation(n, fields["index"], fields["value"], fields["end"])
+
+    def activation(self, n: int, index, value: int, end: bool):
+        s, stream = self.sample_of[n], self.streams[n]
+        self.dense = True
+        if s >= self.samples:
+            self.extra.append(f"tap_{n}: index {index}, value {value}, end {int(end)}")
+        elif end:
+            self.sample_of[n] += 1
+        else:
+            j = flat_index_of(index, stream.shape)
+            self.duplicates += int(self.times[n][s, j] != NO_SPIKE or self.maps[n][s, j] != 0)
+            self.transfers[n] += 1
+            self.zeros[n] += int(value == 0)
+            self.maps[n][s, j] = value
+            if value > 0:
+                self.times[n][s, j] = stream.start + stream.levels - value
+
     def logit(self, index: int, value: int, last: bool):
         if self.logit_sample >= self.samples:
             self.extra.append(f"tap_logits: index {index}, value {value}")
@@ -112,5 +144,7 @@ class TapDecoder:
         """The trace so far, with the ``classes`` that came out of ``o``."""
         times = tuple(t.reshape((self.samples,) + s.shape)
                       for t, s in zip(self.times, self.streams))
+        maps = tuple(m.reshape((self.samples,) + s.shape)
+                     for m, s in zip(self.maps, self.streams)) if self.dense else None
         return HardwareTrace(times=times, logits=self.logits.copy(),
-                             classes=np.asarray(classes, dtype=np.int64))
+                             classes=np.asarray(classes, dtype=np.int64), activations=maps)

@@ -158,7 +158,7 @@ class TraceMonitor:
         for n, (valid, payload, fields) in enumerate(self.taps):
             if bit(valid):
                 p = _defined(fields.decode(payload.value), f"tap_{n}")
-                self.decoder.spike(n, p["index"], p["step"], p["end"])
+                self.decoder.transfer(n, p)
         valid, payload, fields = self.logit_tap
         if bit(valid):
             p = _defined(fields.decode(payload.value), "tap_logits")
@@ -318,7 +318,7 @@ def read_log(path, manifest, samples):
                 raise AssertionError(f"X on a handshake at cycle {rest[0]}: {', '.join(bad)}")
             else:
                 p = fields[kind](rest[0])
-                decoder.spike(int(kind), p["index"], p["step"], p["end"])
+                decoder.transfer(int(kind), p)
     return decoder, classes, done, first_input
 
 

@@ -188,7 +188,8 @@ def _prepare_run(net, a0, part, run_dir, manifest, manifest_path, settings):
     rng = np.random.default_rng(settings["seed"])
     junk = rng.integers(0, net.encoder.levels + 1, size=a0.shape)
     np.savez(run_dir / "inputs.npz", a0=a0[part], junk=junk[part])
-    worst = manifest["cycles"]["every_neuron_spiking"]
+    worst = manifest["cycles"].get("every_neuron_spiking") \
+        or manifest["cycles"]["every_neuron_active"]           # dense coding
     samples = part.stop - part.start
     config = dict(settings)
     limit = config.pop("max_cycles") or int(
@@ -204,7 +205,8 @@ def _prepare_run(net, a0, part, run_dir, manifest, manifest_path, settings):
 
 def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=False,
            idle=0.2, backpressure=0.3, seed=0, interrupt_cycles=0, build_root="build/verify",
-           max_cycles=None, progress=True, bench="harness", jobs=1, shard=None) -> dict:
+           max_cycles=None, progress=True, bench="harness", jobs=1, shard=None,
+           coding="ttfs", skip_zeros=True, use_dsp=True) -> dict:
     """Simulate the RTL of ``net`` on integer inputs ``a0`` and compare it with the golden
     model, every layer. Returns a summary dict (``mismatches`` = 0 means exact).
 
@@ -212,7 +214,9 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     and their results and JUnit files are merged; ``shard=(K, N)`` runs only slice ``K`` of
     ``N`` (1-based, :func:`shard_slices`), for a job engine that spreads a regression over
     machines. ``bench`` is ``"harness"`` (the Verilog harness, Python wakes only at the end)
-    or ``"classic"`` (Python drives and monitors every cycle)."""
+    or ``"classic"`` (Python drives and monitors every cycle). Without ``rtl``, the design is
+    generated with ``lanes`` and ``coding`` (``"ttfs"``, or ``"dense"``: the
+    multiply-accumulate baseline, with ``skip_zeros`` and ``use_dsp``)."""
     from onespike.hdl.generate import generate
 
     _check_simulator(simulator)
@@ -220,9 +224,12 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     digest = _net_digest(net)
     root = Path(build_root)
     if rtl is None:
-        rtl = root / f"{digest}-p{lanes}" / "rtl"
+        variant = "" if coding == "ttfs" else \
+            f"-{coding}{'' if skip_zeros else '-all'}{'' if use_dsp else '-nodsp'}"
+        rtl = root / f"{digest}-p{lanes}{variant}" / "rtl"
         if not (rtl / "manifest.json").is_file():
-            generate(net, rtl, lanes=lanes)
+            generate(net, rtl, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
+                     use_dsp=use_dsp)
     rtl = Path(rtl)
     manifest = _read_manifest(rtl, net)
     parts, name = _parts(len(a0), jobs, shard, f"run-{digest}")

@@ -18,7 +18,7 @@ from onespike.hdl.mac import ActivationMaxPool, MacCore
 from onespike.hdl.streams import discard
 from onespike.ir import Dense, Network
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
-from onespike.sim.dense_run import run_dense
+from onespike.sim.hardware import run as run_dense  # one runner for both codings
 
 # seeds of random_network(conv=True) that give a Linear readout, chosen to cover
 # conv (stride, padding, position-dependent bias), sum pooling and max pooling

@@ -386,3 +386,29 @@ def test_classic_bench_still_runs(build_root):
                     progress=False, bench="classic")
     assert result["mismatches"] == 0, result["first_mismatch"]
     assert result["bench"] == "classic"
+
+
+@pytest.mark.parametrize("simulator, conv, skip", [("icarus", False, True),
+                                                   ("verilator", True, True),
+                                                   ("icarus", True, False)])
+def test_dense_coding_is_exact_on_every_layer(simulator, conv, skip, build_root):
+    """The multiply-accumulate baseline through the same testbench: every layer's
+    activations (decoded into the golden time base), the logits and the classes."""
+    rng = np.random.default_rng(300 + conv)
+    net = conv_net_and_rng(3)[0] if conv else random_network(rng, conv=False, act_bits=3)
+    a0 = random_inputs(rng, net, 5)
+    result = verify(net, a0, lanes=2, simulator=simulator, build_root=build_root,
+                    coding="dense", skip_zeros=skip, progress=False)
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["values_compared"] == expected_comparisons(net, 5)
+
+
+def test_dense_rtl_of_another_network_is_caught(tmp_path, capsys, build_root):
+    net, other = same_shape_networks()
+    save(net, tmp_path / "net.npz")
+    generate(other, tmp_path / "rtl", lanes=1, coding="dense")
+    status = main(["verify", str(tmp_path / "net.npz"), "--rtl", str(tmp_path / "rtl"),
+                   "--samples", "6", "--build-dir", str(build_root), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 1 and result["mismatches"] > 0
+    assert result["first_mismatch"].startswith("sample ")
