@@ -68,7 +68,9 @@ class ConvCore(NeuronCore):
         u = coord + p
         last = _div(u, s) if s > 1 else u
         last = Mux(last > out_size - 1, out_size - 1, last)
-        first = Mux(u >= k - 1, _div(u + (s - k), s) if s > 1 else u + (1 - k), 0)
+        first = _div(u + (s - k), s) if s > 1 else u + (1 - k)
+        if k > 1:                                   # rows above the map's top: none
+            first = Mux(u >= k - 1, first, 0)
         return first, last, exists & (first <= last)
 
     def synapse_bounds(self, index):
