@@ -334,24 +334,41 @@ class NeuronCore(wiring.Component):
                     m.d.sync += [v.eq(a) for v, a in zip(counters.values, after)]
                     present(spike, after, multiple)
 
-    def _restore_states(self, m, constants, nxt, word, restore, then):
-        """FSM states that write ``U0`` into every word of both banks (after a reset), then
-        go to state ``then``; ``nxt`` is the word the constants port fetches."""
-        bank = Signal()
+    def _restore_states(self, m, nxt, word, bank, restore, done):
+        """FSM states that write ``U0`` into the words of a bank, in cycles in which
+        integration does not write (``nxt``: the word the constants port fetches; ``word``:
+        the word whose constants are on it). ``START`` → ``RESTORE`` does both banks after
+        a reset, then goes to ``WAIT``; ``CLEAN`` does ``bank`` and calls ``done()``."""
         last = word == self.words - 1
+        cleared = Signal()                   # after a reset: bank 0 done, now bank 1
+        target = Signal()
+
+        def sweep(finished):
+            m.d.comb += [restore["en"].eq(1), restore["addr"].eq(self._address(word, target)),
+                         nxt.eq(word)]
+            with m.If(~restore["busy"]):
+                m.d.comb += nxt.eq(Mux(last, 0, word + 1))
+                m.d.sync += word.eq(word + 1)
+                with m.If(last):
+                    m.d.sync += word.eq(0)
+                    finished()
+
         with m.State("START"):
             m.d.comb += nxt.eq(0)
             m.d.sync += word.eq(0)
             m.next = "RESTORE"
         with m.State("RESTORE"):
-            m.d.comb += [restore["en"].eq(1), restore["addr"].eq(self._address(word, bank)),
-                         nxt.eq(Mux(last, 0, word + 1))]
-            m.d.sync += word.eq(word + 1)
-            with m.If(last):
-                m.d.sync += [word.eq(0), bank.eq(1)]
-                with m.If(bank):
-                    m.d.sync += [bank.eq(0), restore["ready"].eq(1)]
-                    m.next = then
+            m.d.comb += target.eq(cleared)
+
+            def after_bank():
+                m.d.sync += cleared.eq(1)
+                with m.If(cleared):
+                    m.d.sync += restore["ready"].eq(1)
+                    m.next = "WAIT"
+            sweep(after_bank)
+        with m.State("CLEAN"):
+            m.d.comb += target.eq(bank)
+            sweep(done)
 
     def _firing(self, m, read, constants, full, restore):
         layer, lanes = self._layer, self._lanes
@@ -360,66 +377,74 @@ class NeuronCore(wiring.Component):
         step = Signal(index_shape(layer.levels))
         pending = Signal(lanes)
         last_word = word == self.words - 1
-        last_step = step == layer.levels - 1
         where = Odometer([self.groups] + self.position_sizes(), "fire_at")
         nxt = Signal.like(word)
         m.d.comb += [nxt.eq(Mux(last_word, 0, word + 1)),
                      read.addr.eq(self._address(nxt, bank)), constants.addr.eq(nxt),
                      restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
-
-        def next_word():
-            m.d.sync += word.eq(word + 1)
-            where.step(m)
+        # the pipeline register: U, k·R and R of the word before ``word`` (when ``primed``)
+        held = [{"u": Signal(read.data[l].shape(), name=f"held_u{l}"),
+                 "kr": Signal(signed(self._widths.membrane_bits + 1), name=f"held_kr{l}"),
+                 "r": Signal.like(constants.data[l].ramp, name=f"held_r{l}")}
+                for l in range(lanes)]
+        held_where = [Signal.like(v, name=f"held_{v.name}") for v in where.values]
+        primed, held_last = Signal(), Signal()
+        crossings = []
+        for l, h in enumerate(held):          # S = U + k·R: the sign bit says "crossed"
+            s = Signal(signed(self._widths.membrane_bits + 1), name=f"s{l}")
+            m.d.comb += s.eq(h["u"] + h["kr"])
+            crossings.append(~s[-1] & ((step == 0) | (s < h["r"])))
+        crossed = Cat(*crossings)
 
         def first_word():
             m.d.comb += nxt.eq(0)
-            m.d.sync += word.eq(0)
+            m.d.sync += [word.eq(0), primed.eq(0)]
             where.load(m, [0] * len(where.values))
 
+        def hold_next():
+            """Move the word on the ports into the pipeline register."""
+            m.d.sync += [primed.eq(1), held_last.eq(last_word), word.eq(word + 1)]
+            m.d.sync += [h.eq(v) for h, v in zip(held_where, where.values)]
+            for l, h in enumerate(held):
+                ramp = constants.data[l].ramp
+                m.d.sync += [h["u"].eq(read.data[l]), h["kr"].eq(step * ramp), h["r"].eq(ramp)]
+            where.step(m)
+
         with m.FSM(name="firing"):
-            self._restore_states(m, constants, nxt, word, restore, "WAIT")
+            def release():
+                pass_bank(m, full, bank, 0)
+                m.next = "WAIT"
+            self._restore_states(m, nxt, word, bank, restore, release)
             with m.State("WAIT"):
                 first_word()
                 with m.If(full.bit_select(bank, 1)):
                     m.next = "FIRE"
-            with m.State("FIRE"):   # S = U + k·R per lane: the sign bit says "crossed"
-                crossings = []
-                for l in range(lanes):
-                    ramp = constants.data[l].ramp
-                    s = Signal(signed(self._widths.membrane_bits + 1), name=f"s{l}")
-                    m.d.comb += s.eq(read.data[l] + step * ramp)
-                    crossings.append(~s[-1] & ((step == 0) | (s < ramp)))
-                m.d.sync += pending.eq(Cat(*crossings))
-                # the last step writes U0 back (waiting while integration writes)
-                m.d.comb += [restore["en"].eq(last_step),
-                             restore["addr"].eq(self._address(word, bank))]
-                with m.If(last_step & restore["busy"]):
-                    m.d.comb += nxt.eq(word)
-                with m.Elif(Cat(*crossings).any()):
+            with m.State("FIRE"):
+                with m.If(primed & crossed.any()):
+                    m.d.comb += nxt.eq(word)          # hold the word on the read ports
+                    m.d.sync += pending.eq(crossed)
                     m.next = "EMIT"
-                with m.Elif(last_word):
+                with m.Elif(primed & held_last):
                     m.next = "STEP_END"
                 with m.Else():
-                    next_word()
+                    hold_next()
             with m.State("EMIT"):   # one spike per cycle, lowest lane first
-                m.d.comb += nxt.eq(word)          # hold the word on the read ports
+                m.d.comb += nxt.eq(word)
                 chosen = Signal(range(lanes))
                 for l in reversed(range(lanes)):
                     with m.If(pending[l]):
                         m.d.comb += chosen.eq(l)
                 m.d.comb += [self.o.valid.eq(1),
-                             self.o.payload.index.eq(self.neuron_index(where.values, chosen)),
+                             self.o.payload.index.eq(self.neuron_index(held_where, chosen)),
                              self.o.payload.step.eq(step)]
                 rest = pending & (pending - 1)
                 with m.If(self.o.ready):
                     m.d.sync += pending.eq(rest)
                     with m.If(rest == 0):
-                        with m.If(last_word):
+                        m.d.sync += primed.eq(0)
+                        m.next = "FIRE"
+                        with m.If(held_last):
                             m.next = "STEP_END"
-                        with m.Else():
-                            m.d.comb += nxt.eq(word + 1)
-                            next_word()
-                            m.next = "FIRE"
             with m.State("STEP_END"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
                              self.o.payload.step.eq(step)]
@@ -427,10 +452,9 @@ class NeuronCore(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += step.eq(step + 1)
                     m.next = "FIRE"
-                    with m.If(last_step):
+                    with m.If(step == layer.levels - 1):
                         m.d.sync += step.eq(0)
-                        pass_bank(m, full, bank, 0)
-                        m.next = "WAIT"
+                        m.next = "CLEAN"      # then write U0 back and free the bank
 
     def _readout(self, m, read, constants, full, restore):
         lanes = self._lanes
@@ -445,18 +469,19 @@ class NeuronCore(wiring.Component):
                      constants.addr.eq(nxt),
                      restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
         with m.FSM(name="readout"):
-            self._restore_states(m, constants, nxt, word, restore, "WAIT")
+            def release():
+                pass_bank(m, full, bank, 0)
+                m.next = "WAIT"
+            self._restore_states(m, nxt, word, bank, restore, release)
             with m.State("WAIT"):
                 m.d.comb += nxt.eq(0)
                 m.d.sync += word.eq(0)
                 with m.If(full.bit_select(bank, 1)):
                     m.next = "LOAD"
-            with m.State("LOAD"):   # take one word of logits, write U0 back
-                m.d.comb += [restore["en"].eq(1), restore["addr"].eq(self._address(word, bank))]
-                with m.If(~restore["busy"]):
-                    m.d.sync += [logits[l].eq(read.data[l]) for l in range(lanes)]
-                    m.d.sync += lane.eq(0)
-                    m.next = "SEND"
+            with m.State("LOAD"):   # take one word of logits
+                m.d.sync += [logits[l].eq(read.data[l]) for l in range(lanes)]
+                m.d.sync += lane.eq(0)
+                m.next = "SEND"
             with m.State("SEND"):
                 last = index == self._outputs - 1
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.index.eq(index),
@@ -465,8 +490,9 @@ class NeuronCore(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(last):
-                        pass_bank(m, full, bank, 0)
-                        m.next = "WAIT"
+                        m.d.comb += nxt.eq(0)
+                        m.d.sync += word.eq(0)
+                        m.next = "CLEAN"      # then write U0 back and free the bank
                     with m.Elif(lane == lanes - 1):
                         m.d.comb += nxt.eq(word + 1)
                         m.d.sync += word.eq(word + 1)
