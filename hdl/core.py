@@ -86,7 +86,7 @@ class NeuronCore(wiring.Component):
     """Phase 1 (integration, into the free bank): an input spike of step ``s`` adds its
     whole effect at once, ``w·(A_in − s)`` (the current it starts, integrated up to the
     window's end), into every state word it reaches: one word per cycle, the weight read,
-    the product and the read-modify-write of ``U`` in a three-stage pipeline. End-of-step
+    the product and the read-modify-write of ``U`` in a four-stage pipeline. End-of-step
     markers cost one cycle each; after ``in_levels`` of them the bank goes to phase 2 and
     the next sample integrates into the other bank. No sweep over the state words.
 
@@ -258,39 +258,48 @@ class NeuronCore(wiring.Component):
         # integration does not write; and after a reset into every word (then ``ready``)
         restore = {"en": Signal(), "addr": Signal(range(self.state_depth)),
                    "data": Signal(state), "busy": Signal(), "ready": Signal()}
-        self._integration(m, weights.read_port(), write, (
-            membranes.read_port(transparent_for=[write]), constants.read_port()), full,
-            restore)
+        self._integration(m, weights.read_port(), write,
+                          membranes.read_port(transparent_for=[write]), full, restore)
         phase2 = self._readout if self._layer.is_readout else self._firing
         phase2(m, membranes.read_port(), constants.read_port(), full, restore)
         return m
+
+    def _spike_multiple(self, step):
+        """``A_in − s``: the steps from a spike's step to its window's end."""
+        return self._in_levels - step
 
     def _address(self, word, bank):
         bits = self._word_bits
         word = word[:bits] if len(word) >= bits else Cat(word, Const(0, bits - len(word)))
         return Cat(word, bank)
 
-    def _integration(self, m, weight, write, ports, full, restore):
-        read, constants = ports
+    def _integration(self, m, weight, write, read, full, restore):
         lanes, last_tick = self._lanes, self._in_levels - 1
         bank = Signal()
         spike = Signal(self.i.payload.index.shape())      # input neuron being added
         multiple = Signal(range(self._in_levels + 1))      # A_in − step of that spike
         counters = RangeCounter(self.synapse_sizes(), "synapse")
         ticks = Signal(range(self._in_levels))
-        # stage 1: the word whose U is read and whose weights are on the weight port;
-        # stage 2: the word written with U + w·multiple
-        s1 = {"word": Signal(range(self.words)), "valid": Signal(),
-              "multiple": Signal.like(multiple)}
-        s2 = {"word": Signal(range(self.words)), "valid": Signal()}
+        # stage 1: the weights of the word are on the weight port (then registered);
+        # stage 2: the product w·multiple is formed and the word's U read;
+        # stage 3: the word is written with U + w·multiple
+        stage = [{"word": Signal(range(self.words), name=f"s{i}_word"),
+                  "valid": Signal(name=f"s{i}_valid"),
+                  "multiple": Signal.like(multiple, name=f"s{i}_multiple")}
+                 for i in (1, 2, 3)]
+        s1, s2, s3 = stage
+        held = [Signal.like(weight.data[l], name=f"w{l}") for l in range(lanes)]
         products = [Signal(signed(self.weight_bits + multiple.shape().width + 1),
                            name=f"product{l}") for l in range(lanes)]
-        m.d.sync += [s1["valid"].eq(0), s2["word"].eq(s1["word"]), s2["valid"].eq(s1["valid"])]
-        m.d.sync += [products[l].eq(weight.data[l] * s1["multiple"]) for l in range(lanes)]
-        m.d.comb += [read.addr.eq(self._address(s1["word"], bank)),
-                     constants.addr.eq(s1["word"]), restore["busy"].eq(s2["valid"])]
-        with m.If(s2["valid"]):
-            m.d.comb += [write.addr.eq(self._address(s2["word"], bank)), write.en.eq(1)]
+        m.d.sync += s1["valid"].eq(0)
+        for before, after in ((s1, s2), (s2, s3)):
+            m.d.sync += [after[k].eq(before[k]) for k in after]
+        m.d.sync += [held[l].eq(weight.data[l]) for l in range(lanes)]
+        m.d.sync += [products[l].eq(held[l] * s2["multiple"]) for l in range(lanes)]
+        m.d.comb += [read.addr.eq(self._address(s2["word"], bank)),
+                     restore["busy"].eq(s3["valid"])]
+        with m.If(s3["valid"]):
+            m.d.comb += [write.addr.eq(self._address(s3["word"], bank)), write.en.eq(1)]
             m.d.comb += [write.data[l].eq(read.data[l] + products[l]) for l in range(lanes)]
         with m.Else():
             m.d.comb += [write.addr.eq(restore["addr"]), write.en.eq(restore["en"]),
@@ -304,7 +313,8 @@ class NeuronCore(wiring.Component):
 
         def accept():
             payload = self.i.payload
-            drained = ~(payload.end & (ticks == last_tick) & (s1["valid"] | s2["valid"]))
+            busy = Cat(*[x["valid"] for x in stage]).any()
+            drained = ~(payload.end & (ticks == last_tick) & busy)
             m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1) & drained
                                         & restore["ready"])
             with m.If(self.i.valid & self.i.ready):
@@ -315,7 +325,7 @@ class NeuronCore(wiring.Component):
                         pass_bank(m, full, bank, 1)
                 with m.Else():
                     bounds, exists = self.synapse_bounds(payload.index)
-                    times = self._in_levels - payload.step
+                    times = self._spike_multiple(payload.step)
                     m.d.sync += [spike.eq(payload.index), multiple.eq(times)]
                     with m.If(exists):
                         counters.load(m, bounds)
@@ -441,10 +451,12 @@ class NeuronCore(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += pending.eq(rest)
                     with m.If(rest == 0):
-                        m.d.sync += primed.eq(0)
-                        m.next = "FIRE"
                         with m.If(held_last):
                             m.next = "STEP_END"
+                        with m.Else():
+                            hold_next()
+                            m.d.comb += nxt.eq(Mux(last_word, 0, word + 1))
+                            m.next = "FIRE"
             with m.State("STEP_END"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
                              self.o.payload.step.eq(step)]
