@@ -29,7 +29,7 @@ import numpy as np
 
 from onespike.hdl.maxpool import MaxPoolCore
 
-__all__ = ["cycle_estimate", "integration_cycles"]
+__all__ = ["cycle_estimate", "event_chains", "integration_cycles"]
 
 
 def integration_cycles(core, spikes):
@@ -41,6 +41,133 @@ def integration_cycles(core, spikes):
         return float(spikes) * float(per.mean())
     maps = np.asarray(spikes).reshape(-1, len(per)) != 0
     return float((maps @ per).mean())
+
+
+def _sweep_order(shape, lanes, flat):
+    """``(word, lane)`` of the neurons ``flat`` (C-order numbers of a map of ``shape``):
+    the order in which a firing sweep of ``lanes`` lanes sends them."""
+    if len(shape) == 1:
+        return [(int(f) // lanes, int(f) % lanes) for f in flat]
+    _, h, w = shape
+    out = []
+    for f in flat:
+        c, rest = divmod(int(f), h * w)
+        out.append(((c // lanes) * h * w + rest, c % lanes))
+    return out
+
+
+def _pooled(layer, flat):
+    """The pooled neurons (C-order numbers) whose window holds input neuron ``flat``."""
+    _, h, w = layer.in_shape
+    _, ho, wo = layer.out_shape
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    ch, rest = divmod(int(flat), h * w)
+    y, x = divmod(rest, w)
+    ys = [o for o in range(ho) if 0 <= y + p - o * s < k]
+    xs = [o for o in range(wo) if 0 <= x + p - o * s < k]
+    return [(ch * ho + oy) * wo + ox for oy in ys for ox in xs]
+
+
+class _Integrator:
+    """A core's integration phase as a consumer: ``take(t, spike)`` is when it can take
+    the next item after taking ``spike`` (a C-order number, None: a marker) at ``t``."""
+
+    def __init__(self, core):
+        self.per = core.spike_cycles
+        self.done = 0
+
+    def take(self, t, spike):
+        self.done = t + (1 if spike is None else max(int(self.per[spike]), 1))
+        return self.done
+
+
+class _Pool:
+    """A max-pooling core and the integrator after it, as one consumer."""
+
+    def __init__(self, core, after):
+        self.core, self.after, self.fired = core, after, set()
+        self.down = 0                                 # when ``after`` takes its next item
+        self.done = 0
+
+    def take(self, t, spike):
+        if spike is None:                             # END passes the marker on
+            t2 = max(t + 1, self.down)
+            self.down = self.after.take(t2, None)
+            self.done = max(t2 + 1, self.after.done)
+            return t2 + 1
+        cycle = t + 1
+        pooled = [p for p in _pooled(self.core._layer, spike) if p not in self.fired]
+        for p in pooled:                              # one CHECK cycle per candidate
+            t2 = max(cycle, self.down)
+            self.down = self.after.take(t2, p)
+            self.fired.add(p)
+            cycle = t2 + 1
+        cycle += self.core.span ** 2 - len(pooled)
+        self.done = max(cycle, self.after.done)
+        return cycle - 1
+
+
+def _chain(steps, words, consumer, tail=0):
+    """Cycles of one sample through a producer and ``consumer``: ``steps`` per step the
+    spikes ``(word, neuron)`` in sending order; ``words`` the producer's state words
+    (None: the encoder, which sends a list head, its spikes, a marker)."""
+    cur = ready = 0
+    for spikes in steps:
+        start, last = cur, None
+        cur = start + 1
+        for word, spike in spikes:
+            if words is not None and word != last:
+                cur = start + word + 2 if last is None else cur + word - last
+                last = word
+            t = max(cur, ready)
+            ready, cur = consumer.take(t, spike), t + 1
+        if words is not None:
+            cur = start + words + 1 if last is None else cur + words - 1 - last
+        t = max(cur, ready)
+        ready, cur = consumer.take(t, None), t + 1
+    producer = cur + (words + 1 if words is not None else 0)     # write-back of U0
+    return max(producer, consumer.done + tail)
+
+
+def _stream_steps(levels, act, shape, lanes):
+    """Per step the spikes ``(word, neuron)`` of a stream in sending order (``lanes``
+    None: the encoder, which sends a level's list newest first)."""
+    steps = []
+    for k in range(levels):
+        flat = np.flatnonzero(act == levels - k)
+        if lanes is None:
+            steps.append([(None, int(f)) for f in flat[::-1]])
+        else:
+            keys = _sweep_order(shape, lanes, flat)
+            steps.append([(key[0], int(f)) for key, f in sorted(zip(keys, flat))])
+    return steps
+
+
+def event_chains(top, maps) -> dict:
+    """Mean cycles per sample of every producer → consumer chain, replaying the spikes of
+    ``maps`` (activation maps ``(samples, *shape)`` of every stream) through the
+    handshakes: a spike waits until the consumer has taken the previous one."""
+    net, cores = top.net, top.cores
+    chains = {}
+    for n, core in enumerate(cores):
+        if n > 0 and isinstance(cores[n - 1], MaxPoolCore):
+            continue                                 # part of the chain through the pool
+        levels = net.in_levels(n)
+        shape = net.layers[n].in_shape
+        producer = None if n == 0 else cores[n - 1]
+        times = []
+        for act in np.asarray(maps[n]).reshape(len(maps[n]), -1):
+            if isinstance(core, MaxPoolCore):
+                consumer, tail = _Pool(core, _Integrator(cores[n + 1])), \
+                    core.fired_memory_bits
+            else:
+                consumer, tail = _Integrator(core), 0
+            steps = _stream_steps(levels, act, shape,
+                                  None if producer is None else producer.lanes)
+            times.append(_chain(steps, None if producer is None else producer.words,
+                                consumer, tail))
+        chains[f"stream{n}"] = float(np.mean(times))
+    return chains
 
 
 def _count(spikes):
@@ -73,15 +200,18 @@ def cycle_estimate(top, spikes=None) -> dict:
     for n, core in enumerate(top.cores):
         counts_into = counts[n]
         if isinstance(core, MaxPoolCore):
-            chain[f"layer{n}_maxpool"] = (1 + core.span ** 2) * counts[n] + 2 * levels[n] \
+            chain[f"layer{n}_maxpool"] = core.span ** 2 * counts[n] + 2 * levels[n] \
                 + core.fired_memory_bits
             continue
         chain[f"layer{n}_integrate"] = integration_cycles(core, spikes[n]) + levels[n] + 2
         close(f"stream{n}")
         if n < len(top.cores) - 1:
             layer = net.layers[n]
-            chain[f"layer{n}_fire"] = layer.levels * (core.words + 1) + counts[n + 1] + 1
+            chain[f"layer{n}_fire"] = layer.levels * (core.words + 2) + counts[n + 1] \
+                + core.words + 2
     stages["readout"] = sizes[-1] + top.cores[-1].groups + 1
+    if all(np.ndim(m) > 1 for m in spikes):          # activation maps: replay them
+        chains = event_chains(top, spikes)
     stages = {k: int(round(v)) for k, v in stages.items()}
     chains = {k: int(round(v)) for k, v in chains.items()}
     latency = stages["encoder_load"] + sum(chains.values()) + stages["readout"] + 1
