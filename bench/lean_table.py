@@ -9,9 +9,12 @@ CNN of bench/conv_table.py (zoo.mnist_cnn); ``fashion`` conv5x5(8), maxpool2, co
 maxpool2, 256-64-10 on Fashion-MNIST; act_bits 4, weight_bits 8, 1 epoch.
 
 steady: mean cycles between classes back to back (samples 2..N); model: hdl/cycles.py on the
-spike maps of those samples; bound: sum over synaptic layers of groups*(input spikes +
-steps) (the issue's dense bound; groups = ceil(N_out/P)); event: sum over layers of
-(integration cycles of the input spikes + steps), what a layer that only integrates costs.
+spike maps of those samples (err% = model/steady - 1); before: steady on the old core
+(commit 42d03d6, same networks, samples and simulator); bound: sum over synaptic layers of
+ceil(C_out/P)*(input spikes + steps), the issue's bound (C_out = neurons of a dense layer,
+output channels of a conv); event: sum over layers of (cycles the input spikes' synapse
+words take + steps), and evmax: its largest layer term, the least a pipelined layer
+chain can take per image at P lanes.
 """
 
 import argparse
@@ -26,20 +29,22 @@ from onespike.hdl.simulate import run
 from onespike.hdl.top import Accelerator
 from onespike.sim import closed_form, first_mismatch
 
-# measured at commit 42d03d6 (the old core) with the same networks, 8 lanes, same command
-BEFORE = {"mlp": None, "cnn": None, "fashion": None}
+# cycles between classes 1-2, 2-3, ... measured at commit 42d03d6 (the old core) on the same
+# networks and test images at 8 lanes in the Amaranth simulator (hdl/simulate.run)
+BEFORE = {"mlp": [2823, 1221, 3315, 2136, 1460], "cnn": [25200, 26103, 24180, 24637, 25317],
+          "fashion": None}
 # ULX3S-85F, MNIST MLP (build/bench/mnist_mlp.npz), 8 lanes, `onespike build` (yowasp)
 BOARD = {"before (42d03d6)": dict(luts=3830, ffs=1044, bram=68, dsp=0, fmax=61.06)}
 
 
 def bounds(net, top, maps):
-    dense = event = 0.0
+    dense, event = 0.0, []
     for n, (layer, core) in enumerate(zip(net.layers, top.cores)):
         if isinstance(core, MaxPoolCore):
             continue
         count = float((maps[n].reshape(len(maps[n]), -1) != 0).sum(1).mean())
         dense += -(-layer.weight.shape[0] // core.lanes) * (count + net.in_levels(n))
-        event += integration_cycles(core, maps[n]) + net.in_levels(n)
+        event.append(integration_cycles(core, maps[n]) + net.in_levels(n))
     return dense, event
 
 
@@ -67,19 +72,22 @@ def main():
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
     print(f"{'net':<8} {'lanes':>5} {'steady':>7} {'model':>6} {'err%':>5} {'before':>7} "
-          f"{'gain':>5} {'bound':>7} {'event':>6} {'latency':>8}  slowest (model)")
+          f"{'gain':>5} {'bound':>7} {'event':>6} {'evmax':>6} {'latency':>8}  "
+          f"slowest (model)")
     for name in args.nets:
         for lanes in args.lanes:
             r = measure(name, lanes, args.samples)
             model = r["model"]
             parts = {**model["stages"], **model["chains"]}
             slowest = max(parts, key=parts.get)
-            before = BEFORE.get(name) if lanes == 8 else None
+            old = BEFORE.get(name) if lanes == 8 else None
+            before = round(float(np.mean(old[:args.samples - 1]))) \
+                if old and args.samples - 1 <= len(old) else None
             gain = f"{before / r['steady']:.2f}" if before else "-"
             print(f"{name:<8} {lanes:>5} {r['steady']:>7.0f} {model['steady']:>6} "
                   f"{100 * (model['steady'] / r['steady'] - 1):>+5.1f} "
-                  f"{before or '-':>7} {gain:>5} {r['bound']:>7.0f} {r['event']:>6.0f} "
-                  f"{r['latency']:>8}  {slowest}")
+                  f"{before or '-':>7} {gain:>5} {r['bound']:>7.0f} {sum(r['event']):>6.0f} "
+                  f"{max(r['event']):>6.0f} {r['latency']:>8}  {slowest}")
     print("board (ULX3S-85F, MNIST MLP, 8 lanes):")
     for label, b in BOARD.items():
         print(f"  {label}: {b['luts']} LUT4, {b['ffs']} FF, {b['bram']} DP16KD, {b['dsp']} DSP, "

@@ -90,18 +90,20 @@ class NeuronCore(wiring.Component):
     markers cost one cycle each; after ``in_levels`` of them the bank goes to phase 2 and
     the next sample integrates into the other bank. No sweep over the state words.
 
-    Phase 2, concurrently, on the full bank (read only):
+    Phase 2, concurrently, on the full bank (it only reads the membranes):
 
-    * hidden layer (firing): in step ``k = 0..A-1`` each word computes ``S = U + k·R`` per
-      lane; a neuron fires in the step where ``S ≥ 0`` first holds (``k = 0`` or
-      ``S < R``). Crossings are sent on ``o`` one per cycle (``step = k``), then the step's
-      end marker. The last step writes ``U0`` back into each word, which frees the bank.
-    * readout: the membranes ``U`` (``R = 0``: ``U = V``) are sent on ``o`` as logits and
-      replaced by ``U0``.
+    * hidden layer (firing): in step ``k = 0..A-1`` the sweep registers each word's ``U``,
+      ``k·R`` and ``R`` per lane, then tests ``S = U + k·R``: a neuron fires in the step
+      where ``S ≥ 0`` first holds (the sign bit; ``k = 0`` or ``S < R``). Crossings are
+      sent on ``o`` one per cycle (``step = k``), then the step's end marker: ``words + 2``
+      cycles a step plus one per spike.
+    * readout: the membranes ``U`` (``R = 0``: ``U = V``) are sent on ``o`` as logits.
 
-    Backpressure on ``o`` stalls phase 2 only; its write-backs wait for cycles in which
-    integration does not write. After a reset phase 2 writes ``U0`` into both banks
-    (``2·words + 1`` cycles) before ``i`` is ready.
+    Then phase 2 writes ``U0`` back into every word of its bank (one per cycle, in the
+    cycles in which integration does not write) and frees the bank.
+
+    Backpressure on ``o`` stalls phase 2 only. After a reset phase 2 writes ``U0`` into both
+    banks (``2·words + 1`` cycles) before ``i`` is ready.
     """
 
     def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int):
