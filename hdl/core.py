@@ -259,7 +259,8 @@ class NeuronCore(wiring.Component):
         # phase 2 writes U0 back into the words it is done with, in the cycles in which
         # integration does not write; and after a reset into every word (then ``ready``)
         restore = {"en": Signal(), "addr": Signal(range(self.state_depth)),
-                   "data": Signal(state), "busy": Signal(), "ready": Signal()}
+                   "data": Signal(state), "busy": Signal(), "ready": Signal(),
+                   "writing": Signal(2)}          # integration writes into bank 0 / 1
         self._integration(m, weights.read_port(), write,
                           membranes.read_port(transparent_for=[write]), full, restore)
         phase2 = self._readout if self._layer.is_readout else self._firing
@@ -286,7 +287,7 @@ class NeuronCore(wiring.Component):
         # stage 2: the product w·multiple is formed and the word's U read;
         # stage 3: the word is written with U + w·multiple
         stage = [{"word": Signal(range(self.words), name=f"s{i}_word"),
-                  "valid": Signal(name=f"s{i}_valid"),
+                  "valid": Signal(name=f"s{i}_valid"), "bank": Signal(name=f"s{i}_bank"),
                   "multiple": Signal.like(multiple, name=f"s{i}_multiple")}
                  for i in (1, 2, 3)]
         s1, s2, s3 = stage
@@ -298,10 +299,12 @@ class NeuronCore(wiring.Component):
             m.d.sync += [after[k].eq(before[k]) for k in after]
         m.d.sync += [held[l].eq(weight.data[l]) for l in range(lanes)]
         m.d.sync += [products[l].eq(held[l] * s2["multiple"]) for l in range(lanes)]
-        m.d.comb += [read.addr.eq(self._address(s2["word"], bank)),
-                     restore["busy"].eq(s3["valid"])]
+        m.d.comb += [read.addr.eq(self._address(s2["word"], s2["bank"])),
+                     restore["busy"].eq(s3["valid"]),
+                     restore["writing"][0].eq(Cat(*[x["valid"] & ~x["bank"] for x in stage]).any()),
+                     restore["writing"][1].eq(Cat(*[x["valid"] & x["bank"] for x in stage]).any())]
         with m.If(s3["valid"]):
-            m.d.comb += [write.addr.eq(self._address(s3["word"], bank)), write.en.eq(1)]
+            m.d.comb += [write.addr.eq(self._address(s3["word"], s3["bank"])), write.en.eq(1)]
             m.d.comb += [write.data[l].eq(read.data[l] + products[l]) for l in range(lanes)]
         with m.Else():
             m.d.comb += [write.addr.eq(restore["addr"]), write.en.eq(restore["en"]),
@@ -310,15 +313,12 @@ class NeuronCore(wiring.Component):
         def present(index, values, times):
             state_word, weight_word = self.synapse(index, values)
             m.d.comb += weight.addr.eq(weight_word)
-            m.d.sync += [s1["word"].eq(state_word), s1["valid"].eq(1),
+            m.d.sync += [s1["word"].eq(state_word), s1["valid"].eq(1), s1["bank"].eq(bank),
                          s1["multiple"].eq(times)]
 
         def accept():
             payload = self.i.payload
-            busy = Cat(*[x["valid"] for x in stage]).any()
-            drained = ~(payload.end & (ticks == last_tick) & busy)
-            m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1) & drained
-                                        & restore["ready"])
+            m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1) & restore["ready"])
             with m.If(self.i.valid & self.i.ready):
                 with m.If(payload.end):
                     m.d.sync += ticks.eq(ticks + 1)
@@ -427,9 +427,9 @@ class NeuronCore(wiring.Component):
                 pass_bank(m, full, bank, 0)
                 m.next = "WAIT"
             self._restore_states(m, nxt, word, bank, restore, release)
-            with m.State("WAIT"):
+            with m.State("WAIT"):    # until the bank is full and its last writes are done
                 first_word()
-                with m.If(full.bit_select(bank, 1)):
+                with m.If(full.bit_select(bank, 1) & ~restore["writing"].bit_select(bank, 1)):
                     m.next = "FIRE"
             with m.State("FIRE"):
                 with m.If(primed & crossed.any()):
@@ -490,7 +490,7 @@ class NeuronCore(wiring.Component):
             with m.State("WAIT"):
                 m.d.comb += nxt.eq(0)
                 m.d.sync += word.eq(0)
-                with m.If(full.bit_select(bank, 1)):
+                with m.If(full.bit_select(bank, 1) & ~restore["writing"].bit_select(bank, 1)):
                     m.next = "LOAD"
             with m.State("LOAD"):   # take one word of logits
                 m.d.sync += [logits[l].eq(read.data[l]) for l in range(lanes)]
