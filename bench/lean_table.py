@@ -32,7 +32,7 @@ from onespike.sim import closed_form, first_mismatch
 # cycles between classes 1-2, 2-3, ... measured at commit 42d03d6 (the old core) on the same
 # networks and test images at 8 lanes in the Amaranth simulator (hdl/simulate.run)
 BEFORE = {"mlp": [2823, 1221, 3315, 2136, 1460], "cnn": [25200, 26103, 24180, 24637, 25317],
-          "fashion": None}
+          "fashion": [32187, 40155, 43932, 36658, 40983]}
 # ULX3S-85F, MNIST MLP (build/bench/mnist_mlp.npz), 8 lanes, `onespike build` (yowasp)
 BOARD = {"before (42d03d6)": dict(luts=3830, ffs=1044, bram=68, dsp=0, fmax=61.06)}
 
