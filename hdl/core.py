@@ -382,6 +382,21 @@ class NeuronCore(wiring.Component):
             m.d.comb += target.eq(bank)
             sweep(done)
 
+    def _crossings(self, m, read, constants, step):
+        """The firing pipeline register (``U``, ``k·R`` and ``R`` per lane of one word) and
+        which of its lanes cross in step ``step``: ``S = U + k·R ≥ 0`` (the sign bit), for
+        the first time (``k = 0`` or ``S < R``)."""
+        held = [{"u": Signal(read.data[l].shape(), name=f"held_u{l}"),
+                 "kr": Signal(signed(self._widths.membrane_bits + 1), name=f"held_kr{l}"),
+                 "r": Signal.like(constants.data[l].ramp, name=f"held_r{l}")}
+                for l in range(self._lanes)]
+        crossings = []
+        for l, h in enumerate(held):
+            s = Signal(signed(self._widths.membrane_bits + 1), name=f"s{l}")
+            m.d.comb += s.eq(h["u"] + h["kr"])
+            crossings.append(~s[-1] & ((step == 0) | (s < h["r"])))
+        return held, Cat(*crossings)
+
     def _firing(self, m, read, constants, full, restore):
         layer, lanes = self._layer, self._lanes
         bank = Signal()
@@ -394,19 +409,9 @@ class NeuronCore(wiring.Component):
         m.d.comb += [nxt.eq(Mux(last_word, 0, word + 1)),
                      read.addr.eq(self._address(nxt, bank)), constants.addr.eq(nxt),
                      restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
-        # the pipeline register: U, k·R and R of the word before ``word`` (when ``primed``)
-        held = [{"u": Signal(read.data[l].shape(), name=f"held_u{l}"),
-                 "kr": Signal(signed(self._widths.membrane_bits + 1), name=f"held_kr{l}"),
-                 "r": Signal.like(constants.data[l].ramp, name=f"held_r{l}")}
-                for l in range(lanes)]
+        held, crossed = self._crossings(m, read, constants, step)
         held_where = [Signal.like(v, name=f"held_{v.name}") for v in where.values]
         primed, held_last = Signal(), Signal()
-        crossings = []
-        for l, h in enumerate(held):          # S = U + k·R: the sign bit says "crossed"
-            s = Signal(signed(self._widths.membrane_bits + 1), name=f"s{l}")
-            m.d.comb += s.eq(h["u"] + h["kr"])
-            crossings.append(~s[-1] & ((step == 0) | (s < h["r"])))
-        crossed = Cat(*crossings)
 
         def first_word():
             m.d.comb += nxt.eq(0)
