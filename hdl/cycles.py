@@ -177,7 +177,9 @@ def _count(spikes):
 
 
 def cycle_estimate(top, spikes=None) -> dict:
-    """Cycles per sample of :class:`~onespike.hdl.top.Accelerator` ``top``. ``spikes[n]`` is
+    """Cycles per sample of :class:`~onespike.hdl.top.Accelerator` ``top``: ``stages``
+    (each stage alone, and each chain ``stream<n>``), ``chains``, ``steady`` (the largest)
+    and ``latency``. ``spikes[n]`` is
     what the stream into layer ``n`` carries (``spikes[0]``: input spikes): a count, or
     spike maps (then each spike's integration cost follows its position); ``None`` assumes
     every neuron spikes (the most work a sample can bring)."""
@@ -215,5 +217,5 @@ def cycle_estimate(top, spikes=None) -> dict:
     stages = {k: int(round(v)) for k, v in stages.items()}
     chains = {k: int(round(v)) for k, v in chains.items()}
     latency = stages["encoder_load"] + sum(chains.values()) + stages["readout"] + 1
-    return {"stages": stages, "chains": chains,
+    return {"stages": {**stages, **chains}, "chains": chains,
             "steady": max(max(stages.values()), max(chains.values())), "latency": latency}
