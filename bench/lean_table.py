@@ -36,6 +36,9 @@ BEFORE = {"mlp": [2823, 1221, 3315, 2136, 1460], "cnn": [25200, 26103, 24180, 24
 # ULX3S-85F, MNIST MLP (build/bench/mnist_mlp.npz), 8 lanes, `onespike build` (yowasp)
 BOARD = {"before (42d03d6)": dict(luts=3830, ffs=1044, bram=68, dsp=0, fmax=61.06),
          "after (1587698)": dict(luts=2048, ffs=1914, bram=68, dsp=24, fmax=65.27)}
+# LUT4 of the same board design by lanes, yosys only (no place and route): before / after
+LUT4_BY_LANES = {1: (2733, 1733), 2: (3087, 2061), 4: (3127, 1835), 8: (3830, 2048),
+                 16: (4705, 1795)}
 
 
 def bounds(net, top, maps):
@@ -93,6 +96,8 @@ def main():
     for label, b in BOARD.items():
         print(f"  {label}: {b['luts']} LUT4, {b['ffs']} FF, {b['bram']} DP16KD, {b['dsp']} DSP, "
               f"Fmax {b['fmax']} MHz")
+    print("LUT4 by lanes (before -> after): " + ", ".join(
+        f"{p}: {b} -> {a}" for p, (b, a) in LUT4_BY_LANES.items()))
 
 
 if __name__ == "__main__":
