@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from onespike import zoo
-from onespike.sim.evaluate import evaluate
-from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.cycles import cycle_estimate, integration_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard
 from onespike.hdl.top import Accelerator
+from onespike.sim.evaluate import evaluate
 from onespike.mapper import convert
 from onespike.sim import closed_form
 from onespike.sim.verify import verify
@@ -62,11 +62,11 @@ def main():
               f"latency {r['latency_cycles']} cycles, {r['samples_per_second']} images/s "
               f"simulated")
     top = discard(Accelerator(net, lanes=args.lanes))   # asked for sizes only
-    spikes = [int(round((a.reshape(n, -1) > 0).sum(axis=1).mean()))
-              for a in golden.activations[:len(net.layers)]]
-    model_cycles = cycle_estimate(top, spikes)
-    print(f"cycle model on the mean spike counts: steady {model_cycles['steady']}, latency "
-          f"{model_cycles['latency']}; stages {model_cycles['stages']}")
+    maps = golden.activations[:len(net.layers)]
+    spikes = [int(round((a.reshape(n, -1) > 0).sum(axis=1).mean())) for a in maps]
+    model_cycles = cycle_estimate(top, maps)
+    print(f"cycle model on these images' spikes: steady {model_cycles['steady']}, latency "
+          f"{model_cycles['latency']}; chains {model_cycles['chains']}")
     print(f"{'layer':>6} {'kind':>8} {'spikes in':>10} {'bound':>8} {'weights b':>10} "
           f"{'state b':>9}")
     total_bound = 0
@@ -75,11 +75,11 @@ def main():
             print(f"{i:>6} {layer.kind:>8} {spikes[i]:>10} {'':>8} {'':>10} "
                   f"{core.fired_memory_bits:>9}")
             continue
-        bound = core.fan_out * spikes[i] + core.words * net.in_levels(i)
+        bound = round(integration_cycles(core, maps[i])) + net.in_levels(i)
         total_bound += bound
         print(f"{i:>6} {layer.kind:>8} {spikes[i]:>10} {bound:>8} {core.weight_memory_bits:>10} "
               f"{core.state_memory_bits:>9}")
-    print(f"event bound (sum over layers of cycles per spike * spikes + words * steps): "
+    print(f"event bound (sum over layers of the input spikes' integration cycles + steps): "
           f"{total_bound}; encoder memory {top.encoder.memory_bits} bits")
 
 

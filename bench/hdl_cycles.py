@@ -3,7 +3,9 @@
 Run: .venv/bin/python bench/hdl_cycles.py [--lanes P ...] [--samples N] [--mnist]
 
 Per layer the lower bound is groups · (input spikes + time steps of its input window), with
-groups = ceil(neurons / lanes): every input spike adds a row, every step sweeps V += I.
+groups = ceil(neurons / lanes): every input spike adds a row of groups words (issue 12's
+bound; the core now pays one cycle per step, not groups). The model replays each sample's
+spikes through the stream handshakes (hdl/cycles.py).
 """
 
 import argparse
@@ -49,21 +51,22 @@ def main():
     golden = closed_form(net, a0)
     print(f"digits 64-64-10 MLP, act_bits 4, {len(a0)} back-to-back test images")
     print("latency: cycles from the first input to the first class; steady: cycles between "
-          "classes; model: hdl/cycles.py on the mean spike counts; bound: sum over layers "
+          "classes; model: hdl/cycles.py replaying these samples' spikes; bound: sum over layers "
           "of groups*(input spikes + steps)")
     print(f"{'lanes':>5} {'latency':>8} {'model':>6} {'steady':>7} {'model':>6} "
           f"{'bound':>6} {'slowest stage (model)':>24} {'mismatches':>10}")
     spikes = stream_spikes(net, golden)
-    mean_spikes = [int(round(s.mean())) for s in spikes]
+    maps = [a[1:] for a in golden.activations[:len(net.layers)]]
     for lanes in args.lanes:
         top = Accelerator(net, lanes=lanes)
         hw = run(top, a0)
-        model = cycle_estimate(top, mean_spikes)
+        model = cycle_estimate(top, maps)
         bound = lower_bound(net, spikes, top.lanes)
         done = np.array(hw.sample_done)
         steady = np.diff(done).mean() if len(done) > 1 else float("nan")
         bad = 0 if first_mismatch(net, golden, hw.trace) is None else 1
-        slowest = max(model["stages"], key=model["stages"].get)
+        parts = {**model["stages"], **model["chains"]}
+        slowest = max(parts, key=parts.get)
         print(f"{lanes:>5} {done[0]:>8} {model['latency']:>6} {steady:>7.0f} "
               f"{model['steady']:>6} {bound.mean():>6.0f} {slowest:>24} {bad:>10}")
     if args.mnist:

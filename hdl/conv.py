@@ -1,7 +1,7 @@
 """Convolution core: event-driven Conv2d on ``P`` output-channel lanes."""
 
 import numpy as np
-from amaranth.hdl import Cat, Const
+from amaranth.hdl import Cat, Const, Mux
 
 from onespike.hdl.core import NeuronCore
 from onespike.hdl.streams import neuron_layout, refuse
@@ -20,11 +20,12 @@ def _div(value, k):
 class ConvCore(NeuronCore):
     """One convolution layer (stride, zero padding, optional sum pooling of its input).
 
-    An input spike ``(c, y, x)`` steps through the ``K·K`` kernel taps and the ``groups``
-    channel groups: tap ``(ky, kx)`` reaches the output position ``(oy, ox)`` with
-    ``oy·stride − padding + ky = y`` (after sum pooling, ``y // pool``), if there is one,
-    and adds the weight word ``w[group lanes, c, ky, kx]`` into the current word of
-    ``(group, oy, ox)``: ``K·K·groups`` cycles per spike, padding contributes nothing.
+    An input spike ``(c, y, x)`` steps through exactly the output positions ``(oy, ox)`` it
+    reaches (``oy·stride − padding + ky = y`` for a tap ``ky`` in ``0..K−1``; after sum
+    pooling, ``y // pool``) and the ``groups`` channel groups, and adds the weight word
+    ``w[group lanes, c, ky, kx]`` into the state word of ``(group, oy, ox)``: one cycle per
+    reached position and group (at most ``ceil(K/stride)²·groups``), none for taps that
+    fall into padding, between strides or off the map.
     State words are ``(group, oy, ox)``; each has its own biases (a position-dependent
     bias of a normalized first layer is honoured) and its channels' ramps.
     """
@@ -51,35 +52,64 @@ class ConvCore(NeuronCore):
         padded[..., :o] = self._layer.weight.transpose(1, 2, 3, 0)
         return padded.reshape(-1, self.lanes)
 
-    def synapse_counters(self):
-        k = self._layer.kernel
-        return [k, k, self.groups]
+    def synapse_sizes(self):
+        _, ho, wo = self._layer.out_shape
+        return [ho, wo, self.groups]
+
+    def _axis(self, coord, out_size, pooled_size):
+        """``(first, last, any)``: the output rows (or columns) input row ``coord`` reaches,
+        ``o·stride − padding + tap = coord // pool`` for a tap in ``0..K−1``."""
+        layer = self._layer
+        k, s, p = layer.kernel, layer.stride, layer.padding
+        exists = Const(1)
+        if layer.pool > 1:
+            coord = _div(coord, layer.pool)
+            exists &= coord < pooled_size           # cut off by the pooling
+        u = coord + p
+        last = _div(u, s) if s > 1 else u
+        last = Mux(last > out_size - 1, out_size - 1, last)
+        first = _div(u + (s - k), s) if s > 1 else u + (1 - k)
+        if k > 1:                                   # rows above the map's top: none
+            first = Mux(u >= k - 1, first, 0)
+        return first, last, exists & (first <= last)
+
+    def synapse_bounds(self, index):
+        _, hp, wp = self._layer.pooled_shape
+        _, ho, wo = self._layer.out_shape
+        y0, y1, y_any = self._axis(index.y, ho, hp)
+        x0, x1, x_any = self._axis(index.x, wo, wp)
+        return [(y0, y1), (x0, x1), (0, self.groups - 1)], y_any & x_any
 
     def synapse(self, index, counters):
         layer = self._layer
-        ky, kx, group = counters
+        oy, ox, group = counters
         k, s, p = layer.kernel, layer.stride, layer.padding
-        _, hp, wp = layer.pooled_shape
         _, ho, wo = layer.out_shape
-        valid = Const(1)
         taps = []
-        for coord, tap, size, out_size in ((index.y, ky, hp, ho), (index.x, kx, wp, wo)):
+        for coord, o in ((index.y, oy), (index.x, ox)):
             if layer.pool > 1:
                 coord = _div(coord, layer.pool)
-                valid &= coord < size             # cut off by the pooling
-            shifted = coord + p
-            if k > 1 and not isinstance(tap, int):
-                valid &= shifted >= tap           # not in the top/left padding
-            t = (shifted - tap)[:shifted.shape().width]
-            if s > 1:
-                valid &= (t % s) == 0             # the tap lands on an output position
-                t = _div(t, s)
-            valid &= t < out_size                 # not beyond the bottom/right edge
-            taps.append(t)
-        oy, ox = taps
+            taps.append((coord + p - o * s)[:max(k - 1, 1).bit_length()])
+        ky, kx = taps
         word = (group * ho + oy) * wo + ox
         weight_word = ((index.c * k + ky) * k + kx) * self.groups + group
-        return word, weight_word, valid
+        return word, weight_word
+
+    def synapse_counts(self):
+        layer = self._layer
+        k, s, p = layer.kernel, layer.stride, layer.padding
+        c, h, w = layer.in_shape
+        _, hp, wp = layer.pooled_shape
+        _, ho, wo = layer.out_shape
+
+        def reach(size, pooled, out):
+            u = np.arange(size) // layer.pool + p
+            last = np.minimum(u // s, out - 1)
+            first = np.where(u >= k - 1, -(-(u - k + 1) // s), 0)
+            n = np.maximum(last - first + 1, 0)
+            return np.where(np.arange(size) // layer.pool < pooled, n, 0)
+        per = np.outer(reach(h, hp, ho), reach(w, wp, wo)) * self.groups
+        return np.broadcast_to(per, (c, h, w)).reshape(-1)
 
     def neuron_index(self, word_counters, lane):
         group, oy, ox = word_counters

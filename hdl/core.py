@@ -1,25 +1,30 @@
 """The B1 neuron dynamics for one synaptic layer, shared by the dense and conv cores.
 
 A core keeps ``words`` state words of ``P`` lanes (one lane per output channel of a group,
-``groups = ceil(channels / P)``): the currents ``I``, two banks of membranes ``V`` and the
-per-neuron constants, all in memories. A subclass says which words an input spike reaches
-and with which weight word (:meth:`NeuronCore.synapse`, stepped by nested counters) and how
-a word and lane name an output neuron (:meth:`NeuronCore.neuron_index`).
+``groups = ceil(channels / P)``). Both membrane banks live in one memory (the bank is the
+address's top bit); a word holds ``U = V − A·R`` per lane (so the threshold test is a sign
+bit), starting at ``U0 = bias − A·R``, which phase 2 reads with the ramp ``R`` as one packed
+constants word and writes back into each word it is done with.
+
+A subclass says which state words an input spike reaches and with which weight word
+(:meth:`NeuronCore.synapse_bounds`, :meth:`NeuronCore.synapse`, stepped by nested counters
+with per-spike bounds) and how a word and lane name an output neuron
+(:meth:`NeuronCore.neuron_index`).
 """
 
 import functools
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.encoder import positive
-from onespike.hdl.streams import (index_shape, logit_layout, neuron_layout, pass_bank,
-                                  refuse, spike_layout)
+from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
+                                  spike_layout)
 from onespike.ir import LayerWidths, signed_bits
 
-__all__ = ["NeuronCore", "Odometer"]
+__all__ = ["NeuronCore", "Odometer", "RangeCounter"]
 
 
 class Odometer:
@@ -49,38 +54,56 @@ class Odometer:
         m.d.sync += [v.eq(x) for v, x in zip(self.values, values)]
 
 
-class _Side:
-    """What one phase does to a membrane bank: the word on the read port is ``word`` (a
-    register); ``addr`` is the word it reads next (data in the next cycle); ``write``/``en``
-    write word ``word``."""
+class RangeCounter:
+    """Nested counters (the last one fastest), each running from its own ``first`` to its
+    own ``last`` (inclusive, registers loaded per spike) and wrapping back to ``first``."""
 
-    def __init__(self, name, layout, words):
-        self.word = Signal(range(words), name=f"{name}_word")
-        self.addr = Signal(range(words), name=f"{name}_addr")
-        self.data = Signal(layout, name=f"{name}_v")
-        self.write = Signal(layout, name=f"{name}_v_next")
-        self.en = Signal(name=f"{name}_v_en")
-        self.last = self.word == words - 1
+    def __init__(self, sizes, name):
+        self.sizes = list(sizes)
+        shapes = [range(max(n, 1)) for n in self.sizes]
+        self.values = [Signal(s, name=f"{name}{i}") for i, s in enumerate(shapes)]
+        self.firsts = [Signal(s, name=f"{name}{i}_first") for i, s in enumerate(shapes)]
+        self.lasts = [Signal(s, name=f"{name}{i}_last") for i, s in enumerate(shapes)]
+
+    def last(self):
+        return Cat(*[v == e for v, e in zip(self.values, self.lasts)]).all()
+
+    def next_values(self):
+        out, carry = [], 1
+        for v, f, e in reversed(list(zip(self.values, self.firsts, self.lasts))):
+            wrap = carry & (v == e)
+            out.append(Mux(carry, Mux(wrap, f, v + 1), v))
+            carry = wrap
+        return list(reversed(out))
+
+    def load(self, m, bounds):
+        """Start at ``bounds`` = ``[(first, last), ...]`` (expressions)."""
+        for v, f, e, (first, last) in zip(self.values, self.firsts, self.lasts, bounds):
+            m.d.sync += [v.eq(first), f.eq(first), e.eq(last)]
 
 
 class NeuronCore(wiring.Component):
-    """Phase 1 (integration, into the free bank): each input spike on ``i`` adds its weight
-    words into ``I`` (one word per cycle, :attr:`fan_out` cycles); each end-of-step marker
-    adds ``I`` into ``V`` (one word per cycle). After ``in_levels`` markers the bank goes to
-    phase 2, ``I`` is zero again, and the next sample integrates into the other bank.
+    """Phase 1 (integration, into the free bank): an input spike of step ``s`` adds its
+    whole effect at once, ``w·(A_in − s)`` (the current it starts, integrated up to the
+    window's end), into every state word it reaches: one word per cycle, the weight read,
+    the product and the read-modify-write of ``U`` in a four-stage pipeline. End-of-step
+    markers cost one cycle each; after ``in_levels`` of them the bank goes to phase 2 and
+    the next sample integrates into the other bank. No sweep over the state words.
 
-    Phase 2, concurrently, on the full bank:
+    Phase 2, concurrently, on the full bank (it only reads the membranes):
 
-    * hidden layer (firing): in step ``k = 0..A-1`` each word adds ``R`` to ``V``
-      (``k > 0``) and compares with ``A·R``; a neuron fires in the step where it first
-      reaches the threshold (it was below in step ``k - 1``). Crossings are sent on ``o``
-      one per cycle (``step = k``), then the step's end marker. The last step writes the
-      biases back, which frees the bank.
-    * readout: the membranes are sent on ``o`` as logits (``last`` on the final one) and
-      replaced by the biases.
+    * hidden layer (firing): in step ``k = 0..A-1`` the sweep registers each word's ``U``,
+      ``k·R`` and ``R`` per lane, then tests ``S = U + k·R``: a neuron fires in the step
+      where ``S ≥ 0`` first holds (the sign bit; ``k = 0`` or ``S < R``). Crossings are
+      sent on ``o`` one per cycle (``step = k``), then the step's end marker: ``words + 2``
+      cycles a step plus one per spike.
+    * readout: the membranes ``U`` (``R = 0``: ``U = V``) are sent on ``o`` as logits.
 
-    Backpressure on ``o`` stalls phase 2 only. After a reset the core rewrites all state
-    (``words + 1`` cycles) before ``i`` is ready.
+    Then phase 2 writes ``U0`` back into every word of its bank (one per cycle, in the
+    cycles in which integration does not write) and frees the bank.
+
+    Backpressure on ``o`` stalls phase 2 only. After a reset phase 2 writes ``U0`` into both
+    banks (``2·words + 1`` cycles) before ``i`` is ready.
     """
 
     def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int):
@@ -110,12 +133,21 @@ class NeuronCore(wiring.Component):
         """``(depth, lanes)`` weight memory contents."""
         raise NotImplementedError
 
-    def synapse_counters(self) -> list:
+    def synapse_sizes(self) -> list:
         """Sizes of the nested counters that step through one spike's synapses."""
         raise NotImplementedError
 
+    def synapse_bounds(self, index):
+        """``([(first, last), ...] per counter, any)`` for input neuron ``index``: the
+        counters run over exactly the synapses that exist (``any`` = 0: none)."""
+        raise NotImplementedError
+
     def synapse(self, index, counters):
-        """``(state word, weight word, valid)`` for input neuron ``index`` at ``counters``."""
+        """``(state word, weight word)`` for input neuron ``index`` at ``counters``."""
+        raise NotImplementedError
+
+    def synapse_counts(self) -> np.ndarray:
+        """Cycles of phase 1 per input spike, for every input neuron (flat C order)."""
         raise NotImplementedError
 
     def neuron_index(self, word_counters, lane):
@@ -148,10 +180,15 @@ class NeuronCore(wiring.Component):
     def words(self):
         return self.groups * self.positions
 
+    @functools.cached_property
+    def spike_cycles(self) -> np.ndarray:
+        """:meth:`synapse_counts`, computed once."""
+        return np.asarray(self.synapse_counts(), dtype=np.int64)
+
     @property
     def fan_out(self):
-        """Cycles of phase 1 per input spike."""
-        return int(np.prod(self.synapse_counters()))
+        """Most cycles of phase 1 one input spike can take."""
+        return int(self.spike_cycles.max(initial=1))
 
     @property
     def weight_bits(self):
@@ -167,239 +204,302 @@ class NeuronCore(wiring.Component):
         return len(self.weight_contents) * self.lanes * self.weight_bits
 
     @property
-    def state_memory_bits(self):
-        """Bits of the currents plus both membrane banks."""
-        return self.words * self.lanes * (self._widths.current_bits
-                                          + 2 * self._widths.membrane_bits)
+    def _word_bits(self):
+        return max(self.words - 1, 1).bit_length()
 
-    def _channel_lanes(self, values):
-        """Per-channel values as ``(groups, lanes)``, zero in the padding lanes."""
-        padded = np.zeros(self.groups * self.lanes, dtype=np.int64)
+    @property
+    def state_depth(self):
+        """Membrane memory words: bank 0 at ``0..words-1``, bank 1 from ``2**word_bits``."""
+        return (1 << self._word_bits) + self.words
+
+    @property
+    def state_memory_bits(self):
+        """Bits of both membrane banks."""
+        return self.state_depth * self.lanes * self._widths.membrane_bits
+
+    def _channel_lanes(self, values, fill=0):
+        """Per-channel values as ``(groups, lanes)``, ``fill`` in the padding lanes."""
+        padded = np.full(self.groups * self.lanes, fill, dtype=np.int64)
         padded[:len(values)] = values
         return padded.reshape(self.groups, self.lanes)
+
+    def _constant_words(self):
+        """``U0 = bias − A·R`` and ``R`` per word and lane; padding lanes get ``U0 = −1``,
+        ``R = 0`` (they never fire)."""
+        bias, ramp = self.neuron_constants()
+        real = np.zeros((self.words, self.lanes), dtype=bool)
+        real.reshape(self.groups, -1, self.lanes)[:] = \
+            self._channel_lanes(np.ones(self._channels), 0)[:, None, :].astype(bool)
+        levels = 0 if self._layer.is_readout else self._layer.levels
+        u0 = np.where(real, bias - levels * ramp, -1)
+        return u0, np.where(real, ramp, 0)
 
     # -- hardware ----------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        layer, lanes, words = self._layer, self._lanes, self.words
+        lanes = self._lanes
         membrane = signed(self._widths.membrane_bits)
-        mem_word = data.ArrayLayout(membrane, lanes)
-
         contents = self.weight_contents
         m.submodules.weights = weights = memory.Memory(
             shape=data.ArrayLayout(signed(self.weight_bits), lanes), depth=len(contents),
             init=contents.tolist(), attrs={"onespike_role": "weights"})  # for board mapping
-        weight = weights.read_port()
 
-        m.submodules.current = currents = memory.Memory(
-            shape=data.ArrayLayout(signed(self._widths.current_bits), lanes), depth=words,
-            init=[])
-        current_write = currents.write_port()
-        current = currents.read_port(transparent_for=[current_write])
-
-        bias, ramp = self.neuron_constants()
-        alive = np.zeros((words, lanes), dtype=np.int64)
-        alive.reshape(self.groups, -1, lanes)[:] = \
-            self._channel_lanes(np.ones(self._channels))[:, None, :]
-        neuron = data.StructLayout({"bias": membrane, "ramp": membrane, "threshold": membrane,
-                                    "alive": 1})
+        u0, ramp = self._constant_words()
+        lane = data.StructLayout({"u0": membrane,
+                                  "ramp": range(max(int(ramp.max(initial=0)), 1) + 1)})
         m.submodules.constants = constants = memory.Memory(
-            shape=data.ArrayLayout(neuron, lanes), depth=words,
-            init=[[{"bias": b, "ramp": r, "threshold": layer.levels * r, "alive": a}
-                   for b, r, a in zip(*word)]
-                  for word in zip(bias.tolist(), ramp.tolist(), alive.tolist())])
-
+            shape=data.ArrayLayout(lane, lanes), depth=self.words,
+            init=[[{"u0": u, "ramp": r} for u, r in zip(*word)]
+                  for word in zip(u0.tolist(), ramp.tolist())])
+        state = data.ArrayLayout(membrane, lanes)
+        m.submodules.membrane = membranes = memory.Memory(shape=state,
+                                                          depth=self.state_depth, init=[])
+        write = membranes.write_port()
         full = Signal(2)                     # bank belongs to phase 2
-        bank = {"integrate": Signal(), "fire": Signal()}
-        side = {name: _Side(name, mem_word, words) for name in bank}
-        clearing = Signal()                  # phase 1 writes both banks
-        for b in range(2):
-            m.submodules[f"membrane{b}"] = bank_memory = memory.Memory(
-                shape=mem_word, depth=words, init=bias.tolist())
-            write = bank_memory.write_port()
-            read = bank_memory.read_port(transparent_for=[write])
-            with m.If(full[b]):
-                self._connect(m, read, write, side["fire"], bank["fire"] == b)
-            with m.Else():
-                self._connect(m, read, write, side["integrate"],
-                              (bank["integrate"] == b) | clearing)
-            for name in bank:
-                with m.If(bank[name] == b):
-                    m.d.comb += side[name].data.eq(read.data)
-
-        ints = side["integrate"]
-        ints_constants = constants.read_port()
-        m.d.comb += ints_constants.addr.eq(ints.addr)
-        self._integration(m, weight, current, current_write, ints, ints_constants, full,
-                          bank["integrate"], clearing)
-        fires_constants = constants.read_port()
-        m.d.comb += fires_constants.addr.eq(side["fire"].addr)
-        phase2 = self._readout if layer.is_readout else self._firing
-        phase2(m, side["fire"], fires_constants, full, bank["fire"])
+        # phase 2 writes U0 back into the words it is done with, in the cycles in which
+        # integration does not write; and after a reset into every word (then ``ready``)
+        restore = {"en": Signal(), "addr": Signal(range(self.state_depth)),
+                   "data": Signal(state), "busy": Signal(), "ready": Signal(),
+                   "writing": Signal(2)}          # integration writes into bank 0 / 1
+        self._integration(m, weights.read_port(), write,
+                          membranes.read_port(transparent_for=[write]), full, restore)
+        phase2 = self._readout if self._layer.is_readout else self._firing
+        phase2(m, membranes.read_port(), constants.read_port(), full, restore)
         return m
 
-    @staticmethod
-    def _connect(m, read, write, side, write_enable):
-        m.d.comb += [read.addr.eq(side.addr), write.addr.eq(side.word),
-                     write.data.eq(side.write), write.en.eq(side.en & write_enable)]
+    def _spike_multiple(self, step):
+        """``A_in − s``: the steps from a spike's step to its window's end."""
+        return self._in_levels - step
 
-    def _integration(self, m, weight, current, current_write, ints, constants, full, bank,
-                     clearing):
-        lanes = self._lanes
-        spike = Signal(neuron_layout(self._layer.in_shape))   # input neuron being added
-        synapses = Odometer(self.synapse_counters(), "synapse")
-        target, target_valid = Signal(range(self.words)), Signal()   # I word on the port
+    def _address(self, word, bank):
+        bits = self._word_bits
+        word = word[:bits] if len(word) >= bits else Cat(word, Const(0, bits - len(word)))
+        return Cat(word, bank)
+
+    def _integration(self, m, weight, write, read, full, restore):
+        lanes, last_tick = self._lanes, self._in_levels - 1
+        bank = Signal()
+        spike = Signal(self.i.payload.index.shape())      # input neuron being added
+        multiple = Signal(range(self._in_levels + 1))      # A_in − step of that spike
+        counters = RangeCounter(self.synapse_sizes(), "synapse")
         ticks = Signal(range(self._in_levels))
-        m.d.comb += [current.addr.eq(ints.addr), current_write.addr.eq(ints.word)]
+        # stage 1: the weights of the word are on the weight port (then registered);
+        # stage 2: the product w·multiple is formed and the word's U read;
+        # stage 3: the word is written with U + w·multiple
+        stage = [{"word": Signal(range(self.words), name=f"s{i}_word"),
+                  "valid": Signal(name=f"s{i}_valid"), "bank": Signal(name=f"s{i}_bank"),
+                  "multiple": Signal.like(multiple, name=f"s{i}_multiple")}
+                 for i in (1, 2, 3)]
+        s1, s2, s3 = stage
+        held = [Signal.like(weight.data[l], name=f"w{l}") for l in range(lanes)]
+        products = [Signal(signed(self.weight_bits + multiple.shape().width + 1),
+                           name=f"product{l}") for l in range(lanes)]
+        m.d.sync += s1["valid"].eq(0)
+        for before, after in ((s1, s2), (s2, s3)):
+            m.d.sync += [after[k].eq(before[k]) for k in after]
+        m.d.sync += [held[l].eq(weight.data[l]) for l in range(lanes)]
+        m.d.sync += [products[l].eq(held[l] * s2["multiple"]) for l in range(lanes)]
+        m.d.comb += [read.addr.eq(self._address(s2["word"], s2["bank"])),
+                     restore["busy"].eq(s3["valid"]),
+                     restore["writing"][0].eq(Cat(*[x["valid"] & ~x["bank"] for x in stage]).any()),
+                     restore["writing"][1].eq(Cat(*[x["valid"] & x["bank"] for x in stage]).any())]
+        with m.If(s3["valid"]):
+            m.d.comb += [write.addr.eq(self._address(s3["word"], s3["bank"])), write.en.eq(1)]
+            m.d.comb += [write.data[l].eq(read.data[l] + products[l]) for l in range(lanes)]
+        with m.Else():
+            m.d.comb += [write.addr.eq(restore["addr"]), write.en.eq(restore["en"]),
+                         write.data.eq(restore["data"])]
 
-        def present(index, counters):
-            word, weight_word, valid = self.synapse(index, counters)
-            m.d.comb += [current.addr.eq(word), weight.addr.eq(weight_word)]
-            m.d.sync += [target.eq(word), target_valid.eq(valid)]
-
-        def sweep():
-            """Present the sweep's next state word on the read ports."""
-            with m.If(~ints.last):
-                m.d.comb += ints.addr.eq(ints.word + 1)
-                m.d.sync += ints.word.eq(ints.word + 1)
+        def present(index, values, times):
+            state_word, weight_word = self.synapse(index, values)
+            m.d.comb += weight.addr.eq(weight_word)
+            m.d.sync += [s1["word"].eq(state_word), s1["valid"].eq(1), s1["bank"].eq(bank),
+                         s1["multiple"].eq(times)]
 
         def accept():
-            m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1))
+            payload = self.i.payload
+            m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1) & restore["ready"])
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += ints.word.eq(0)
-                m.d.comb += ints.addr.eq(0)
-                with m.If(self.i.payload.end):
-                    m.next = "STEP"
+                with m.If(payload.end):
+                    m.d.sync += ticks.eq(ticks + 1)
+                    with m.If(ticks == last_tick):
+                        m.d.sync += ticks.eq(0)
+                        pass_bank(m, full, bank, 1)
                 with m.Else():
-                    m.d.sync += spike.eq(self.i.payload.index)
-                    synapses.load(m, [0] * len(synapses.values))
-                    present(self.i.payload.index, [0] * len(synapses.values))
-                    m.next = "ADD"
+                    bounds, exists = self.synapse_bounds(payload.index)
+                    times = self._spike_multiple(payload.step)
+                    m.d.sync += [spike.eq(payload.index), multiple.eq(times)]
+                    with m.If(exists):
+                        counters.load(m, bounds)
+                        present(payload.index, [first for first, _ in bounds], times)
+                        m.next = "ADD"
 
         with m.FSM(name="integration"):
-            with m.State("RESET"):
-                m.d.sync += ints.word.eq(0)
-                m.next = "CLEAR"
-            with m.State("CLEAR"):   # V = bias in both banks, I = 0
-                m.d.comb += [clearing.eq(1), ints.en.eq(1), current_write.en.eq(1)]
-                m.d.comb += [ints.write[l].eq(constants.data[l].bias) for l in range(lanes)]
-                sweep()
-                with m.If(ints.last):
-                    m.next = "INTEGRATE"
             with m.State("INTEGRATE"):
                 accept()
-            with m.State("ADD"):     # I += w for the synapse on the read ports
-                m.d.comb += [current_write.addr.eq(target), current_write.en.eq(target_valid)]
-                m.d.comb += [current_write.data[l].eq(current.data[l] + weight.data[l])
-                             for l in range(lanes)]
-                with m.If(synapses.last()):
+            with m.State("ADD"):     # the synapse at ``counters`` is on the weight port
+                with m.If(counters.last()):
                     m.next = "INTEGRATE"
                     accept()
                 with m.Else():
-                    after = synapses.next_values()
-                    synapses.load(m, after)
-                    present(spike, after)
-            with m.State("STEP"):    # V += I; the window's last step also clears I
-                m.d.comb += ints.en.eq(1)
-                m.d.comb += [ints.write[l].eq(ints.data[l] + current.data[l])
-                             for l in range(lanes)]
-                window_done = ticks == self._in_levels - 1
-                m.d.comb += current_write.en.eq(window_done)
-                sweep()
-                with m.If(ints.last):
-                    m.next = "INTEGRATE"
-                    with m.If(window_done):
-                        m.d.sync += ticks.eq(0)
-                        pass_bank(m, full, bank, 1)
-                    with m.Else():
-                        m.d.sync += ticks.eq(ticks + 1)
-                        accept()
+                    after = counters.next_values()
+                    m.d.sync += [v.eq(a) for v, a in zip(counters.values, after)]
+                    present(spike, after, multiple)
 
-    def _firing(self, m, fire, constants, full, bank):
+    def _restore_states(self, m, nxt, word, bank, restore, done):
+        """FSM states that write ``U0`` into the words of a bank, in cycles in which
+        integration does not write (``nxt``: the word the constants port fetches; ``word``:
+        the word whose constants are on it). ``START`` → ``RESTORE`` does both banks after
+        a reset, then goes to ``WAIT``; ``CLEAN`` does ``bank`` and calls ``done()``."""
+        last = word == self.words - 1
+        cleared = Signal()                   # after a reset: bank 0 done, now bank 1
+        target = Signal()
+
+        def sweep(finished):
+            m.d.comb += [restore["en"].eq(1), restore["addr"].eq(self._address(word, target)),
+                         nxt.eq(word)]
+            with m.If(~restore["busy"]):
+                m.d.comb += nxt.eq(Mux(last, 0, word + 1))
+                m.d.sync += word.eq(word + 1)
+                with m.If(last):
+                    m.d.sync += word.eq(0)
+                    finished()
+
+        with m.State("START"):
+            m.d.comb += nxt.eq(0)
+            m.d.sync += word.eq(0)
+            m.next = "RESTORE"
+        with m.State("RESTORE"):
+            m.d.comb += target.eq(cleared)
+
+            def after_bank():
+                m.d.sync += cleared.eq(1)
+                with m.If(cleared):
+                    m.d.sync += restore["ready"].eq(1)
+                    m.next = "WAIT"
+            sweep(after_bank)
+        with m.State("CLEAN"):
+            m.d.comb += target.eq(bank)
+            sweep(done)
+
+    def _crossings(self, m, read, constants, step):
+        """The firing pipeline register (``U``, ``k·R`` and ``R`` per lane of one word) and
+        which of its lanes cross in step ``step``: ``S = U + k·R ≥ 0`` (the sign bit), for
+        the first time (``k = 0`` or ``S < R``)."""
+        held = [{"u": Signal(read.data[l].shape(), name=f"held_u{l}"),
+                 "kr": Signal(signed(self._widths.membrane_bits + 1), name=f"held_kr{l}"),
+                 "r": Signal.like(constants.data[l].ramp, name=f"held_r{l}")}
+                for l in range(self._lanes)]
+        crossings = []
+        for l, h in enumerate(held):
+            s = Signal(signed(self._widths.membrane_bits + 1), name=f"s{l}")
+            m.d.comb += s.eq(h["u"] + h["kr"])
+            crossings.append(~s[-1] & ((step == 0) | (s < h["r"])))
+        return held, Cat(*crossings)
+
+    def _firing(self, m, read, constants, full, restore):
         layer, lanes = self._layer, self._lanes
+        bank = Signal()
+        word = Signal(range(self.words))     # the word on the read ports
         step = Signal(index_shape(layer.levels))
         pending = Signal(lanes)
-        last_step = step == layer.levels - 1
+        last_word = word == self.words - 1
         where = Odometer([self.groups] + self.position_sizes(), "fire_at")
-
-        def next_word():
-            m.d.sync += fire.word.eq(fire.word + 1)
-            where.step(m)
+        nxt = Signal.like(word)
+        m.d.comb += [nxt.eq(Mux(last_word, 0, word + 1)),
+                     read.addr.eq(self._address(nxt, bank)), constants.addr.eq(nxt),
+                     restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
+        held, crossed = self._crossings(m, read, constants, step)
+        held_where = [Signal.like(v, name=f"held_{v.name}") for v in where.values]
+        primed, held_last = Signal(), Signal()
 
         def first_word():
-            m.d.sync += fire.word.eq(0)
+            m.d.comb += nxt.eq(0)
+            m.d.sync += [word.eq(0), primed.eq(0)]
             where.load(m, [0] * len(where.values))
 
-        m.d.comb += fire.addr.eq(Mux(fire.last, 0, fire.word + 1))
+        def hold_next():
+            """Move the word on the ports into the pipeline register."""
+            m.d.sync += [primed.eq(1), held_last.eq(last_word), word.eq(word + 1)]
+            m.d.sync += [h.eq(v) for h, v in zip(held_where, where.values)]
+            for l, h in enumerate(held):
+                ramp = constants.data[l].ramp
+                m.d.sync += [h["u"].eq(read.data[l]), h["kr"].eq(step * ramp), h["r"].eq(ramp)]
+            where.step(m)
+
         with m.FSM(name="firing"):
-            with m.State("WAIT"):
-                m.d.comb += fire.addr.eq(0)
+            def release():
+                pass_bank(m, full, bank, 0)
+                m.next = "WAIT"
+            self._restore_states(m, nxt, word, bank, restore, release)
+            with m.State("WAIT"):    # until the bank is full and its last writes are done
                 first_word()
-                with m.If(full.bit_select(bank, 1)):
+                with m.If(full.bit_select(bank, 1) & ~restore["writing"].bit_select(bank, 1)):
                     m.next = "FIRE"
-            with m.State("FIRE"):   # ramp and compare one word, write it back
-                crossings = []
-                for l in range(lanes):
-                    v, c = fire.data[l], constants.data[l]
-                    raised = Signal(fire.data[l].shape(), name=f"raised{l}")
-                    m.d.comb += raised.eq(v + Mux(step == 0, 0, c.ramp))
-                    crossings.append((raised >= c.threshold) & c.alive
-                                     & ((step == 0) | (v < c.threshold)))
-                    m.d.comb += fire.write[l].eq(Mux(last_step, c.bias, raised))
-                m.d.comb += fire.en.eq(1)
-                m.d.sync += pending.eq(Cat(*crossings))
-                with m.If(Cat(*crossings).any()):
+            with m.State("FIRE"):
+                with m.If(primed & crossed.any()):
+                    m.d.comb += nxt.eq(word)          # hold the word on the read ports
+                    m.d.sync += pending.eq(crossed)
                     m.next = "EMIT"
-                with m.Elif(fire.last):
+                with m.Elif(primed & held_last):
                     m.next = "STEP_END"
                 with m.Else():
-                    next_word()
+                    hold_next()
             with m.State("EMIT"):   # one spike per cycle, lowest lane first
-                lane = Signal(range(lanes))
+                m.d.comb += nxt.eq(word)
+                chosen = Signal(range(lanes))
                 for l in reversed(range(lanes)):
                     with m.If(pending[l]):
-                        m.d.comb += lane.eq(l)
+                        m.d.comb += chosen.eq(l)
                 m.d.comb += [self.o.valid.eq(1),
-                             self.o.payload.index.eq(self.neuron_index(where.values, lane)),
+                             self.o.payload.index.eq(self.neuron_index(held_where, chosen)),
                              self.o.payload.step.eq(step)]
                 rest = pending & (pending - 1)
                 with m.If(self.o.ready):
                     m.d.sync += pending.eq(rest)
                     with m.If(rest == 0):
-                        with m.If(fire.last):
+                        with m.If(held_last):
                             m.next = "STEP_END"
                         with m.Else():
-                            next_word()
+                            hold_next()
+                            m.d.comb += nxt.eq(Mux(last_word, 0, word + 1))
                             m.next = "FIRE"
             with m.State("STEP_END"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
-                             self.o.payload.step.eq(step), fire.addr.eq(0)]
+                             self.o.payload.step.eq(step)]
                 first_word()
                 with m.If(self.o.ready):
                     m.d.sync += step.eq(step + 1)
                     m.next = "FIRE"
-                    with m.If(last_step):
+                    with m.If(step == layer.levels - 1):
                         m.d.sync += step.eq(0)
-                        pass_bank(m, full, bank, 0)
-                        m.next = "WAIT"
+                        m.next = "CLEAN"      # then write U0 back and free the bank
 
-    def _readout(self, m, fire, constants, full, bank):
+    def _readout(self, m, read, constants, full, restore):
         lanes = self._lanes
-        logits = Array(Signal(fire.data[l].shape(), name=f"logit{l}") for l in range(lanes))
+        bank = Signal()
+        word = Signal(range(self.words))
+        logits = Array(Signal(signed(self._widths.membrane_bits), name=f"logit{l}")
+                       for l in range(lanes))
         lane = Signal(range(lanes))
-        index = fire.word * lanes + lane
-        m.d.comb += fire.addr.eq(Mux(fire.last, 0, fire.word + 1))
+        index = word * lanes + lane
+        nxt = Signal.like(word)               # the word the read ports fetch
+        m.d.comb += [nxt.eq(word), read.addr.eq(self._address(nxt, bank)),
+                     constants.addr.eq(nxt),
+                     restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
         with m.FSM(name="readout"):
+            def release():
+                pass_bank(m, full, bank, 0)
+                m.next = "WAIT"
+            self._restore_states(m, nxt, word, bank, restore, release)
             with m.State("WAIT"):
-                m.d.comb += fire.addr.eq(0)
-                m.d.sync += fire.word.eq(0)
-                with m.If(full.bit_select(bank, 1)):
+                m.d.comb += nxt.eq(0)
+                m.d.sync += word.eq(0)
+                with m.If(full.bit_select(bank, 1) & ~restore["writing"].bit_select(bank, 1)):
                     m.next = "LOAD"
-            with m.State("LOAD"):   # take one word of logits, write the biases back
-                m.d.sync += [logits[l].eq(fire.data[l]) for l in range(lanes)]
+            with m.State("LOAD"):   # take one word of logits
+                m.d.sync += [logits[l].eq(read.data[l]) for l in range(lanes)]
                 m.d.sync += lane.eq(0)
-                m.d.comb += [fire.write[l].eq(constants.data[l].bias) for l in range(lanes)]
-                m.d.comb += fire.en.eq(1)
                 m.next = "SEND"
             with m.State("SEND"):
                 last = index == self._outputs - 1
@@ -409,8 +509,10 @@ class NeuronCore(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(last):
-                        pass_bank(m, full, bank, 0)
-                        m.next = "WAIT"
+                        m.d.comb += nxt.eq(0)
+                        m.d.sync += word.eq(0)
+                        m.next = "CLEAN"      # then write U0 back and free the bank
                     with m.Elif(lane == lanes - 1):
-                        m.d.sync += fire.word.eq(fire.word + 1)
+                        m.d.comb += nxt.eq(word + 1)
+                        m.d.sync += word.eq(word + 1)
                         m.next = "LOAD"

@@ -1,47 +1,221 @@
 """Cycle model of the accelerator: what each stage costs per sample, from the design.
 
-Every stage handles one sample at a time and hands it on (two banks), so in steady state a
-sample leaves every ``max(stage)`` cycles; a single sample's latency is the input load
-plus, for each stream, the slower of its producer and consumer, plus the readout. The
-counts follow the state machines in :mod:`~onespike.hdl.encoder`, :mod:`~onespike.hdl.core`
-and :mod:`~onespike.hdl.maxpool`; ``bench/hdl_cycles.py`` puts them next to measured cycles.
+Every stage works on one sample at a time. A spike stream couples its producer (the
+encoder's send, a core's firing phase, a max-pooling core) to its consumer (a core's
+integration phase, a max-pooling core): the consumer takes each spike only when it is done
+with the previous one, so the producer waits while the consumer is busy, and vice versa.
+A max-pooling core has no second bank: it passes spikes on in the same step, so the
+firing phase before it, the pooling and the integration after it form one chain.
+
+Per sample (``S`` spikes in, ``c(j)`` integration cycles of input spike ``j``, ``A_in``
+input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
+
+* integration: ``Σ c(j) + A_in`` (one cycle per end-of-step marker; the state words are
+  never swept);
+* firing: ``A·(W + 1) + S' + 1`` (one word per cycle and step, one cycle per spike sent,
+  an end-of-step marker per step);
+* max pooling: ``(1 + span²)·S + 2·A + pooled neurons`` (fired bits cleared after the window);
+* encoder: ``inputs + 1`` to load, ``2·A0 + S0`` to send; readout: ``classes + groups + 1``.
+
+A chain's time is the slower side plus the coupling: every spike the producer sends while
+the consumer is still busy with the previous one waits, which costs about one cycle per
+spike on top of the slower side. In steady state a sample leaves every
+``max(stages, chains)`` cycles; a single sample's latency is the input load, plus each
+chain, plus the readout. ``bench/hdl_cycles.py`` and ``bench/lean_table.py`` put the model
+next to measured cycles.
 """
 
 import numpy as np
 
 from onespike.hdl.maxpool import MaxPoolCore
 
-__all__ = ["cycle_estimate"]
+__all__ = ["cycle_estimate", "event_chains", "integration_cycles"]
+
+
+def integration_cycles(core, spikes):
+    """Integration cycles of :class:`~onespike.hdl.core.NeuronCore` ``core`` for ``spikes``:
+    a count (every input position equally likely) or spike maps (``(..., *in_shape)``,
+    nonzero = spike; the mean over leading axes)."""
+    per = core.spike_cycles
+    if np.ndim(spikes) == 0:
+        return float(spikes) * float(per.mean())
+    maps = np.asarray(spikes).reshape(-1, len(per)) != 0
+    return float((maps @ per).mean())
+
+
+def _sweep_order(shape, lanes, flat):
+    """``(word, lane)`` of the neurons ``flat`` (C-order numbers of a map of ``shape``):
+    the order in which a firing sweep of ``lanes`` lanes sends them."""
+    if len(shape) == 1:
+        return [(int(f) // lanes, int(f) % lanes) for f in flat]
+    _, h, w = shape
+    out = []
+    for f in flat:
+        c, rest = divmod(int(f), h * w)
+        out.append(((c // lanes) * h * w + rest, c % lanes))
+    return out
+
+
+def _pooled(layer, flat):
+    """The pooled neurons (C-order numbers) whose window holds input neuron ``flat``."""
+    _, h, w = layer.in_shape
+    _, ho, wo = layer.out_shape
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    ch, rest = divmod(int(flat), h * w)
+    y, x = divmod(rest, w)
+    ys = [o for o in range(ho) if 0 <= y + p - o * s < k]
+    xs = [o for o in range(wo) if 0 <= x + p - o * s < k]
+    return [(ch * ho + oy) * wo + ox for oy in ys for ox in xs]
+
+
+class _Integrator:
+    """A core's integration phase as a consumer: ``take(t, spike)`` is when it can take
+    the next item after taking ``spike`` (a C-order number, None: a marker) at ``t``."""
+
+    def __init__(self, core):
+        self.per = core.spike_cycles
+        self.done = 0
+
+    def take(self, t, spike):
+        self.done = t + (1 if spike is None else max(int(self.per[spike]), 1))
+        return self.done
+
+
+class _Pool:
+    """A max-pooling core and the integrator after it, as one consumer."""
+
+    def __init__(self, core, after):
+        self.core, self.after, self.fired = core, after, set()
+        self.down = 0                                 # when ``after`` takes its next item
+        self.done = 0
+
+    def take(self, t, spike):
+        if spike is None:                             # END passes the marker on
+            t2 = max(t + 1, self.down)
+            self.down = self.after.take(t2, None)
+            self.done = max(t2 + 1, self.after.done)
+            return t2 + 1
+        cycle = t + 1
+        pooled = [p for p in _pooled(self.core._layer, spike) if p not in self.fired]
+        for p in pooled:                              # one CHECK cycle per candidate
+            t2 = max(cycle, self.down)
+            self.down = self.after.take(t2, p)
+            self.fired.add(p)
+            cycle = t2 + 1
+        cycle += self.core.span ** 2 - len(pooled)
+        self.done = max(cycle, self.after.done)
+        return cycle - 1
+
+
+def _chain(steps, words, consumer, tail=0):
+    """Cycles of one sample through a producer and ``consumer``: ``steps`` per step the
+    spikes ``(word, neuron)`` in sending order; ``words`` the producer's state words
+    (None: the encoder, which sends a list head, its spikes, a marker)."""
+    cur = ready = 0
+    for spikes in steps:
+        start, last = cur, None
+        cur = start + 1
+        for word, spike in spikes:
+            if words is not None and word != last:
+                cur = start + word + 2 if last is None else cur + word - last
+                last = word
+            t = max(cur, ready)
+            ready, cur = consumer.take(t, spike), t + 1
+        if words is not None:
+            cur = start + words + 1 if last is None else cur + words - 1 - last
+        t = max(cur, ready)
+        ready, cur = consumer.take(t, None), t + 1
+    producer = cur + (words + 1 if words is not None else 0)     # write-back of U0
+    return max(producer, consumer.done + tail)
+
+
+def _stream_steps(levels, act, shape, lanes):
+    """Per step the spikes ``(word, neuron)`` of a stream in sending order (``lanes``
+    None: the encoder, which sends a level's list newest first)."""
+    steps = []
+    for k in range(levels):
+        flat = np.flatnonzero(act == levels - k)
+        if lanes is None:
+            steps.append([(None, int(f)) for f in flat[::-1]])
+        else:
+            keys = _sweep_order(shape, lanes, flat)
+            steps.append([(key[0], int(f)) for key, f in sorted(zip(keys, flat))])
+    return steps
+
+
+def event_chains(top, maps) -> dict:
+    """Mean cycles per sample of every producer → consumer chain, replaying the spikes of
+    ``maps`` (activation maps ``(samples, *shape)`` of every stream) through the
+    handshakes: a spike waits until the consumer has taken the previous one."""
+    net, cores = top.net, top.cores
+    chains = {}
+    for n, core in enumerate(cores):
+        if n > 0 and isinstance(cores[n - 1], MaxPoolCore):
+            continue                                 # part of the chain through the pool
+        levels = net.in_levels(n)
+        shape = net.layers[n].in_shape
+        producer = None if n == 0 else cores[n - 1]
+        times = []
+        for act in np.asarray(maps[n]).reshape(len(maps[n]), -1):
+            if isinstance(core, MaxPoolCore):
+                consumer, tail = _Pool(core, _Integrator(cores[n + 1])), \
+                    core.fired_memory_bits
+            else:
+                consumer, tail = _Integrator(core), 0
+            steps = _stream_steps(levels, act, shape,
+                                  None if producer is None else producer.lanes)
+            times.append(_chain(steps, None if producer is None else producer.words,
+                                consumer, tail))
+        chains[f"stream{n}"] = float(np.mean(times))
+    return chains
+
+
+def _count(spikes):
+    return float(spikes) if np.ndim(spikes) == 0 else \
+        float((np.asarray(spikes) != 0).reshape(len(np.asarray(spikes)), -1).sum(1).mean()) \
+        if np.ndim(spikes) > 1 else float((np.asarray(spikes) != 0).sum())
 
 
 def cycle_estimate(top, spikes=None) -> dict:
-    """Cycles per sample of :class:`~onespike.hdl.top.Accelerator` ``top``. ``spikes[n]`` is
-    the number of spikes on the stream into layer ``n`` (``spikes[0]`` = input spikes);
-    ``None`` assumes every neuron spikes (the most work a sample can bring)."""
+    """Cycles per sample of :class:`~onespike.hdl.top.Accelerator` ``top``: ``stages``
+    (each stage alone, and each chain ``stream<n>``), ``chains``, ``steady`` (the largest)
+    and ``latency``. ``spikes[n]`` is
+    what the stream into layer ``n`` carries (``spikes[0]``: input spikes): a count, or
+    spike maps (then each spike's integration cost follows its position); ``None`` assumes
+    every neuron spikes (the most work a sample can bring)."""
     net = top.net
     sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
                                                   for l in net.layers]
     spikes = list(sizes[:-1] if spikes is None else spikes)
+    counts = [_count(s) for s in spikes]
     levels = [net.in_levels(n) for n in range(len(net.layers))]
-    stages = {"encoder_load": sizes[0] + 1,
-              "encoder_send": 2 * levels[0] + spikes[0]}
-    producers = [stages["encoder_send"]]
-    consumers = []
+    stages = {"encoder_load": sizes[0] + 1}
+    chain = {"encoder_send": 2 * levels[0] + counts[0]}
+    chains = {}
+
+    def close(name):
+        slowest = max(chain.values())
+        chains[name] = slowest + (counts_into if len(chain) > 1 else 0)
+        stages.update(chain)
+        chain.clear()
+
     for n, core in enumerate(top.cores):
+        counts_into = counts[n]
         if isinstance(core, MaxPoolCore):
-            cost = core.span ** 2 * spikes[n] + spikes[n + 1] + levels[n] \
+            chain[f"layer{n}_maxpool"] = core.span ** 2 * counts[n] + 2 * levels[n] \
                 + core.fired_memory_bits
-            stages[f"layer{n}_maxpool"] = cost
-            consumers.append(cost)
-            producers.append(cost)
             continue
-        stages[f"layer{n}_integrate"] = core.fan_out * spikes[n] + core.words * levels[n] + 1
-        consumers.append(stages[f"layer{n}_integrate"])
+        chain[f"layer{n}_integrate"] = integration_cycles(core, spikes[n]) + levels[n] + 2
+        close(f"stream{n}")
         if n < len(top.cores) - 1:
             layer = net.layers[n]
-            stages[f"layer{n}_fire"] = layer.levels * (core.words + 1) + spikes[n + 1] + 1
-            producers.append(stages[f"layer{n}_fire"])
+            chain[f"layer{n}_fire"] = layer.levels * (core.words + 2) + counts[n + 1] \
+                + core.words + 2
     stages["readout"] = sizes[-1] + top.cores[-1].groups + 1
-    latency = stages["encoder_load"] + sum(max(p, c) for p, c in zip(producers, consumers)) \
-        + stages["readout"] + 1
-    return {"stages": stages, "steady": max(stages.values()), "latency": latency}
+    if all(np.ndim(m) > 1 for m in spikes):          # activation maps: replay them
+        chains = event_chains(top, spikes)
+    stages = {k: int(round(v)) for k, v in stages.items()}
+    chains = {k: int(round(v)) for k, v in chains.items()}
+    latency = stages["encoder_load"] + sum(chains.values()) + stages["readout"] + 1
+    return {"stages": {**stages, **chains}, "chains": chains,
+            "steady": max(max(stages.values()), max(chains.values())), "latency": latency}

@@ -45,12 +45,18 @@ class DenseCore(NeuronCore):
         padded[:, :self._channels] = rows
         return padded.reshape(-1, self.lanes)
 
-    def synapse_counters(self):
+    def synapse_sizes(self):
         return [self.groups]
+
+    def synapse_bounds(self, index):
+        return [(0, self.groups - 1)], 1
 
     def synapse(self, index, counters):
         group, = counters
-        return group, flat_index(index, self._layer.in_shape) * self.groups + group, 1
+        return group, flat_index(index, self._layer.in_shape) * self.groups + group
+
+    def synapse_counts(self):
+        return np.full(self.inputs, self.groups)
 
     def neuron_index(self, word_counters, lane):
         group, = word_counters

@@ -17,7 +17,8 @@ class MaxPoolCore(wiring.Component):
 
     An input spike ``(c, y, x)`` checks the ``ceil(k/stride)²`` pooled neurons whose window
     holds it (padding holds nothing) against a *fired* bit per pooled neuron (a memory) and
-    sends those that have not fired yet, one per cycle; no arithmetic on values at all.
+    sends those that have not fired yet, one per cycle (the next input is taken in the
+    last one); no arithmetic on values at all.
     End-of-step markers pass through (with ``index`` 0); after the window's last one the
     fired bits are cleared (one word per cycle) before the next sample, and likewise after
     a reset.
@@ -87,7 +88,7 @@ class MaxPoolCore(wiring.Component):
                 with m.If(clear == c_out * ho * wo - 1):
                     m.d.sync += clear.eq(0)
                     m.next = "ACCEPT"
-            with m.State("ACCEPT"):
+            def accept():
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     m.d.sync += spike.eq(self.i.payload)
@@ -97,6 +98,9 @@ class MaxPoolCore(wiring.Component):
                     m.next = "END"
                     with m.If(~self.i.payload.end):
                         m.next = "CHECK"
+
+            with m.State("ACCEPT"):
+                accept()
             with m.State("CHECK"):   # read.data: the fired bit of the candidate
                 fresh = ok & ~read.data
                 m.d.comb += self.o.valid.eq(fresh)
@@ -107,6 +111,7 @@ class MaxPoolCore(wiring.Component):
                     m.d.comb += read.addr.eq(candidate(spike.index, *after)[0])
                     with m.If(offsets.last()):
                         m.next = "ACCEPT"
+                        accept()         # the next input in the same cycle
             with m.State("END"):                     # index unused: a defined 0
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
                              self.o.payload.index.eq(0)]

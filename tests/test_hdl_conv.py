@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from helpers import CONV_NETS, conv_net_and_rng
+
 from onespike.errors import OnespikeError
 from onespike.hdl.conv import ConvCore
 from onespike.hdl.maxpool import MaxPoolCore
@@ -12,47 +14,23 @@ from onespike.ir import Conv, MaxPool
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
 
 
-def conv_networks(count, start=0):
-    """``count`` random image networks that convolve or max-pool (dense readout), with a spread of
-    kernels 1-5, strides 1-2, padding 0-2, sum pooling into the layer and odd sizes."""
-    found, seed = [], start
-    while len(found) < count:
-        rng = np.random.default_rng(seed)
-        net = random_network(rng, conv=True, act_bits=int(rng.integers(1, 4)))
-        seed += 1
-        if isinstance(net.layers[-1], Conv) or \
-                not any(isinstance(l, (Conv, MaxPool)) for l in net.layers):
-            continue
-        found.append(net)
-    return found
-
-
 def channel_lanes(net):
     channels = max(l.weight.shape[0] for l in net.layers if not isinstance(l, MaxPool))
     divisors = [p for p in range(2, channels) if channels % p]   # not dividing: odd groups
     return sorted({1, divisors[0] if divisors else 1, channels})
 
 
-NETS = conv_networks(13)
-
-
-def net_and_rng(number):
-    """Network ``number`` and a generator of its own, so inputs do not depend on which
-    tests ran before."""
-    return NETS[number], np.random.default_rng(1000 + number)
-
-
 def test_the_random_networks_cover_the_geometry():
-    convs = [l for net in NETS for l in net.layers if isinstance(l, Conv)]
-    pools = [l for net in NETS for l in net.layers if isinstance(l, MaxPool)]
+    convs = [l for net in CONV_NETS for l in net.layers if isinstance(l, Conv)]
+    pools = [l for net in CONV_NETS for l in net.layers if isinstance(l, MaxPool)]
     assert {l.stride for l in convs} == {1, 2} and {l.padding for l in convs} >= {0, 1, 2}
     assert {l.kernel for l in convs} >= {1, 3, 5} and any(l.pool > 1 for l in convs)
     assert any(l.stride < l.kernel for l in pools) and any(l.padding for l in pools)
 
 
-@pytest.mark.parametrize("number", range(len(NETS)))
+@pytest.mark.parametrize("number", range(len(CONV_NETS)))
 def test_random_conv_networks_spike_for_spike(number):
-    net, rng = net_and_rng(number)
+    net, rng = conv_net_and_rng(number)
     a0 = random_inputs(rng, net, 2)
     golden = closed_form(net, a0)
     for lanes in channel_lanes(net):
@@ -74,7 +52,7 @@ def test_trained_digits_cnn(digits_cnn_net):
 
 
 def test_reset_in_the_middle_of_a_conv_inference():
-    net, rng = net_and_rng(0)
+    net, rng = conv_net_and_rng(0)
     junk, a0 = random_inputs(rng, net, 2), random_inputs(rng, net, 2)
     for cycles in (30, 300):
         hw = run(Accelerator(net, lanes=1), a0, interrupt=(junk, cycles),
@@ -83,7 +61,7 @@ def test_reset_in_the_middle_of_a_conv_inference():
 
 
 def test_conv_readout_and_wrong_layers_are_refused():
-    conv = next(l for net in NETS for l in net.layers if isinstance(l, Conv))
+    conv = next(l for net in CONV_NETS for l in net.layers if isinstance(l, Conv))
     readout = Conv(in_shape=conv.in_shape, weight=conv.weight, bias=conv.bias[:, ...],
                    ramp=None, act_bits=None, scale=conv.scale, stride=conv.stride,
                    padding=conv.padding, pool=conv.pool)
@@ -101,7 +79,7 @@ def test_rtl_with_one_wrong_conv_weight_is_caught():
     changes some spike for these inputs)."""
     import dataclasses
 
-    net, rng = net_and_rng(12)
+    net, rng = conv_net_and_rng(12)
     index = next(i for i, l in enumerate(net.layers) if isinstance(l, Conv))
     a0 = random_inputs(rng, net, 2)
     golden = closed_form(net, a0)
