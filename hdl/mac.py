@@ -21,7 +21,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.conv import ConvCore
-from onespike.hdl.core import Odometer
+from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import positive
 from onespike.hdl.streams import (activation_layout, discard, index_shape, logit_layout,
@@ -318,8 +318,8 @@ class MacCore(wiring.Component):
                      write.data.eq(side.write), write.en.eq(side.en & write_enable)]
 
     def _synapse(self, index, counters):
-        """``(state word, weight word, valid)``: the geometry's, except that without DSPs a
-        dense layer forms its weight row address with constant shifted adds."""
+        """``(state word, weight word)``: the geometry's, except that without DSPs a dense
+        layer forms its weight row address with constant shifted adds."""
         if self._use_dsp or not isinstance(self._layer, Dense):
             return self._geometry.synapse(index, counters)
         group, = counters
@@ -327,7 +327,7 @@ class MacCore(wiring.Component):
         row = index if len(shape) == 1 else \
             const_multiply(index.c, shape[1] * shape[2]) + const_multiply(index.y, shape[2]) \
             + index.x
-        return group, const_multiply(row, self.groups) + group, 1
+        return group, const_multiply(row, self.groups) + group
 
     def _neuron_index(self, word_counters, lane):
         if self._use_dsp or not isinstance(self._layer, Dense):
@@ -344,7 +344,7 @@ class MacCore(wiring.Component):
         lanes = self.lanes
         index = Signal(neuron_layout(self._layer.in_shape))   # input neuron being added
         value = Signal(range(self._in_levels + 1))
-        synapses = Odometer(self._geometry.synapse_counters(), "synapse")
+        synapses = RangeCounter(self._geometry.synapse_sizes(), "synapse")
         s1_valid, s1_word = Signal(), Signal(range(self.words))
         s1_value = Signal(range(self._in_levels + 1))
         s2_valid, s2_word = Signal(), Signal(range(self.words))
@@ -359,9 +359,9 @@ class MacCore(wiring.Component):
         m.d.comb += [acc.write[l].eq(acc.data[l] + product[l]) for l in range(lanes)]
 
         def present(at, counters, val):
-            word, weight_word, ok = self._synapse(at, counters)
+            word, weight_word = self._synapse(at, counters)
             m.d.comb += weight.addr.eq(weight_word)
-            m.d.sync += [s1_valid.eq(ok), s1_word.eq(word), s1_value.eq(val)]
+            m.d.sync += [s1_valid.eq(1), s1_word.eq(word), s1_value.eq(val)]
 
         def accept():
             m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1))
@@ -371,10 +371,12 @@ class MacCore(wiring.Component):
                 with m.Else():
                     m.d.sync += [index.eq(self.i.payload.index),
                                  value.eq(self.i.payload.value)]
-                    synapses.load(m, [0] * len(synapses.values))
-                    present(self.i.payload.index, [0] * len(synapses.values),
-                            self.i.payload.value)
-                    m.next = "MAC"
+                    bounds, exists = self._geometry.synapse_bounds(self.i.payload.index)
+                    with m.If(exists):       # the synapses this input reaches, no others
+                        synapses.load(m, bounds)
+                        present(self.i.payload.index, [first for first, _ in bounds],
+                                self.i.payload.value)
+                        m.next = "MAC"
 
         with m.FSM(name="accumulate"):
             with m.State("RESET"):
@@ -396,7 +398,7 @@ class MacCore(wiring.Component):
                     accept()
                 with m.Else():
                     after = synapses.next_values()
-                    synapses.load(m, after)
+                    m.d.sync += [v.eq(a) for v, a in zip(synapses.values, after)]
                     present(index, after, value)
             with m.State("FLUSH"):   # the sample's last synapse is in stage 1
                 m.next = "PASS"
