@@ -19,7 +19,7 @@ from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.streams import discard
-from onespike.hdl.top import layer_lanes
+from onespike.hdl.top import Accelerator, layer_lanes
 
 __all__ = ["build", "synthesize", "fit", "Fit", "BuildFailed", "synth_counts"]
 
@@ -46,6 +46,7 @@ class Fit:
     plan: MemoryPlan          # where each memory goes, by name
     luts: int                 # estimated LUT4 (iCE40: logic cells) of the whole design
     steady: int               # cycles per sample back to back (hdl.cycles model)
+    stages: dict = None       # cycles per stage (hdl.cycles model)
     reason: str = ""          # how the lanes were chosen
 
     @property
@@ -65,7 +66,7 @@ class Fit:
         needs = [(self.plan.blocks, board.blocks, board.block_ram.name + " blocks"),
                  (self.plan.lutram, board.lutram_units, "LUT-RAM units"),
                  (self.plan.spram_plan.sprams, board.spram, "SPRAMs"),
-                 (self.luts, lut_budget, "LUT4 (estimated)")]
+                 (self.luts, lut_budget, "LUTs (estimated)")]
         return [f"{need} {what} needed, {have} available" for need, have, what in needs
                 if need > have]
 
@@ -104,45 +105,96 @@ def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
 
 
 def _core_luts(net, lanes) -> int:
-    """LUT4 of the logic that is not memory: a fixed part (UART, link, encoder, control)
-    and, per layer and lane, the current and membrane adders, the ramp and threshold
-    compare and the bank muxes (calibrated against yosys on the iCEBreaker and ULX3S)."""
-    luts = 1200
+    """LUT4 of the logic that is not memory: a fixed part (UART, link, encoder) and per
+    layer its control and, per lane, the current and membrane adders, the ramp and
+    threshold compare and the bank muxes (fitted to yosys on the iCEBreaker: 64-48-32-10
+    MLP at 2 and 3 lanes, MNIST MLP at 4)."""
+    luts = 1160
     for layer, width, p in zip(net.layers, net.widths(), lanes):
         if hasattr(layer, "weight"):
-            luts += 60 + p * (width.current_bits + 4 * width.membrane_bits)
-    return luts
+            luts += 300 + 1.6 * p * (width.current_bits + 4 * width.membrane_bits)
+    return int(luts)
 
 
 def _plan(net, board, lanes, baud, lut_budget) -> Fit:
     top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, baud=baud))
     lanes = tuple(top.link.accelerator.lanes)
     core = _core_luts(net, lanes)
-    plan = plan_memories(inventory(top.link), board, lut_budget=lut_budget - core)
-    steady = cycle_estimate(top.link.accelerator)["steady"]
-    return Fit(lanes, plan, core + plan.logic_luts, steady)
+    plan = plan_memories(inventory(top.link), board,
+                         lut_budget=lut_budget / board.packing - core)
+    cycles = cycle_estimate(top.link.accelerator)
+    return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
+               cycles["steady"], cycles["stages"])
+
+
+def _steady(net, lanes) -> int:
+    """Cycles per sample back to back of the accelerator at ``lanes`` (hdl.cycles model;
+    the accelerator is built for its sizes only, never elaborated)."""
+    accelerator = Accelerator(net, lanes=list(lanes))
+    for part in [accelerator, accelerator.encoder, accelerator.argmax, *accelerator.cores]:
+        discard(part)
+    return cycle_estimate(accelerator)["steady"]
+
+
+def _trim(net, lanes) -> tuple:
+    """``lanes`` with every layer lowered to the fewest lanes that keep the cycles per
+    sample: a layer that is not the bottleneck needs no more (it saves logic and memory)."""
+    lanes, steady = list(lanes), _steady(net, lanes)
+    for n, layer in enumerate(net.layers):
+        for q in range(1, lanes[n]):
+            trial = lanes[:n] + [q] + lanes[n + 1:]
+            if hasattr(layer, "weight") and _steady(net, trial) <= steady:
+                lanes = trial
+                break
+    return tuple(lanes)
+
+
+def _candidates(net, most=None):
+    """Single lane counts worth trying, most first: powers of two, three times powers of
+    two and the layer widths, each giving another per-layer configuration."""
+    widest = max(layer.weight.shape[0] for layer in net.layers if hasattr(layer, "weight"))
+    most = min(widest, most or widest)
+    counts = {most} | {layer.weight.shape[0] for layer in net.layers
+                       if hasattr(layer, "weight")}
+    counts |= {k << s for k in (1, 3) for s in range(most.bit_length())}
+    out, seen = [], set()
+    for p in sorted((c for c in counts if 1 <= c <= most), reverse=True):
+        config = tuple(layer_lanes(net, p))
+        if config not in seen:
+            seen.add(config)
+            out.append(p)
+    return out
 
 
 def _uniform(net, board, baud, lut_budget, most=None):
-    """The largest single lane count (at most ``most``) whose plan fits, and its fit."""
-    widest = max(layer.weight.shape[0] for layer in net.layers if hasattr(layer, "weight"))
-    seen = set()
-    for p in range(min(widest, most or widest), 0, -1):
-        config = tuple(layer_lanes(net, p))
-        if config in seen:
-            continue                       # the same configuration as a larger p
-        seen.add(config)
-        placed = _plan(net, board, p, baud, lut_budget)
-        if not placed.problems(board, lut_budget):
+    """The largest single lane count (at most ``most``) whose plan fits, and its fit. A
+    scan from the most lanes down: memory need is not monotonic in the lanes (the iCE40
+    SPRAMs hold 16-bit words, so 2 to 8 lanes of MNIST weights fit where 1 does not)."""
+    for p in _candidates(net, most):
+        placed = _plan_or_trim(net, board, p, baud, lut_budget)
+        if placed is not None:
             return p, placed
     return 0, None
+
+
+def _plan_or_trim(net, board, lanes, baud, lut_budget):
+    """The fit at ``lanes`` or, when that does not fit, with the layers that are not the
+    bottleneck trimmed (:func:`_trim`); None when neither fits."""
+    placed = _plan(net, board, lanes, baud, lut_budget)
+    if not placed.problems(board, lut_budget):
+        return placed
+    trimmed = _trim(net, placed.lanes)
+    if trimmed != placed.lanes:
+        placed = _plan(net, board, trimmed, baud, lut_budget)
+        if not placed.problems(board, lut_budget):
+            return placed
+    return None
 
 
 def _bottleneck(net, placed):
     """The layer whose stage bounds the steady cycles, and its next lane count that cuts
     its word count (or None)."""
-    top = discard(BoardTop(net, lanes=list(placed.lanes), clock_hz=12_000_000))
-    stages = cycle_estimate(top.link.accelerator)["stages"]
+    stages = placed.stages
     name = max(stages, key=stages.get)
     if not name.startswith("layer"):
         return None
@@ -157,7 +209,7 @@ def _bottleneck(net, placed):
     return None
 
 
-def _refine(net, board, baud, lut_budget, placed, tries=6):
+def _refine(net, board, baud, lut_budget, placed, tries=4):
     """Raise the lanes of the slowest layer while the plan still fits."""
     for _ in range(tries):
         step = _bottleneck(net, placed)
@@ -178,10 +230,13 @@ def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD) -> Fit:
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
     for the slowest layer), keeping the estimated LUTs under ``LUT_SHARE`` of the device."""
     if lanes is not None:
-        placed = _plan(net, board, lanes, baud, board.luts)
-        problems = placed.problems(board, board.luts)
-        if not problems:
-            return replace(placed, reason="lanes as asked (--lanes)")
+        placed = _plan_or_trim(net, board, lanes, baud, board.luts)
+        if placed is not None:
+            asked = tuple(layer_lanes(net, lanes))
+            return replace(placed, reason="lanes as asked (--lanes)" if placed.lanes == asked
+                           else f"--lanes {lanes} does not fit; the layers that do not "
+                                f"bound the cycles per sample trimmed to {list(placed.lanes)}")
+        problems = _plan(net, board, lanes, baud, board.luts).problems(board, board.luts)
         most = max(lanes) if isinstance(lanes, (list, tuple)) else lanes
         fits, _ = _uniform(net, board, baud, board.luts, most=most - 1) if most > 1 \
             else (0, None)
@@ -196,7 +251,7 @@ def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD) -> Fit:
                             f"at 1 lane: {'; '.join(problems)}; use a larger board")
     refined = _refine(net, board, baud, budget, placed)
     reason = (f"{p} lane(s) is the most that fits (memories: {_kinds(refined.plan)}; "
-              f"~{refined.luts} of {board.luts} LUT4 estimated)")
+              f"~{refined.luts} of {board.luts} LUTs estimated)")
     if refined.lanes != placed.lanes:
         reason += (f"; then more lanes for the slowest layers: {list(refined.lanes)}, "
                    f"{placed.steady} -> {refined.steady} cycles per sample")

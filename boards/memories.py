@@ -14,6 +14,7 @@ looked up by name, after elaboration (no reliance on elaboration order).
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Instance,
                           MemoryData, MemoryInstance, Module, Mux, Shape, Signal)
@@ -37,7 +38,12 @@ class MemoryRecord:
     read_ports: int
     write_ports: int
     weights: bool
-    init: tuple = field(default=(), repr=False, compare=False)  # rows (weights only)
+    source: object = field(default=None, repr=False, compare=False)   # the Memory
+
+    @cached_property
+    def init(self) -> tuple:
+        """The initial rows as unsigned ints (for the SPRAM load image)."""
+        return init_rows(self.source) if self.source is not None else ()
 
     @property
     def bits(self):
@@ -100,7 +106,7 @@ def _slots(fragment, path=()):
 def _record(name, mem) -> MemoryRecord:
     weights = mem.attrs.get("onespike_role") == "weights"
     return MemoryRecord(name, Shape.cast(mem.shape).width, mem.depth, len(mem.read_ports),
-                        len(mem.write_ports), weights, init_rows(mem) if weights else ())
+                        len(mem.write_ports), weights, mem)
 
 
 def inventory(top) -> list:

@@ -16,7 +16,7 @@ from amaranth_boards.ulx3s import (ULX3S_12F_Platform, ULX3S_25F_Platform, ULX3S
 from onespike.boards.memories import MemoryMapper
 from onespike.errors import OnespikeError
 
-__all__ = ["Board", "BOARDS", "board_named", "tool_environment"]
+__all__ = ["Board", "BOARDS", "board_named", "tool_environment", "find_yosys"]
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,17 @@ class Board:
     distributed: DistributedRAM = None    # LUT RAM, if the family has it
     lutram_units: int = 0    # distributed-RAM units the device can place
 
+    packing: float = 1.0     # logic cells per LUT4 after packing (iCE40: FFs and carries
+                             # that find no LUT of their own; measured 1.29)
+
     def logic_luts(self, record) -> int:
-        """LUTs (iCE40: logic cells) a memory takes as logic: a RAM one flip-flop per bit
-        and its read mux (~1.5 cells a bit on iCE40, measured), a ROM about a LUT4 per 8
-        bits per read port."""
+        """LUT4 a memory takes as logic (fitted to yosys on the iCEBreaker): a RAM about
+        one per bit per read port (write enables and read mux), a ROM about 0.46 per
+        output bit and read port for every 16 rows."""
         if record.rom:
-            return math.ceil(record.bits * record.read_ports / 8)
-        return math.ceil(record.bits * record.read_ports * 1.5)
+            return math.ceil(0.46 * record.width * record.read_ports *
+                             max(1.0, record.depth / 16))
+        return record.bits * record.read_ports
 
     @property
     def clock_hz(self) -> int:
@@ -172,7 +176,7 @@ def _ulx3s(size, platform, luts, blocks, dsps, lanes):
 
 BOARDS = {board.name: board for board in [
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40 UltraPlus UP5K)", ICEBreakerPlatform,
-          "ice40", "iCE40UP5K", 5280, EBR, 30, 8, 2, spram=4),
+          "ice40", "iCE40UP5K", 5280, EBR, 30, 8, 2, spram=4, packing=1.3),
     _ulx3s(12, ULX3S_12F_Platform, 12288, 32, 28, 4),
     _ulx3s(25, ULX3S_25F_Platform, 24288, 56, 28, 8),
     _ulx3s(45, ULX3S_45F_Platform, 43848, 108, 72, 8),
@@ -211,3 +215,16 @@ def tool_environment() -> dict:
         env[variable] = path
     env["OPENFPGALOADER"] = "true"       # ULX3S asks for it even when not programming
     return env
+
+
+def find_yosys(requirement):
+    """The one adapter to Amaranth's private yosys finder (``amaranth._toolchain.yosys``,
+    pinned amaranth 0.5.10 with its builtin-yosys extra): the yosys Amaranth itself would
+    run (``YOSYS`` or the builtin WebAssembly one), an object with ``run(args, stdin,
+    ignore_warnings=...)``, satisfying ``requirement(version)``."""
+    try:
+        from amaranth._toolchain.yosys import find_yosys as amaranth_find_yosys
+    except ImportError:
+        raise OnespikeError("this Amaranth has no yosys finder where onespike expects it "
+                            "(amaranth 0.5.10); reinstall onespike") from None
+    return amaranth_find_yosys(requirement)
