@@ -39,6 +39,12 @@ class MemoryRecord:
     write_ports: int
     weights: bool
     source: object = field(default=None, repr=False, compare=False)   # the Memory
+    varying: int = None      # a ROM's data bits that are not the same in every row
+
+    @property
+    def used_width(self):
+        """The width yosys keeps: a ROM loses the bits that are constant (``opt_mem``)."""
+        return self.width if self.varying is None else self.varying
 
     @cached_property
     def init(self) -> tuple:
@@ -103,10 +109,32 @@ def _slots(fragment, path=()):
             yield from _slots(sub, here)
 
 
+def _raw_rows(mem):
+    """A memory's rows as ints, fast: Amaranth's private ``MemoryData.Init._raw`` (pinned
+    amaranth 0.5.10), else the public (slow) conversion."""
+    raw = getattr(mem.init, "_raw", None)
+    return raw if raw is not None else init_rows(mem)
+
+
+def _varying_bits(mem) -> int:
+    """How many data bits of a ROM differ between rows: yosys (``opt_mem``) drops a bit
+    that is the same in every row."""
+    width = Shape.cast(mem.shape).width
+    mask = (1 << width) - 1
+    any_one, all_one = 0, mask
+    for row in _raw_rows(mem):
+        any_one |= row & mask
+        all_one &= row & mask
+    if len(mem.init) < mem.depth:        # rows past the init list read as zero
+        all_one = 0
+    return bin(any_one & ~all_one & mask).count("1")
+
+
 def _record(name, mem) -> MemoryRecord:
     weights = mem.attrs.get("onespike_role") == "weights"
+    varying = None if mem.write_ports else _varying_bits(mem)
     return MemoryRecord(name, Shape.cast(mem.shape).width, mem.depth, len(mem.read_ports),
-                        len(mem.write_ports), weights, mem)
+                        len(mem.write_ports), weights, mem, varying)
 
 
 def inventory(top) -> list:
@@ -203,6 +231,8 @@ def _options(record, board):
     (memory_libmap: a block costs ``block_ram.cost``, a distributed unit
     ``distributed.cost``, a bit of logic 1, of a ROM in logic 1/16), which is also what
     yosys would pick by itself."""
+    if record.rom and record.used_width == 0:
+        return ["logic"]                 # every row the same: yosys keeps no memory
     costs = {"block": board.block_ram.cost * board.block_ram.blocks(record),
              "logic": record.bits * record.read_ports / (16 if record.rom else 1)}
     if board.distributed is not None and board.distributed.units(record):
@@ -250,6 +280,21 @@ def _spill(records, kinds, board, lut_budget):
             kinds.update(trial)
 
 
+def _relieve_lutram(records, kinds, board, lut_budget):
+    """Distributed memories to block RAM (or logic), the largest first, while the LUT-RAM
+    sites run short."""
+    spread = [r for r in records if kinds[r.name] == "distributed"]
+    for record in sorted(spread, key=lambda r: -board.distributed.units(r)):
+        if _totals(records, kinds, board)[1] <= board.lutram_units:
+            break
+        for kind in ("block", "logic"):
+            trial = dict(kinds, **{record.name: kind})
+            blocks, _, luts = _totals(records, trial, board)
+            if blocks <= board.blocks and luts <= lut_budget:
+                kinds.update(trial)
+                break
+
+
 def _slice(records, kinds, board):
     """ECP5: weights deeper than one block, one 1-bit-wide memory per bit when the blocks
     are there (no wide read mux behind blocks cascaded in depth)."""
@@ -287,6 +332,8 @@ def plan_memories(records, board, *, lut_budget=None) -> MemoryPlan:
     if board.spram:
         _to_spram(records, kinds, board)
     _spill(records, kinds, board, lut_budget)
+    if board.distributed is not None:
+        _relieve_lutram(records, kinds, board, lut_budget)
     _slice(records, kinds, board)
     _fill(records, kinds, board)
     blocks, units, luts = _totals(records, kinds, board)

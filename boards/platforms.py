@@ -40,13 +40,20 @@ class BlockRAM:
             copies = record.read_ports
             if record.rom and width <= self.dual_width:
                 copies = math.ceil(copies / self.rom_reads)
-            n = math.ceil(record.width / width) * math.ceil(record.depth / depth) * copies
-            best = n if best is None else min(best, n)
+            chunks = math.ceil(record.depth / depth)
+            if record.rom and 0 < record.used_width <= width:
+                # a narrow ROM's depth chunks sit side by side in one word (a read mux
+                # picks the chunk): 3 x 1071 is one 16 x 256 EBR
+                n = math.ceil(chunks / (width // record.used_width))
+            else:
+                n = math.ceil(record.used_width / width) * chunks
+            best = n * copies if best is None else min(best, n * copies)
         return best
 
     def sliced_blocks(self, record) -> int:
-        """Blocks a weight memory takes as one 1-bit-wide memory per bit."""
-        return record.width * math.ceil(record.depth / self.deepest)
+        """Blocks a weight memory takes as one 1-bit-wide memory per bit (a bit that is
+        the same in every row needs none)."""
+        return record.used_width * math.ceil(record.depth / self.deepest)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ class Board:
         """LUT4 a memory takes as logic (fitted to yosys on the iCEBreaker): a RAM about
         one per bit per read port (write enables and read mux), a ROM about 0.46 per
         output bit and read port for every 16 rows."""
+        if record.rom and record.used_width == 0:
+            return 0
         if record.rom:
             return math.ceil(0.46 * record.width * record.read_ports *
                              max(1.0, record.depth / 16))
