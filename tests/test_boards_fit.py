@@ -97,9 +97,8 @@ def test_lanes_that_cannot_fit_are_refused_with_numbers(digits_mlp_net):
     assert "does not fit icebreaker (iCE40UP5K)" in message
     assert "EBR (4 kbit) blocks needed, 30 available" in message
     largest = int(message.split("--lanes ")[1].split()[0])
+    assert 1 <= largest < 64
     assert fit(net, board_named("icebreaker"), largest).plan.blocks <= 30
-    with pytest.raises(OnespikeError, match="does not fit"):
-        fit(net, board_named("icebreaker"), largest + 1 if largest < 8 else 64)
 
 
 def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_net):
@@ -108,21 +107,20 @@ def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_
     chosen = fit(net, board)
     assert "is the most that fits" in chosen.reason
     assert chosen.plan.blocks <= board.blocks and chosen.plan.spram_plan.sprams <= 4
-    single = max(chosen.lanes)
-    assert chosen.steady <= fit(net, board, 1).steady
-    with pytest.raises(OnespikeError):       # one more lane everywhere does not fit
-        bigger = fit(net, board, single + 1)
-        assert bigger.luts > board.luts * 0.85
-        raise OnespikeError("over the LUT share")
+    assert chosen.steady < fit(net, board, 1).steady
+    assert chosen.luts <= board.luts * 0.85
     # a large board takes every neuron in parallel
     assert fit(net, board_named("ulx3s-85f")).lanes == (64, 10)
 
 
 def test_block_ram_shortage_uses_lut_ram_and_logic():
     net = random_net(4, conv=False)
-    placed = fit(net, board_named("ulx3s-12f"), 63)
+    placed = fit(net, board_named("ulx3s-12f"))
     kinds = set(placed.plan.kinds.values())
     assert "distributed" in kinds and placed.plan.blocks <= 32
+    placed = fit(net, board_named("icebreaker"))      # no LUT RAM: SPRAM and logic
+    assert {"spram", "logic"} <= set(placed.plan.kinds.values())
+    assert placed.plan.blocks <= 30
 
 
 @pytest.fixture(scope="module")
