@@ -6,7 +6,6 @@ from amaranth.lib import io
 
 from onespike.boards.clocks import clock_domain
 from onespike.boards.link import LinkedAccelerator
-from onespike.boards.memories import MemoryPlan
 from onespike.boards.uart import divisor_for
 
 __all__ = ["BoardTop", "DEFAULT_BAUD"]
