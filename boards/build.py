@@ -263,13 +263,18 @@ def _kinds(plan: MemoryPlan) -> str:
     text = ", ".join(f"{n} in {kind}" for kind, n in counts.items() if n)
     return f"{text}; {plan.blocks} blocks" + (f", {plan.spram_plan.sprams} SPRAM"
                                              if plan.spram_plan.sprams else "")
+def _clock(board, clock_mhz):
+    """``(clock_hz, pll)``: the oscillator, or a PLL when ``clock_mhz`` differs."""
+    if clock_mhz is not None and abs(clock_mhz * 1e6 - board.clock_hz) > 1:
+        pll = pll_for(board.family, board.clock_hz, clock_mhz * 1e6)
+        return round(pll.f_out), pll
+    return board.clock_hz, None
+
+
 def _prepare(net, board, out_dir, lanes, baud, clock_mhz, log):
     """Plan, elaborate and write the tool scripts into ``out_dir/build`` (nothing
     elsewhere); returns ``(fit, top, root, clock_hz, pll)``."""
-    clock_hz, pll = board.clock_hz, None
-    if clock_mhz is not None and abs(clock_mhz * 1e6 - board.clock_hz) > 1:
-        pll = pll_for(board.family, board.clock_hz, clock_mhz * 1e6)
-        clock_hz = round(pll.f_out)
+    clock_hz, pll = _clock(board, clock_mhz)
     placed = fit(net, board, lanes, baud)
     log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz, baud=baud,
@@ -339,6 +344,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     fails or timing is not met (the bitstream is then still written, the report says so).
     ``clock_mhz`` other than the board's oscillator puts a PLL in front of the design.
     Everything is written below ``out_dir``."""
+    _clock(board, clock_mhz)              # an impossible clock is refused first
     net = ir.load(net_path)
     placed, top, root, clock_hz, pll = _prepare(net, board, out_dir, lanes, baud, clock_mhz,
                                                 log)
