@@ -4,7 +4,10 @@ the microseconds per image at the board's clock and at the achieved Fmax.
 
 Run: .venv/bin/python bench/boards_table.py BUILD_DIR... [--inputs X.npy] [--samples N]
      .venv/bin/python bench/boards_table.py --mnist     (trains the MNIST 784-128-10 MLP,
-        builds it for icebreaker at 2 lanes and ulx3s-85f at 4 and 8, then measures)
+        builds it for icebreaker at 4 lanes and ulx3s-85f at 4 and 8, then measures)
+     .venv/bin/python bench/boards_table.py --fit [--boards B...] [--seeds N]
+        (synthesis only: the fit planner's block RAM / LUT RAM / SPRAM / LUT prediction
+        next to yosys' stat, for random networks on every board)
 
 Each BUILD_DIR is a folder written by `onespike build` (it holds network.npz and build.json).
 The cycles are those of the accelerator alone, one image at a time (latency) and back to back
@@ -31,8 +34,10 @@ def cycles(net, lanes, a0):
     stream = run(Accelerator(net, lanes=lanes), a0)
     for hw, count in ((alone, 1), (stream, len(a0))):
         mismatch = first_mismatch(net, closed_form(net, a0[:count]), hw.trace)
-        assert mismatch is None, mismatch
-    assert (stream.trace.classes == golden.classes).all()
+        if mismatch is not None:
+            raise SystemExit(f"the accelerator differs from the golden model: {mismatch}")
+    if not (stream.trace.classes == golden.classes).all():
+        raise SystemExit("the accelerator's classes differ from the golden model's")
     steady = np.diff(stream.sample_done).mean() if len(a0) > 1 else alone.cycles
     return alone.cycles, float(steady)
 
@@ -52,12 +57,40 @@ def mnist_builds():
         save(convert(model, mnist.x_train[:5000]), net_path)
         np.save(root / "mnist_test_x.npy", mnist.x_test[:200])
     out = []
-    for name, lanes in (("icebreaker", 2), ("ulx3s-85f", 4), ("ulx3s-85f", 8)):
+    for name, lanes in (("icebreaker", 4), ("ulx3s-85f", 4), ("ulx3s-85f", 8)):
         folder = root / f"board-{name}-p{lanes}"
         if not (folder / "build.json").is_file():
             build(net_path, board_named(name), folder, lanes=lanes)
         out.append(folder)
     return out
+
+
+def fit_table(boards, seeds, lanes_list):
+    """Prediction vs yosys stat (synthesis only), one row per network, board and lanes."""
+    from onespike.boards.build import synthesize
+    from onespike.boards.platforms import board_named
+    from onespike.errors import OnespikeError
+    from onespike.sim import random_network
+
+    print(f"{'board':<13} {'net':<22} {'lanes':<14} {'BRAM':>9} {'LUTRAM':>9} "
+          f"{'SPRAM':>7} {'LUT est/stat':>13}")
+    for seed in range(seeds):
+        net = random_network(np.random.default_rng(seed), conv=seed % 2 == 1, max_layers=4,
+                             max_width=64)
+        shape = "-".join(str(int(np.prod(l.out_shape))) for l in net.layers)
+        for name in boards:
+            for lanes in lanes_list:
+                try:
+                    r = synthesize(net, board_named(name), Path(f"build/bench/fit/{name}"),
+                                   lanes=lanes, log=lambda line: None)
+                except OnespikeError as e:
+                    print(f"{name:<13} {shape:<22} {str(lanes):<14} refused: {e}")
+                    continue
+                f, st = r["fit"], r["stat"]
+                print(f"{name:<13} {shape:<22} {str(list(f.lanes)):<14} "
+                      f"{f.plan.blocks:>4}/{st['block']:<4} {f.plan.lutram:>4}/"
+                      f"{st['distributed']:<4} {f.plan.spram_plan.sprams:>3}/{st['spram']:<3} "
+                      f"{f.luts:>6}/{st['luts']:<6}")
 
 
 def main():
@@ -68,8 +101,16 @@ def main():
                         help="build the MNIST MLP for the iCEBreaker and the ULX3S-85F first")
     parser.add_argument("--inputs", help="float inputs (.npy); default: random activations")
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--fit", action="store_true",
+                        help="prediction vs yosys stat for random networks (synthesis only)")
+    parser.add_argument("--boards", nargs="*",
+                        default=["icebreaker", "ulx3s-12f", "tang-nano-9k"])
+    parser.add_argument("--seeds", type=int, default=4)
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
+    if args.fit:
+        fit_table(args.boards, args.seeds, [1, 4, None])
+        return
     if args.mnist:
         args.builds += mnist_builds()
         args.inputs = args.inputs or "build/bench/mnist_test_x.npy"

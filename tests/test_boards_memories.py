@@ -5,11 +5,12 @@ import struct
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from onespike.boards import protocol as proto
 from onespike.boards.build import fit
-from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan,
-                                     all_weights_in_spram, load_image)
+from onespike.boards.memories import (MemoryMapper, OnPlatform, all_weights_in_spram,
+                                     inventory, load_image)
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form
@@ -59,20 +60,43 @@ def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
         assert (cls, logits) == (golden.classes[k], list(golden.logits[k]))
 
 
-def test_fit_plans_spram_on_icebreaker_and_refuses_what_cannot_fit(digits_mlp_net):
+def test_memories_are_named_by_their_path_in_the_design(digits_mlp_net):
+    net, _ = digits_mlp_net
+    names = [r.name for r in inventory(new_link(net, lanes=2))]
+    assert "accelerator.layer0.weights" in names and "accelerator.layer1.membrane1" in names
+    assert len(set(names)) == len(names)
+    weights = [r for r in inventory(new_link(net, lanes=2)) if r.weights]
+    assert [r.name for r in weights] == ["accelerator.layer0.weights",
+                                         "accelerator.layer1.weights"]
+    assert weights[0].rom and weights[0].read_ports == 1 and weights[0].depth == 64 * 32
+
+
+def test_fit_plans_by_name_and_refuses_what_cannot_fit_with_numbers(digits_mlp_net):
     net, _ = digits_mlp_net
     placed = fit(net, board_named("icebreaker"), 2)
-    assert placed.spram_plan == SpramPlan(()) and placed.blocks <= 30   # digits fits in EBR
-    assert set(placed.styles.values()) == {"block"}    # and spare EBR takes small ones
-    assert not placed.sliced
+    assert placed.plan.blocks <= 30 and placed.lanes == (2, 2)
+    kinds = placed.plan.kinds
+    assert kinds["accelerator.layer0.weights"] in ("block", "spram")
+    assert "block" in {kinds[n] for n in kinds if "constants" in n or "heads" in n} or \
+        placed.plan.blocks == 30                         # spare EBR takes small ones
     # at 1 lane the weights are 4096 and 640 rows deep: on ECP5 one block per bit
-    assert fit(net, board_named("ulx3s-85f"), 1).sliced == {0, 1}
-    assert not fit(net, board_named("ulx3s-85f"), 16).sliced      # 64 rows: no cascade
-    with pytest.raises(OnespikeError, match=r"does not fit icebreaker: .* need about \d+ "
-                                            r"EBR \(4 kbit\) blocks"):
-        fit(net, board_named("icebreaker"), 16)
+    sliced = fit(net, board_named("ulx3s-85f"), 1).plan.names("sliced")
+    assert sliced == ["accelerator.layer0.weights", "accelerator.layer1.weights"]
+    assert not fit(net, board_named("ulx3s-85f"), 16).plan.names("sliced")   # 64 rows
+    with pytest.raises(OnespikeError, match=r"does not fit icebreaker \(iCE40UP5K\): \d+ "
+                                            r"EBR \(4 kbit\) blocks needed, 30 available.*"
+                                            r"--lanes \d+ fits"):
+        fit(net, board_named("icebreaker"), 64)
     with pytest.raises(OnespikeError, match="unknown board 'icebraker'"):
         board_named("icebraker")
+
+
+def test_a_memory_the_plan_does_not_name_is_refused():
+    net, _ = random_dense(12, layers=2, width=6, samples=1)
+    link = new_link(net, lanes=2)
+    platform = MemoryMapper().configure(kinds={"nothing": "block"}, strict=True)
+    with pytest.raises(OnespikeError, match=r"memory \S+ is not in the board's memory plan"):
+        platform.place(Fragment.get(link, platform))
 
 
 def test_bit_sliced_weights_give_golden_answers():
@@ -87,8 +111,8 @@ def test_bit_sliced_weights_give_golden_answers():
             out.append(await line.reply(ctx))
         return out
 
-    out = run_link(link, script,
-                   top=OnPlatform(link, MemoryMapper().configure(sliced=range(8))))
+    sliced = {r.name: "sliced" for r in inventory(new_link(net, lanes=3)) if r.weights}
+    out = run_link(link, script, top=OnPlatform(link, MemoryMapper().configure(kinds=sliced)))
     identity = proto.Identity.of(net, clock_hz=CLOCK_HZ)
     for k, (kind, payload) in enumerate(out):
         assert kind == proto.Reply.RESULT

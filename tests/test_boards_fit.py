@@ -1,0 +1,185 @@
+"""The fit planner: its prediction of every block RAM, LUT RAM and SPRAM against yosys'
+own ``stat`` (synthesis only), lanes chosen or refused before any tool runs, and real
+builds of the networks it accepts, which never fail place and route for lack of room."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onespike.boards.build import build, fit, synthesize
+from onespike.boards.platforms import BOARDS, board_named
+from onespike.errors import OnespikeError
+from onespike.ir import save
+from onespike.sim import random_network
+
+# yosys' memory_libmap cell per planned kind, by family ("FF": kept in logic)
+CELLS = {"ice40": {"block": "$__ICE40_RAM4K_", "logic": "FF"},
+         "ecp5": {"block": ("$__DP16KD_", "$__PDPW16KD_"), "distributed": "$__TRELLIS_DPR16X4_",
+                  "logic": "FF"},
+         "gowin": {"block": ("$__GOWIN_SP_", "$__GOWIN_DP_", "$__GOWIN_SDP_"),
+                   "distributed": "$__GOWIN_LUTRAM_", "logic": "FF"}}
+
+
+@pytest.fixture(scope="module")
+def digits_644832_net(torch):
+    """The 64-48-32-10 digits MLP with BatchNorm (folded by the mapper), act_bits 4,
+    weight_bits 8: the network of the issue that once failed place and route."""
+    from onespike import zoo
+    from onespike.mapper import convert
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    data = zoo.digits()
+    model = zoo.train(nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(),
+                                    nn.Linear(48, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                                    nn.Linear(32, 10)), data)
+    return convert(model, data.x_train)
+
+
+def random_net(seed, conv):
+    net = random_network(np.random.default_rng(seed), conv=conv, max_layers=4, max_width=64)
+    return net
+
+
+def check_against_yosys(net, board_name, lanes, out):
+    """Synthesize; the plan's totals must equal yosys' and every memory must go where
+    the plan put it. Returns the row for the README table."""
+    board = board_named(board_name)
+    result = synthesize(net, board, out, lanes=lanes, log=lambda line: None)
+    placed, stat, mapped = result["fit"], result["stat"], result["mapped"]
+    plan = placed.plan
+    assert (stat["block"], stat["distributed"], stat["spram"]) == \
+        (plan.blocks, plan.lutram, plan.spram_plan.sprams), (stat, plan.summary())
+    for record in plan.records:
+        kind = plan.kinds[record.name]
+        if kind in ("spram", "sliced") or record.used_width == 0:
+            continue                 # instances of their own (counted in the totals above)
+                                     # or a ROM of equal rows, which yosys removes
+        expected = CELLS[board.family][kind]
+        assert mapped.get(record.name) in (expected if isinstance(expected, tuple)
+                                           else (expected,)), (record, kind, mapped)
+    return {"board": board_name, "lanes": list(placed.lanes), "blocks": plan.blocks,
+            "stat_blocks": stat["block"], "lutram": plan.lutram,
+            "stat_lutram": stat["distributed"], "spram": plan.spram_plan.sprams,
+            "stat_spram": stat["spram"], "luts_estimate": placed.luts, "luts": stat["luts"]}
+
+
+@pytest.mark.parametrize("board, seed, conv, lanes", [
+    ("icebreaker", 4, False, None),       # a 47-63-17-53-33 MLP at the lanes chosen
+    ("ulx3s-12f", 1, True, 3),            # conv + dense, LUT RAM and block RAM
+    ("tang-nano-9k", 4, False, 8),
+])
+def test_plan_equals_yosys_stat(board, seed, conv, lanes, tmp_path):
+    check_against_yosys(random_net(seed, conv), board, lanes, tmp_path / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-12f", "ulx3s-85f", "tang-nano-9k"])
+@pytest.mark.parametrize("seed", [1, 4, 6, 9])
+@pytest.mark.parametrize("lanes", [1, 4, None])
+def test_plan_equals_yosys_stat_sweep(board, seed, lanes, tmp_path):
+    net = random_net(seed, conv=seed % 2 == 1)
+    try:
+        row = check_against_yosys(net, board, lanes, tmp_path / "out")
+    except OnespikeError as e:
+        assert "does not fit" in str(e) or "lane count" in str(e)
+        return
+    print(json.dumps(row))
+
+
+def test_lanes_that_cannot_fit_are_refused_with_numbers(digits_mlp_net):
+    net, _ = digits_mlp_net
+    with pytest.raises(OnespikeError) as refused:
+        fit(net, board_named("icebreaker"), 64)
+    message = str(refused.value)
+    assert "does not fit icebreaker (iCE40UP5K)" in message
+    assert "EBR (4 kbit) blocks needed, 30 available" in message
+    largest = int(message.split("--lanes ")[1].split()[0])
+    assert 1 <= largest < 64
+    assert fit(net, board_named("icebreaker"), largest).plan.blocks <= 30
+
+
+def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_net):
+    net, _ = digits_mlp_net
+    board = board_named("icebreaker")
+    chosen = fit(net, board)
+    assert "is the most that fits" in chosen.reason
+    assert chosen.plan.blocks <= board.blocks and chosen.plan.spram_plan.sprams <= 4
+    assert chosen.steady < fit(net, board, 1).steady
+    assert chosen.luts <= board.luts * 0.85
+    # a large board takes every neuron in parallel
+    assert fit(net, board_named("ulx3s-85f")).lanes == (64, 10)
+
+
+def test_block_ram_shortage_uses_lut_ram_and_logic():
+    net = random_net(4, conv=False)
+    placed = fit(net, board_named("ulx3s-12f"))
+    kinds = set(placed.plan.kinds.values())
+    assert "distributed" in kinds and placed.plan.blocks <= 32
+    placed = fit(net, board_named("icebreaker"))      # no LUT RAM: SPRAM and logic
+    assert {"spram", "logic"} <= set(placed.plan.kinds.values())
+    assert placed.plan.blocks <= 30
+
+
+@pytest.fixture(scope="module")
+def planned_builds(digits_644832_net, tmp_path_factory):
+    """Default options: the digits 64-48-32-10 MLP on the iCEBreaker and a random CNN on
+    the ULX3S-12F, both built from an empty working folder (which must stay empty)."""
+    root = tmp_path_factory.mktemp("planned")
+    cwd = root / "cwd"
+    cwd.mkdir()
+    jobs = {"digits-icebreaker": (digits_644832_net, "icebreaker"),
+            "cnn-ulx3s": (random_net(1, conv=True), "ulx3s-12f")}
+    results = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        for name, (net, board) in jobs.items():
+            path = save(net, root / f"{name}.npz")
+            results[name] = build(path, board_named(board), root / name, log=lambda _: None)
+    return results, cwd
+
+
+@pytest.mark.parametrize("name", ["digits-icebreaker", "cnn-ulx3s"])
+def test_planned_networks_build_and_meet_timing(planned_builds, name):
+    results, _ = planned_builds
+    summary = results[name]
+    board = BOARDS[summary["board"]]
+    assert summary["timing_met"]
+    assert summary["bram"] == summary["bram_estimate"] <= board.blocks
+    assert summary["spram"] == summary["spram_planned"]
+
+
+def test_a_build_leaves_nothing_outside_its_output_folder(planned_builds):
+    _, cwd = planned_builds
+    assert list(cwd.iterdir()) == []
+
+
+def test_the_digits_644832_mlp_runs_at_more_than_one_lane(planned_builds):
+    results, _ = planned_builds
+    assert max(results["digits-icebreaker"]["lanes"]) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-12f"])
+@pytest.mark.parametrize("seed, conv", [(4, False), (9, False), (1, True), (6, True)])
+def test_every_planned_network_builds(board, seed, conv, tmp_path):
+    path = save(random_net(seed, conv), tmp_path / "net.npz")
+    summary = build(path, board_named(board), tmp_path / "out", log=lambda _: None)
+    assert summary["bram"] == summary["bram_estimate"]
+
+
+@pytest.mark.slow
+def test_mnist_mlp_builds_on_icebreaker_at_four_lanes(tmp_path):
+    zoo = pytest.importorskip("onespike.zoo")
+    pytest.importorskip("torch")
+    from onespike.mapper import convert
+
+    mnist = zoo.idx_dataset("mnist")
+    model = zoo.train(zoo.mlp([784, 128, 10]), mnist, epochs=1, batch=128, lr=1e-3)
+    path = save(convert(model, mnist.x_train[:5000]), tmp_path / "mnist.npz")
+    summary = build(path, board_named("icebreaker"), tmp_path / "out", lanes=4,
+                    log=lambda _: None)
+    assert summary["timing_met"] and summary["lanes"] == [4, 4]
+    assert Path(tmp_path / "out" / "weights.bin").stat().st_size == summary["load_bytes"]
