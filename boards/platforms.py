@@ -15,6 +15,7 @@ from amaranth_boards.ulx3s import (ULX3S_12F_Platform, ULX3S_25F_Platform, ULX3S
 
 from onespike.boards.memories import MemoryMapper
 from onespike.errors import OnespikeError
+from onespike.hdl.toolchain import find_yosys     # re-exported for the board flow
 
 __all__ = ["Board", "BOARDS", "board_named", "tool_environment", "find_yosys"]
 
@@ -226,14 +227,3 @@ def tool_environment() -> dict:
     return env
 
 
-def find_yosys(requirement):
-    """The one adapter to Amaranth's private yosys finder (``amaranth._toolchain.yosys``,
-    pinned amaranth 0.5.10 with its builtin-yosys extra): the yosys Amaranth itself would
-    run (``YOSYS`` or the builtin WebAssembly one), an object with ``run(args, stdin,
-    ignore_warnings=...)``, satisfying ``requirement(version)``."""
-    try:
-        from amaranth._toolchain.yosys import find_yosys as amaranth_find_yosys
-    except ImportError:
-        raise OnespikeError("this Amaranth has no yosys finder where onespike expects it "
-                            "(amaranth 0.5.10); reinstall onespike") from None
-    return amaranth_find_yosys(requirement)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from onespike.boards.platforms import find_yosys  # adapter to Amaranth's builtin yosys
+from onespike.hdl.toolchain import find_yosys   # the adapter to Amaranth's builtin yosys
 from amaranth.back import rtlil
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data, wiring
