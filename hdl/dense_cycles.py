@@ -39,11 +39,32 @@ def stream_transfers(top, activations) -> list:
     return out
 
 
-def dense_cycle_estimate(top, transfers=None) -> dict:
+def _synapse_work(top, activations) -> list:
+    """Per stream into a MAC layer, the mean multiply-accumulate cycles of one sample: each
+    sent activation costs the synapses it reaches (at least its one accept cycle)."""
+    work = []
+    for core, a in zip(top.cores, activations):
+        a = np.asarray(a).reshape(len(a), -1)
+        sent = a > 0 if top.skip_zeros else np.ones_like(a, dtype=bool)
+        if isinstance(core, ActivationMaxPool):
+            work.append(None)
+            continue
+        cost = np.maximum(core._geometry.spike_cycles, 1)
+        work.append(float((sent * cost).sum(axis=1).mean()))
+    return work
+
+
+def dense_cycle_estimate(top, transfers=None, activations=None) -> dict:
     """Cycles per sample of ``top``. ``transfers[k]``: activations sent on the stream into
     layer ``k`` (:func:`stream_transfers`); ``None`` assumes every neuron is sent (no
-    zeros, or ``skip_zeros=False``: the most work a sample can bring)."""
+    zeros, or ``skip_zeros=False``: the most work a sample can bring). With the golden
+    model's ``activations`` (maps into each layer), counts and the synapses each sent
+    activation reaches come from them."""
     net = top.net
+    work = [None] * len(top.cores)
+    if activations is not None:
+        transfers = stream_transfers(top, activations)
+        work = _synapse_work(top, activations)
     sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
                                                   for l in net.layers]
     n = list(sizes[:-1] if transfers is None else transfers)
@@ -61,7 +82,8 @@ def dense_cycle_estimate(top, transfers=None) -> dict:
             producers.append(core.outputs + 1)
             heads.append(1)
             continue
-        stages[f"layer{k}_accumulate"] = core.fan_out * n[k] + 4
+        stages[f"layer{k}_accumulate"] = (core.fan_out * n[k] if work[k] is None
+                                          else work[k]) + 4
         consumers.append(stages[f"layer{k}_accumulate"])
         tails.append(core.fan_out + 3)
         if k < len(top.cores) - 1:

@@ -9,7 +9,7 @@ it has failed on one of these.
 * ``spurious``: a whole window of markers (the logits, a class) is sent before anything
   came in.
 * ``slow_reset``: ``i.ready`` stays low one cycle past the core's reset bound.
-* ``narrow_current`` / ``narrow_membrane``: the core built with that register one bit too
+* ``narrow_membrane``: the core built with its membrane register one bit too
   small (a :class:`~onespike.ir.LayerWidths` one bit short of the IR's).
 """
 
@@ -123,8 +123,9 @@ def _narrow(widths: LayerWidths, field: str) -> LayerWidths:
     return dataclasses.replace(widths, **{f"{field}_bound": (1 << (bits - 2)) - 1})
 
 
+# (no narrow_current: the core keeps no current register; a spike adds w·(A_in − s) at once)
 FAULTS = ("unstable", "drop_spike", "drop_end", "dup", "bump", "spurious", "slow_reset",
-          "narrow_current", "narrow_membrane")
+          "narrow_membrane")
 
 
 def planted(target, fault):

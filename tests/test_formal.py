@@ -13,12 +13,13 @@ from onespike.sim.formal import PROPERTIES, Harness, prove, run_check, targets, 
 
 
 def _tiny():
-    """2 inputs (A0 = 3) → dense 2 (A = 1) → readout 3. Positive weights into hidden neuron
-    0 and readout neuron 1 reach the IR's current and membrane bounds, so one bit less
-    overflows; 3 classes leave a class index (3) that is out of range."""
+    """2 inputs (A0 = 3) → dense 2 (A = 1) → readout 3. Negative weights into hidden neuron
+    1 drive its membrane ``U = V − A·R`` to the IR's bound (−18), and positive weights into
+    readout neuron 1 its logit, so one bit less overflows; 3 classes leave a class index (3)
+    that is out of range."""
     enc = Encoder(shape=(2,), act_bits=2, scale=np.ones(1), offset=np.zeros(1))
-    hidden = Dense(in_shape=(2,), weight=np.array([[3, 2], [1, -2]]), bias=np.array([1, -1]),
-                   ramp=np.array([2, 3]), act_bits=1, scale=1.0, pool=1)
+    hidden = Dense(in_shape=(2,), weight=np.array([[3, 2], [-3, -2]]), bias=np.array([1, -1]),
+                   ramp=np.array([2, 2]), act_bits=1, scale=1.0, pool=1)
     readout = Dense(in_shape=(2,), weight=np.array([[2, 1], [1, 2], [-1, 1]]),
                     bias=np.array([0, 1, -2]), ramp=None, act_bits=None, scale=1.0, pool=1)
     return Network(enc, (hidden, readout))
@@ -76,7 +77,6 @@ CAUGHT = [  # (core, property, fault): each property fails on a planted fault
     ("encoder", "steps", "bump"),
     ("encoder", "samples", "spurious"),
     ("encoder", "reset", "slow_reset"),
-    ("layer0", "widths", "narrow_current"),
     ("layer0", "widths", "narrow_membrane"),
     ("layer1", "logits", "bump"),
     ("argmax", "classes", "bump"),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from onespike.errors import OnespikeError
-from onespike.hdl.dense_cycles import dense_cycle_estimate, stream_transfers
+from onespike.hdl.dense_cycles import dense_cycle_estimate
 from onespike.hdl.dense_top import DenseAccelerator
 from onespike.hdl.mac import ActivationMaxPool, MacCore
 from onespike.hdl.streams import discard
@@ -149,13 +149,12 @@ def test_cycle_model_within_ten_percent(seed, conv, skip_zeros):
     a0 = random_inputs(rng, net, 5)
     top = DenseAccelerator(net, lanes=some_lanes(net), skip_zeros=skip_zeros)
     alone = run_dense(top, a0[:1])
-    model = dense_cycle_estimate(top, stream_transfers(top, closed_form(net, a0[:1])
-                                                       .activations))
+    model = dense_cycle_estimate(top, activations=closed_form(net, a0[:1]).activations)
     assert abs(model["latency"] / alone.cycles - 1) <= 0.10, (model, alone.cycles)
     top = DenseAccelerator(net, lanes=some_lanes(net), skip_zeros=skip_zeros)
     stream = run_dense(top, a0)
     steady = float(np.diff(stream.sample_done).mean())
-    model = dense_cycle_estimate(top, stream_transfers(top, closed_form(net, a0).activations))
+    model = dense_cycle_estimate(top, activations=closed_form(net, a0).activations)
     assert abs(model["steady"] / steady - 1) <= 0.10, (model, steady)
 
 
