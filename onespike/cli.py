@@ -62,6 +62,7 @@ def _emit(args, result: dict, lines):
 
 def cmd_convert(args):
     from onespike.ir import save
+    from onespike.report import describe
     from onespike.mapper import convert_exported
 
     calib = _load_array(args.calib, "calibration")
@@ -70,36 +71,16 @@ def cmd_convert(args):
     save(net, args.output)
     result = {"output": str(args.output), "layers": [l.kind for l in net.layers],
               "latency_steps": net.latency_steps, "num_classes": net.num_classes}
-    _emit(args, result, [f"wrote {args.output}"] + _describe(net))
-
-
-def _describe(net):
-    from onespike.ir import MaxPool
-
-    starts = net.window_starts()
-    lines = [f"input    {net.encoder.shape}  act_bits {net.encoder.act_bits}  "
-             f"fires in steps [0, {net.encoder.levels}]"]
-    for i, (layer, widths) in enumerate(zip(net.layers, net.widths())):
-        head = f"{i:<3}{layer.kind:<9}{str(layer.in_shape):>14} -> {str(layer.out_shape):<14}"
-        if isinstance(layer, MaxPool):
-            lines.append(f"{head} kernel {layer.kernel} stride {layer.stride}")
-            continue
-        role = "readout" if layer.is_readout else \
-            f"fires in [{starts[i] + net.in_levels(i)}, {starts[i] + net.in_levels(i) + layer.levels}]"
-        ramp = "" if layer.is_readout else f" R {layer.ramp.min()}..{layer.ramp.max()}"
-        pool = f" sum-pool {layer.pool}" if layer.pool > 1 else ""
-        lines.append(f"{head} I {widths.current_bits}b V {widths.membrane_bits}b{ramp}{pool}"
-                     f"  {role}")
-    lines.append(f"latency {net.latency_steps} time steps, {net.num_classes} classes")
-    return lines
+    _emit(args, result, [f"wrote {args.output}"] + describe(net))
 
 
 def cmd_info(args):
     from onespike.ir import load
+    from onespike.report import describe
 
     net = load(args.net)
     result = net.header()
-    _emit(args, result, _describe(net))
+    _emit(args, result, describe(net))
 
 
 def cmd_simulate(args):
