@@ -19,6 +19,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from onespike.hdl.arith import multiply
 from onespike.hdl.encoder import positive
 from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
                                   spike_layout)
@@ -298,7 +299,8 @@ class NeuronCore(wiring.Component):
         for before, after in ((s1, s2), (s2, s3)):
             m.d.sync += [after[k].eq(before[k]) for k in after]
         m.d.sync += [held[l].eq(weight.data[l]) for l in range(lanes)]
-        m.d.sync += [products[l].eq(held[l] * s2["multiple"]) for l in range(lanes)]
+        m.d.sync += [products[l].eq(multiply(held[l], s2["multiple"], use_dsp=False))
+                     for l in range(lanes)]
         m.d.comb += [read.addr.eq(self._address(s2["word"], s2["bank"])),
                      restore["busy"].eq(s3["valid"]),
                      restore["writing"][0].eq(Cat(*[x["valid"] & ~x["bank"] for x in stage]).any()),
@@ -424,7 +426,8 @@ class NeuronCore(wiring.Component):
             m.d.sync += [h.eq(v) for h, v in zip(held_where, where.values)]
             for l, h in enumerate(held):
                 ramp = constants.data[l].ramp
-                m.d.sync += [h["u"].eq(read.data[l]), h["kr"].eq(step * ramp), h["r"].eq(ramp)]
+                m.d.sync += [h["u"].eq(read.data[l]), h["r"].eq(ramp),
+                             h["kr"].eq(multiply(ramp, step, use_dsp=False))]
             where.step(m)
 
         with m.FSM(name="firing"):

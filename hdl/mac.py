@@ -21,6 +21,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.conv import ConvCore
+from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import positive
@@ -45,26 +46,6 @@ def _flag(value, what):
     if not isinstance(value, bool):
         raise TypeError(f"{what} must be True or False, not {value!r}")
     return value
-
-
-def multiply(weight, value, use_dsp: bool):
-    """``weight · value`` (signed × unsigned). With ``use_dsp`` a plain ``*`` that synthesis
-    may map to a DSP/MULT18 block; without, a tree of shifted adds, which yosys builds from
-    LUTs only (no pass turns adds back into a multiplier)."""
-    if use_dsp:
-        return weight * value
-    terms = [Mux(value[b], weight << b, 0) for b in range(len(value))]
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
-def const_multiply(value, k: int):
-    """``value · k`` for a constant ``k ≥ 0`` as shifted adds (no ``$mul`` cell for synthesis
-    to put in a DSP block)."""
-    terms = [value << b for b in range(k.bit_length()) if k >> b & 1]
-    return sum(terms[1:], terms[0]) if terms else Const(0)
 
 
 class ActivationSource(wiring.Component):

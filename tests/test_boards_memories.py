@@ -63,7 +63,7 @@ def test_weights_loaded_into_spram_at_run_time_give_golden_answers():
 def test_memories_are_named_by_their_path_in_the_design(digits_mlp_net):
     net, _ = digits_mlp_net
     names = [r.name for r in inventory(new_link(net, lanes=2))]
-    assert "accelerator.layer0.weights" in names and "accelerator.layer1.membrane1" in names
+    assert "accelerator.layer0.weights" in names and "accelerator.layer1.membrane" in names
     assert len(set(names)) == len(names)
     weights = [r for r in inventory(new_link(net, lanes=2)) if r.weights]
     assert [r.name for r in weights] == ["accelerator.layer0.weights",

@@ -1,0 +1,30 @@
+"""Multiplies that synthesis cannot put into DSP blocks, for cores that must fit any board.
+
+A plain ``*`` becomes a ``$mul`` cell, which yosys maps to MULT18X18D (ECP5) or MULT9X9
+(Gowin) blocks when it can, and a board has few of them: the board flow does not plan DSP
+blocks, so the cores multiply by small factors with shifted adds.
+"""
+
+from amaranth.hdl import Const, Mux
+
+__all__ = ["multiply", "const_multiply"]
+
+
+def multiply(weight, value, use_dsp: bool):
+    """``weight · value`` (signed × unsigned). With ``use_dsp`` a plain ``*`` that synthesis
+    may map to a DSP/MULT18 block; without, a tree of shifted adds, which yosys builds from
+    LUTs only (no pass turns adds back into a multiplier)."""
+    if use_dsp:
+        return weight * value
+    terms = [Mux(value[b], weight << b, 0) for b in range(len(value))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def const_multiply(value, k: int):
+    """``value · k`` for a constant ``k ≥ 0`` as shifted adds (no ``$mul`` cell for synthesis
+    to put in a DSP block)."""
+    terms = [value << b for b in range(k.bit_length()) if k >> b & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0)
