@@ -2,21 +2,17 @@
 :class:`~onespike.hdl.top.Accelerator`, computed by multiply-accumulate over activation
 streams instead of spikes (``--coding dense``)."""
 
-from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
-
 from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
 from onespike.hdl.mac import ActivationMaxPool, ActivationSource, MacCore
-from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
-from onespike.hdl.top import layer_lanes
+from onespike.hdl.streams import refuse
+from onespike.hdl.top import LayerPipeline, layer_lanes
 from onespike.ir import Conv, MaxPool, Network
 
 __all__ = ["DenseAccelerator"]
 
 
-class DenseAccelerator(wiring.Component):
+class DenseAccelerator(LayerPipeline):
     """A layer-pipelined integer accelerator for a :class:`~onespike.ir.Network`.
 
     Ports as :class:`~onespike.hdl.top.Accelerator` (``i``, ``o``, ``tap_<n>``,
@@ -57,25 +53,10 @@ class DenseAccelerator(wiring.Component):
                                           lanes=self._lanes[i], skip_zeros=skip_zeros,
                                           use_dsp=use_dsp))
         self.argmax = Argmax(classes=net.num_classes, bits=self.cores[-1].accumulator_bits)
-        members = {
-            "i": In(stream.Signature(activation_layout(net.encoder.levels))),
-            "o": Out(stream.Signature(class_layout(net.num_classes))),
-        }
-        streams = [self.encoder.o] + [core.o for core in self.cores[:-1]]
-        for n, s in enumerate(streams):
-            members[f"tap_{n}"] = Out(TapSignature(s.payload.shape()))
-        members["tap_logits"] = Out(TapSignature(self.cores[-1].o.payload.shape()))
-        super().__init__(members)
+        self._chain()
 
     coding = "dense"
 
-    @property
-    def net(self):
-        return self._net
-
-    @property
-    def lanes(self):
-        return tuple(self._lanes)
 
     @property
     def skip_zeros(self):
@@ -84,20 +65,3 @@ class DenseAccelerator(wiring.Component):
     @property
     def use_dsp(self):
         return self._use_dsp
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.source = self.encoder
-        for n, core in enumerate(self.cores):
-            m.submodules[f"layer{n}"] = core
-        m.submodules.argmax = self.argmax
-        wiring.connect(m, wiring.flipped(self.i), self.encoder.i)
-        previous = self.encoder.o
-        for n, core in enumerate(self.cores):
-            TapSignature.observe(m, getattr(self, f"tap_{n}"), previous)
-            wiring.connect(m, previous, core.i)
-            previous = core.o
-        TapSignature.observe(m, self.tap_logits, previous)
-        wiring.connect(m, previous, self.argmax.i)
-        wiring.connect(m, self.argmax.o, wiring.flipped(self.o))
-        return m

@@ -15,7 +15,7 @@ from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
 from onespike.ir import Conv, MaxPool, Network
 
-__all__ = ["Accelerator", "layer_lanes"]
+__all__ = ["Accelerator", "LayerPipeline", "layer_lanes"]
 
 
 def layer_lanes(net: Network, lanes) -> list:
@@ -39,7 +39,51 @@ def layer_lanes(net: Network, lanes) -> list:
     return lanes
 
 
-class Accelerator(wiring.Component):
+class LayerPipeline(wiring.Component):
+    """``encoder`` → ``cores`` → ``argmax`` joined by streams, a tap on every stream: the
+    shape every coding's top shares (ports ``i``, ``o``, ``tap_<n>``, ``tap_logits``).
+    A subclass sets ``_net``, ``_lanes``, ``encoder``, ``cores`` and ``argmax``, then calls
+    :meth:`_chain`."""
+
+    def _chain(self):
+        net = self._net
+        members = {
+            "i": In(stream.Signature(activation_layout(net.encoder.levels))),
+            "o": Out(stream.Signature(class_layout(net.num_classes))),
+        }
+        streams = [self.encoder.o] + [core.o for core in self.cores[:-1]]
+        for n, s in enumerate(streams):
+            members[f"tap_{n}"] = Out(TapSignature(s.payload.shape()))
+        members["tap_logits"] = Out(TapSignature(self.cores[-1].o.payload.shape()))
+        super().__init__(members)
+
+    @property
+    def net(self):
+        return self._net
+
+    @property
+    def lanes(self):
+        return tuple(self._lanes)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.encoder = self.encoder
+        for n, core in enumerate(self.cores):
+            m.submodules[f"layer{n}"] = core
+        m.submodules.argmax = self.argmax
+        wiring.connect(m, wiring.flipped(self.i), self.encoder.i)
+        previous = self.encoder.o
+        for n, core in enumerate(self.cores):
+            TapSignature.observe(m, getattr(self, f"tap_{n}"), previous)
+            wiring.connect(m, previous, core.i)
+            previous = core.o
+        TapSignature.observe(m, self.tap_logits, previous)
+        wiring.connect(m, previous, self.argmax.i)
+        wiring.connect(m, self.argmax.o, wiring.flipped(self.o))
+        return m
+
+
+class Accelerator(LayerPipeline):
     """A TTFS accelerator for a dense :class:`~onespike.ir.Network`.
 
     Ports (Verilog names ``<port>__<field>``; clock ``clk``, synchronous reset ``rst``):
@@ -77,37 +121,5 @@ class Accelerator(wiring.Component):
                 self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
                                        lanes=self._lanes[i]))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
-        members = {
-            "i": In(stream.Signature(activation_layout(net.encoder.levels))),
-            "o": Out(stream.Signature(class_layout(net.num_classes))),
-        }
-        streams = [self.encoder.o] + [core.o for core in self.cores[:-1]]
-        for n, s in enumerate(streams):
-            members[f"tap_{n}"] = Out(TapSignature(s.payload.shape()))
-        members["tap_logits"] = Out(TapSignature(self.cores[-1].o.payload.shape()))
-        super().__init__(members)
+        self._chain()
 
-    @property
-    def net(self):
-        return self._net
-
-    @property
-    def lanes(self):
-        return tuple(self._lanes)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.encoder = self.encoder
-        for n, core in enumerate(self.cores):
-            m.submodules[f"layer{n}"] = core
-        m.submodules.argmax = self.argmax
-        wiring.connect(m, wiring.flipped(self.i), self.encoder.i)
-        previous = self.encoder.o
-        for n, core in enumerate(self.cores):
-            TapSignature.observe(m, getattr(self, f"tap_{n}"), previous)
-            wiring.connect(m, previous, core.i)
-            previous = core.o
-        TapSignature.observe(m, self.tap_logits, previous)
-        wiring.connect(m, previous, self.argmax.i)
-        wiring.connect(m, self.argmax.o, wiring.flipped(self.o))
-        return m
