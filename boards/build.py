@@ -72,7 +72,9 @@ class Fit:
 
 
 class BuildFailed(OnespikeError):
-    """The tools ran but the design did not fit or did not meet timing."""
+    """The tools ran but the design did not fit or did not meet timing (``misfit``: place
+    and route found the device too full)."""
+    misfit = False
 
 
 def _count(pattern, text):
@@ -104,22 +106,33 @@ def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
             "dsp": sum(v for k, v in used.items() if k.startswith("MULT"))}
 
 
-def _core_luts(net, lanes) -> int:
-    """LUT4 of the logic that is not memory: a fixed part (UART, link, encoder) and per
-    layer its control and, per lane, the current and membrane adders, the ramp and
-    threshold compare and the bank muxes (fitted to yosys on the iCEBreaker: 64-48-32-10
-    MLP at 2 and 3 lanes, MNIST MLP at 4)."""
-    luts = 1160
+# LUT sites of the logic that is not memory, per family: a fixed part (UART, link, encoder,
+# argmax), per weighted layer its control, and per lane and membrane bit the datapath
+# (shift-add multiply, membrane adder, sign test). Fitted by least squares to yosys `stat`
+# (LUT4, plus carry cells where they take a LUT site: Gowin ALU, ECP5 CCU2C as two) of
+# 64-64-10, 64-48-32-10 and a digits CNN at 1 to 16 lanes (bench/lut_model.py).
+LOGIC_FIT = {            # (fixed, per layer, per dense lane·bit, per conv lane·bit)
+    "ice40": (260, 390, 15.1, 27.0),
+    "ecp5": (340, 570, 9.5, 11.0),
+    "gowin": (900, 300, 10.4, 19.0),
+}
+
+
+def _core_luts(net, lanes, family) -> int:
+    """LUT sites of the logic that is not memory (:data:`LOGIC_FIT`)."""
+    fixed, per_layer, dense, conv = LOGIC_FIT[family]
+    luts = fixed
     for layer, width, p in zip(net.layers, net.widths(), lanes):
         if hasattr(layer, "weight"):
-            luts += 300 + 1.6 * p * (width.current_bits + 4 * width.membrane_bits)
+            luts += per_layer + p * width.membrane_bits * (conv if layer.kind == "conv"
+                                                           else dense)
     return int(luts)
 
 
 def _plan(net, board, lanes, baud, lut_budget) -> Fit:
     top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, baud=baud))
     lanes = tuple(top.link.accelerator.lanes)
-    core = _core_luts(net, lanes)
+    core = _core_luts(net, lanes, board.family)
     plan = plan_memories(inventory(top.link), board,
                          lut_budget=lut_budget / board.packing - core)
     cycles = cycle_estimate(top.link.accelerator)
@@ -224,11 +237,11 @@ def _refine(net, board, baud, lut_budget, placed, tries=4):
     return placed
 
 
-def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD) -> Fit:
+def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD, lut_share=LUT_SHARE) -> Fit:
     """The lane configuration and memory plan for ``net`` on ``board``. With ``lanes``
     (one count or one per layer) that configuration, refused with the numbers when it
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
-    for the slowest layer), keeping the estimated LUTs under ``LUT_SHARE`` of the device."""
+    for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device."""
     if lanes is not None:
         placed = _plan_or_trim(net, board, lanes, baud, board.luts)
         if placed is not None:
@@ -243,7 +256,7 @@ def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD) -> Fit:
         advice = f"--lanes {fits} fits" if fits else "no lane count fits; use a larger board"
         raise OnespikeError(f"the network at {lanes} lane(s) does not fit {board.name} "
                             f"({board.device}): {'; '.join(problems)}; {advice}")
-    budget = int(board.luts * LUT_SHARE)
+    budget = int(board.luts * lut_share)
     p, placed = _uniform(net, board, baud, budget)
     if placed is None:
         problems = _plan(net, board, 1, baud, budget).problems(board, budget)
@@ -271,11 +284,11 @@ def _clock(board, clock_mhz):
     return board.clock_hz, None
 
 
-def _prepare(net, board, out_dir, lanes, baud, clock_mhz, log):
+def _prepare(net, board, out_dir, lanes, baud, clock_mhz, log, lut_share=LUT_SHARE):
     """Plan, elaborate and write the tool scripts into ``out_dir/build`` (nothing
     elsewhere); returns ``(fit, top, root, clock_hz, pll)``."""
     clock_hz, pll = _clock(board, clock_mhz)
-    placed = fit(net, board, lanes, baud)
+    placed = fit(net, board, lanes, baud, lut_share)
     log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz, baud=baud,
                    memory_plan=placed.plan, pll=pll)
@@ -327,12 +340,33 @@ def _run_tools(board, root, log):
     if result.returncode != 0:
         errors = [line.strip() for line in build_log.splitlines() if "ERROR" in line]
         reason = errors[-1] if errors else f"exit status {result.returncode}"
-        if any(k in reason for k in ("utilisation", "legal placement", "expand region",
-                                     "no BELs remaining")):
+        misfit = any(k in reason for k in ("utilisation", "legal placement", "expand region",
+                                           "no BELs remaining"))
+        if misfit:
             reason = "the design does not fit the device: " + reason
-        raise BuildFailed(f"building for {board.name} failed after {seconds:.0f} s: {reason} "
-                          f"(full log: {root / 'build.log'})")
+        failure = BuildFailed(f"building for {board.name} failed after {seconds:.0f} s: "
+                              f"{reason} (full log: {root / 'build.log'})")
+        failure.misfit = misfit
+        raise failure
     return seconds
+
+
+def _place(net, board, out_dir, lanes, baud, clock_mhz, log, retries=2):
+    """Plan and run the tools; when the planner chose the lanes and place and route still
+    finds the device too full (the LUT estimate is a fit, not a count), plan again with a
+    smaller share of the LUTs, at most ``retries`` times. Returns ``_prepare``'s tuple and
+    the tools' seconds."""
+    share = LUT_SHARE
+    for attempt in range(retries + 1):
+        prepared = _prepare(net, board, out_dir, lanes, baud, clock_mhz, log, share)
+        try:
+            return (*prepared, _run_tools(board, prepared[2], log))
+        except BuildFailed as failure:
+            if not failure.misfit or lanes is not None or attempt == retries:
+                raise
+            share *= 0.8
+            log(f"place and route found {board.name} too full at lanes "
+                f"{list(prepared[0].lanes)}; planning again within {share:.0%} of the LUTs")
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
@@ -346,12 +380,11 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     Everything is written below ``out_dir``."""
     _clock(board, clock_mhz)              # an impossible clock is refused first
     net = ir.load(net_path)
-    placed, top, root, clock_hz, pll = _prepare(net, board, out_dir, lanes, baud, clock_mhz,
-                                                log)
-    out_dir, plan = Path(out_dir), placed.plan
     log(f"building {net_path} for {board.name} ({board.device}): synthesis, place and "
-        f"route, packing (a few minutes; log in {root}/build.log)")
-    seconds = _run_tools(board, root, log)
+        f"route, packing (a few minutes; log in {Path(out_dir)}/build/build.log)")
+    placed, top, root, clock_hz, pll, seconds = _place(net, board, out_dir, lanes, baud,
+                                                       clock_mhz, log)
+    out_dir, plan = Path(out_dir), placed.plan
     report = json.loads((root / "report.json").read_text())
     (fmax_entry,) = report["fmax"].values()       # the design has one clock
     fmax = float(fmax_entry["achieved"])

@@ -67,7 +67,7 @@ def check_against_yosys(net, board_name, lanes, out):
 
 
 @pytest.mark.parametrize("board, seed, conv, lanes", [
-    ("icebreaker", 4, False, None),       # a 47-63-17-53-33 MLP at the lanes chosen
+    ("icebreaker", 4, False, 4),          # a 47-63-17-53-33 MLP, SPRAM and logic
     ("ulx3s-12f", 1, True, 3),            # conv + dense, LUT RAM and block RAM
     ("tang-nano-9k", 4, False, 8),
 ])
@@ -118,9 +118,40 @@ def test_block_ram_shortage_uses_lut_ram_and_logic():
     placed = fit(net, board_named("ulx3s-12f"))
     kinds = set(placed.plan.kinds.values())
     assert "distributed" in kinds and placed.plan.blocks <= 32
-    placed = fit(net, board_named("icebreaker"))      # no LUT RAM: SPRAM and logic
+    placed = fit(net, board_named("icebreaker"), 2)   # no LUT RAM: SPRAM and logic
     assert {"spram", "logic"} <= set(placed.plan.kinds.values())
     assert placed.plan.blocks <= 30
+
+
+def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_net,
+                                                                     tmp_path, monkeypatch):
+    """The LUT estimate is a fit: when nextpnr cannot place the planner's choice, the build
+    plans again within fewer LUTs (fewer lanes) instead of failing; lanes the user asked
+    for are not changed behind their back."""
+    from onespike.boards import build as flow
+
+    net, _ = digits_mlp_net
+    board, attempts, lines = board_named("tang-nano-9k"), [], []
+
+    def too_full_once(board, root, log):
+        attempts.append(root)
+        if len(attempts) == 1:
+            failure = flow.BuildFailed("the design does not fit the device")
+            failure.misfit = True
+            raise failure
+        return 1.0
+
+    monkeypatch.setattr(flow, "_run_tools", too_full_once)
+    first = fit(net, board)
+    placed, *_, seconds = flow._place(net, board, tmp_path / "out", None, flow.DEFAULT_BAUD,
+                                      None, lines.append)
+    assert len(attempts) == 2 and seconds == 1.0
+    assert placed.luts < first.luts and sum(placed.lanes) < sum(first.lanes)
+    assert any("too full" in line for line in lines)
+    attempts.clear()
+    with pytest.raises(flow.BuildFailed):
+        flow._place(net, board, tmp_path / "out", 4, flow.DEFAULT_BAUD, None, lines.append)
+    assert len(attempts) == 1
 
 
 @pytest.fixture(scope="module")
