@@ -3,29 +3,57 @@
 from onespike.mapper.frontend import load_exported, parse_exported, parse_module
 from onespike.mapper.quantize import check_bits, quantize
 
-__all__ = ["convert", "convert_exported"]
+__all__ = ["convert", "convert_exported", "finetune", "TunedNetwork"]
 
 
-def convert(model, calib, *, act_bits=4, weight_bits=8):
+def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     """Map a ``torch.nn.Module`` (eval mode) to a :class:`~onespike.ir.Network`.
 
     ``calib`` is a representative float array of shape ``(samples, *input_shape)``, fed as
-    the model sees its inputs (raw, scaled or normalized).
+    the model sees its inputs (raw, scaled or normalized). ``act_bits`` (default 4) sets the
+    hidden layers' windows, ``input_bits`` (default ``act_bits``) the input's. A
+    :class:`TunedNetwork` from :func:`finetune` converts to the network it trained (its
+    quantizers were fixed before training; ``calib`` is only checked for its shape).
     """
     import numpy as np
 
-    check_bits(act_bits, weight_bits)
+    from onespike.errors import OnespikeError
+
     calib = np.asarray(calib)
     if calib.ndim < 2 or len(calib) == 0:
-        from onespike.errors import OnespikeError
         raise OnespikeError(f"calibration array has shape {calib.shape}; it needs a "
                             f"leading samples axis and at least one sample")
+    if isinstance(model, TunedNetwork):
+        return _tuned(model, calib, act_bits, input_bits)
+    act_bits = 4 if act_bits is None else act_bits
+    check_bits(act_bits, weight_bits, input_bits)
     input_shape, layers = parse_module(model, calib[0])
-    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits)
+    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
+                    input_bits=input_bits)
 
 
-def convert_exported(path, calib, *, act_bits=4, weight_bits=8):
+def _tuned(model, calib, act_bits, input_bits):
+    from onespike.errors import OnespikeError
+
+    net = model.network()
+    net.encoder.encode(calib[:1])                    # the shape check of every input
+    trained = {layer.act_bits for layer in net.layers if getattr(layer, "act_bits", None)}
+    asked = {"act_bits": (act_bits, trained), "input_bits": (input_bits,
+                                                              {net.encoder.act_bits})}
+    for name, (value, bits) in asked.items():
+        if value is not None and bits != {value}:
+            raise OnespikeError(f"the tuned network was trained with {name} "
+                                f"{sorted(bits)[0]}, not {value}; convert it without "
+                                f"{name} or fine-tune again at {value}")
+    return net
+
+
+def convert_exported(path, calib, *, act_bits=4, weight_bits=8, input_bits=None):
     """Map a ``torch.export`` program saved as ``.pt2`` (loaded without unpickling)."""
-    check_bits(act_bits, weight_bits)
+    check_bits(act_bits, weight_bits, input_bits)
     input_shape, layers = parse_exported(load_exported(path))
-    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits)
+    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
+                    input_bits=input_bits)
+
+
+from onespike.mapper.finetune import TunedNetwork, finetune  # noqa: E402  (uses convert)

@@ -35,10 +35,13 @@ BALANCES = (0.0, 0.5, 1.0)
 
 
 
-def check_bits(act_bits, weight_bits):
-    if isinstance(act_bits, bool) or not isinstance(act_bits, (int, np.integer)) \
-            or not 1 <= act_bits <= 8:
-        raise OnespikeError(f"act_bits must be an integer from 1 to 8, not {act_bits!r}")
+def check_bits(act_bits, weight_bits, input_bits=None):
+    for name, bits in (("act_bits", act_bits), ("input_bits", input_bits)):
+        if bits is None and name == "input_bits":
+            continue
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) \
+                or not 1 <= bits <= 8:
+            raise OnespikeError(f"{name} must be an integer from 1 to 8, not {bits!r}")
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, (int, np.integer)) \
             or not 2 <= weight_bits <= 16:
         raise OnespikeError(f"weight_bits must be an integer from 2 to 16, not "
@@ -225,20 +228,24 @@ def float_forward(layers, x):
     return x
 
 
-def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=None) -> Network:
+def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=None,
+             input_bits=None) -> Network:
     """Integer network from parsed float ``layers`` and a calibration array; ``balance``
     (``α`` in ``[0, 1]``, see the module notes) is chosen on the calibration data when
-    None."""
-    check_bits(act_bits, weight_bits)
+    None; ``input_bits`` (default ``act_bits``) is the encoder's."""
+    check_bits(act_bits, weight_bits, input_bits)
+    input_bits = act_bits if input_bits is None else input_bits
     calib = _check_calibration(calib, input_shape)
     if balance is not None:
         if not 0 <= balance <= 1:
             raise OnespikeError(f"balance must be in [0, 1], not {balance}")
-        return _quantize(input_shape, layers, calib, act_bits, weight_bits, balance)[0]
+        return _quantize(input_shape, layers, calib, act_bits, weight_bits, balance,
+                         input_bits)[0]
     reference = np.argmax(float_forward(layers, calib), axis=1)
     best = None
     for alpha in BALANCES:
-        net, logits = _quantize(input_shape, layers, calib, act_bits, weight_bits, alpha)
+        net, logits = _quantize(input_shape, layers, calib, act_bits, weight_bits, alpha,
+                                input_bits)
         agree = int(np.sum(np.argmax(logits, axis=1) == reference))
         if best is None or agree > best[0]:
             best = (agree, net)
@@ -248,9 +255,9 @@ def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=N
     return best[1]
 
 
-def _quantize(input_shape, layers, calib, act_bits, weight_bits, balance):
+def _quantize(input_shape, layers, calib, act_bits, weight_bits, balance, input_bits):
     """(network, its integer logits on the calibration data)."""
-    encoder = _encoder(calib, input_shape, act_bits, balance)
+    encoder = _encoder(calib, input_shape, input_bits, balance)
     in_scale, in_offset = encoder.scale, encoder.offset
     acts = encoder.encode(calib)
     ir_layers = []

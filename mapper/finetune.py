@@ -1,0 +1,209 @@
+"""Quantization-aware fine-tuning: train the converted integer network itself.
+
+:func:`finetune` converts a float model with the mapper (or takes a converted
+:class:`~onespike.ir.Network`) and trains the result as a :class:`TunedNetwork`, a torch
+module whose forward pass *is* the integer network of the golden model's ``closed_form``:
+the mapper's encoder, integer weights ``round(θ)`` clipped to ``weight_bits``, integer
+biases, sum pooling, max pooling and ``a = clip(floor(y / R), 0, A)``, evaluated exactly
+(integers in float64 and int64). Gradients pass the rounding and the floor straight through
+(``∂a/∂y = 1/R`` inside the window, 0 where the activation is clipped). Converting the
+result (:meth:`TunedNetwork.network`, or ``onespike.convert(tuned, calib)``) loses nothing:
+the network that runs is the network that was trained.
+
+Scales and ramps: the mapper calibrates them once, on the float model and the training
+data, and they stay fixed. Within a channel, ``R`` and the integer weights only matter
+through their ratio, so learning the weights (and biases, in units of ``R``) covers what
+learning ``R`` would, and a fixed ``R`` keeps the threshold ramp, the register widths and
+the hardware's window unchanged while training.
+
+The spike penalty (``spike_weight``) adds the mean activation of the hidden neurons, as a
+fraction of their window, to the loss: an L1 term whose gradient reaches every neuron that
+fires, so activations shrink and small ones fall to 0, which sends no spike. The epoch kept
+is the one with the best held-out ``accuracy − spike_weight · spiking fraction``, the
+plain conversion (epoch 0) included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from onespike.errors import OnespikeError
+from onespike.ir import MaxPool, Network
+
+__all__ = ["finetune", "TunedNetwork"]
+
+
+class TunedNetwork(torch.nn.Module):
+    """An integer :class:`~onespike.ir.Network` as a trainable torch module.
+
+    ``forward(x)`` takes float inputs as the original model did and returns the integer
+    logits (float64 tensor) of ``closed_form``; :meth:`network` rounds the trained
+    parameters into a new ``Network``. ``history`` holds one dict per epoch.
+    """
+
+    def __init__(self, net: Network, weight_bits: int):
+        super().__init__()
+        self.net, self.weight_bits = net, weight_bits
+        self.qmax = (1 << (weight_bits - 1)) - 1
+        self.synaptic = [layer for layer in net.layers if not isinstance(layer, MaxPool)]
+        self.theta = torch.nn.ParameterList()       # weights / qmax
+        self.beta = torch.nn.ParameterList()        # biases / (R, or qmax for the readout)
+        for layer in self.synaptic:
+            if np.abs(layer.weight).max(initial=0) > self.qmax:
+                raise OnespikeError(f"the network has weights beyond {weight_bits} bits; "
+                                    f"fine-tune it with weight_bits of at least "
+                                    f"{int(np.abs(layer.weight).max()).bit_length() + 1}")
+            self.theta.append(torch.nn.Parameter(torch.tensor(layer.weight / self.qmax)))
+            self.beta.append(torch.nn.Parameter(torch.tensor(layer.bias / self._bias_unit(layer))))
+        self.history = []
+
+    def _bias_unit(self, layer):
+        if layer.is_readout:
+            return np.float64(self.qmax)
+        ramp = layer.ramp.astype(np.float64)
+        return ramp if layer.bias.ndim == 1 else _per_channel(ramp, layer)
+
+    def _weight(self, k):
+        w = self.theta[k] * self.qmax
+        q = w.detach().round().clamp(-self.qmax, self.qmax)
+        return w + (q - w).detach()
+
+    def _bias(self, k):
+        b = self.beta[k] * torch.as_tensor(self._bias_unit(self.synaptic[k]))
+        return b + (b.detach().round() - b).detach()
+
+    def encode(self, x) -> torch.Tensor:
+        """The encoder's integer activations of float inputs (float64 tensor)."""
+        return torch.as_tensor(self.net.encoder.encode(x), dtype=torch.float64)
+
+    def integer_forward(self, a0: torch.Tensor):
+        """``(logits, hidden)``: the integer logits of encoded inputs ``a0`` and, per hidden
+        layer, its activations as a fraction of the window (straight-through)."""
+        a, hidden, k = a0, [], 0
+        for layer in self.net.layers:
+            if isinstance(layer, MaxPool):
+                a = F.max_pool2d(a, layer.kernel, layer.stride, layer.padding)
+                continue
+            if layer.pool > 1:
+                a = F.avg_pool2d(a, layer.pool, divisor_override=1)      # sum pooling
+            w, b = self._weight(k), self._bias(k)
+            k += 1
+            if layer.kind == "dense":
+                y = a.flatten(1) @ w.T + b
+            else:
+                y = F.conv2d(a, w, stride=layer.stride, padding=layer.padding) \
+                    + (b[:, None, None] if b.ndim == 1 else b)
+            if layer.is_readout:
+                return y.flatten(1), hidden
+            ramp = torch.tensor(_per_channel(layer.ramp, layer))
+            exact = torch.div(y.detach().round().long(), ramp, rounding_mode="floor")
+            soft = (y / ramp).clamp(0, layer.levels + 1)
+            a = soft + (exact.clamp(0, layer.levels).to(y.dtype) - soft).detach()
+            hidden.append(a / layer.levels)
+        raise AssertionError("a Network ends with its readout")
+
+    def forward(self, x):
+        return self.integer_forward(self.encode(x))[0]
+
+    def network(self) -> Network:
+        """The trained integer network (the one ``forward`` evaluates)."""
+        layers, k = [], 0
+        for layer in self.net.layers:
+            if not isinstance(layer, MaxPool):
+                with torch.no_grad():
+                    weight = self._weight(k).round().long().numpy()
+                    bias = self._bias(k).round().long().numpy()
+                layer = replace(layer, weight=weight, bias=bias)
+                k += 1
+            layers.append(layer)
+        return Network(self.net.encoder, tuple(layers))
+
+
+def _per_channel(values, layer):
+    """Per-output-channel ``values`` shaped to broadcast over the layer's output map."""
+    return values[:, None, None] if layer.kind == "conv" else values
+
+
+def _labels(y, samples, classes):
+    y = np.asarray(y)
+    if y.shape != (samples,) or y.dtype.kind not in "iu":
+        raise OnespikeError(f"labels must be {samples} integers (one per sample), not "
+                            f"{y.dtype} {y.shape}")
+    if samples and (y.min() < 0 or y.max() >= classes):
+        raise OnespikeError(f"labels must lie in 0..{classes - 1} (the network has "
+                            f"{classes} classes)")
+    return torch.as_tensor(y, dtype=torch.long)
+
+
+def _score(tuned, a0, y, spike_weight):
+    """Held-out ``(accuracy, spiking fraction of hidden neurons, score)``, exact."""
+    with torch.no_grad():
+        logits, hidden = tuned.integer_forward(a0)
+    accuracy = float((logits.argmax(1) == y).double().mean())
+    neurons = sum(h[0].numel() for h in hidden)
+    fraction = float(sum((h > 0).sum() for h in hidden)) / (neurons * len(a0)) \
+        if hidden else 0.0
+    return accuracy, fraction, accuracy - spike_weight * fraction
+
+
+def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=10, lr=5e-3,
+             batch=64, spike_weight=0.0, held_out=0.1, keep="best", seed=0, progress=True) \
+        -> TunedNetwork:
+    """Fine-tune ``model`` (a float ``torch.nn.Module``, converted here with ``x`` as the
+    calibration data, or a converted :class:`~onespike.ir.Network`) on inputs ``x`` and
+    integer labels ``y`` as the exact integer network; see the module notes. A share
+    ``held_out`` of the samples (drawn with ``seed``) scores each epoch and is not trained
+    on. Returns the :class:`TunedNetwork` of the best epoch (``keep="last"``: of the last),
+    ``history`` filled."""
+    from onespike.mapper import convert
+    from tqdm import tqdm
+
+    if not isinstance(model, Network):
+        model = convert(model, x, act_bits=act_bits, weight_bits=weight_bits,
+                        input_bits=input_bits)
+    if epochs < 0 or batch < 1 or not 0 <= held_out < 1 or spike_weight < 0 or lr <= 0:
+        raise OnespikeError("epochs must be ≥ 0, batch ≥ 1, held_out in [0, 1), "
+                            "spike_weight ≥ 0 and lr > 0")
+    if keep not in ("best", "last"):
+        raise OnespikeError(f"keep must be 'best' or 'last', not {keep!r}")
+    tuned = TunedNetwork(model, weight_bits)
+    a0 = tuned.encode(x)
+    labels = _labels(y, len(a0), model.num_classes)
+    order = torch.as_tensor(np.random.default_rng(seed).permutation(len(a0)))
+    cut = int(round(len(a0) * held_out))
+    test, train = (order[:cut], order[cut:]) if cut else (order, order)
+    readout_step = float(model.layers[-1].scale[0])
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))
+    generator = torch.Generator().manual_seed(seed)
+    best = (*_score(tuned, a0[test], labels[test], spike_weight), 0)
+    tuned.history = [dict(epoch=0, loss=None, accuracy=best[0], spiking=best[1])]
+    state = {k: v.clone() for k, v in tuned.state_dict().items()}
+    bar = tqdm(range(1, epochs + 1), desc="fine-tuning", unit="epoch", disable=not progress)
+    for epoch in bar:
+        total = 0.0
+        for chunk in train[torch.randperm(len(train), generator=generator)].split(batch):
+            logits, hidden = tuned.integer_forward(a0[chunk])
+            loss = F.cross_entropy(logits * readout_step, labels[chunk])
+            if spike_weight and hidden:
+                loss = loss + spike_weight * torch.cat([h.flatten(1) for h in hidden], 1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(chunk)
+        schedule.step()
+        score = _score(tuned, a0[test], labels[test], spike_weight)
+        tuned.history.append(dict(epoch=epoch, loss=total / len(train), accuracy=score[0],
+                                  spiking=score[1]))
+        bar.set_postfix(loss=f"{total / len(train):.3f}", held_out=f"{score[0]:.4f}",
+                        spiking=f"{score[1]:.3f}")
+        if score[2] > best[2] or keep == "last":
+            best = (*score, epoch)
+            state = {k: v.clone() for k, v in tuned.state_dict().items()}
+    tuned.load_state_dict(state)
+    tuned.best_epoch = best[3]
+    return tuned

@@ -1,0 +1,128 @@
+"""Quantization-aware fine-tuning: the trained module's forward pass is the golden model bit
+for bit (MLP and CNN, before and after training), training lowers the loss and raises the
+integer network's accuracy at 1 bit, the spike penalty lowers the spikes, the input can take
+more bits than the hidden layers (and the RTL follows), and bad arguments are one error."""
+
+import numpy as np
+import pytest
+
+from onespike.errors import OnespikeError
+from onespike.hdl.top import Accelerator
+from onespike.sim import closed_form, first_mismatch
+from onespike.sim.hardware import run
+
+
+@pytest.fixture(scope="module")
+def bn_mlp(torch):
+    """The issue's 64-48-32-10 digits MLP with BatchNorm, trained in float."""
+    from onespike import zoo
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    data = zoo.digits()
+    model = zoo.train(nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(),
+                                    nn.Linear(48, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                                    nn.Linear(32, 10)), data)
+    return model, data
+
+
+def accuracy(net, x, y):
+    return float(np.mean(closed_form(net, net.encoder.encode(x)).classes == y))
+
+
+def assert_forward_is_golden(torch, tuned, x):
+    net = tuned.network()
+    with torch.no_grad():
+        logits = tuned(x).numpy()
+    assert np.array_equal(logits, closed_form(net, net.encoder.encode(x)).logits)
+
+
+def test_the_forward_pass_is_the_golden_model_before_and_after_training(torch, bn_mlp,
+                                                                        digits_cnn_net):
+    from onespike.mapper import convert, finetune
+
+    model, data = bn_mlp
+    tuned = finetune(model, data.x_train, data.y_train, act_bits=2, epochs=0,
+                     progress=False)
+    plain = convert(model, data.x_train, act_bits=2)
+    assert all(np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+               for a, b in zip(tuned.network().layers, plain.layers))   # 0 epochs: as mapped
+    assert_forward_is_golden(torch, tuned, data.x_test)
+    tuned = finetune(model, data.x_train, data.y_train, act_bits=2, epochs=2,
+                     progress=False, keep="last")
+    assert_forward_is_golden(torch, tuned, data.x_test)
+    # a CNN: position-dependent bias at the padded first layer, max and sum pooling
+    net, images = digits_cnn_net
+    tuned = finetune(net, images.x_train[:256], images.y_train[:256], epochs=1,
+                     progress=False, keep="last")
+    assert any(not np.array_equal(a.weight, b.weight)
+               for a, b in zip(tuned.network().layers, net.layers) if hasattr(a, "weight"))
+    assert_forward_is_golden(torch, tuned, images.x_test[:100])
+
+
+def test_fine_tuning_at_one_bit_beats_plain_conversion(torch, bn_mlp):
+    from onespike.mapper import convert, finetune
+
+    model, data = bn_mlp
+    plain = convert(model, data.x_train, act_bits=1)
+    tuned = finetune(model, data.x_train, data.y_train, act_bits=1, epochs=30,
+                     held_out=0.2, progress=False)
+    losses = [h["loss"] for h in tuned.history[1:]]
+    assert losses[-1] < 0.5 * losses[0]
+    net = convert(tuned, data.x_train)              # the trained quantizers, as trained
+    assert all(np.array_equal(a.weight, b.weight)
+               for a, b in zip(net.layers, tuned.network().layers) if hasattr(a, "weight"))
+    assert accuracy(net, data.x_train, data.y_train) > \
+        accuracy(plain, data.x_train, data.y_train) + 0.03
+    assert accuracy(net, data.x_test, data.y_test) >= accuracy(plain, data.x_test, data.y_test)
+
+
+def test_the_spike_penalty_lowers_the_spikes(torch, bn_mlp):
+    from onespike.mapper import finetune
+
+    model, data = bn_mlp
+    runs = {w: finetune(model, data.x_train, data.y_train, act_bits=2, epochs=10,
+                        spike_weight=w, keep="last", progress=False) for w in (0.0, 1.0)}
+    spikes = {w: closed_form(t.network(), t.network().encoder.encode(data.x_test)).spikes.mean()
+              for w, t in runs.items()}
+    assert spikes[1.0] < 0.85 * spikes[0.0]
+    assert accuracy(runs[1.0].network(), data.x_test, data.y_test) > 0.85
+
+
+def test_the_input_can_take_more_bits_than_the_hidden_layers(torch, bn_mlp):
+    from onespike.mapper import convert, finetune
+
+    model, data = bn_mlp
+    net = convert(model, data.x_train, act_bits=1, input_bits=4)
+    assert net.encoder.act_bits == 4 and {l.act_bits for l in net.layers[:-1]} == {1}
+    tuned = finetune(model, data.x_train, data.y_train, act_bits=1, input_bits=4, epochs=1,
+                     progress=False)
+    assert tuned.network().encoder.act_bits == 4
+    a0 = net.encoder.encode(data.x_test[:6])
+    hardware = run(Accelerator(net, lanes=4), a0)
+    assert first_mismatch(net, closed_form(net, a0), hardware.trace) is None
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f, m, d: f(m, d.x_train, d.y_train[:-1], progress=False), "labels must be"),
+    (lambda f, m, d: f(m, d.x_train, d.y_train + 10, progress=False), "labels must lie"),
+    (lambda f, m, d: f(m, d.x_train, d.y_train, epochs=-1, progress=False), "epochs must"),
+    (lambda f, m, d: f(m, d.x_train, d.y_train, input_bits=9), "input_bits must"),
+])
+def test_bad_arguments_are_one_clear_error(torch, bn_mlp, call, message):
+    from onespike.mapper import finetune
+
+    model, data = bn_mlp
+    with pytest.raises(OnespikeError, match=message):
+        call(finetune, model, data)
+
+
+def test_a_tuned_network_is_not_converted_at_other_bits(torch, bn_mlp):
+    from onespike.mapper import convert, finetune
+
+    model, data = bn_mlp
+    tuned = finetune(model, data.x_train, data.y_train, act_bits=2, epochs=0, progress=False)
+    with pytest.raises(OnespikeError, match="trained with act_bits 2, not 3"):
+        convert(tuned, data.x_train, act_bits=3)
+    with pytest.raises(OnespikeError, match="the network expects"):
+        convert(tuned, data.x_train[:, :10])
