@@ -1,6 +1,7 @@
 """The mapper: a trained ReLU network and calibration data → integer TTFS network (IR)."""
 
 from onespike.mapper.frontend import load_exported, parse_exported, parse_module
+from onespike.mapper.finetune import finetune
 from onespike.mapper.quantize import check_bits, quantize
 
 __all__ = ["convert", "convert_exported", "finetune", "TunedNetwork"]
@@ -23,6 +24,8 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     if calib.ndim < 2 or len(calib) == 0:
         raise OnespikeError(f"calibration array has shape {calib.shape}; it needs a "
                             f"leading samples axis and at least one sample")
+    from onespike.mapper.tuned import TunedNetwork
+
     if isinstance(model, TunedNetwork):
         return _tuned(model, calib, act_bits, input_bits)
     act_bits = 4 if act_bits is None else act_bits
@@ -56,4 +59,8 @@ def convert_exported(path, calib, *, act_bits=4, weight_bits=8, input_bits=None)
                     input_bits=input_bits)
 
 
-from onespike.mapper.finetune import TunedNetwork, finetune  # noqa: E402  (uses convert)
+def __getattr__(name):
+    if name == "TunedNetwork":     # imports torch: only when asked for
+        from onespike.mapper.tuned import TunedNetwork
+        return TunedNetwork
+    raise AttributeError(name)

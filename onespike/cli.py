@@ -67,11 +67,34 @@ def cmd_convert(args):
 
     calib = _load_array(args.calib, "calibration")
     net = convert_exported(args.model, calib, act_bits=args.act_bits,
-                           weight_bits=args.weight_bits)
+                           weight_bits=args.weight_bits, input_bits=args.input_bits)
     save(net, args.output)
     result = {"output": str(args.output), "layers": [l.kind for l in net.layers],
               "latency_steps": net.latency_steps, "num_classes": net.num_classes}
     _emit(args, result, [f"wrote {args.output}"] + describe(net))
+
+
+def cmd_finetune(args):
+    from onespike.ir import MaxPool, load, save, signed_bits
+    from onespike.mapper import finetune
+
+    net = load(args.net)
+    x = _load_array(args.data, "training inputs")
+    y = _load_array(args.labels, "labels", integer=True)
+    weights = max(int(np.abs(l.weight).max(initial=0)) for l in net.layers
+                  if not isinstance(l, MaxPool))
+    tuned = finetune(net, x, y, weight_bits=max(args.weight_bits or 0, signed_bits(weights)),
+                     epochs=args.epochs, lr=args.lr, batch=args.batch,
+                     spike_weight=args.spike_weight, held_out=args.held_out, keep=args.keep,
+                     seed=args.seed, progress=not args.json)
+    save(tuned.network(), args.output)
+    history = tuned.history
+    result = {"output": str(args.output), "best_epoch": tuned.best_epoch, "history": history}
+    lines = ["epoch  loss     held-out accuracy  spiking neurons"]
+    lines += [f"{h['epoch']:>5}  {'-' if h['loss'] is None else format(h['loss'], '.4f'):>7}"
+              f"  {h['accuracy']:>17.2%}  {h['spiking']:>15.1%}"
+              + ("   <- kept" if h["epoch"] == tuned.best_epoch else "") for h in history]
+    _emit(args, result, lines + [f"wrote {args.output}"])
 
 
 def cmd_info(args):
@@ -377,6 +400,16 @@ def _bits(value):
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
 
 
+FINETUNE_HELP = {
+    "epochs": "passes over the training samples",
+    "lr": "Adam learning rate, in units of the weight range (cosine decay)",
+    "batch": "samples per step",
+    "spike_weight": "weight of the spike penalty (mean activation of hidden neurons)",
+    "held_out": "share of the samples that scores each epoch instead of training",
+    "seed": "seed of the held-out draw and the batch order",
+}
+
+
 def _default(function, name):
     """The library's default for ``name``: written once, in the function's signature."""
     return inspect.signature(function).parameters[name].default
@@ -418,6 +451,34 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, type=Path, help="network file to write "
                    "(.npz: arrays + JSON header, see onespike/ir.py)")
     add_bits(p)
+    p.add_argument("--input-bits", type=_bits, metavar="N",
+                   help="bits 1..8 of the input window (default: --act-bits); a finer input "
+                        "for networks whose hidden layers use few steps")
+
+    from onespike.mapper.finetune import finetune       # torch-free until called
+    p = add("finetune", cmd_finetune, "fine-tune a converted network as the integer network",
+            "Train a converted network (.npz from `onespike convert`) as the exact integer "
+            "network it is: integer weights and biases learned through straight-through "
+            "rounding, scales, ramps and windows kept, so the file written runs unchanged "
+            "in the golden model, the RTL and on the board. A share of the samples "
+            "(--held-out) scores each epoch; the best epoch is kept (the plain conversion "
+            "included). --spike-weight trades accuracy for fewer spikes (fewer cycles). "
+            "To train at other bits, convert at those bits first (--act-bits, "
+            "--input-bits).\n\nexample: onespike finetune net.npz --data x.npy --labels "
+            "y.npy --epochs 20 -o tuned.npz")
+    p.add_argument("net", help="network file (.npz) from `onespike convert`")
+    p.add_argument("--data", required=True, help="training inputs (.npy), as fed to the model")
+    p.add_argument("--labels", required=True, help="integer labels (.npy), one per input")
+    p.add_argument("-o", "--output", required=True, type=Path, help="tuned network (.npz)")
+    for name, kind in (("epochs", int), ("lr", float), ("batch", int),
+                       ("spike_weight", float), ("held_out", float), ("seed", int)):
+        p.add_argument("--" + name.replace("_", "-"), type=kind,
+                       default=_default(finetune, name),
+                       help=f"{FINETUNE_HELP[name]} (default %(default)s)")
+    p.add_argument("--keep", choices=("best", "last"), default=_default(finetune, "keep"),
+                   help="which epoch's network to write (default %(default)s)")
+    p.add_argument("--weight-bits", type=_bits, metavar="N",
+                   help="signed weight bits while training (default: the network's own)")
 
     p = add("info", cmd_info, "show a network's layers, time windows and register widths",
             "Show a network file's layers, time windows, ramps and register widths.")

@@ -126,3 +126,30 @@ def test_a_tuned_network_is_not_converted_at_other_bits(torch, bn_mlp):
         convert(tuned, data.x_train, act_bits=3)
     with pytest.raises(OnespikeError, match="the network expects"):
         convert(tuned, data.x_train[:, :10])
+
+
+def test_the_command_line_trains_a_network_file(torch, bn_mlp, tmp_path, capsys):
+    import json
+
+    from onespike.cli import main
+    from onespike.ir import load, save
+    from onespike.mapper import convert
+
+    model, data = bn_mlp
+    save(convert(model, data.x_train, act_bits=1, input_bits=4), tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", data.x_train)
+    np.save(tmp_path / "y.npy", data.y_train)
+    out = tmp_path / "tuned.npz"
+    args = ["finetune", str(tmp_path / "net.npz"), "--data", str(tmp_path / "x.npy"),
+            "--labels", str(tmp_path / "y.npy"), "--epochs", "3", "-o", str(out)]
+    assert main(args + ["--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    tuned = load(out)
+    assert tuned.encoder.act_bits == 4 and len(result["history"]) == 4
+    kept = result["history"][result["best_epoch"]]["accuracy"]
+    assert kept == max(h["accuracy"] for h in result["history"])
+    bad = tmp_path / "bad.npz"
+    args[5] = str(tmp_path / "x.npy")            # float "labels"
+    assert main(args[:-1] + [str(bad)]) == 2
+    assert "must hold integer class labels" in capsys.readouterr().err
+    assert not bad.exists()
