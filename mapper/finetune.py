@@ -19,8 +19,8 @@ the hardware's window unchanged while training.
 The spike penalty (``spike_weight``) adds the mean activation of the hidden neurons, as a
 fraction of their window, to the loss: an L1 term whose gradient reaches every neuron that
 fires, so activations shrink and small ones fall to 0, which sends no spike. The epoch kept
-is the one with the best held-out ``accuracy − spike_weight · spiking fraction``, the
-plain conversion (epoch 0) included.
+is the one with the lowest held-out objective (cross-entropy plus the penalty: smoother
+than the held-out accuracy on small sets), the plain conversion (epoch 0) included.
 """
 
 from __future__ import annotations
@@ -46,17 +46,29 @@ def _labels(y, samples, classes):
     return torch.as_tensor(y, dtype=torch.long)
 
 
-def _score(tuned, a0, y, spike_weight):
-    """Held-out ``(accuracy, spiking fraction of hidden neurons, score)``, exact."""
+def _objective(logits, hidden, labels, readout_step, spike_weight):
+    """Cross-entropy of the float-scaled integer logits, plus the spike penalty."""
+    import torch
+    import torch.nn.functional as F
+
+    loss = F.cross_entropy(logits * readout_step, labels)
+    if spike_weight and hidden:
+        loss = loss + spike_weight * torch.cat([h.flatten(1) for h in hidden], 1).mean()
+    return loss
+
+
+def _score(tuned, a0, y, readout_step, spike_weight):
+    """Held-out ``(accuracy, spiking fraction of hidden neurons, objective)``, exact."""
     import torch
 
     with torch.no_grad():
         logits, hidden = tuned.integer_forward(a0)
+        objective = float(_objective(logits, hidden, y, readout_step, spike_weight))
     accuracy = float((logits.argmax(1) == y).double().mean())
     neurons = sum(h[0].numel() for h in hidden)
     fraction = float(sum((h > 0).sum() for h in hidden)) / (neurons * len(a0)) \
         if hidden else 0.0
-    return accuracy, fraction, accuracy - spike_weight * fraction
+    return accuracy, fraction, objective
 
 
 def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=10, lr=5e-3,
@@ -69,7 +81,6 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=
     on. Returns the :class:`TunedNetwork` of the best epoch (``keep="last"``: of the last),
     ``history`` filled."""
     import torch
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from onespike.mapper import convert
@@ -93,28 +104,27 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=
     optimizer = torch.optim.Adam(tuned.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))
     generator = torch.Generator().manual_seed(seed)
-    best = (*_score(tuned, a0[test], labels[test], spike_weight), 0)
-    tuned.history = [dict(epoch=0, loss=None, accuracy=best[0], spiking=best[1])]
+    best = (*_score(tuned, a0[test], labels[test], readout_step, spike_weight), 0)
+    tuned.history = [dict(epoch=0, loss=None, held_out_loss=best[2], accuracy=best[0],
+                          spiking=best[1])]
     state = {k: v.clone() for k, v in tuned.state_dict().items()}
     bar = tqdm(range(1, epochs + 1), desc="fine-tuning", unit="epoch", disable=not progress)
     for epoch in bar:
         total = 0.0
         for chunk in train[torch.randperm(len(train), generator=generator)].split(batch):
             logits, hidden = tuned.integer_forward(a0[chunk])
-            loss = F.cross_entropy(logits * readout_step, labels[chunk])
-            if spike_weight and hidden:
-                loss = loss + spike_weight * torch.cat([h.flatten(1) for h in hidden], 1).mean()
+            loss = _objective(logits, hidden, labels[chunk], readout_step, spike_weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(chunk)
         schedule.step()
-        score = _score(tuned, a0[test], labels[test], spike_weight)
-        tuned.history.append(dict(epoch=epoch, loss=total / len(train), accuracy=score[0],
-                                  spiking=score[1]))
+        score = _score(tuned, a0[test], labels[test], readout_step, spike_weight)
+        tuned.history.append(dict(epoch=epoch, loss=total / len(train),
+                                  held_out_loss=score[2], accuracy=score[0], spiking=score[1]))
         bar.set_postfix(loss=f"{total / len(train):.3f}", held_out=f"{score[0]:.4f}",
                         spiking=f"{score[1]:.3f}")
-        if score[2] > best[2] or keep == "last":
+        if score[2] < best[2] or keep == "last":
             best = (*score, epoch)
             state = {k: v.clone() for k, v in tuned.state_dict().items()}
     tuned.load_state_dict(state)

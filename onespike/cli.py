@@ -90,9 +90,9 @@ def cmd_finetune(args):
     save(tuned.network(), args.output)
     history = tuned.history
     result = {"output": str(args.output), "best_epoch": tuned.best_epoch, "history": history}
-    lines = ["epoch  loss     held-out accuracy  spiking neurons"]
+    lines = ["epoch  loss     held-out loss  accuracy  spiking neurons"]
     lines += [f"{h['epoch']:>5}  {'-' if h['loss'] is None else format(h['loss'], '.4f'):>7}"
-              f"  {h['accuracy']:>17.2%}  {h['spiking']:>15.1%}"
+              f"  {h['held_out_loss']:>13.4f}  {h['accuracy']:>8.2%}  {h['spiking']:>15.1%}"
               + ("   <- kept" if h["epoch"] == tuned.best_epoch else "") for h in history]
     _emit(args, result, lines + [f"wrote {args.output}"])
 
@@ -461,8 +461,9 @@ def build_parser():
             "network it is: integer weights and biases learned through straight-through "
             "rounding, scales, ramps and windows kept, so the file written runs unchanged "
             "in the golden model, the RTL and on the board. A share of the samples "
-            "(--held-out) scores each epoch; the best epoch is kept (the plain conversion "
-            "included). --spike-weight trades accuracy for fewer spikes (fewer cycles). "
+            "(--held-out) scores each epoch; the epoch with the lowest held-out loss is kept "
+            "(the plain conversion included). --spike-weight trades accuracy for fewer "
+            "spikes. "
             "To train at other bits, convert at those bits first (--act-bits, "
             "--input-bits).\n\nexample: onespike finetune net.npz --data x.npy --labels "
             "y.npy --epochs 20 -o tuned.npz")

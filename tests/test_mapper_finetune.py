@@ -146,8 +146,8 @@ def test_the_command_line_trains_a_network_file(torch, bn_mlp, tmp_path, capsys)
     result = json.loads(capsys.readouterr().out)
     tuned = load(out)
     assert tuned.encoder.act_bits == 4 and len(result["history"]) == 4
-    kept = result["history"][result["best_epoch"]]["accuracy"]
-    assert kept == max(h["accuracy"] for h in result["history"])
+    kept = result["history"][result["best_epoch"]]["held_out_loss"]
+    assert kept == min(h["held_out_loss"] for h in result["history"])
     bad = tmp_path / "bad.npz"
     args[5] = str(tmp_path / "x.npy")            # float "labels"
     assert main(args[:-1] + [str(bad)]) == 2
