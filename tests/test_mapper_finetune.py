@@ -60,6 +60,33 @@ def test_the_forward_pass_is_the_golden_model_before_and_after_training(torch, b
     assert_forward_is_golden(torch, tuned, images.x_test[:100])
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_every_layer_of_random_networks_is_the_golden_model(torch, seed):
+    """Integers, not approximately: every hidden layer's activations and the logits of
+    random networks (dense, conv with stride and padding, max and sum pooling, position
+    bias, 1 to 8 bits per layer) against ``closed_form``."""
+    from onespike.ir import MaxPool, signed_bits
+    from onespike.mapper.tuned import TunedNetwork
+    from onespike.sim import random_network
+
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, conv=seed % 3 != 0, max_layers=5)
+    bits = max(signed_bits(int(np.abs(l.weight).max(initial=1))) for l in net.layers
+               if not isinstance(l, MaxPool))
+    a0 = rng.integers(0, net.encoder.levels + 1, size=(16, *net.encoder.shape))
+    trace = closed_form(net, a0)
+    with torch.no_grad():
+        logits, hidden = TunedNetwork(net, max(bits, 2)).integer_forward(
+            torch.as_tensor(a0, dtype=torch.float64))
+    assert np.array_equal(logits.numpy(), trace.logits)
+    outputs = [trace.activations[i + 1] for i, layer in enumerate(net.layers[:-1])
+               if not isinstance(layer, MaxPool)]
+    assert len(hidden) == len(outputs)
+    for h, a, layer in zip(hidden, outputs, [l for l in net.layers[:-1]
+                                             if not isinstance(l, MaxPool)]):
+        assert np.array_equal((h * layer.levels).round().numpy(), a)
+
+
 def test_fine_tuning_at_one_bit_beats_plain_conversion(torch, bn_mlp):
     from onespike.mapper import convert, finetune
 
@@ -108,6 +135,8 @@ def test_the_input_can_take_more_bits_than_the_hidden_layers(torch, bn_mlp):
     (lambda f, m, d: f(m, d.x_train, d.y_train + 10, progress=False), "labels must lie"),
     (lambda f, m, d: f(m, d.x_train, d.y_train, epochs=-1, progress=False), "epochs must"),
     (lambda f, m, d: f(m, d.x_train, d.y_train, input_bits=9), "input_bits must"),
+    (lambda f, m, d: f(m, d.x_train, d.y_train, act_bits=0), "act_bits must"),
+    (lambda f, m, d: f(m, d.x_train[:, :10], d.y_train), "do not fit the model"),
 ])
 def test_bad_arguments_are_one_clear_error(torch, bn_mlp, call, message):
     from onespike.mapper import finetune
@@ -115,6 +144,16 @@ def test_bad_arguments_are_one_clear_error(torch, bn_mlp, call, message):
     model, data = bn_mlp
     with pytest.raises(OnespikeError, match=message):
         call(finetune, model, data)
+
+
+def test_an_unsupported_layer_is_refused_before_training(torch, bn_mlp):
+    from onespike.mapper import finetune
+
+    _, data = bn_mlp
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Sigmoid(),
+                                torch.nn.Linear(16, 10))
+    with pytest.raises(OnespikeError, match="Sigmoid|sigmoid"):
+        finetune(model, data.x_train, data.y_train, progress=False)
 
 
 def test_a_tuned_network_is_not_converted_at_other_bits(torch, bn_mlp):
