@@ -1,14 +1,17 @@
-"""Fine-tuning against plain conversion, on the issue's two networks: test accuracy per
-activation bit width, then what the spike penalty trades (spikes per neuron, cycles per
-image at 4 lanes from the cycle model) and what a finer input window buys at 1 bit.
-Every accuracy is the exact integer network's (golden model, closed form).
+"""Fine-tuning against plain conversion: test accuracy of the exact integer network per
+activation bit width, spikes per neuron, cycles per image (cycle model at 4 lanes; the
+Amaranth-simulated RTL on --rtl images for MLPs) and µs per image at an ECP5 Fmax; then what
+the spike penalty trades at 4 bits and what a finer input window buys at 1 bit.
 
-Run: .venv/bin/python bench/finetune_table.py [--mnist] [--epochs N]
-     (digits: about a minute; --mnist adds the 784-128-10 MLP on ../shared/data, about
-     10 minutes on 2 cores)
+Run: .venv/bin/python bench/finetune_table.py [MODEL...] [--epochs N] [--train N]
+     MODEL: digits (the issue's 64-48-32-10 BN MLP, about a minute), or the cached bench
+     models of bench/models.py: mnist-mlp, mnist-cnn, fashion-cnn (../shared/data; each
+     fine-tuning run takes minutes on 2 cores; --train N fine-tunes on the first N images)
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,70 +22,106 @@ from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.streams import discard
 from onespike.hdl.top import Accelerator
 from onespike.mapper import convert, finetune
+from onespike.sim.check import first_mismatch
 from onespike.sim.golden import closed_form
+from onespike.sim.hardware import run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from models import bench_model  # noqa: E402
+
+LANES = 4
 
 
-def measure(net, data, lanes=4):
-    """(test accuracy, spikes per hidden neuron, steady cycles per image)."""
+def digits_model():
+    torch.manual_seed(0)
+    data = zoo.digits()
+    bn = nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Linear(48, 32),
+                       nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    model = zoo.train(bn, data)
+    return model, data, zoo.float_accuracy(model, data.x_test, data.y_test)
+
+
+def measure(net, data, rtl):
+    """``{accuracy, spikes per hidden neuron, model cycles, RTL cycles or None}``."""
     a0 = net.encoder.encode(data.x_test)
     trace = closed_form(net, a0)
     neurons = sum(int(np.prod(l.out_shape)) for l in net.layers[:-1] if hasattr(l, "ramp"))
     spikes = [float((np.asarray(t) >= 0).sum()) / len(a0) for t in trace.times]
-    cycles = cycle_estimate(discard(Accelerator(net, lanes=lanes)), spikes)["steady"]
-    return float(np.mean(trace.classes == data.y_test)), float(trace.spikes.mean()) / neurons, \
-        cycles
-
-
-def models(mnist):
-    torch.manual_seed(0)
-    digits = zoo.digits()
-    bn = nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Linear(48, 32),
-                       nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
-    out = {"digits 64-48-32-10 BN": (zoo.train(bn, digits), digits)}
-    if mnist:
-        data = zoo.idx_dataset("mnist")
-        out["MNIST 784-128-10"] = (zoo.train(zoo.mlp([784, 128, 10]), data, epochs=5), data)
-    return out
+    steady = cycle_estimate(discard(Accelerator(net, lanes=LANES)), spikes)["steady"]
+    measured = None
+    if rtl:
+        hw = run(Accelerator(net, lanes=LANES), a0[:rtl])
+        assert first_mismatch(net, closed_form(net, a0[:rtl]), hw.trace) is None
+        measured = float(np.diff(np.asarray(hw.sample_done)).mean())
+    return {"accuracy": float(np.mean(trace.classes == data.y_test)),
+            "spikes": float(trace.spikes.mean()) / neurons, "cycles": steady,
+            "rtl": measured}
 
 
 def row(cells):
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
+def bits_table(model, data, flt, args, rtl):
+    x, y = data.x_train[:args.train], data.y_train[:args.train]
+    row(["act bits", "float", "plain", "fine-tuned", "spikes/neuron plain → tuned",
+         f"cycles/image ({LANES} lanes, model{', RTL' if rtl else ''})",
+         f"µs/image at {args.fmax:g} MHz"])
+    row(["---"] * 7)
+    for bits in (4, 3, 2, 1):
+        plain = measure(convert(model, x[:5000], act_bits=bits), data, 0)
+        tuned = measure(finetune(model, x, y, act_bits=bits, epochs=args.epochs,
+                                 progress=False).network(), data, rtl)
+        cycles = f"{tuned['cycles']:.0f}" + (f", {tuned['rtl']:.0f}" if rtl else "")
+        row([bits, f"{flt:.2%}", f"{plain['accuracy']:.2%}", f"{tuned['accuracy']:.2%}",
+             f"{plain['spikes']:.3f} → {tuned['spikes']:.3f}", cycles,
+             f"{(tuned['rtl'] or tuned['cycles']) / args.fmax:.1f}"])
+
+
+def penalty_table(model, data, args):
+    x, y = data.x_train[:args.train], data.y_train[:args.train]
+    print(f"\nspike penalty at act_bits 4 (cycles: cycle model, {LANES} lanes):\n")
+    row(["spike_weight", "accuracy", "spikes/neuron", "cycles/image"])
+    row(["---"] * 4)
+    for weight in (0.0, 0.3, 1.0, 3.0):
+        tuned = finetune(model, x, y, act_bits=4, epochs=args.epochs, spike_weight=weight,
+                         progress=False)
+        m = measure(tuned.network(), data, 0)
+        row([weight, f"{m['accuracy']:.2%}", f"{m['spikes']:.3f}", f"{m['cycles']:.0f}"])
+
+
+def input_table(model, data, args):
+    x, y = data.x_train[:args.train], data.y_train[:args.train]
+    print("\ninput window at act_bits 1 (single-step hidden layers):\n")
+    row(["input bits", "plain", "fine-tuned", "cycles/image"])
+    row(["---"] * 4)
+    for input_bits in (1, 4):
+        plain = measure(convert(model, x[:5000], act_bits=1, input_bits=input_bits), data, 0)
+        tuned = measure(finetune(model, x, y, act_bits=1, input_bits=input_bits,
+                                 epochs=args.epochs, progress=False).network(), data, 0)
+        row([input_bits, f"{plain['accuracy']:.2%}", f"{tuned['accuracy']:.2%}",
+             f"{tuned['cycles']:.0f}"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mnist", action="store_true", help="add the MNIST MLP")
+    parser.add_argument("models", nargs="*", default=["digits"])
     parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs")
+    parser.add_argument("--train", type=int, default=None, help="fine-tune on N images")
+    parser.add_argument("--rtl", type=int, default=20, help="images run in the RTL (MLPs)")
+    parser.add_argument("--fmax", type=float, default=58.0,
+                        help="MHz for µs/image (default: the MNIST MLP on the ULX3S-85F)")
+    parser.add_argument("--no-extras", action="store_true", help="bit-width table only")
     args = parser.parse_args()
-    for name, (model, data) in models(args.mnist).items():
-        x, y = data.x_train, data.y_train
-        calib = x[:5000]
-        flt = zoo.float_accuracy(model, data.x_test, data.y_test)
-        print(f"\n### {name} (float {flt:.1%}, {args.epochs} epochs)\n")
-        row(["act bits", "plain", "fine-tuned", "spikes/neuron plain", "tuned"])
-        row(["---"] * 5)
-        for bits in (4, 3, 2, 1):
-            plain = measure(convert(model, calib, act_bits=bits), data)
-            tuned = finetune(model, x, y, act_bits=bits, epochs=args.epochs, progress=False)
-            fine = measure(tuned.network(), data)
-            row([bits, f"{plain[0]:.2%}", f"{fine[0]:.2%}", f"{plain[1]:.3f}", f"{fine[1]:.3f}"])
-        print("\nspike penalty at act_bits 2 (cycles: steady cycles per image, 4 lanes):\n")
-        row(["spike_weight", "accuracy", "spikes/neuron", "cycles/image"])
-        row(["---"] * 4)
-        for weight in (0.0, 0.5, 2.0):
-            tuned = finetune(model, x, y, act_bits=2, epochs=args.epochs, spike_weight=weight,
-                             progress=False)
-            acc, spikes, cycles = measure(tuned.network(), data)
-            row([weight, f"{acc:.2%}", f"{spikes:.3f}", cycles])
-        print("\ninput window at act_bits 1 (single-step hidden layers):\n")
-        row(["input bits", "plain", "fine-tuned", "cycles/image"])
-        row(["---"] * 4)
-        for input_bits in (1, 4):
-            plain = measure(convert(model, calib, act_bits=1, input_bits=input_bits), data)
-            tuned = finetune(model, x, y, act_bits=1, input_bits=input_bits,
-                             epochs=args.epochs, progress=False)
-            fine = measure(tuned.network(), data)
-            row([input_bits, f"{plain[0]:.2%}", f"{fine[0]:.2%}", fine[2]])
+    for name in args.models:
+        model, data, flt = digits_model() if name == "digits" else bench_model(name)
+        print(f"\n### {name} (float {flt:.2%}; {args.epochs} epochs on "
+              f"{len(data.x_train[:args.train])} images)\n", flush=True)
+        bits_table(model, data, flt, args, 0 if "cnn" in name else args.rtl)
+        if not args.no_extras:
+            penalty_table(model, data, args)
+            input_table(model, data, args)
+    print(f"\ncommand: python bench/finetune_table.py {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,11 @@ ECP5 CCU2C·2 carry cells) minus the memories kept in logic by least squares on
 ``fixed + per layer + lanes·membrane bits (dense) + lanes·membrane bits (conv)``. Prints
 each configuration's sites next to the planner's estimate and the fitted coefficients.
 
-Run: .venv/bin/python bench/lut_model.py [--out DIR]     (about 5 minutes on 2 cores)
+With ``--coding dense [--no-dsp]`` the same for the dense baseline: the ratio of its
+per-lane LUT sites to the TTFS model's (boards/build.py DENSE_LUTS).
+
+Run: .venv/bin/python bench/lut_model.py [--out DIR] [--coding dense [--no-dsp]]
+     (about 5 minutes on 2 cores)
 """
 
 import argparse
@@ -17,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from onespike import zoo
-from onespike.boards.build import LOGIC_FIT, synthesize
+from onespike.boards.build import LOGIC_FIT, LinkOptions, _core_luts, synthesize
 from onespike.boards.platforms import BOARDS
 from onespike.ir import load, save
 from onespike.mapper import convert
@@ -46,11 +50,11 @@ def features(net, lanes):
 
 
 def one(job):
-    name, path, board_name, lanes, out = job
+    name, path, board_name, lanes, out, link = job
     board, net = BOARDS[board_name], load(path)
     folder = f"{out}/{name}-{board_name}-{lanes}"
     try:
-        result = synthesize(net, board, folder, lanes=lanes, log=lambda line: None)
+        result = synthesize(net, board, folder, lanes=lanes, link=link, log=lambda line: None)
     except Exception as e:                       # a configuration that does not fit
         return {"net": name, "board": board_name, "lanes": lanes, "refused": str(e)[:90]}
     text = open(f"{folder}/build/onespike.rpt").read()
@@ -60,18 +64,24 @@ def one(job):
     placed, unit = result["fit"], board.distributed.luts_per_unit if board.distributed else 0
     memory_logic = placed.plan.logic_luts - placed.plan.lutram * unit
     sites = result["stat"]["luts"] + per * cells.get(cell, 0) - memory_logic
+    fixed = _core_luts(net, [0] * len(placed.lanes), board.family)
+    ttfs = _core_luts(net, placed.lanes, board.family) - fixed
     return {"net": name, "board": board_name, "family": board.family,
             "lanes": list(placed.lanes), "sites": sites, "estimate": placed.luts,
-            "features": features(net, placed.lanes)}
+            "features": features(net, placed.lanes),
+            "lane_ratio": round((sites - fixed) / ttfs, 2) if ttfs else None}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--coding", choices=("ttfs", "dense"), default="ttfs")
+    parser.add_argument("--no-dsp", action="store_true", help="dense: no DSP blocks")
     args = parser.parse_args()
+    link = LinkOptions(coding=args.coding, use_dsp=not args.no_dsp)
     out = args.out or tempfile.mkdtemp(prefix="lut-model-")
     paths = networks(out)
-    jobs = [(n, p, b, lanes, out) for n, p in paths.items() for b in FAMILY_BOARDS
+    jobs = [(n, p, b, lanes, out, link) for n, p in paths.items() for b in FAMILY_BOARDS
             for lanes in (1, 4, 16)]
     rows = []
     with ProcessPoolExecutor(2) as pool:

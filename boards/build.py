@@ -18,10 +18,12 @@ from onespike.boards.platforms import Board, tool_environment
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.dense_cycles import dense_cycle_estimate
+from onespike.hdl.dense_top import DenseAccelerator
 from onespike.hdl.streams import discard
 from onespike.hdl.top import Accelerator, layer_lanes
 
-__all__ = ["build", "synthesize", "fit", "Fit", "BuildFailed", "synth_counts"]
+__all__ = ["build", "synthesize", "fit", "Fit", "LinkOptions", "BuildFailed", "synth_counts"]
 
 NAME = "onespike"
 WEIGHTS = "weights.bin"       # run-time weights (SPRAM), sent by `onespike run`
@@ -46,8 +48,9 @@ class Fit:
     plan: MemoryPlan          # where each memory goes, by name
     luts: int                 # estimated LUT4 (iCE40: logic cells) of the whole design
     steady: int               # cycles per sample back to back (hdl.cycles model)
-    stages: dict = None       # cycles per stage (hdl.cycles model)
+    stages: dict = None       # cycles per stage (cycle model)
     reason: str = ""          # how the lanes were chosen
+    dsps: int = 0             # DSP multipliers the design asks for (dense coding)
 
     @property
     def spram_plan(self):
@@ -66,7 +69,8 @@ class Fit:
         needs = [(self.plan.blocks, board.blocks, board.block_ram.name + " blocks"),
                  (self.plan.lutram, board.lutram_units, "LUT-RAM units"),
                  (self.plan.spram_plan.sprams, board.spram, "SPRAMs"),
-                 (self.luts, lut_budget, "LUTs (estimated)")]
+                 (self.luts, lut_budget, "LUTs (estimated)"),
+                 (self.dsps, board.dsps, "DSP multipliers (--no-dsp builds them from LUTs)")]
         return [f"{need} {what} needed, {have} available" for need, have, what in needs
                 if need > have]
 
@@ -129,34 +133,76 @@ def _core_luts(net, lanes, family) -> int:
     return int(luts)
 
 
-def _plan(net, board, lanes, baud, lut_budget) -> Fit:
-    top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, baud=baud))
+# LUT sites per lane of the dense baseline's MAC core relative to the TTFS core's
+# (bench/lut_model.py --coding dense): its multiplier by the activation (shifted adds
+# without DSP blocks), the accumulator and the requantizing divider
+DENSE_LUTS = {True: 1.0, False: 1.25}         # by use_dsp (measured 0.93-1.22 without)
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """What goes behind the host link besides the network: the UART rate and the
+    accelerator (``coding`` ttfs or dense; ``use_dsp`` for the dense multiplies)."""
+    baud: int = DEFAULT_BAUD
+    coding: str = "ttfs"
+    use_dsp: bool = True
+
+    @property
+    def options(self) -> dict:
+        return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp}
+
+    def accelerator(self, net, lanes):
+        if self.coding == "dense":
+            return DenseAccelerator(net, lanes=lanes, use_dsp=self.use_dsp)
+        return Accelerator(net, lanes=lanes)
+
+    def cycles(self, accelerator) -> dict:
+        if self.coding == "dense":
+            return dense_cycle_estimate(accelerator)
+        return cycle_estimate(accelerator)
+
+    def logic_luts(self, net, lanes, family) -> int:
+        luts = _core_luts(net, lanes, family)
+        if self.coding == "dense":
+            fixed = _core_luts(net, [0] * len(lanes), family)
+            luts = fixed + int((luts - fixed) * DENSE_LUTS[self.use_dsp])
+        return luts
+
+    def dsps(self, net, lanes) -> int:
+        """One multiplier per lane of every weighted layer (dense coding with DSPs)."""
+        if self.coding != "dense" or not self.use_dsp:
+            return 0
+        return sum(p for layer, p in zip(net.layers, lanes) if hasattr(layer, "weight"))
+
+
+def _plan(net, board, lanes, link, lut_budget) -> Fit:
+    top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, **link.options))
     lanes = tuple(top.link.accelerator.lanes)
-    core = _core_luts(net, lanes, board.family)
+    core = link.logic_luts(net, lanes, board.family)
     plan = plan_memories(inventory(top.link), board,
                          lut_budget=lut_budget / board.packing - core)
-    cycles = cycle_estimate(top.link.accelerator)
+    cycles = link.cycles(top.link.accelerator)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
-               cycles["steady"], cycles["stages"])
+               cycles["steady"], cycles["stages"], dsps=link.dsps(net, lanes))
 
 
-def _steady(net, lanes) -> int:
-    """Cycles per sample back to back of the accelerator at ``lanes`` (hdl.cycles model;
-    the accelerator is built for its sizes only, never elaborated)."""
-    accelerator = Accelerator(net, lanes=list(lanes))
+def _steady(net, lanes, link) -> int:
+    """Cycles per sample back to back of the accelerator at ``lanes`` (cycle model; the
+    accelerator is built for its sizes only, never elaborated)."""
+    accelerator = link.accelerator(net, list(lanes))
     for part in [accelerator, accelerator.encoder, accelerator.argmax, *accelerator.cores]:
         discard(part)
-    return cycle_estimate(accelerator)["steady"]
+    return link.cycles(accelerator)["steady"]
 
 
-def _trim(net, lanes) -> tuple:
+def _trim(net, lanes, link) -> tuple:
     """``lanes`` with every layer lowered to the fewest lanes that keep the cycles per
     sample: a layer that is not the bottleneck needs no more (it saves logic and memory)."""
-    lanes, steady = list(lanes), _steady(net, lanes)
+    lanes, steady = list(lanes), _steady(net, lanes, link)
     for n, layer in enumerate(net.layers):
         for q in range(1, lanes[n]):
             trial = lanes[:n] + [q] + lanes[n + 1:]
-            if hasattr(layer, "weight") and _steady(net, trial) <= steady:
+            if hasattr(layer, "weight") and _steady(net, trial, link) <= steady:
                 lanes = trial
                 break
     return tuple(lanes)
@@ -179,26 +225,26 @@ def _candidates(net, most=None):
     return out
 
 
-def _uniform(net, board, baud, lut_budget, most=None):
+def _uniform(net, board, link, lut_budget, most=None):
     """The largest single lane count (at most ``most``) whose plan fits, and its fit. A
     scan from the most lanes down: memory need is not monotonic in the lanes (the iCE40
     SPRAMs hold 16-bit words, so 2 to 8 lanes of MNIST weights fit where 1 does not)."""
     for p in _candidates(net, most):
-        placed = _plan_or_trim(net, board, p, baud, lut_budget)
+        placed = _plan_or_trim(net, board, p, link, lut_budget)
         if placed is not None:
             return p, placed
     return 0, None
 
 
-def _plan_or_trim(net, board, lanes, baud, lut_budget):
+def _plan_or_trim(net, board, lanes, link, lut_budget):
     """The fit at ``lanes`` or, when that does not fit, with the layers that are not the
     bottleneck trimmed (:func:`_trim`); None when neither fits."""
-    placed = _plan(net, board, lanes, baud, lut_budget)
+    placed = _plan(net, board, lanes, link, lut_budget)
     if not placed.problems(board, lut_budget):
         return placed
-    trimmed = _trim(net, placed.lanes)
+    trimmed = _trim(net, placed.lanes, link)
     if trimmed != placed.lanes:
-        placed = _plan(net, board, trimmed, baud, lut_budget)
+        placed = _plan(net, board, trimmed, link, lut_budget)
         if not placed.problems(board, lut_budget):
             return placed
     return None
@@ -222,7 +268,7 @@ def _bottleneck(net, placed):
     return None
 
 
-def _refine(net, board, baud, lut_budget, placed, tries=4):
+def _refine(net, board, link, lut_budget, placed, tries=4):
     """Raise the lanes of the slowest layer while the plan still fits."""
     for _ in range(tries):
         step = _bottleneck(net, placed)
@@ -230,39 +276,40 @@ def _refine(net, board, baud, lut_budget, placed, tries=4):
             break
         lanes = list(placed.lanes)
         lanes[step[0]] = step[1]
-        trial = _plan(net, board, lanes, baud, lut_budget)
+        trial = _plan(net, board, lanes, link, lut_budget)
         if trial.problems(board, lut_budget) or trial.steady >= placed.steady:
             break
         placed = trial
     return placed
 
 
-def fit(net, board: Board, lanes=None, baud=DEFAULT_BAUD, lut_share=LUT_SHARE) -> Fit:
+def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) -> Fit:
     """The lane configuration and memory plan for ``net`` on ``board``. With ``lanes``
     (one count or one per layer) that configuration, refused with the numbers when it
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
-    for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device."""
+    for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device.
+    ``link``: the baud rate and the accelerator (:class:`LinkOptions`)."""
     if lanes is not None:
-        placed = _plan_or_trim(net, board, lanes, baud, board.luts)
+        placed = _plan_or_trim(net, board, lanes, link, board.luts)
         if placed is not None:
             asked = tuple(layer_lanes(net, lanes))
             return replace(placed, reason="lanes as asked (--lanes)" if placed.lanes == asked
                            else f"--lanes {lanes} does not fit; the layers that do not "
                                 f"bound the cycles per sample trimmed to {list(placed.lanes)}")
-        problems = _plan(net, board, lanes, baud, board.luts).problems(board, board.luts)
+        problems = _plan(net, board, lanes, link, board.luts).problems(board, board.luts)
         most = max(lanes) if isinstance(lanes, (list, tuple)) else lanes
-        fits, _ = _uniform(net, board, baud, board.luts, most=most - 1) if most > 1 \
+        fits, _ = _uniform(net, board, link, board.luts, most=most - 1) if most > 1 \
             else (0, None)
         advice = f"--lanes {fits} fits" if fits else "no lane count fits; use a larger board"
         raise OnespikeError(f"the network at {lanes} lane(s) does not fit {board.name} "
                             f"({board.device}): {'; '.join(problems)}; {advice}")
     budget = int(board.luts * lut_share)
-    p, placed = _uniform(net, board, baud, budget)
+    p, placed = _uniform(net, board, link, budget)
     if placed is None:
-        problems = _plan(net, board, 1, baud, budget).problems(board, budget)
+        problems = _plan(net, board, 1, link, budget).problems(board, budget)
         raise OnespikeError(f"the network does not fit {board.name} ({board.device}) even "
                             f"at 1 lane: {'; '.join(problems)}; use a larger board")
-    refined = _refine(net, board, baud, budget, placed)
+    refined = _refine(net, board, link, budget, placed)
     reason = (f"{p} lane(s) is the most that fits (memories: {_kinds(refined.plan)}; "
               f"~{refined.luts} of {board.luts} LUTs estimated)")
     if refined.lanes != placed.lanes:
@@ -284,13 +331,13 @@ def _clock(board, clock_mhz):
     return board.clock_hz, None
 
 
-def _prepare(net, board, out_dir, lanes, baud, clock_mhz, log, lut_share=LUT_SHARE):
+def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHARE):
     """Plan, elaborate and write the tool scripts into ``out_dir/build`` (nothing
     elsewhere); returns ``(fit, top, root, clock_hz, pll)``."""
     clock_hz, pll = _clock(board, clock_mhz)
-    placed = fit(net, board, lanes, baud, lut_share)
+    placed = fit(net, board, lanes, link, lut_share)
     log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
-    top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz, baud=baud,
+    top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz, **link.options,
                    memory_plan=placed.plan, pll=pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
@@ -312,11 +359,11 @@ def _prepare(net, board, out_dir, lanes, baud, clock_mhz, log, lut_share=LUT_SHA
     return placed, top, root, clock_hz, pll
 
 
-def synthesize(net, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD,
+def synthesize(net, board: Board, out_dir, *, lanes=None, link=LinkOptions(),
                log=print) -> dict:
     """Synthesis only (no place and route): ``{"fit": Fit, "stat": synth_counts(...),
     "mapped": {memory name: yosys cell or "FF"}}``, for checking the plan against yosys."""
-    placed, _, root, _, _ = _prepare(net, board, out_dir, lanes, baud, None, log)
+    placed, _, root, _, _ = _prepare(net, board, out_dir, lanes, link, None, log)
     env = tool_environment()
     result = subprocess.run([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"],
                             cwd=root, env=env, capture_output=True, text=True)
@@ -351,14 +398,14 @@ def _run_tools(board, root, log):
     return seconds
 
 
-def _place(net, board, out_dir, lanes, baud, clock_mhz, log, retries=2):
+def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
     """Plan and run the tools; when the planner chose the lanes and place and route still
     finds the device too full (the LUT estimate is a fit, not a count), plan again with a
     smaller share of the LUTs, at most ``retries`` times. Returns ``_prepare``'s tuple and
     the tools' seconds."""
     share = LUT_SHARE
     for attempt in range(retries + 1):
-        prepared = _prepare(net, board, out_dir, lanes, baud, clock_mhz, log, share)
+        prepared = _prepare(net, board, out_dir, lanes, link, clock_mhz, log, share)
         try:
             return (*prepared, _run_tools(board, prepared[2], log))
         except BuildFailed as failure:
@@ -370,7 +417,7 @@ def _place(net, board, out_dir, lanes, baud, clock_mhz, log, retries=2):
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
-          log=print) -> dict:
+          coding="ttfs", use_dsp=True, log=print) -> dict:
     """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
     to ``out_dir/build.json``). ``lanes`` (one count or one per layer) or, by default, the
     fastest configuration that fits (:func:`fit`). Raises :class:`OnespikeError` before
@@ -382,7 +429,8 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     net = ir.load(net_path)
     log(f"building {net_path} for {board.name} ({board.device}): synthesis, place and "
         f"route, packing (a few minutes; log in {Path(out_dir)}/build/build.log)")
-    placed, top, root, clock_hz, pll, seconds = _place(net, board, out_dir, lanes, baud,
+    link = LinkOptions(baud, coding, use_dsp)
+    placed, top, root, clock_hz, pll, seconds = _place(net, board, out_dir, lanes, link,
                                                        clock_mhz, log)
     out_dir, plan = Path(out_dir), placed.plan
     report = json.loads((root / "report.json").read_text())
@@ -395,6 +443,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     summary = {
         "board": board.name, "device": board.device, "network": str(net_path),
         "bitstream": str(out_dir / board.bitstream_name),
+        "coding": coding, "use_dsp": coding == "dense" and use_dsp,
         "lanes": list(top.link.accelerator.lanes), "lanes_reason": placed.reason,
         "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,

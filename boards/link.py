@@ -31,9 +31,12 @@ from onespike.boards.frames import FrameReceiver, FrameSender
 from onespike.boards.replies import Replies
 from onespike.boards.uart import UARTReceiver, UARTTransmitter
 from onespike.hdl.streams import refuse
+from onespike.hdl.dense_top import DenseAccelerator
 from onespike.hdl.top import Accelerator
 
-__all__ = ["LinkedAccelerator", "LoadSignature"]
+__all__ = ["LinkedAccelerator", "LoadSignature", "CODINGS"]
+
+CODINGS = ("ttfs", "dense")
 
 
 class LinkedAccelerator(wiring.Component):
@@ -45,13 +48,21 @@ class LinkedAccelerator(wiring.Component):
 
     ``divisor``: clock cycles per UART bit; ``timeout``: cycles without a byte that end a
     half-received frame; ``load_bytes``: run-time weight bytes the host must LOAD before
-    INFER is accepted; ``clock_hz`` is reported in IDENTITY.
+    INFER is accepted; ``clock_hz`` is reported in IDENTITY. ``coding="dense"`` puts the
+    dense baseline (:class:`~onespike.hdl.dense_top.DenseAccelerator`, multiplies from DSP
+    blocks unless ``use_dsp=False``) behind the same link: the host sees the same answers,
+    the last hidden layer's activations reported as the steps their spikes would take.
     """
-    def __init__(self, net, *, lanes=1, divisor, timeout, clock_hz, load_bytes=0):
+    def __init__(self, net, *, lanes=1, divisor, timeout, clock_hz, load_bytes=0,
+                 coding="ttfs", use_dsp=True):
         if timeout < 20 * divisor:
             refuse(self, ValueError(f"timeout of {timeout} cycles is shorter than two bytes "
                              f"({20 * divisor} cycles)"))
-        self.accelerator = Accelerator(net, lanes=lanes)
+        if coding not in CODINGS:
+            refuse(self, ValueError(f"coding must be one of {', '.join(CODINGS)}, not "
+                                    f"{coding!r}"))
+        self.accelerator = DenseAccelerator(net, lanes=lanes, use_dsp=use_dsp) \
+            if coding == "dense" else Accelerator(net, lanes=lanes)
         self._net = net
         self._divisor, self._timeout = divisor, timeout
         self._identity = proto.Identity.of(net, clock_hz=clock_hz, load_bytes=load_bytes,

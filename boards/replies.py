@@ -49,6 +49,8 @@ class Replies(wiring.Component):
     def __init__(self, identity: proto.Identity, *, logit_shape, spike_shape, spike_map,
                  levels: int):
         self._identity = identity
+        # the dense baseline's tap carries activations: activation a is the spike of step A - a
+        self._activations = "value" in dict(data.Layout.cast(spike_shape).members)
         self._spike_map, self._levels = tuple(spike_map), levels
         super().__init__({
             "i": In(stream.Signature(reply_layout(identity.classes))),
@@ -147,9 +149,13 @@ class Replies(wiring.Component):
         neuron = Signal(range(spiking + 1))   # the neuron being sent, or swept
         sweeping = Signal(init=1)             # forgetting all steps (after a reset, an ERROR)
         tap = self.tap_steps
+        if self._activations:
+            entry, fires = self._levels - tap.payload.value + 1, tap.payload.value != 0
+        else:
+            entry, fires = tap.payload.step + 1, 1
         m.d.comb += [write.addr.eq(flat_index(tap.payload.index, self._spike_map)),
-                     write.data.eq(tap.payload.step + 1),
-                     write.en.eq(tap.valid & ~tap.payload.end & self.capture),
+                     write.data.eq(entry),
+                     write.en.eq(tap.valid & ~tap.payload.end & self.capture & fires),
                      read.addr.eq(neuron)]
         with m.If(sweeping | (at.advance & at.in_steps & at.high)):
             m.d.comb += [write.addr.eq(neuron), write.data.eq(0), write.en.eq(1),

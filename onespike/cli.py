@@ -272,13 +272,16 @@ def cmd_build(args):
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     try:
         summary = build(args.net, board, args.output, lanes=args.lanes, baud=args.baud,
-                        clock_mhz=args.clock, log=log)
+                        clock_mhz=args.clock, coding=args.coding, use_dsp=not args.no_dsp,
+                        log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
         print(f"onespike: {e}", file=sys.stderr)
         return 1
     lines = [f"{summary['bitstream']}: {board.name}, {summary['luts']} LUTs, "
              f"{summary['ffs']} FFs, {summary['bram']}/{board.blocks} block RAMs"
-             + (f", {summary['spram']} SPRAM" if board.spram else ""),
+             + (f", {summary['spram']} SPRAM" if board.spram else "")
+             + (f", {summary['dsp']} DSP" if summary["dsp"] else "")
+             + (" (dense baseline)" if summary["coding"] == "dense" else ""),
              f"Fmax {summary['fmax_mhz']:.1f} MHz at a {summary['clock_mhz']:g} MHz clock: "
              f"timing met; UART {summary['baud']} baud, network {summary['checksum']}",
              f"report: {Path(args.output) / 'build.json'}; next: onespike run --build "
@@ -587,6 +590,13 @@ def build_parser():
                         "ECP5; default: the oscillator's, see `onespike boards`)")
     p.add_argument("--baud", type=int, default=1_000_000,
                    help="UART baud rate (default %(default)s)")
+    p.add_argument("--coding", choices=("ttfs", "dense"), default="ttfs",
+                   help="ttfs: the spiking accelerator (default); dense: the multiply-"
+                        "accumulate baseline of the same network behind the same link, "
+                        "for a side-by-side build")
+    p.add_argument("--no-dsp", action="store_true",
+                   help="dense: multiplies from shifted adds, no DSP blocks (the planner "
+                        "otherwise counts one DSP multiplier per lane)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("run", cmd_run, "classify inputs on a board over its UART",

@@ -404,9 +404,9 @@ def random_dense(seed, *, layers, width, samples):
     return net, random_inputs(rng, net, samples)
 
 
-def new_link(net, *, lanes=2, timeout=TIMEOUT, load_bytes=0):
+def new_link(net, *, lanes=2, timeout=TIMEOUT, load_bytes=0, coding="ttfs"):
     return LinkedAccelerator(net, lanes=lanes, divisor=DIVISOR, timeout=timeout,
-                             clock_hz=CLOCK_HZ, load_bytes=load_bytes)
+                             clock_hz=CLOCK_HZ, load_bytes=load_bytes, coding=coding)
 
 
 def run_components(dut, *benches, cycles=20_000):

@@ -15,17 +15,19 @@ from onespike.ir import save
 
 def build_one(job):
     """One build, in a worker process (the tools are single-threaded)."""
-    path, board, out, lanes, clock = job
+    path, board, out, lanes, clock, options = job
     try:
-        return build(path, board, out, lanes=lanes, clock_mhz=clock, log=lambda line: None)
+        return build(path, board, out, lanes=lanes, clock_mhz=clock, log=lambda line: None,
+                     **options)
     except BuildFailed as e:
         return e
 
 
 @pytest.fixture(scope="module")
 def builds(digits_mlp_net, tmp_path_factory):
-    """Every board's build of the digits MLP, two through a PLL and one at an impossible
-    clock, two at a time (each build is a chain of single-threaded tools)."""
+    """Every board's build of the digits MLP, two through a PLL, one at an impossible
+    clock and the dense baseline with DSP multipliers, two at a time (each build is a
+    chain of single-threaded tools)."""
     net, _ = digits_mlp_net
     root = tmp_path_factory.mktemp("builds")
     path = save(net, root / "digits.npz")
@@ -36,10 +38,13 @@ def builds(digits_mlp_net, tmp_path_factory):
     jobs["icebreaker-18mhz"] = (BOARDS["icebreaker"], 2, 18)    # through the PLL
     jobs["ulx3s-50mhz"] = (BOARDS["ulx3s-12f"], 4, 50)
     jobs["ulx3s-300mhz"] = (BOARDS["ulx3s-12f"], 2, 300)        # no design meets that
+    jobs = {name: (*job, {}) for name, job in jobs.items()}
+    jobs["ulx3s-dense"] = (BOARDS["ulx3s-12f"], 4, None, {"coding": "dense"})
 
     with ProcessPoolExecutor(2) as pool:
-        results = pool.map(build_one, [(path, board, root / name, lanes, clock)
-                                       for name, (board, lanes, clock) in jobs.items()])
+        results = pool.map(build_one, [(path, board, root / name, lanes, clock, options)
+                                       for name, (board, lanes, clock, options)
+                                       in jobs.items()])
         return dict(zip(jobs, results)), root
 
 
@@ -65,6 +70,19 @@ def test_a_pll_clock_meets_timing(builds, name, mhz):
     assert not isinstance(summary, Exception), str(summary)
     assert summary["pll"] and summary["clock_mhz"] == mhz
     assert summary["timing_met"] and summary["fmax_mhz"] >= mhz
+
+
+def test_the_dense_baseline_builds_behind_the_same_link(builds):
+    """``build --coding dense``: the multiply-accumulate baseline of the same network on
+    the same board, its multiplies in DSP blocks (one per lane, as planned)."""
+    results, _ = builds
+    summary = results["ulx3s-dense"]
+    assert not isinstance(summary, Exception), str(summary)
+    assert summary["coding"] == "dense" and summary["use_dsp"]
+    assert summary["timing_met"] and summary["bram"] == summary["bram_estimate"]
+    assert 0 < summary["dsp"] <= BOARDS["ulx3s-12f"].dsps
+    ttfs = results["ulx3s-12f"]
+    assert summary["checksum"] == ttfs["checksum"]     # the same network behind the link
 
 
 def test_missed_timing_is_a_failure_with_the_numbers(builds):

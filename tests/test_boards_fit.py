@@ -143,14 +143,14 @@ def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_
 
     monkeypatch.setattr(flow, "_run_tools", too_full_once)
     first = fit(net, board)
-    placed, *_, seconds = flow._place(net, board, tmp_path / "out", None, flow.DEFAULT_BAUD,
+    placed, *_, seconds = flow._place(net, board, tmp_path / "out", None, flow.LinkOptions(),
                                       None, lines.append)
     assert len(attempts) == 2 and seconds == 1.0
     assert placed.luts < first.luts and sum(placed.lanes) < sum(first.lanes)
     assert any("too full" in line for line in lines)
     attempts.clear()
     with pytest.raises(flow.BuildFailed):
-        flow._place(net, board, tmp_path / "out", 4, flow.DEFAULT_BAUD, None, lines.append)
+        flow._place(net, board, tmp_path / "out", 4, flow.LinkOptions(), None, lines.append)
     assert len(attempts) == 1
 
 

@@ -16,9 +16,12 @@ def small():
     return random_dense(3, layers=3, width=10, samples=4)
 
 
-def test_identify_infer_and_spikes_match_the_golden_model(small):
+@pytest.mark.parametrize("coding", ["ttfs", "dense"])
+def test_identify_infer_and_spikes_match_the_golden_model(small, coding):
+    """The TTFS accelerator and the dense baseline behind the same link give the same
+    answers: the dense one's activations come back as the steps their spikes would take."""
     net, a0 = small
-    link = new_link(net)
+    link = new_link(net, coding=coding)
     golden = closed_form(net, a0)
 
     async def script(ctx, line):
