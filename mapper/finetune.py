@@ -46,6 +46,15 @@ def _labels(y, samples, classes):
     return torch.as_tensor(y, dtype=torch.long)
 
 
+def _default_lr(samples, batch):
+    """Adam's step is about ``lr`` per update whatever the gradient, so the default gives an
+    epoch about a tenth of the weight range in all (``0.1 / steps``, within 2e-4..5e-3):
+    few steps on a small set move far enough, many on a large one do not shake the integer
+    weights off the network the conversion found."""
+    steps = max(1, -(-samples // batch))
+    return min(5e-3, max(2e-4, 0.1 / steps))
+
+
 def _objective(logits, hidden, labels, readout_step, spike_weight):
     """Cross-entropy of the float-scaled integer logits, plus the spike penalty."""
     import torch
@@ -71,7 +80,7 @@ def _score(tuned, a0, y, readout_step, spike_weight):
     return accuracy, fraction, objective
 
 
-def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=10, lr=5e-3,
+def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=10, lr=None,
              batch=64, spike_weight=0.0, held_out=0.1, keep="best", seed=0, progress=True) \
         -> "TunedNetwork":
     """Fine-tune ``model`` (a float ``torch.nn.Module``, converted here with ``x`` as the
@@ -89,7 +98,8 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=
     if not isinstance(model, Network):
         model = convert(model, x, act_bits=act_bits, weight_bits=weight_bits,
                         input_bits=input_bits)
-    if epochs < 0 or batch < 1 or not 0 <= held_out < 1 or spike_weight < 0 or lr <= 0:
+    if epochs < 0 or batch < 1 or not 0 <= held_out < 1 or spike_weight < 0 or \
+            (lr is not None and lr <= 0):
         raise OnespikeError("epochs must be ≥ 0, batch ≥ 1, held_out in [0, 1), "
                             "spike_weight ≥ 0 and lr > 0")
     if keep not in ("best", "last"):
@@ -101,7 +111,7 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=
     cut = int(round(len(a0) * held_out))
     test, train = (order[:cut], order[cut:]) if cut else (order, order)
     readout_step = float(model.layers[-1].scale[0])
-    optimizer = torch.optim.Adam(tuned.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=lr or _default_lr(len(train), batch))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))
     generator = torch.Generator().manual_seed(seed)
     best = (*_score(tuned, a0[test], labels[test], readout_step, spike_weight), 0)

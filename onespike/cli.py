@@ -405,7 +405,8 @@ def _bits(value):
 
 FINETUNE_HELP = {
     "epochs": "passes over the training samples",
-    "lr": "Adam learning rate, in units of the weight range (cosine decay)",
+    "lr": "Adam learning rate, in units of the weight range, cosine decay (default: 0.1 / "
+          "steps per epoch, within 2e-4..5e-3)",
     "batch": "samples per step",
     "spike_weight": "weight of the spike penalty (mean activation of hidden neurons)",
     "held_out": "share of the samples that scores each epoch instead of training",
@@ -476,9 +477,10 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, type=Path, help="tuned network (.npz)")
     for name, kind in (("epochs", int), ("lr", float), ("batch", int),
                        ("spike_weight", float), ("held_out", float), ("seed", int)):
-        p.add_argument("--" + name.replace("_", "-"), type=kind,
-                       default=_default(finetune, name),
-                       help=f"{FINETUNE_HELP[name]} (default %(default)s)")
+        default = _default(finetune, name)
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                       help=FINETUNE_HELP[name] + ("" if default is None
+                                                   else " (default %(default)s)"))
     p.add_argument("--keep", choices=("best", "last"), default=_default(finetune, "keep"),
                    help="which epoch's network to write (default %(default)s)")
     p.add_argument("--weight-bits", type=_bits, metavar="N",
