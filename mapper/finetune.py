@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from onespike.errors import OnespikeError
-from onespike.ir import Network
+from onespike.ir import Network, signed_bits
 
 __all__ = ["finetune"]
 
@@ -80,12 +80,13 @@ def _score(tuned, a0, y, readout_step, spike_weight):
     return accuracy, fraction, objective
 
 
-def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=10, lr=None,
+def finetune(model, x, y, *, act_bits=4, weight_bits=None, input_bits=None, epochs=10, lr=None,
              batch=64, spike_weight=0.0, held_out=0.1, keep="best", seed=0, progress=True) \
         -> "TunedNetwork":
     """Fine-tune ``model`` (a float ``torch.nn.Module``, converted here with ``x`` as the
     calibration data, or a converted :class:`~onespike.ir.Network`) on inputs ``x`` and
-    integer labels ``y`` as the exact integer network; see the module notes. A share
+    integer labels ``y`` as the exact integer network; see the module notes.
+    ``weight_bits``: 8 for a float model, a converted network's own by default. A share
     ``held_out`` of the samples (drawn with ``seed``) scores each epoch and is not trained
     on. Returns the :class:`TunedNetwork` of the best epoch (``keep="last"``: of the last),
     ``history`` filled."""
@@ -96,8 +97,12 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=8, input_bits=None, epochs=
     from onespike.mapper.tuned import TunedNetwork
 
     if not isinstance(model, Network):
+        weight_bits = weight_bits or 8
         model = convert(model, x, act_bits=act_bits, weight_bits=weight_bits,
                         input_bits=input_bits)
+    elif weight_bits is None:              # a converted network keeps its own weight bits
+        weight_bits = max(2, max(signed_bits(int(np.abs(layer.weight).max(initial=0)))
+                                 for layer in model.layers if hasattr(layer, "weight")))
     if epochs < 0 or batch < 1 or not 0 <= held_out < 1 or spike_weight < 0 or \
             (lr is not None and lr <= 0):
         raise OnespikeError("epochs must be ≥ 0, batch ≥ 1, held_out in [0, 1), "

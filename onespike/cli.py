@@ -75,15 +75,13 @@ def cmd_convert(args):
 
 
 def cmd_finetune(args):
-    from onespike.ir import MaxPool, load, save, signed_bits
+    from onespike.ir import load, save
     from onespike.mapper import finetune
 
     net = load(args.net)
     x = _load_array(args.data, "training inputs")
     y = _load_array(args.labels, "labels", integer=True)
-    weights = max(int(np.abs(l.weight).max(initial=0)) for l in net.layers
-                  if not isinstance(l, MaxPool))
-    tuned = finetune(net, x, y, weight_bits=max(args.weight_bits or 0, signed_bits(weights)),
+    tuned = finetune(net, x, y, weight_bits=args.weight_bits,
                      epochs=args.epochs, lr=args.lr, batch=args.batch,
                      spike_weight=args.spike_weight, held_out=args.held_out, keep=args.keep,
                      seed=args.seed, progress=not args.json)

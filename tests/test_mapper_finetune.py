@@ -104,6 +104,15 @@ def test_fine_tuning_at_one_bit_beats_plain_conversion(torch, bn_mlp):
     assert accuracy(net, data.x_test, data.y_test) >= accuracy(plain, data.x_test, data.y_test)
 
 
+def test_a_converted_network_keeps_its_weight_bits(torch, bn_mlp):
+    from onespike.mapper import convert, finetune
+
+    model, data = bn_mlp
+    net = convert(model, data.x_train, act_bits=2, weight_bits=3)
+    tuned = finetune(net, data.x_train, data.y_train, epochs=3, keep="last", progress=False)
+    assert max(np.abs(l.weight).max() for l in tuned.network().layers) <= 3
+
+
 def test_the_spike_penalty_lowers_the_spikes(torch, bn_mlp):
     from onespike.mapper import finetune
 
