@@ -1,7 +1,7 @@
 """TTFS vs the dense baseline on the same board, network, lanes and flow: LUT4, FF, block
 RAM, DSP, Fmax, cycles per image, microseconds per image and LUT4·µs per image.
 
-Run: .venv/bin/python bench/compare.py [--nets digits,mnist] [--boards ulx3s-85f,icebreaker]
+Run: .venv/bin/python bench/compare.py [--nets digits,mnist,cnn] [--boards ulx3s-85f,icebreaker]
          [--samples N] [--out build/compare]
 
 Both codings are built bare, without the UART host link (``boards/`` builds only the TTFS
@@ -82,6 +82,14 @@ def nets():
         save(convert(model, mnist.x_train[:5000]), path)
         np.save(ROOT / "mnist_test_x.npy", mnist.x_test[:50])
     out["mnist"] = (path, np.load(ROOT / "mnist_test_x.npy"))
+    path = ROOT / "mnist_cnn.npz"
+    if not path.is_file():                    # the bench MNIST CNN (99 % float)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from models import bench_model
+        model, images, _ = bench_model("mnist-cnn")
+        save(convert(model, images.x_train[:5000]), path)
+        np.save(ROOT / "mnist_cnn_test_x.npy", images.x_test[:50])
+    out["cnn"] = (path, np.load(ROOT / "mnist_cnn_test_x.npy"))
     return out
 
 
@@ -137,7 +145,7 @@ def main():
     parser.add_argument("--nets", default="digits,mnist")
     parser.add_argument("--boards", default="ulx3s-85f,icebreaker")
     parser.add_argument("--variants", default="ttfs,dense,dense-lut")
-    parser.add_argument("--lanes", default="digits=4,mnist=8")
+    parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8")
     parser.add_argument("--samples", type=int, default=4)
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
