@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module, Signal, Value
+from amaranth.hdl import Elaboratable, Fragment, Module, Signal, Value
 from amaranth.lib import io
 
 from onespike.boards.build import _utilisation
@@ -50,7 +50,11 @@ class Harness(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.acc = acc = self.accelerator
+        acc = self.accelerator
+        if hasattr(platform, "place"):     # the board's memory mapper: memories by name,
+            m.submodules.acc = platform.place(Fragment.get(acc, platform))   # yosys' choice
+        else:
+            m.submodules.acc = acc
         lfsr = Signal(16, init=1)
         m.d.sync += lfsr.eq((lfsr << 1) | (lfsr[15] ^ lfsr[14] ^ lfsr[12] ^ lfsr[3]))
         bits = len(acc.i.payload.value)
