@@ -351,8 +351,10 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     with warnings.catch_warnings():
         # amaranth 0.5's own default-clock code still requests its pin the old way
         warnings.filterwarnings("ignore", "Using platform.request without", DeprecationWarning)
+        extra = {"synth_opts": "-dsp"} if link.dsps(net, placed.lanes) and \
+            board.family == "ice40" else {}       # synth_ice40 maps SB_MAC16 only when asked
         build_plan = board.create_platform().build(top, name=NAME, do_build=False,
-                                                   nextpnr_opts=options)
+                                                   nextpnr_opts=options, **extra)
     root.mkdir(parents=True)
     for name, content in build_plan.files.items():     # BuildPlan.extract would chdir
         (root / name).write_bytes(content.encode() if isinstance(content, str) else content)
