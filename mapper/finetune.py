@@ -96,6 +96,12 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=None, input_bits=None, epoc
     from onespike.mapper import convert
     from onespike.mapper.tuned import TunedNetwork
 
+    if epochs < 0 or batch < 1 or not 0 <= held_out < 1 or spike_weight < 0 or \
+            (lr is not None and lr <= 0):
+        raise OnespikeError("epochs must be ≥ 0, batch ≥ 1, held_out in [0, 1), "
+                            "spike_weight ≥ 0 and lr > 0")
+    if keep not in ("best", "last"):
+        raise OnespikeError(f"keep must be 'best' or 'last', not {keep!r}")
     if not isinstance(model, Network):
         weight_bits = weight_bits or 8
         model = convert(model, x, act_bits=act_bits, weight_bits=weight_bits,
@@ -103,12 +109,6 @@ def finetune(model, x, y, *, act_bits=4, weight_bits=None, input_bits=None, epoc
     elif weight_bits is None:              # a converted network keeps its own weight bits
         weight_bits = max(2, max(signed_bits(int(np.abs(layer.weight).max(initial=0)))
                                  for layer in model.layers if hasattr(layer, "weight")))
-    if epochs < 0 or batch < 1 or not 0 <= held_out < 1 or spike_weight < 0 or \
-            (lr is not None and lr <= 0):
-        raise OnespikeError("epochs must be ≥ 0, batch ≥ 1, held_out in [0, 1), "
-                            "spike_weight ≥ 0 and lr > 0")
-    if keep not in ("best", "last"):
-        raise OnespikeError(f"keep must be 'best' or 'last', not {keep!r}")
     tuned = TunedNetwork(model, weight_bits)
     a0 = tuned.encode(x)
     labels = _labels(y, len(a0), model.num_classes)
