@@ -15,13 +15,13 @@ from onespike import ir
 from onespike.boards.clocks import pll_for
 from onespike.boards.memories import MemoryPlan, inventory, load_image, plan_memories
 from onespike.boards.platforms import Board, tool_environment
+from onespike.boards.link import make_accelerator
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
-from onespike.hdl.dense_top import DenseAccelerator
 from onespike.hdl.streams import discard
-from onespike.hdl.top import Accelerator, layer_lanes
+from onespike.hdl.top import layer_lanes
 
 __all__ = ["build", "synthesize", "fit", "Fit", "LinkOptions", "BuildFailed", "synth_counts"]
 
@@ -152,9 +152,7 @@ class LinkOptions:
         return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp}
 
     def accelerator(self, net, lanes):
-        if self.coding == "dense":
-            return DenseAccelerator(net, lanes=lanes, use_dsp=self.use_dsp)
-        return Accelerator(net, lanes=lanes)
+        return make_accelerator(net, lanes, self.coding, self.use_dsp)
 
     def cycles(self, accelerator) -> dict:
         if self.coding == "dense":

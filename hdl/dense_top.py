@@ -2,12 +2,11 @@
 :class:`~onespike.hdl.top.Accelerator`, computed by multiply-accumulate over activation
 streams instead of spikes (``--coding dense``)."""
 
-from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
 from onespike.hdl.mac import ActivationMaxPool, ActivationSource, MacCore
 from onespike.hdl.streams import refuse
-from onespike.hdl.top import LayerPipeline, layer_lanes
-from onespike.ir import Conv, MaxPool, Network
+from onespike.hdl.top import LayerPipeline
+from onespike.ir import MaxPool, Network
 
 __all__ = ["DenseAccelerator"]
 
@@ -29,14 +28,7 @@ class DenseAccelerator(LayerPipeline):
     """
 
     def __init__(self, net: Network, *, lanes=1, skip_zeros=True, use_dsp=True):
-        if isinstance(net.layers[-1], Conv):
-            refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
-                                       "a Linear layer"))
-        self._net = net
-        try:
-            self._lanes = layer_lanes(net, lanes)
-        except OnespikeError as e:
-            refuse(self, e)
+        self._take(net, lanes)
         for name, flag in (("skip_zeros", skip_zeros), ("use_dsp", use_dsp)):
             if not isinstance(flag, bool):
                 refuse(self, TypeError(f"{name} must be True or False, not {flag!r}"))

@@ -42,8 +42,19 @@ def layer_lanes(net: Network, lanes) -> list:
 class LayerPipeline(wiring.Component):
     """``encoder`` → ``cores`` → ``argmax`` joined by streams, a tap on every stream: the
     shape every coding's top shares (ports ``i``, ``o``, ``tap_<n>``, ``tap_logits``).
-    A subclass sets ``_net``, ``_lanes``, ``encoder``, ``cores`` and ``argmax``, then calls
+    A subclass calls :meth:`_take`, sets ``encoder``, ``cores`` and ``argmax``, then calls
     :meth:`_chain`."""
+
+    def _take(self, net, lanes):
+        """Keep ``net`` and its lanes per layer; refuse a network no coding can build."""
+        if isinstance(net.layers[-1], Conv):
+            refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
+                                       "a Linear layer"))
+        self._net = net
+        try:
+            self._lanes = layer_lanes(net, lanes)
+        except OnespikeError as e:
+            refuse(self, e)
 
     def _chain(self):
         net = self._net
@@ -102,14 +113,7 @@ class Accelerator(LayerPipeline):
     """
 
     def __init__(self, net: Network, *, lanes=1):
-        if isinstance(net.layers[-1], Conv):
-            refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
-                                       "a Linear layer"))
-        self._net = net
-        try:
-            self._lanes = layer_lanes(net, lanes)
-        except OnespikeError as e:
-            refuse(self, e)
+        self._take(net, lanes)
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
         self.cores = []
