@@ -2,14 +2,17 @@
 RAM, DSP, Fmax, cycles per image, microseconds per image and LUT4·µs per image.
 
 Run: .venv/bin/python bench/compare.py [--nets digits,mnist,cnn] [--boards ulx3s-85f,icebreaker]
-         [--samples N] [--out build/compare]
+         [--samples N] [--flow bare|board]
 
-Both codings are built bare, without the UART host link (``boards/`` builds only the TTFS
-accelerator behind it): a small harness feeds ``i`` from an LFSR every cycle, keeps ``o``
-ready and folds the class and the logits into LED 0, so that nothing is optimised away;
-the taps are left unconnected in both. Memories go through the board's own memory mapping
-(``create_platform()``), the tools are the same (yowasp yosys/nextpnr, ``--timing-allow-fail``
-and nextpnr's JSON report). Cycles per image are measured in Amaranth's simulator on test
+``--flow bare`` (the default on ECP5) builds both codings without the UART host link: a
+small harness feeds ``i`` from an LFSR every cycle, keeps ``o`` ready and folds the class
+and the logits into LED 0, so that nothing is optimised away; the taps are left unconnected
+in both. Memories go through the board's own memory mapping (``create_platform()``).
+``--flow board`` (the default on iCE40, whose 30 EBR a bare build of the MNIST MLP
+overflows) runs ``onespike build --coding …`` instead: the fit planner places memories in
+EBR, SPRAM and logic, and both codings carry the same UART link, so the difference between
+them is the accelerators'. The tools are the same either way (yowasp yosys/nextpnr,
+``--timing-allow-fail`` and nextpnr's JSON report). Cycles per image are measured in Amaranth's simulator on test
 images (back to back: the spacing of results; alone: the latency), each checked exactly
 against the golden model. µs/image = steady cycles / Fmax.
 """
@@ -27,6 +30,7 @@ from amaranth.hdl import Elaboratable, Fragment, Module, Signal, Value
 from amaranth.lib import io
 
 from onespike.boards.build import _utilisation
+from onespike.errors import OnespikeError
 from onespike.boards.platforms import board_named, tool_environment
 from onespike.hdl.dense_top import DenseAccelerator
 from onespike.sim.hardware import run
@@ -129,6 +133,19 @@ def build(net, board, lanes, variant, folder):
     return summary
 
 
+def board_build(path, board, lanes, variant, folder):
+    """``onespike build`` of one coding (cached in ``folder/build.json``); lanes may come
+    back trimmed by the planner (the summary's per-layer ``lanes``)."""
+    from onespike.boards.build import build as board_flow
+
+    report_path = folder / "build.json"
+    if not report_path.is_file():
+        coding = "ttfs" if variant == "ttfs" else "dense"
+        board_flow(path, board, folder, lanes=lanes, coding=coding,
+                   use_dsp=variant != "dense-lut", log=lambda line: None)
+    return json.loads(report_path.read_text())
+
+
 def cycles(net, lanes, variant, a0):
     """(latency of one image, steady spacing back to back), checked against the golden model."""
     make, _ = VARIANTS[variant]
@@ -151,6 +168,9 @@ def main():
     parser.add_argument("--variants", default="ttfs,dense,dense-lut")
     parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8")
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--flow", choices=("bare", "board"), default=None,
+                        help="bare accelerators (default on ECP5) or `onespike build` with "
+                             "the link (default on iCE40)")
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
     lanes_of = dict((k, int(v)) for k, v in (x.split("=") for x in args.lanes.split(",")))
@@ -162,24 +182,31 @@ def main():
         a0 = net.encoder.encode(x[:args.samples])
         lanes = lanes_of[net_name]
         for variant in args.variants.split(","):
-            latency, steady = cycles(net, lanes, variant, a0)
             for board_name in args.boards.split(","):
                 board = board_named(board_name)
-                folder = ROOT / f"{net_name}-{board_name}-p{lanes}-{variant}"
+                flow = args.flow or ("board" if board.family == "ice40" else "bare")
+                folder = ROOT / f"{net_name}-{board_name}-p{lanes}-{variant}-{flow}"
                 try:
-                    s = build(net, board, lanes, variant, folder)
-                except RuntimeError as e:
-                    rows.append(f"{net_name:<7} {board_name:<11} {variant:<10} {lanes:>5} "
-                                f"failed: {e}")
+                    if flow == "bare":
+                        s, used = build(net, board, lanes, variant, folder), lanes
+                    else:
+                        s = board_build(path, board, lanes, variant, folder)
+                        used = s["lanes"] if len(set(s["lanes"])) > 1 else s["lanes"][0]
+                except (RuntimeError, OnespikeError) as e:
+                    rows.append(f"{net_name:<7} {board_name:<11} {variant:<10} {lanes!s:>5} "
+                                f"{flow:<5} failed: {e}")
                     print(rows[-1], flush=True)
                     continue
+                latency, steady = cycles(net, used, variant, a0)
                 us = steady / s["fmax_mhz"]
-                rows.append(f"{net_name:<7} {board_name:<11} {variant:<10} {lanes:>5} "
+                shown = "/".join(map(str, used)) if isinstance(used, list) else str(used)
+                rows.append(f"{net_name:<7} {board_name:<11} {variant:<10} {shown:>5} "
+                            f"{flow:<5} "
                             f"{s['luts']:>6} {s['ffs']:>6} {s['bram']:>5} {s['spram']:>5} "
                             f"{s['dsp']:>4} {s['fmax_mhz']:>6.1f} {latency:>8} {steady:>8.0f} "
                             f"{us:>8.2f} {s['luts'] * us:>10.0f}")
                 print(rows[-1], flush=True)
-    print(f"{'net':<7} {'board':<11} {'coding':<10} {'lanes':>5} {'LUT4':>6} {'FF':>6} "
+    print(f"{'net':<7} {'board':<11} {'coding':<10} {'lanes':>5} {'flow':<5} {'LUT4':>6} {'FF':>6} "
           f"{'BRAM':>5} {'SPRAM':>5} {'DSP':>4} {'Fmax':>6} {'latency':>8} {'steady':>8} "
           f"{'us/img':>8} {'LUT4*us':>10}")
     print("\n".join(rows))

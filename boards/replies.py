@@ -139,6 +139,13 @@ class Replies(wiring.Component):
             m.d.sync += [k.eq(0), b.eq(0)]
         return read.data.word_select(b, 8)
 
+    def _recorded(self, payload):
+        """``(step + 1, fires)`` of a tap transfer: a spike's step, or for the dense
+        baseline's activation ``a`` the step ``A − a`` its spike would take (none for 0)."""
+        if self._activations:
+            return self._levels - payload.value + 1, payload.value != 0
+        return payload.step + 1, 1
+
     def _steps(self, m, at, swept):
         """Record the spike steps (step + 1, 0: none); forget them; the step byte next."""
         spiking, request = self._identity.spiking, self.i.payload
@@ -149,10 +156,7 @@ class Replies(wiring.Component):
         neuron = Signal(range(spiking + 1))   # the neuron being sent, or swept
         sweeping = Signal(init=1)             # forgetting all steps (after a reset, an ERROR)
         tap = self.tap_steps
-        if self._activations:
-            entry, fires = self._levels - tap.payload.value + 1, tap.payload.value != 0
-        else:
-            entry, fires = tap.payload.step + 1, 1
+        entry, fires = self._recorded(tap.payload)
         m.d.comb += [write.addr.eq(flat_index(tap.payload.index, self._spike_map)),
                      write.data.eq(entry),
                      write.en.eq(tap.valid & ~tap.payload.end & self.capture & fires),

@@ -21,11 +21,13 @@ class ConvCore(NeuronCore):
     """One convolution layer (stride, zero padding, optional sum pooling of its input).
 
     An input spike ``(c, y, x)`` steps through exactly the output positions ``(oy, ox)`` it
-    reaches (``oy·stride − padding + ky = y`` for a tap ``ky`` in ``0..K−1``; after sum
-    pooling, ``y // pool``) and the ``groups`` channel groups, and adds the weight word
-    ``w[group lanes, c, ky, kx]`` into the state word of ``(group, oy, ox)``: one cycle per
-    reached position and group (at most ``ceil(K/stride)²·groups``), none for taps that
-    fall into padding, between strides or off the map.
+    reaches (``oy·stride_y − padding_y + ky = y`` for a tap ``ky`` in ``0..kh−1``, likewise
+    for ``x``; after sum pooling, ``y // pool_y``) and the ``groups`` channel groups, and
+    adds the weight word ``w[group lanes, c, ky, kx]`` into the state word of
+    ``(group, oy, ox)``: one cycle per reached position and group (at most
+    ``ceil(kh/sh)·ceil(kw/sw)·groups``), none for taps that fall into padding, between
+    strides or off the map. Every geometry value has its own height and width, so a 1-D
+    convolution is the height-1 case.
     State words are ``(group, oy, ox)``; each has its own biases (a position-dependent
     bias of a normalized first layer is honoured) and its channels' ramps.
     """
@@ -47,8 +49,8 @@ class ConvCore(NeuronCore):
         return list(self._layer.out_shape[1:])
 
     def weight_words(self):
-        o, c, k, _ = self._layer.weight.shape
-        padded = np.zeros((c, k, k, self.groups * self.lanes), dtype=np.int64)
+        o, c, kh, kw = self._layer.weight.shape
+        padded = np.zeros((c, kh, kw, self.groups * self.lanes), dtype=np.int64)
         padded[..., :o] = self._layer.weight.transpose(1, 2, 3, 0)
         return padded.reshape(-1, self.lanes)
 
@@ -56,14 +58,16 @@ class ConvCore(NeuronCore):
         _, ho, wo = self._layer.out_shape
         return [ho, wo, self.groups]
 
-    def _axis(self, coord, out_size, pooled_size):
-        """``(first, last, any)``: the output rows (or columns) input row ``coord`` reaches,
-        ``o·stride − padding + tap = coord // pool`` for a tap in ``0..K−1``."""
+    def _axis(self, coord, axis, out_size, pooled_size):
+        """``(first, last, any)``: the output rows (``axis`` 0) or columns (1) input row
+        ``coord`` reaches, ``o·stride − padding + tap = coord // pool`` for a tap in
+        ``0..K−1`` of that axis."""
         layer = self._layer
-        k, s, p = layer.kernel, layer.stride, layer.padding
+        k, s, p, pool = (v[axis] for v in (layer.kernel, layer.stride, layer.padding,
+                                           layer.pool))
         exists = Const(1)
-        if layer.pool > 1:
-            coord = _div(coord, layer.pool)
+        if pool > 1:
+            coord = _div(coord, pool)
             exists &= coord < pooled_size           # cut off by the pooling
         u = coord + p
         last = _div(u, s) if s > 1 else u
@@ -76,39 +80,41 @@ class ConvCore(NeuronCore):
     def synapse_bounds(self, index):
         _, hp, wp = self._layer.pooled_shape
         _, ho, wo = self._layer.out_shape
-        y0, y1, y_any = self._axis(index.y, ho, hp)
-        x0, x1, x_any = self._axis(index.x, wo, wp)
+        y0, y1, y_any = self._axis(index.y, 0, ho, hp)
+        x0, x1, x_any = self._axis(index.x, 1, wo, wp)
         return [(y0, y1), (x0, x1), (0, self.groups - 1)], y_any & x_any
 
     def synapse(self, index, counters):
         layer = self._layer
         oy, ox, group = counters
-        k, s, p = layer.kernel, layer.stride, layer.padding
+        kh, kw = layer.kernel
         _, ho, wo = layer.out_shape
         taps = []
-        for coord, o in ((index.y, oy), (index.x, ox)):
-            if layer.pool > 1:
-                coord = _div(coord, layer.pool)
+        for coord, o, k, s, p, pool in zip((index.y, index.x), (oy, ox), layer.kernel,
+                                           layer.stride, layer.padding, layer.pool):
+            if pool > 1:
+                coord = _div(coord, pool)
             taps.append((coord + p - o * s)[:max(k - 1, 1).bit_length()])
         ky, kx = taps
         word = (group * ho + oy) * wo + ox
-        weight_word = ((index.c * k + ky) * k + kx) * self.groups + group
+        weight_word = ((index.c * kh + ky) * kw + kx) * self.groups + group
         return word, weight_word
 
     def synapse_counts(self):
         layer = self._layer
-        k, s, p = layer.kernel, layer.stride, layer.padding
         c, h, w = layer.in_shape
         _, hp, wp = layer.pooled_shape
         _, ho, wo = layer.out_shape
 
-        def reach(size, pooled, out):
-            u = np.arange(size) // layer.pool + p
+        def reach(axis, size, pooled, out):
+            k, s, p, pool = (v[axis] for v in (layer.kernel, layer.stride, layer.padding,
+                                               layer.pool))
+            u = np.arange(size) // pool + p
             last = np.minimum(u // s, out - 1)
             first = np.where(u >= k - 1, -(-(u - k + 1) // s), 0)
             n = np.maximum(last - first + 1, 0)
-            return np.where(np.arange(size) // layer.pool < pooled, n, 0)
-        per = np.outer(reach(h, hp, ho), reach(w, wp, wo)) * self.groups
+            return np.where(np.arange(size) // pool < pooled, n, 0)
+        per = np.outer(reach(0, h, hp, ho), reach(1, w, wp, wo)) * self.groups
         return np.broadcast_to(per, (c, h, w)).reshape(-1)
 
     def neuron_index(self, word_counters, lane):

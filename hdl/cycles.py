@@ -60,11 +60,11 @@ def _pooled(layer, flat):
     """The pooled neurons (C-order numbers) whose window holds input neuron ``flat``."""
     _, h, w = layer.in_shape
     _, ho, wo = layer.out_shape
-    k, s, p = layer.kernel, layer.stride, layer.padding
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
     ch, rest = divmod(int(flat), h * w)
     y, x = divmod(rest, w)
-    ys = [o for o in range(ho) if 0 <= y + p - o * s < k]
-    xs = [o for o in range(wo) if 0 <= x + p - o * s < k]
+    ys = [o for o in range(ho) if 0 <= y + ph - o * sh < kh]
+    xs = [o for o in range(wo) if 0 <= x + pw - o * sw < kw]
     return [(ch * ho + oy) * wo + ox for oy in ys for ox in xs]
 
 
@@ -102,7 +102,7 @@ class _Pool:
             self.down = self.after.take(t2, p)
             self.fired.add(p)
             cycle = t2 + 1
-        cycle += self.core.span ** 2 - len(pooled)
+        cycle += self.core.fan_out - len(pooled)
         self.done = max(cycle, self.after.done)
         return cycle - 1
 
@@ -202,7 +202,7 @@ def cycle_estimate(top, spikes=None) -> dict:
     for n, core in enumerate(top.cores):
         counts_into = counts[n]
         if isinstance(core, MaxPoolCore):
-            chain[f"layer{n}_maxpool"] = core.span ** 2 * counts[n] + 2 * levels[n] \
+            chain[f"layer{n}_maxpool"] = core.fan_out * counts[n] + 2 * levels[n] \
                 + core.fired_memory_bits
             continue
         chain[f"layer{n}_integrate"] = integration_cycles(core, spikes[n]) + levels[n] + 2

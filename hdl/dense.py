@@ -14,14 +14,14 @@ def unpooled_weights(layer: Dense) -> np.ndarray:
     ``layer.in_shape``): flattening is the identity, and sum pooling maps each incoming
     neuron to the row of its pooled input (rows cut off by pooling are zero)."""
     weight = layer.weight.T
-    if layer.pool == 1:
+    if not layer.pooling:
         return weight
     c, h, w = layer.in_shape
-    k = layer.pool
+    kh, kw = layer.pool
     _, hp, wp = layer.pooled_shape
     rows = np.zeros((c, h, w, weight.shape[1]), dtype=np.int64)
     pooled = weight.reshape(c, hp, wp, -1)
-    rows[:, :hp * k, :wp * k] = np.repeat(np.repeat(pooled, k, axis=1), k, axis=2)
+    rows[:, :hp * kh, :wp * kw] = np.repeat(np.repeat(pooled, kh, axis=1), kw, axis=2)
     return rows.reshape(c * h * w, -1)
 
 

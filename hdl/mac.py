@@ -25,6 +25,7 @@ from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import positive
+from onespike.hdl.maxpool import pool_spans, pooled_candidate
 from onespike.hdl.streams import (activation_layout, discard, index_shape, logit_layout,
                                   neuron_layout, pass_bank, refuse)
 from onespike.ir import Conv, Dense, LayerWidths, MaxPool, signed_bits
@@ -506,7 +507,7 @@ class MacCore(wiring.Component):
 class ActivationMaxPool(wiring.Component):
     """Max pooling over an activation stream: a running maximum per pooled neuron.
 
-    An activation ``(c, y, x)`` checks the ``ceil(k/stride)²`` pooled neurons whose window
+    An activation ``(c, y, x)`` checks the ``ceil(kh/sh)·ceil(kw/sw)`` pooled neurons whose window
     holds it (one per cycle; padding holds nothing, and as activations are ≥ 0 a zero pad
     never wins) and raises their maximum. The end marker starts the drain: every pooled
     neuron is read once, sent (zeros left out with ``skip_zeros``) and cleared, one per
@@ -542,14 +543,10 @@ class ActivationMaxPool(wiring.Component):
         return int(np.prod(self._layer.out_shape))
 
     @property
-    def span(self):
-        """Pooled rows (and columns) one input can belong to."""
-        return -(-self._layer.kernel // self._layer.stride)
-
-    @property
     def fan_out(self):
         """Cycles per input activation (the candidates it checks)."""
-        return self.span ** 2
+        span_y, span_x = pool_spans(self._layer)
+        return span_y * span_x
 
     @property
     def skip_zeros(self):
@@ -561,8 +558,7 @@ class ActivationMaxPool(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layer, span = self._layer, self.span
-        k, s, p = layer.kernel, layer.stride, layer.padding
+        layer = self._layer
         c_out, ho, wo = layer.out_shape
         size = c_out * ho * wo
         m.submodules.best = best = memory.Memory(shape=range(self._levels + 1), depth=size,
@@ -571,21 +567,10 @@ class ActivationMaxPool(wiring.Component):
         read = best.read_port(transparent_for=[write])
 
         spike = Signal(self.i.payload.shape())
-        offsets = Odometer([span, span], "offset")
+        offsets = Odometer(pool_spans(layer), "offset")
 
         def candidate(index, dy, dx):
-            """Pooled neuron ``(c, top - dy, left - dx)`` for input ``index``: (word, ok)."""
-            ok, coords = Const(1), []
-            for coord, d, n in ((index.y, dy, ho), (index.x, dx, wo)):
-                shifted = coord + p
-                top = shifted // s if s & (s - 1) else shifted >> (s.bit_length() - 1)
-                if span > 1 and not isinstance(d, int):
-                    ok &= top >= d
-                pooled = (top - d)[:top.shape().width]
-                ok &= (pooled < n) & (shifted - pooled * s <= k - 1)
-                coords.append(pooled)
-            py, px = coords
-            return (index.c * ho + py) * wo + px, ok
+            return pooled_candidate(layer, index, dy, dx)[:2]
 
         word, ok = candidate(spike.index, *offsets.values)
         m.d.comb += [read.addr.eq(word), write.addr.eq(word), write.data.eq(spike.value)]

@@ -9,13 +9,38 @@ from onespike.hdl.encoder import positive
 from onespike.hdl.streams import refuse, spike_layout
 from onespike.ir import MaxPool
 
-__all__ = ["MaxPoolCore"]
+__all__ = ["MaxPoolCore", "pool_spans", "pooled_candidate"]
+
+
+def pool_spans(layer: MaxPool) -> tuple:
+    """Pooled rows and columns one input can belong to: ``ceil(kernel / stride)`` per axis."""
+    return tuple(-(-k // s) for k, s in zip(layer.kernel, layer.stride))
+
+
+def pooled_candidate(layer: MaxPool, index, dy, dx):
+    """``(word, ok, py, px)``: the pooled neuron ``(c, top − dy, left − dx)`` whose window
+    may hold input ``index`` (``top``, ``left``: the last pooled row and column that can),
+    its C-order number and whether its window really holds the input."""
+    _, ho, wo = layer.out_shape
+    ok, coords = Const(1), []
+    for coord, d, size, k, s, p, span in zip((index.y, index.x), (dy, dx), (ho, wo),
+                                             layer.kernel, layer.stride, layer.padding,
+                                             pool_spans(layer)):
+        shifted = coord + p
+        top = shifted // s if s & (s - 1) else shifted >> (s.bit_length() - 1)
+        if span > 1 and not isinstance(d, int):
+            ok &= top >= d
+        pooled = (top - d)[:top.shape().width]
+        ok &= (pooled < size) & (shifted - pooled * s <= k - 1)
+        coords.append(pooled)
+    py, px = coords
+    return (index.c * ho + py) * wo + px, ok, py, px
 
 
 class MaxPoolCore(wiring.Component):
     """Passes on, in the same step, the first spike that reaches each pooled neuron.
 
-    An input spike ``(c, y, x)`` checks the ``ceil(k/stride)²`` pooled neurons whose window
+    An input spike ``(c, y, x)`` checks the ``ceil(kh/sh)·ceil(kw/sw)`` pooled neurons whose window
     holds it (padding holds nothing) against a *fired* bit per pooled neuron (a memory) and
     sends those that have not fired yet, one per cycle (the next input is taken in the
     last one); no arithmetic on values at all.
@@ -41,9 +66,15 @@ class MaxPoolCore(wiring.Component):
         return c * h * w
 
     @property
-    def span(self):
-        """Pooled rows (and columns) one input can belong to."""
-        return -(-self._layer.kernel // self._layer.stride)
+    def spans(self):
+        """Pooled rows and columns one input can belong to (:func:`pool_spans`)."""
+        return pool_spans(self._layer)
+
+    @property
+    def fan_out(self):
+        """Cycles per input spike (the pooled neurons it checks)."""
+        span_y, span_x = self.spans
+        return span_y * span_x
 
     @property
     def fired_memory_bits(self):
@@ -52,29 +83,17 @@ class MaxPoolCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layer, span = self._layer, self.span
-        k, s, p = layer.kernel, layer.stride, layer.padding
+        layer = self._layer
         c_out, ho, wo = layer.out_shape
         m.submodules.fired = fired = memory.Memory(shape=1, depth=c_out * ho * wo, init=[])
         write = fired.write_port()
         read = fired.read_port(transparent_for=[write])
 
         spike = Signal(self.i.payload.shape())
-        offsets = Odometer([span, span], "offset")
+        offsets = Odometer(self.spans, "offset")
 
         def candidate(index, dy, dx):
-            """Pooled neuron ``(c, top - dy, left - dx)`` for input ``index``: (word, ok)."""
-            ok, coords = Const(1), []
-            for coord, d, size in ((index.y, dy, ho), (index.x, dx, wo)):
-                shifted = coord + p
-                top = shifted // s if s & (s - 1) else shifted >> (s.bit_length() - 1)
-                if span > 1 and not isinstance(d, int):
-                    ok &= top >= d
-                pooled = (top - d)[:top.shape().width]
-                ok &= (pooled < size) & (shifted - pooled * s <= k - 1)
-                coords.append(pooled)
-            py, px = coords
-            return (index.c * ho + py) * wo + px, ok, py, px
+            return pooled_candidate(layer, index, dy, dx)
 
         word, ok, py, px = candidate(spike.index, *offsets.values)
         m.d.comb += [read.addr.eq(word), write.addr.eq(word), write.data.eq(1)]

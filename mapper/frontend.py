@@ -26,7 +26,12 @@ _IDENTITY = {"aten.dropout.default", "aten.clone.default", "aten.alias.default",
              "aten.dropout_.default"}
 _FLATTEN = {"aten.flatten.using_ints", "aten.view.default", "aten.reshape.default",
             "aten._unsafe_view.default"}
-_AFFINE = {"aten.linear.default", "aten.conv2d.default"}
+_AFFINE = {"aten.linear.default", "aten.conv2d.default", "aten.conv1d.default",
+           "aten.conv2d.padding", "aten.conv1d.padding"}     # .padding: padding="same"
+_MAX_POOL = {"aten.max_pool2d.default", "aten.max_pool1d.default"}
+_AVG_POOL = {"aten.avg_pool2d.default", "aten.avg_pool1d.default"}
+_ADAPTIVE_POOL = {"aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default",
+                  "aten.adaptive_avg_pool1d.default"}
 _RELU = {"aten.relu.default", "aten.relu_.default"}
 # spellings of a ReLU, or of a ReLU that saturates at some t (ReLU6, Hardtanh(0, t),
 # clamp(0, t)): the quantizer's top level is then placed at t
@@ -38,10 +43,10 @@ _SHAPE_QUERIES = {"aten.sym_size.int", "aten.sym_size.default", "aten.size.defau
                   "aten.sym_numel.default"}
 _BATCH_NORM = {"aten.batch_norm.default",
                "aten._native_batch_norm_legit_no_training.default"}
-SUPPORTED = ("Linear", "Conv2d", "BatchNorm1d/2d", "ReLU (also clamp(min=0), threshold(0, 0), "
-             "ReLU6, Hardtanh(0, t), clamp(0, t))", "MaxPool2d", "AvgPool2d",
-             "AdaptiveAvgPool2d (integer factor), mean over (H, W)", "Flatten", "Dropout",
-             "Identity")
+SUPPORTED = ("Linear", "Conv1d/2d", "BatchNorm1d/2d", "ReLU (also clamp(min=0), "
+             "threshold(0, 0), ReLU6, Hardtanh(0, t), clamp(0, t))", "MaxPool1d/2d",
+             "AvgPool1d/2d", "AdaptiveAvgPool1d/2d (integer factor), mean over the length or "
+             "(H, W)", "Flatten", "Dropout", "Identity")
 
 
 @dataclass
@@ -50,18 +55,19 @@ class FloatLayer:
 
     ``kind`` is ``"dense"``, ``"conv"`` or ``"maxpool"``. Affine layers carry ``weight``,
     ``bias`` (batch norm folded in), ``relu`` (followed by a ReLU) and ``pool`` (an average
-    pooling of this factor precedes them). ``in_shape`` is the shape of the map that feeds
-    the layer, before that pooling.
+    pooling of this ``(height, width)`` factor precedes them). ``in_shape`` is the shape of
+    the map that feeds the layer, before that pooling. A 1-D map ``(C, L)`` is the image
+    ``(C, 1, L)`` here, its kernels ``(1, k)``; geometry values are ``(height, width)``.
     """
     kind: str
     name: str
     in_shape: tuple
     weight: np.ndarray = None
     bias: np.ndarray = None
-    stride: int = 1
-    padding: int = 0
-    kernel: int = 1
-    pool: int = 1
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    kernel: tuple = (1, 1)
+    pool: tuple = (1, 1)
     relu: bool = False
     cap: float = None         # a saturating ReLU's top (ReLU6: 6.0), or None
 
@@ -96,22 +102,21 @@ def _args(node) -> dict:
     return values
 
 
-def _square(value, what, name, default=None):
+def _geometry(value, default, one_d):
+    """``(height, width)`` of a kernel, stride, padding or dilation argument; a 1-D
+    operator's single value is the width (its height is ``1`` for sizes, ``0`` for padding)."""
     if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
         value = default
-    if isinstance(value, int):
-        return value
-    value = list(value)
-    if len(value) == 1:
-        return int(value[0])
-    if len(value) != 2 or value[0] != value[1]:
-        raise OnespikeError(f"{name}: {what} {value} is not square; only equal height and "
-                            f"width are supported")
-    return int(value[0])
+    values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+    if one_d:
+        return (0 if default == 0 else 1, values[0])
+    return (values[0], values[-1])
 
 
 def _shape(node):
-    return tuple(int(d) for d in node.meta["val"].shape[1:])
+    """Per-sample shape of a node's value; a 1-D map ``(C, L)`` as the image ``(C, 1, L)``."""
+    shape = tuple(int(d) for d in node.meta["val"].shape[1:])
+    return (shape[0], 1, shape[1]) if len(shape) == 2 else shape
 
 
 class _Graph:
@@ -161,13 +166,12 @@ class _Parser:
         self.input_shape = _shape(self.current)
         if len(self.input_shape) not in (1, 3):
             raise OnespikeError(
-                f"input shape {self.input_shape} per sample: onespike takes vectors "
-                f"(features,) or images (channels, height, width); 1-D convolutions are not "
-                f"supported yet (reshape the input to (channels, 1, length) and use Conv2d "
-                f"with square kernels only if that fits your model)")
+                f"input shape {tuple(self.current.meta['val'].shape[1:])} per sample: "
+                f"onespike takes vectors (features,), signals (channels, length) or images "
+                f"(channels, height, width)")
         self.layers = []
         self.map_shape = self.input_shape   # the spike map the next layer reads
-        self.pending_pool = 1
+        self.pending_pool = (1, 1)
         self.pending_affine = None          # (factor, shift) per channel, from a BatchNorm
 
     def run(self):
@@ -201,11 +205,11 @@ class _Parser:
             self.batch_norm(node, name, args)
         elif target in _RELU or target in _CLAMPS:
             self.relu(name, _relu_cap(target, args, name))
-        elif target == "aten.max_pool2d.default":
-            self.max_pool(node, name, args)
-        elif target in ("aten.avg_pool2d.default", "aten.adaptive_avg_pool2d.default",
-                        "aten._adaptive_avg_pool2d.default") or target in _MEAN:
-            self.pending_pool *= _avg_pool_factor(node, target, args, name)
+        elif target in _MAX_POOL:
+            self.max_pool(node, name, args, one_d=target.endswith("1d.default"))
+        elif target in _AVG_POOL or target in _ADAPTIVE_POOL or target in _MEAN:
+            factor = _avg_pool_factor(node, target, args, name)
+            self.pending_pool = tuple(a * b for a, b in zip(self.pending_pool, factor))
         elif target in _FLATTEN:
             shape = _shape(node)
             if len(shape) != 1 and shape != _shape(self.current):
@@ -234,15 +238,18 @@ class _Parser:
             raise OnespikeError(
                 f"{name}: a Linear layer applied to a {_shape(node.args[0])} map acts on its "
                 f"last axis only; flatten the map first (nn.Flatten or torch.flatten(x, 1))")
+        one_d = weight.ndim == 3
+        if one_d:
+            weight = weight[:, :, None, :]          # Conv1d: a kernel of height 1
         layer = FloatLayer("dense" if weight.ndim == 2 else "conv", name, self.map_shape,
                            weight, bias, pool=self.pending_pool)
         if layer.kind == "conv":
-            _conv_geometry(layer, args, weight, name)
+            _conv_geometry(layer, args, weight, name, one_d)
         if self.pending_affine is not None:
             _fold_input_affine(layer, *self.pending_affine)
             self.pending_affine = None
         layers.append(layer)
-        self.pending_pool = 1
+        self.pending_pool = (1, 1)
         self.map_shape = _shape(node)
 
     def batch_norm(self, node, name, args):
@@ -267,40 +274,53 @@ class _Parser:
             raise OnespikeError(f"{name}: a ReLU must follow a Linear/Conv2d layer (before "
                                 f"the first one, or after a batch norm that is not folded "
                                 f"into one, inputs would be clipped unseen)")
-        if self.pending_pool > 1:
+        if self.pending_pool != (1, 1):
             raise OnespikeError(f"{name}: average pooling before a ReLU does not commute "
                                 f"with it; put the pooling after the ReLU")
         if affine[-1].relu:
             raise OnespikeError(f"{name}: two activations in a row after {affine[-1].name}")
         affine[-1].relu, affine[-1].cap = True, cap
 
-    def max_pool(self, node, name, args):
-        if self.pending_pool > 1:
+    def max_pool(self, node, name, args, one_d):
+        if self.pending_pool != (1, 1):
             raise OnespikeError(f"{name}: max pooling after average pooling is not "
                                 f"supported")
         if self.pending_affine is not None:
             raise OnespikeError(f"{name}: max pooling after a batch norm that follows a ReLU "
                                 f"does not commute with it; put the batch norm after the "
                                 f"pooling or right after the Linear/Conv2d layer")
-        if args["ceil_mode"] or _square(args["dilation"], "dilation", name) != 1:
+        if args["ceil_mode"] or _geometry(args["dilation"], 1, one_d) != (1, 1):
             raise OnespikeError(f"{name}: max pooling with ceil_mode or dilation is not "
                                 f"supported")
-        kernel = _square(args["kernel_size"], "kernel", name)
+        kernel = _geometry(args["kernel_size"], 1, one_d)
+        stride = _geometry(args["stride"], None, one_d) if args["stride"] else kernel
+        padding = _geometry(args["padding"], 0, one_d)
+        if any(p > k // 2 for p, k in zip(padding, kernel)):
+            raise OnespikeError(f"{name}: max pooling padding {padding} exceeds half the "
+                                f"kernel {kernel}")
         self.layers.append(FloatLayer("maxpool", name, self.map_shape, kernel=kernel,
-                                      stride=_square(args["stride"], "stride", name, kernel),
-                                      padding=_square(args["padding"], "padding", name, 0)))
+                                      stride=stride, padding=padding))
         self.map_shape = _shape(node)
 
 
-def _conv_geometry(layer, args, weight, name):
-    if args["groups"] != 1 or _square(args["dilation"], "dilation", name) != 1:
+def _conv_geometry(layer, args, weight, name, one_d):
+    if args["groups"] != 1 or _geometry(args["dilation"], 1, one_d) != (1, 1):
         raise OnespikeError(f"{name}: grouped or dilated convolution is not supported")
-    if weight.shape[2] != weight.shape[3]:
-        raise OnespikeError(f"{name}: kernel {tuple(weight.shape[2:])} is not square; only "
-                            f"square kernels are supported")
-    layer.stride = _square(args["stride"], "stride", name, 1)
-    layer.padding = _square(args["padding"], "padding", name, 0)
-    layer.kernel = weight.shape[2]
+    padding = args["padding"]
+    if isinstance(padding, str):               # padding="same" / "valid"
+        if padding == "valid":
+            padding = 0
+        elif all(k % 2 for k in weight.shape[2:]):
+            padding = [k // 2 for k in weight.shape[2 + one_d:]]
+        else:
+            raise OnespikeError(f"{name}: padding='same' with an even kernel pads unevenly; "
+                                f"use explicit padding")
+    layer.stride = _geometry(args["stride"], 1, one_d)
+    layer.padding = _geometry(padding, 0, one_d)
+    layer.kernel = tuple(weight.shape[2:])
+    if any(p >= k for p, k in zip(layer.padding, layer.kernel)):
+        raise OnespikeError(f"{name}: padding {layer.padding} is not smaller than the kernel "
+                            f"{layer.kernel}; onespike supports padding below the kernel size")
 
 
 def _channel_bias(values, like=None):
@@ -329,7 +349,7 @@ def _pooled_shape(layer):
     if len(layer.in_shape) == 1:
         return layer.in_shape
     c, h, w = layer.in_shape
-    return (c, h // layer.pool, w // layer.pool)
+    return (c, h // layer.pool[0], w // layer.pool[1])
 
 
 def _fold_input_affine(layer, factor, shift):
@@ -379,27 +399,31 @@ def _relu_cap(target, args, name):
 
 
 def _avg_pool_factor(node, target, args, name):
+    """``(height, width)`` factor of a non-overlapping average pooling (sum pooling in the
+    integer network)."""
     in_shape = _shape(node.args[0])
+    rank = node.args[0].meta["val"].dim()      # 3 for a signal batch, 4 for images
+    one_d = rank == 3
     if target in _MEAN:
-        dims = sorted(d % (len(in_shape) + 1) for d in args["dim"] or ())
-        if len(in_shape) != 3 or dims != [2, 3] or in_shape[1] != in_shape[2]:
-            raise OnespikeError(f"{name}: only a mean over the two spatial axes of a square "
-                                f"map (global average pooling) is supported, not over "
-                                f"{args['dim']} of {in_shape}")
-        return in_shape[1]
-    if target == "aten.avg_pool2d.default":
-        kernel = _square(args["kernel_size"], "kernel", name)
-        stride = _square(args["stride"], "stride", name, kernel)
-        if stride != kernel or _square(args["padding"], "padding", name, 0) != 0 \
+        dims = sorted(d % rank for d in args["dim"] or ())
+        if len(in_shape) != 3 or dims != list(range(2, rank)):
+            raise OnespikeError(f"{name}: only a mean over the length of a signal or the two "
+                                f"spatial axes of an image (global average pooling) is "
+                                f"supported, not over {args['dim']} of {in_shape}")
+        return in_shape[1:]
+    if target in _AVG_POOL:
+        kernel = _geometry(args["kernel_size"], 1, one_d)
+        stride = _geometry(args["stride"], None, one_d) if args["stride"] else kernel
+        if stride != kernel or _geometry(args["padding"], 0, one_d) != (0, 0) \
                 or args["ceil_mode"] or args.get("divisor_override") is not None:
             raise OnespikeError(f"{name}: only non-overlapping average pooling (stride = "
                                 f"kernel, no padding, no ceil_mode) is supported")
         return kernel
     out = _shape(node)
-    factor = in_shape[1] // out[1]
-    if out[1] * factor != in_shape[1] or out[2] * factor != in_shape[2]:
+    factor = tuple(i // o for i, o in zip(in_shape[1:], out[1:]))
+    if any(o * f != i for i, o, f in zip(in_shape[1:], out[1:], factor)):
         raise OnespikeError(f"{name}: adaptive pooling {in_shape[1:]} → {out[1:]} is not an "
-                            f"integer, square factor")
+                            f"integer factor on each axis")
     return factor
 
 
@@ -428,7 +452,7 @@ def _finish(layers, pending_pool):
     if layers[-1].relu:
         raise OnespikeError(f"the model ends with a ReLU after {layers[-1].name}; the readout "
                             f"layer must be a Linear (or Conv2d) without activation")
-    if pending_pool > 1:
+    if pending_pool != (1, 1):
         raise OnespikeError("average pooling after the readout layer is not supported")
     for layer in layers[:-1]:
         if layer.kind != "maxpool" and not layer.relu:

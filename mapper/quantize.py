@@ -2,7 +2,7 @@
 
 Layer by layer, in the integer domain of the layer's input (``x ≈ s_in·a + z``):
 
-1. Fold the input scale, any average pooling (as sum pooling, ``1/k²`` into the weights) and,
+1. Fold the input scale, any average pooling (as sum pooling, ``1/(kh·kw)`` into the weights) and,
    for the first layer, the input offset (a bias, position-dependent where zero padding
    meets it) into effective float weights ``W'`` and bias ``b'``.
 2. Pick per output channel the step ``s_out`` that minimises the squared error of the layer's ReLU
@@ -53,6 +53,9 @@ def _check_calibration(calib, input_shape):
     if calib.dtype.kind not in "fiub":
         raise OnespikeError(f"calibration data must be numeric, not {calib.dtype}")
     calib = calib.astype(np.float64)
+    if len(input_shape) == 3 and input_shape[1] == 1 \
+            and calib.shape[1:] == (input_shape[0], input_shape[2]):
+        calib = calib.reshape((len(calib),) + tuple(input_shape))   # a 1-D signal
     if calib.ndim != len(input_shape) + 1 or calib.shape[1:] != tuple(input_shape):
         raise OnespikeError(f"calibration array has shape {calib.shape}; the model expects "
                             f"(samples, {', '.join(map(str, input_shape))})")
@@ -84,12 +87,16 @@ def _linear(layer, x, weight):
     import torch.nn.functional as F
 
     x = torch.tensor(np.asarray(x), dtype=torch.float64)
-    if layer.pool > 1:
-        x = F.avg_pool2d(x, layer.pool) * layer.pool ** 2  # sum pooling
+    if layer.pool != (1, 1):
+        x = F.avg_pool2d(x, layer.pool) * _area(layer.pool)  # sum pooling
     w = torch.as_tensor(weight, dtype=torch.float64)
     if layer.kind == "dense":
         return F.linear(x.reshape(len(x), -1), w).numpy()
     return F.conv2d(x, w, stride=layer.stride, padding=layer.padding).numpy()
+
+
+def _area(pool):
+    return pool[0] * pool[1]
 
 
 def _max_pool(layer, a):
@@ -119,13 +126,13 @@ def _channel_map(values, shape):
 
 def _effective(layer, in_scale, in_offset):
     """(W', b'): the layer on integer input activations, average pooling as sum pooling."""
-    weight = layer.weight / layer.pool ** 2
+    weight = layer.weight / _area(layer.pool)
     scale_map = _channel_map(in_scale, layer.in_shape)
     if layer.kind == "dense":
-        if layer.pool > 1:
-            k = layer.pool
-            scale_map = scale_map[:, :scale_map.shape[1] // k * k:k,
-                                  :scale_map.shape[2] // k * k:k]
+        if layer.pool != (1, 1):
+            kh, kw = layer.pool
+            scale_map = scale_map[:, :scale_map.shape[1] // kh * kh:kh,
+                                  :scale_map.shape[2] // kw * kw:kw]
         weight_eff = weight * scale_map.reshape(-1)[None, :]
     else:
         weight_eff = weight * scale_map[:, 0, 0][None, :, None, None]
@@ -164,10 +171,10 @@ def _active_inputs(layer, inputs):
     if layer.kind == "conv":
         return np.broadcast_to(a.any(axis=(0, 2, 3))[None, :, None, None],
                                layer.weight.shape)
-    if layer.pool > 1:
-        k = layer.pool
+    if layer.pool != (1, 1):
+        kh, kw = layer.pool
         c, h, w = a.shape[1:]
-        a = a[:, :, :h // k * k, :w // k * k].reshape(len(a), c, h // k, k, w // k, k)
+        a = a[:, :, :h // kh * kh, :w // kw * kw].reshape(len(a), c, h // kh, kh, w // kw, kw)
         a = a.any(axis=(3, 5))
     return np.broadcast_to(a.reshape(len(a), -1).any(axis=0)[None, :], layer.weight.shape)
 
@@ -221,7 +228,7 @@ def float_forward(layers, x):
                              layer.padding).numpy()
             continue
         # _linear sum-pools; the float layer average-pools
-        x = _with_bias(_linear(layer, x, layer.weight / layer.pool ** 2), layer.bias,
+        x = _with_bias(_linear(layer, x, layer.weight / _area(layer.pool)), layer.bias,
                        layer.kind)
         if layer.relu:
             x = np.clip(x, 0.0, np.inf if layer.cap is None else layer.cap)

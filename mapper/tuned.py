@@ -66,7 +66,7 @@ class TunedNetwork(torch.nn.Module):
             if isinstance(layer, MaxPool):
                 a = F.max_pool2d(a, layer.kernel, layer.stride, layer.padding)
                 continue
-            if layer.pool > 1:
+            if layer.pooling:
                 a = F.avg_pool2d(a, layer.pool, divisor_override=1)      # sum pooling
             w, b = self._weight(k), self._bias(k)
             k += 1

@@ -54,12 +54,6 @@ def _frozen(array, dtype, name, ndim=None):
     return array
 
 
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise OnespikeError(f"{name} must be a positive integer, not {value!r}")
-    return int(value)
-
-
 def _shape(value, name):
     shape = tuple(int(v) for v in value)
     if len(shape) not in (1, 3) or min(shape) < 1:
@@ -75,8 +69,24 @@ def _check_act_bits(act_bits, name):
     return int(act_bits)
 
 
+def _pair(value, name, minimum=1):
+    """``(height, width)`` of a geometry parameter given as one integer or two."""
+    values = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                               or v < minimum for v in values):
+        raise OnespikeError(f"{name} must be an integer ≥ {minimum} or a (height, width) pair "
+                            f"of them, not {value!r}")
+    return tuple(int(v) for v in values)
+
+
 def _window_out(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def _map_out(shape, kernel, stride, padding):
+    """Output ``(height, width)`` of a window of ``kernel`` sliding over ``shape[1:]``."""
+    return tuple(_window_out(n, k, s, p)
+                 for n, k, s, p in zip(shape[1:], kernel, stride, padding))
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,9 @@ class Encoder:
 
     ``scale`` and ``offset`` hold one value per channel (images), or one value per feature
     or a single value (vectors). The offset is folded into the first layer's bias by the
-    mapper; the hardware only ever sees the integers.
+    mapper; the hardware only ever sees the integers. A 1-D signal ``(channels, length)`` is
+    an image of height 1: ``shape`` is ``(channels, 1, length)`` and :meth:`encode` takes
+    either form.
     """
     shape: tuple
     act_bits: int
@@ -114,12 +126,21 @@ class Encoder:
     def out_shape(self) -> tuple:
         return self.shape
 
+    @property
+    def signal_shape(self):
+        """``(channels, length)`` when the input is a 1-D signal (height 1), else None."""
+        if len(self.shape) == 3 and self.shape[1] == 1:
+            return (self.shape[0], self.shape[2])
+        return None
+
     def encode(self, x) -> np.ndarray:
         """Integer activations (int64, shape ``(batch, *shape)``) of float inputs."""
         x = np.asarray(x, dtype=np.float64)
+        x = x.reshape(x.shape[:1] + self.shape) if x.shape[1:] == self.signal_shape else x
         if x.shape[1:] != self.shape:
             raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample, the network "
-                                f"expects {self.shape}")
+                                f"expects {self.shape}"
+                                + (f" or {self.signal_shape}" if self.signal_shape else ""))
         if not np.all(np.isfinite(x)):
             raise OnespikeError("inputs contain NaN or infinite values")
         bshape = (1, -1, 1, 1) if len(self.shape) == 3 else (1, -1)
@@ -136,14 +157,14 @@ class _Synaptic:
     ramp: Union[np.ndarray, None]
     act_bits: Union[int, None]
     scale: np.ndarray
-    pool: int = 1
+    pool: tuple = (1, 1)
 
     def _validate_common(self, weight_ndim):
         object.__setattr__(self, "in_shape", _shape(self.in_shape, f"{self.kind} in_shape"))
-        object.__setattr__(self, "pool", _positive_int(self.pool, "sum-pool factor"))
-        if self.pool > 1 and len(self.in_shape) != 3:
+        object.__setattr__(self, "pool", _pair(self.pool, "sum-pool factor"))
+        if self.pooling and len(self.in_shape) != 3:
             raise OnespikeError("sum pooling needs a (channels, height, width) input")
-        if self.pool > 1 and min(self.in_shape[1:]) < self.pool:
+        if self.pooling and any(n < k for n, k in zip(self.in_shape[1:], self.pool)):
             raise OnespikeError(f"sum-pool factor {self.pool} exceeds the input map "
                                 f"{self.in_shape}")
         object.__setattr__(self, "weight",
@@ -178,18 +199,23 @@ class _Synaptic:
         return 0 if self.is_readout else (1 << self.act_bits) - 1
 
     @property
+    def pooling(self) -> bool:
+        """Whether the input is sum-pooled (by ``pool = (height, width)``) first."""
+        return self.pool != (1, 1)
+
+    @property
     def pooled_shape(self) -> tuple:
         """Shape of the input after sum pooling (the shape the weights see)."""
-        if self.pool == 1:
+        if not self.pooling:
             return self.in_shape
         c, h, w = self.in_shape
-        return (c, h // self.pool, w // self.pool)
+        return (c, h // self.pool[0], w // self.pool[1])
 
     @property
     def abs_weight_sums(self) -> np.ndarray:
-        """``Σ_j |w_ij|`` per output channel, counting each pooled input ``pool²`` times."""
+        """``Σ_j |w_ij|`` per output channel, counting each pooled input ``ph·pw`` times."""
         return np.abs(self.weight).reshape(self.weight.shape[0], -1).sum(axis=1) \
-            * self.pool ** 2
+            * self.pool[0] * self.pool[1]
 
     @property
     def abs_bias_max(self) -> np.ndarray:
@@ -222,58 +248,58 @@ class Dense(_Synaptic):
 
 @dataclass(frozen=True)
 class Conv(_Synaptic):
-    """2-D convolution (square kernel, zero padding) on the optionally sum-pooled input.
+    """2-D convolution (zero padding) on the optionally sum-pooled input.
 
-    ``weight`` is ``(out_channels, in_channels, k, k)``; ``bias`` is ``(out_channels,)`` or,
+    ``weight`` is ``(out_channels, in_channels, kh, kw)``; ``bias`` is ``(out_channels,)`` or,
     where the input offset meets zero padding, position-dependent ``(out_channels, h, w)``.
+    ``stride`` and ``padding`` are ``(height, width)`` pairs (an integer means both). A 1-D
+    convolution is the same layer on a map of height 1 with a kernel of height 1.
     """
-    stride: int = 1
-    padding: int = 0
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
     kind = "conv"
 
     def __post_init__(self):
         self._validate_common(weight_ndim=4)
-        object.__setattr__(self, "stride", _positive_int(self.stride, "conv stride"))
-        if isinstance(self.padding, bool) or not isinstance(self.padding, (int, np.integer)) \
-                or self.padding < 0:
-            raise OnespikeError(f"conv padding must be a non-negative integer, "
-                                f"not {self.padding!r}")
-        object.__setattr__(self, "padding", int(self.padding))
+        object.__setattr__(self, "stride", _pair(self.stride, "conv stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, "conv padding", minimum=0))
         if len(self.in_shape) != 3:
             raise OnespikeError("conv input must be (channels, height, width)")
         o, c, kh, kw = self.weight.shape
-        if kh != kw:
-            raise OnespikeError(f"conv kernel must be square, not {kh}x{kw}")
         if c != self.pooled_shape[0]:
             raise OnespikeError(f"conv weight has {c} input channels, the input has "
                                 f"{self.pooled_shape[0]}")
-        if self.padding >= kh:
-            raise OnespikeError("conv padding must be smaller than the kernel")
+        if any(p >= k for p, k in zip(self.padding, self.kernel)):
+            raise OnespikeError(f"conv padding {self.padding} must be smaller than the kernel "
+                                f"{self.kernel} on each axis")
         if min(self.out_shape[1:]) < 1:
-            raise OnespikeError(f"conv kernel {kh} does not fit the input {self.pooled_shape}")
+            raise OnespikeError(f"conv kernel {self.kernel} does not fit the input "
+                                f"{self.pooled_shape}")
         if self.bias.shape not in ((o,), self.out_shape):
             raise OnespikeError(f"conv bias has shape {self.bias.shape}, expected ({o},) or "
                                 f"{self.out_shape}")
 
     @property
-    def kernel(self) -> int:
-        return self.weight.shape[2]
+    def kernel(self) -> tuple:
+        """``(kh, kw)``."""
+        return tuple(self.weight.shape[2:])
 
     @property
     def out_shape(self) -> tuple:
-        _, h, w = self.pooled_shape
         return (self.weight.shape[0],
-                _window_out(h, self.kernel, self.stride, self.padding),
-                _window_out(w, self.kernel, self.stride, self.padding))
+                *_map_out(self.pooled_shape, self.kernel, self.stride, self.padding))
 
 
 @dataclass(frozen=True)
 class MaxPool:
-    """Max pooling in the spike domain: a pooled neuron fires with its earliest input."""
+    """Max pooling in the spike domain: a pooled neuron fires with its earliest input.
+
+    ``kernel``, ``stride`` and ``padding`` are ``(height, width)`` pairs (an integer means
+    both)."""
     in_shape: tuple
-    kernel: int
-    stride: int
-    padding: int = 0
+    kernel: tuple
+    stride: tuple
+    padding: tuple = (0, 0)
     kind = "maxpool"
     is_readout = False
 
@@ -281,19 +307,19 @@ class MaxPool:
         object.__setattr__(self, "in_shape", _shape(self.in_shape, "maxpool in_shape"))
         if len(self.in_shape) != 3:
             raise OnespikeError("maxpool input must be (channels, height, width)")
-        object.__setattr__(self, "kernel", _positive_int(self.kernel, "maxpool kernel"))
-        object.__setattr__(self, "stride", _positive_int(self.stride, "maxpool stride"))
-        if not 0 <= self.padding <= self.kernel // 2:
-            raise OnespikeError("maxpool padding must be between 0 and kernel // 2")
-        object.__setattr__(self, "padding", int(self.padding))
+        object.__setattr__(self, "kernel", _pair(self.kernel, "maxpool kernel"))
+        object.__setattr__(self, "stride", _pair(self.stride, "maxpool stride"))
+        object.__setattr__(self, "padding", _pair(self.padding, "maxpool padding", minimum=0))
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel)):
+            raise OnespikeError(f"maxpool padding {self.padding} must be at most half the "
+                                f"kernel {self.kernel} on each axis")
         if min(self.out_shape[1:]) < 1:
             raise OnespikeError(f"maxpool kernel {self.kernel} does not fit {self.in_shape}")
 
     @property
     def out_shape(self) -> tuple:
-        c, h, w = self.in_shape
-        return (c, _window_out(h, self.kernel, self.stride, self.padding),
-                _window_out(w, self.kernel, self.stride, self.padding))
+        return (self.in_shape[0],
+                *_map_out(self.in_shape, self.kernel, self.stride, self.padding))
 
 
 Layer = Union[Dense, Conv, MaxPool]
@@ -394,12 +420,14 @@ class Network:
             entry = {"kind": layer.kind, "in_shape": list(layer.in_shape),
                      "out_shape": list(layer.out_shape)}
             if isinstance(layer, MaxPool):
-                entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding)
+                entry.update(kernel=list(layer.kernel), stride=list(layer.stride),
+                             padding=list(layer.padding))
             else:
-                entry.update(pool=layer.pool, act_bits=layer.act_bits, readout=layer.is_readout, current_bits=widths.current_bits,
+                entry.update(pool=list(layer.pool), act_bits=layer.act_bits,
+                             readout=layer.is_readout, current_bits=widths.current_bits,
                              membrane_bits=widths.membrane_bits)
                 if isinstance(layer, Conv):
-                    entry.update(stride=layer.stride, padding=layer.padding)
+                    entry.update(stride=list(layer.stride), padding=list(layer.padding))
             layers.append(entry)
         return {"format": FORMAT, "version": FORMAT_VERSION,
                 "encoder": {"shape": list(self.encoder.shape),
@@ -428,7 +456,8 @@ def save(net: Network, path) -> Path:
     ``out_shape``; synaptic layers add ``pool``, ``act_bits`` (null for the readout),
     ``readout``,
     ``current_bits``, ``membrane_bits``; conv adds ``stride``, ``padding``; maxpool
-    ``kernel``, ``stride``, ``padding``), ``latency_steps``, ``num_classes``.
+    ``kernel``, ``stride``, ``padding``; each geometry value a ``[height, width]`` pair, files
+    of older versions hold one integer for both), ``latency_steps``, ``num_classes``.
     """
     path = Path(path)
     header = np.frombuffer(json.dumps(net.header(), indent=1).encode(), dtype=np.uint8)

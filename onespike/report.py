@@ -50,7 +50,7 @@ def describe(net: Network) -> list:
         fires = starts[i] + net.in_levels(i)
         role = "readout" if layer.is_readout else f"fires in [{fires}, {fires + layer.levels}]"
         ramp = "" if layer.is_readout else f" R {layer.ramp.min()}..{layer.ramp.max()}"
-        pool = f" sum-pool {layer.pool}" if layer.pool > 1 else ""
+        pool = f" sum-pool {layer.pool}" if layer.pooling else ""
         lines.append(f"{head} I {widths.current_bits}b V {widths.membrane_bits}b{ramp}{pool}"
                      f"  {role}")
     lines.append(f"latency {net.latency_steps} time steps, {net.num_classes} classes")

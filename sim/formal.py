@@ -408,7 +408,7 @@ def _neuron_target(net, i, lanes):
     return Target(f"layer{i} ({layer.kind}{', readout' if readout else ''})", make,
                   "spikes", "logits" if readout else "spikes", layer.in_shape, in_levels,
                   layer.out_shape, n_out if readout else layer.levels,
-                  reset_bound=words + 2, depth=(words + 2) + integrate + fire + 4,
+                  reset_bound=2 * words + 2, depth=(2 * words + 2) + integrate + fire + 4,
                   properties=properties, widths=widths,
                   make_wide=lambda: make(_wider(widths)))
 
@@ -416,10 +416,10 @@ def _neuron_target(net, i, lanes):
 def _maxpool_target(net, i):
     layer, levels = net.layers[i], net.in_levels(i)
     probe = MaxPoolCore(layer, levels=levels)
-    span, fired = probe.span, probe.fired_memory_bits
+    fan_out, fired = probe.fan_out, probe.fired_memory_bits
     discard(probe)
     n_in = _neurons(layer.in_shape)
-    window = levels * 3 + n_in * (span * span + 2) + fired
+    window = levels * 3 + n_in * (fan_out + 2) + fired
     return Target(f"layer{i} (maxpool)", lambda: MaxPoolCore(layer, levels=levels),
                   "spikes", "spikes", layer.in_shape, levels, layer.out_shape, levels,
                   reset_bound=fired + 2, depth=(fired + 2) + window + 4,

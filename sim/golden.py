@@ -46,18 +46,20 @@ class Trace:
 
 
 # -- integer building blocks -----------------------------------------------------------
-def _sum_pool(a, k):
+def _sum_pool(a, pool):
     b, c, h, w = a.shape
-    h, w = h // k * k, w // k * k
-    return a[:, :, :h, :w].reshape(b, c, h // k, k, w // k, k).sum(axis=(3, 5))
+    kh, kw = pool
+    h, w = h // kh * kh, w // kw * kw
+    return a[:, :, :h, :w].reshape(b, c, h // kh, kh, w // kw, kw).sum(axis=(3, 5))
 
 
 def _windows(a, kernel, stride, padding):
-    """(batch, C, Ho, Wo, C·k·k)-free view: (B, C, Ho, Wo, k, k) of a zero-padded map."""
-    if padding:
-        a = np.pad(a, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    view = np.lib.stride_tricks.sliding_window_view(a, (kernel, kernel), axis=(2, 3))
-    return view[:, :, ::stride, ::stride]
+    """(B, C, Ho, Wo, kh, kw) view of the zero-padded map ``a`` (B, C, H, W)."""
+    (ph, pw), (sh, sw) = padding, stride
+    if ph or pw:
+        a = np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    view = np.lib.stride_tricks.sliding_window_view(a, tuple(kernel), axis=(2, 3))
+    return view[:, :, ::sh, ::sw]
 
 
 def _max_pool(a, layer: MaxPool):
@@ -68,7 +70,7 @@ def _max_pool(a, layer: MaxPool):
 def _weighted_sum(layer, a):
     """``Σ_j w_ij a_j`` (no bias) for a batch of input maps, int64."""
     a = a.astype(np.int64, copy=False)
-    if layer.pool > 1:
+    if layer.pooling:
         a = _sum_pool(a, layer.pool)
     batch = a.shape[0]
     if isinstance(layer, Dense):
@@ -96,21 +98,20 @@ def synaptic_fanout(layer) -> np.ndarray:
         pooled = np.full(layer.pooled_shape, layer.weight.shape[0], dtype=np.int64)
     else:
         c, h, w = layer.pooled_shape
-        covered = np.zeros((h + 2 * layer.padding, w + 2 * layer.padding), dtype=np.int64)
-        k, s = layer.kernel, layer.stride
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+        covered = np.zeros((h + 2 * ph, w + 2 * pw), dtype=np.int64)
         _, ho, wo = layer.out_shape
         for oy in range(ho):
             for ox in range(wo):
-                covered[oy * s:oy * s + k, ox * s:ox * s + k] += 1
-        p = layer.padding
-        covered = covered[p:p + h, p:p + w] * layer.weight.shape[0]
+                covered[oy * sh:oy * sh + kh, ox * sw:ox * sw + kw] += 1
+        covered = covered[ph:ph + h, pw:pw + w] * layer.weight.shape[0]
         pooled = np.broadcast_to(covered, (c, h, w))
-    if layer.pool == 1:
+    if not layer.pooling:
         return np.asarray(pooled)
-    k = layer.pool
+    kh, kw = layer.pool
     full = np.zeros(layer.in_shape, dtype=np.int64)
     _, hp, wp = layer.pooled_shape
-    full[:, :hp * k, :wp * k] = np.repeat(np.repeat(pooled, k, axis=1), k, axis=2)
+    full[:, :hp * kh, :wp * kw] = np.repeat(np.repeat(pooled, kh, axis=1), kw, axis=2)
     return full
 
 

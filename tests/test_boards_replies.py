@@ -10,6 +10,7 @@ import pytest
 from helpers import pacings, run_components, stream_get, stream_put
 from onespike.boards import protocol as proto
 from onespike.boards.replies import Replies
+from onespike.hdl.mac import value_layout
 from onespike.hdl.streams import logit_layout, spike_layout
 
 R = proto.Reply
@@ -21,10 +22,19 @@ LOGITS = [300, -5, 0x7FF]
 NONE = proto.NO_SPIKE_STEP
 
 
-def new_replies():
-    return Replies(IDENTITY, logit_shape=logit_layout(IDENTITY.classes, 12),
-                   spike_shape=spike_layout((IDENTITY.spiking,), LEVELS),
-                   spike_map=(IDENTITY.spiking,), levels=LEVELS)
+def new_replies(coding="ttfs", kind=Replies):
+    tap = spike_layout if coding == "ttfs" else value_layout
+    return kind(IDENTITY, logit_shape=logit_layout(IDENTITY.classes, 12),
+                spike_shape=tap((IDENTITY.spiking,), LEVELS),
+                spike_map=(IDENTITY.spiking,), levels=LEVELS)
+
+
+class OneStepLate(Replies):
+    """Planted fault: the dense baseline's activation ``a`` recorded as step ``A − a + 1``."""
+
+    def _recorded(self, payload):
+        entry, fires = super()._recorded(payload)
+        return entry + 1, fires
 
 
 def result_body(cls, steps=None):
@@ -40,10 +50,10 @@ async def tap(ctx, port, payloads):
     ctx.set(port.valid, 0)
 
 
-def answer(script, pace):
+def answer(script, pace, dut=None):
     """Run ``script(ctx, dut)`` (taps and requests) while a sender takes each frame: its
     body bytes, then its header. Returns the frames sent, (kind, body)."""
-    dut = new_replies()
+    dut = dut or new_replies()
     frames = []
 
     async def sender(ctx):
@@ -93,6 +103,29 @@ def test_result_and_spikes_bodies_from_the_taps(pace):
     assert answer(script, pace) == [(R.SPIKES, result_body(2, [3, 2, NONE, 0, NONE])),
                                     (R.SPIKES, result_body(1, [NONE] * 5)),   # forgotten
                                     (R.RESULT, result_body(0))]
+
+
+def activations(*neuron_values, end=(0, 3)):
+    """The dense baseline's tap payloads: activations, then end-of-map markers."""
+    return [{"index": n, "value": v, "end": 0} for n, v in neuron_values] + \
+           [{"index": 4, "value": 0, "end": 1} for _ in end]
+
+
+@pytest.mark.parametrize("kind", [Replies, OneStepLate], ids=["as built", "one step late"])
+def test_dense_activations_come_back_as_spike_steps(kind):
+    """Activation ``a`` of the dense baseline is reported as the step ``A − a`` its spike
+    takes in the TTFS accelerator (the same bytes); a zero activation, as no spike."""
+    async def script(ctx, dut):
+        await tap(ctx, dut.tap_logits, [{"index": k, "value": v, "last": k == 2}
+                                        for k, v in enumerate(LOGITS)])
+        ctx.set(dut.capture, 1)
+        await tap(ctx, dut.tap_steps, activations((1, 2), (3, 4), (0, 1), (2, 0)))
+        ctx.set(dut.capture, 0)
+        await stream_put(ctx, dut.i, request(R.SPIKES, cls=2))
+
+    frames = answer(script, None, new_replies("dense", kind))
+    expected = [(R.SPIKES, result_body(2, [3, 2, NONE, 0, NONE]))]
+    assert (frames == expected) == (kind is Replies), frames
 
 
 @pytest.mark.parametrize("pace", pacings(7))

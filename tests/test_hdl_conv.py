@@ -23,9 +23,15 @@ def channel_lanes(net):
 def test_the_random_networks_cover_the_geometry():
     convs = [l for net in CONV_NETS for l in net.layers if isinstance(l, Conv)]
     pools = [l for net in CONV_NETS for l in net.layers if isinstance(l, MaxPool)]
-    assert {l.stride for l in convs} == {1, 2} and {l.padding for l in convs} >= {0, 1, 2}
-    assert {l.kernel for l in convs} >= {1, 3, 5} and any(l.pool > 1 for l in convs)
-    assert any(l.stride < l.kernel for l in pools) and any(l.padding for l in pools)
+    def axes(layers, name):
+        return {v for layer in layers for v in getattr(layer, name)}
+    assert axes(convs, "stride") == {1, 2} and axes(convs, "padding") >= {0, 1, 2}
+    assert axes(convs, "kernel") >= {1, 3, 5} and any(l.pooling for l in convs)
+    assert any(l.kernel[0] != l.kernel[1] for l in convs)                  # rectangular
+    assert any(l.in_shape[1] == 1 and l.kernel == (1, 5) for l in convs)   # 1-D
+    assert any(s < k for l in pools for s, k in zip(l.stride, l.kernel))
+    assert any(any(l.padding) for l in pools)
+    assert any(l.kernel[0] != l.kernel[1] for l in pools)
 
 
 @pytest.mark.parametrize("number", range(len(CONV_NETS)))
@@ -43,7 +49,7 @@ def test_trained_digits_cnn(digits_cnn_net):
     net, data = digits_cnn_net
     kinds = [layer.kind for layer in net.layers]
     assert kinds == ["conv", "maxpool", "conv", "dense"] and net.layers[0].bias.ndim == 3
-    assert net.layers[3].pool == 2
+    assert net.layers[3].pool == (2, 2)
     a0 = net.encoder.encode(data.x_test[:3])
     golden = closed_form(net, a0)
     hw = run(Accelerator(net, lanes=5), a0, idle=0.1, backpressure=0.3)
@@ -79,7 +85,7 @@ def test_rtl_with_one_wrong_conv_weight_is_caught():
     changes some spike for these inputs)."""
     import dataclasses
 
-    net, rng = conv_net_and_rng(12)
+    net, rng = conv_net_and_rng(9)                  # a 1-D convolution, kernel (1, 5)
     index = next(i for i, l in enumerate(net.layers) if isinstance(l, Conv))
     a0 = random_inputs(rng, net, 2)
     golden = closed_form(net, a0)

@@ -27,9 +27,13 @@ def conv_case():
         rng = np.random.default_rng(seed)
         net = random_network(rng, conv=True, act_bits=3)
         seed += 1
-        if isinstance(net.layers[0], Conv) and not isinstance(net.layers[-1], Conv) \
-                and net.layers[0].out_shape[1] > 2:
-            return net, random_inputs(rng, net, 3)
+        first = net.layers[0]
+        if isinstance(first, Conv) and not isinstance(net.layers[-1], Conv) \
+                and first.out_shape[1] > 2 and first.kernel[0] > first.stride[0]:
+            a0 = random_inputs(rng, net, 3)
+            # a layer whose bias saturates every neuron hides any fault in its synapses
+            if len(np.unique(closed_form(net, a0).activations[1])) > 2:
+                return net, a0
 
 
 def caught(net, a0, lanes=1):

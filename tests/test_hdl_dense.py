@@ -15,7 +15,7 @@ def hidden(layer):
 
 
 LAYERS = (networks_with(2, conv=False, where=hidden)
-          + networks_with(1, conv=True, where=lambda layer: hidden(layer) and layer.pool > 1)
+          + networks_with(1, conv=True, where=lambda layer: hidden(layer) and layer.pooling)
           + networks_with(2, conv=True, where=lambda layer: isinstance(layer, Dense)
                           and layer.is_readout))
 CASES = [(number, lanes) for number, (net, n, _) in enumerate(LAYERS)
@@ -26,7 +26,7 @@ def test_the_layers_cover_the_cases():
     layers = [net.layers[n] for net, n, _ in LAYERS]
     assert {layer.is_readout for layer in layers} == {False, True}
     assert {len(layer.in_shape) for layer in layers} == {1, 3}
-    assert any(layer.pool > 1 for layer in layers)
+    assert any(layer.pooling for layer in layers)
     assert any(lanes > 1 and layers[number].weight.shape[0] % lanes
                for number, lanes in CASES)
 

@@ -20,7 +20,7 @@ def image_of_16_neurons():
 
 
 NETS = [random_network(np.random.default_rng(seed), conv=conv, act_bits=bits)
-        for seed, conv, bits in ((0, False, 2), (5, True, 1), (1, True, 2), (6, True, 3))] \
+        for seed, conv, bits in ((23, False, 2), (3, True, 1), (1, True, 2), (6, True, 3))] \
     + [image_of_16_neurons()]
 
 
@@ -41,6 +41,7 @@ def test_the_networks_cover_vectors_and_images():
     assert {len(net.encoder.shape) for net in NETS} == {1, 3}
     assert {net.encoder.levels for net in NETS} == {1, 3, 7}
     assert min(int(np.prod(net.encoder.shape)) for net in NETS) == 1      # a single neuron
+    assert any(net.encoder.signal_shape for net in NETS)                  # a 1-D signal
 
 
 @pytest.mark.parametrize("idle, backpressure", FLOWS)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from onespike.errors import OnespikeError
-from onespike.ir import Conv, Dense, Encoder, load, save
+from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, load, save
 from onespike.sim import random_network
 
 
@@ -66,6 +66,33 @@ def test_inconsistent_widths_refused(tmp_path):
         load(path)
 
 
+def test_files_with_one_integer_per_geometry_value_still_load(tmp_path):
+    """Files written before rectangular kernels hold ``kernel``, ``stride``, ``padding`` and
+    ``pool`` as one integer for both axes."""
+    encoder = Encoder(shape=(2, 6, 6), act_bits=2, scale=np.ones(2), offset=np.zeros(2))
+    conv = Conv(in_shape=(2, 6, 6), weight=np.ones((3, 2, 3, 3)), bias=[0, 1, 2],
+                ramp=[1, 2, 3], act_bits=2, scale=1.0, stride=2, padding=1)
+    pool = MaxPool(in_shape=conv.out_shape, kernel=2, stride=1)
+    readout = Dense(in_shape=pool.out_shape, weight=np.ones((2, 12)), bias=[0, 0],
+                    ramp=None, act_bits=None, scale=1.0, pool=(1, 1))
+    net = Network(encoder, (conv, pool, readout))
+    path = save(net, tmp_path / "net.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays["header"].tobytes())
+    assert header["layers"][0]["stride"] == [2, 2]
+    for entry in header["layers"]:
+        for key in ("kernel", "stride", "padding", "pool"):
+            if key in entry:
+                entry[key] = entry[key][0]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(path, **arrays)
+    old = load(path)
+    assert old.layers[0].stride == (2, 2) and old.layers[0].padding == (1, 1)
+    assert old.layers[1].kernel == (2, 2) and old.layers[2].pool == (1, 1)
+    assert old.header() == net.header()
+
+
 def test_save_leaves_nothing_on_failure(tmp_path, monkeypatch):
     net = random_network(np.random.default_rng(9))
 
@@ -93,9 +120,17 @@ def test_dense_validation_messages(kwargs, message):
 
 
 def test_conv_and_encoder_validation_messages():
-    with pytest.raises(OnespikeError, match="padding must be smaller than the kernel"):
-        Conv(in_shape=(1, 5, 5), weight=np.ones((1, 1, 3, 3)), bias=[0], ramp=[1],
-             act_bits=2, scale=1.0, padding=3)
+    conv = dict(in_shape=(1, 5, 5), bias=[0], ramp=[1], act_bits=2, scale=1.0)
+    with pytest.raises(OnespikeError, match=r"padding \(3, 3\) must be smaller than the "
+                                            r"kernel \(3, 3\)"):
+        Conv(**conv, weight=np.ones((1, 1, 3, 3)), padding=3)
+    with pytest.raises(OnespikeError, match=r"padding \(1, 1\) must be smaller than the "
+                                            r"kernel \(3, 1\)"):
+        Conv(**conv, weight=np.ones((1, 1, 3, 1)), padding=(1, 1))
+    with pytest.raises(OnespikeError, match="stride must be an integer ≥ 1 or a"):
+        Conv(**conv, weight=np.ones((1, 1, 3, 1)), stride=(1, 0))
+    with pytest.raises(OnespikeError, match=r"maxpool padding \(0, 2\) must be at most half"):
+        MaxPool(in_shape=(1, 5, 5), kernel=(1, 3), stride=1, padding=(0, 2))
     with pytest.raises(OnespikeError, match="scale must be positive"):
         Encoder(shape=(4,), act_bits=4, scale=[0.0], offset=[0.0])
     with pytest.raises(OnespikeError, match="expects"):

@@ -1,6 +1,7 @@
 """Models written the way people write them: subclassed modules, functional calls,
 Sequential, inplace ReLUs, ReLU spellings, bias-free layers, odd sizes, batch norm in every
-place, raw, scaled and per-feature standardized inputs, global pooling, a convolution readout.
+place, raw, scaled and per-feature standardized inputs, global pooling, a convolution readout,
+1-D convolutions over signals (audio, ECG and vibration models), rectangular kernels.
 
 Each is trained briefly on sklearn's digits, converted through the API (and the command line
 for one of each kind), checked spike for spike between the event simulation and the
@@ -67,6 +68,22 @@ def conv_readout(self, x):
     return torch.flatten(self.readout(x), 1)
 
 
+class SignalNet(nn.Module):
+    """A keyword-spotting-style 1-D CNN over 8 channels (the digit's rows) of length 8:
+    ``padding="same"``, batch norm, global mean over time."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(8, 16, 3, padding="same")
+        self.bn = nn.BatchNorm1d(16)
+        self.conv2 = nn.Conv1d(16, 16, 3, stride=2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv1(x)))
+        return self.fc(F.relu(self.conv2(x)).mean(-1))
+
+
 def mlp(*sizes, bias=True, relu=lambda: nn.ReLU(inplace=True), bn=None):
     layers = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
@@ -109,6 +126,15 @@ MODELS = {
     "cnn-avgpool-normalized": (lambda: nn.Sequential(
         nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AvgPool2d(2),
         nn.Flatten(), nn.Linear(96, 10)), "image-norm"),
+    "cnn-rectangular-kernels": (lambda: nn.Sequential(                       # 1×8×8
+        nn.Conv2d(1, 8, (3, 1), padding=(1, 0)), nn.ReLU(),                   # 8×8×8
+        nn.Conv2d(8, 8, (1, 3), stride=(1, 2)), nn.ReLU(),                    # 8×8×3
+        nn.MaxPool2d((2, 1)), nn.Flatten(), nn.Linear(96, 10)), "image"),     # 8×4×3
+    "conv1d-signal": (lambda: nn.Sequential(                                  # 1×64
+        nn.Conv1d(1, 8, 5, stride=2, padding=2), nn.BatchNorm1d(8), nn.ReLU(),  # 8×32
+        nn.MaxPool1d(2), nn.Conv1d(8, 16, 3, padding=1), nn.ReLU(),           # 16×16
+        nn.AvgPool1d(2), nn.Flatten(), nn.Linear(128, 10)), "signal"),        # 16×8
+    "conv1d-rows-global-mean": (SignalNet, "rows"),
 }
 
 
@@ -117,6 +143,10 @@ def dataset(kind):
     if kind.startswith("image"):
         return zoo.digits(image=True, normalize=kind == "image-norm")
     data = zoo.digits()
+    if kind in ("signal", "rows"):      # (1, 64): one channel; (8, 8): a channel per row
+        shape = (1, 64) if kind == "signal" else (8, 8)
+        return zoo.Dataset("digits", data.x_train.reshape(-1, *shape) / 16, data.y_train,
+                           data.x_test.reshape(-1, *shape) / 16, data.y_test)
     if kind == "scaled":
         return zoo.Dataset("digits", data.x_train / 16, data.y_train, data.x_test / 16,
                            data.y_test)
@@ -133,13 +163,14 @@ def trained(name):
     factory, kind = MODELS[name]
     torch.manual_seed(0)
     data = dataset(kind)
-    model = zoo.train(factory(), data, epochs=12 if kind.startswith("image") else 20)
+    model = zoo.train(factory(), data, epochs=20 if kind in ("raw", "scaled", "standardized")
+                      else 12)
     return model, data
 
 
 # one of each kind in the default run; the whole set with `make test-all`
 QUICK = {"functional-relu", "relu6", "batchnorm-after-relu", "standardized-inputs",
-         "cnn-conv-readout", "cnn-global-mean"}
+         "cnn-conv-readout", "cnn-global-mean", "conv1d-signal", "cnn-rectangular-kernels"}
 
 
 def test_the_set_is_broad():
@@ -168,7 +199,7 @@ def test_model_converts_exactly_and_keeps_its_accuracy(name, build_root):
 
 
 @pytest.mark.parametrize("name", ["functional-relu", "relu6", "cnn-conv-readout",
-                                  "standardized-inputs"])
+                                  "standardized-inputs", "conv1d-rows-global-mean"])
 def test_model_converts_through_the_command_line(name, tmp_path, capsys):
     model, data = trained(name)
     example = torch.as_tensor(data.x_train[:1], dtype=torch.float32)
@@ -226,10 +257,14 @@ class LinearOnImage(nn.Module):
     (LinearOnImage, (1, 8, 8), "acts on its last axis only; flatten the map first"),
     (lambda: nn.Sequential(nn.Linear(64, 8), nn.Sigmoid(), nn.Linear(8, 10)), (64,),
      r"unsupported layer '1' \(Sigmoid\)"),
-    (lambda: nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(24, 10)),
-     (1, 8), "1-D convolutions are not supported yet"),
-    (lambda: nn.Sequential(nn.Conv2d(1, 4, (3, 1)), nn.ReLU(), nn.Flatten(),
-                           nn.Linear(192, 10)), (1, 8, 8), r"kernel \(3, 1\) is not square"),
+    (lambda: nn.Sequential(nn.Conv1d(1, 4, 4, padding="same"), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(32, 10)), (1, 8), "padding='same' with an even kernel"),
+    (lambda: nn.Sequential(nn.Conv1d(1, 4, 3, dilation=2), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(16, 10)), (1, 8), "grouped or dilated convolution"),
+    (lambda: nn.Sequential(nn.Conv2d(2, 4, (3, 1), groups=2), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(192, 10)), (2, 8, 8), "grouped or dilated convolution"),
+    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(128, 10)), (2, 2, 4, 8),
+     r"input shape \(2, 2, 4, 8\) per sample: onespike takes vectors"),
     (lambda: nn.Sequential(nn.Linear(64, 8), nn.Hardtanh(-1.0, 1.0), nn.Linear(8, 10)), (64,),
      r"a clamp to \[-1.0, 1.0\] is not a ReLU"),
     (lambda: nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.ReLU(),

@@ -198,8 +198,8 @@ def test_trained_digits_cnn(simulator, digits_cnn_net, build_root):
     assert result["values_compared"] == expected_comparisons(net, 7)
 
 
-@pytest.mark.parametrize("number, simulator", [(0, "icarus"), (5, "icarus"),
-                                               (12, "icarus"), (12, "verilator")])
+@pytest.mark.parametrize("number, simulator", [(0, "icarus"), (9, "icarus"),   # 9: 1-D
+                                               (10, "icarus"), (10, "verilator")])
 def test_random_conv_networks(number, simulator, build_root):
 
     net, rng = conv_net_and_rng(number)
