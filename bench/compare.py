@@ -166,14 +166,16 @@ def main():
     parser.add_argument("--nets", default="digits,mnist")
     parser.add_argument("--boards", default="ulx3s-85f,icebreaker")
     parser.add_argument("--variants", default="ttfs,dense,dense-lut")
-    parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8")
+    parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8",
+                        help="per network: one count, or one per layer as 4/1")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--flow", choices=("bare", "board"), default=None,
                         help="bare accelerators (default on ECP5) or `onespike build` with "
                              "the link (default on iCE40)")
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
-    lanes_of = dict((k, int(v)) for k, v in (x.split("=") for x in args.lanes.split(",")))
+    lanes_of = dict((k, [int(n) for n in v.split("/")] if "/" in v else int(v))
+                    for k, v in (x.split("=") for x in args.lanes.split(",")))
     available = nets()
     rows = []
     for net_name in args.nets.split(","):
@@ -185,7 +187,7 @@ def main():
             for board_name in args.boards.split(","):
                 board = board_named(board_name)
                 flow = args.flow or ("board" if board.family == "ice40" else "bare")
-                folder = ROOT / f"{net_name}-{board_name}-p{lanes}-{variant}-{flow}"
+                folder = ROOT / f"{net_name}-{board_name}-p{'x'.join(map(str, lanes)) if isinstance(lanes, list) else lanes}-{variant}-{flow}"
                 try:
                     if flow == "bare":
                         s, used = build(net, board, lanes, variant, folder), lanes

@@ -409,7 +409,14 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
         try:
             return (*prepared, _run_tools(board, prepared[2], log))
         except BuildFailed as failure:
-            if not failure.misfit or lanes is not None or attempt == retries:
+            if failure.misfit and lanes is not None:
+                estimate = prepared[0].luts
+                raise BuildFailed(f"{failure}; the planner estimated ~{estimate} of "
+                                  f"{board.luts} LUTs for --lanes {lanes}, an estimate "
+                                  f"that place and route did not bear out: build without "
+                                  f"--lanes (the planner then retries with fewer lanes) "
+                                  f"or ask for fewer lanes") from None
+            if not failure.misfit or attempt == retries:
                 raise
             share *= 0.8
             log(f"place and route found {board.name} too full at lanes "

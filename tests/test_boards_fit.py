@@ -149,7 +149,8 @@ def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_
     assert placed.luts < first.luts and sum(placed.lanes) < sum(first.lanes)
     assert any("too full" in line for line in lines)
     attempts.clear()
-    with pytest.raises(flow.BuildFailed):
+    with pytest.raises(flow.BuildFailed, match=r"planner estimated ~\d+ of 8640 LUTs for "
+                                                r"--lanes 4.*build without --lanes"):
         flow._place(net, board, tmp_path / "out", 4, flow.LinkOptions(), None, lines.append)
     assert len(attempts) == 1
 
