@@ -345,7 +345,10 @@ class SpramWeights(Elaboratable):
     """A weight memory (one synchronous read port, always enabled) in SB_SPRAM256KA blocks,
     written byte by byte from the link's ``load`` bus: image byte ``base + row * stride + k``
     is byte ``k`` of ``row`` (``model=True`` uses a behavioural model of the SPRAM, for
-    simulation)."""
+    simulation). A load byte is decoded (is it ours, which row, which byte of it) and then
+    registered, so the write decision, the address select and the row start at flip-flops
+    instead of at the link's receive logic: a byte is written one cycle after the link
+    offers it (the host's next byte is a UART frame away)."""
 
     def __init__(self, mem, load, base, *, model=False):
         (self.read,) = mem.read_ports
@@ -374,10 +377,16 @@ class SpramWeights(Elaboratable):
         deep = math.ceil(self.depth / SPRAM_DEPTH)
         offset = Signal(len(load.address) + 1)
         m.d.comb += offset.eq(load.address - self.base)
-        this_row = offset[shift:]
-        this_byte = offset[:shift] if shift else Const(0, 1)
-        active = load.valid & (load.address >= self.base) & \
-            (this_row < self.depth) & (this_byte < row_bytes)
+        row, byte = offset[shift:], offset[:shift] if shift else Const(0, 1)
+        # registered: the byte being written, its row, its place in the row, and whether
+        # it is ours
+        active = Signal()
+        this_row = Signal(range(max(self.depth, 2)))
+        this_byte = Signal(max(shift, 1))
+        data = Signal(8)
+        m.d.sync += [active.eq(load.valid & (load.address >= self.base) &
+                               (row < self.depth) & (byte < row_bytes)),
+                     this_row.eq(row), this_byte.eq(byte), data.eq(load.byte)]
         address = Signal(range(max(self.depth, 2)))
         m.d.comb += address.eq(Mux(active, this_row, read.addr))
         address14 = Signal(14)
@@ -391,7 +400,7 @@ class SpramWeights(Elaboratable):
             for s in range(wide):
                 out = Signal(SPRAM_WIDTH, name=f"spram{d}_{s}_out")
                 write = active & (bank == d) & ((this_byte >> 1) == s)
-                self._spram(m, f"spram{d}_{s}", address14, Cat(load.byte, load.byte),
+                self._spram(m, f"spram{d}_{s}", address14, Cat(data, data),
                             Mux(this_byte[0], 0b1100, 0b0011), write, out, read.domain)
                 slices.append(out)
             rows.append(Cat(*slices)[:self.width])
