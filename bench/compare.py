@@ -187,7 +187,8 @@ def main():
             for board_name in args.boards.split(","):
                 board = board_named(board_name)
                 flow = args.flow or ("board" if board.family == "ice40" else "bare")
-                folder = ROOT / f"{net_name}-{board_name}-p{'x'.join(map(str, lanes)) if isinstance(lanes, list) else lanes}-{variant}-{flow}"
+                tag = "x".join(map(str, lanes)) if isinstance(lanes, list) else lanes
+                folder = ROOT / f"{net_name}-{board_name}-p{tag}-{variant}-{flow}"
                 try:
                     if flow == "bare":
                         s, used = build(net, board, lanes, variant, folder), lanes
