@@ -43,7 +43,7 @@ class TunedNetwork(torch.nn.Module):
         if layer.is_readout:
             return np.float64(self.qmax)
         ramp = layer.ramp.astype(np.float64)
-        return ramp if layer.bias.ndim == 1 else _per_channel(ramp, layer)
+        return ramp if layer.bias.ndim == 1 else layer.per_channel(ramp)
 
     def _weight(self, k):
         w = self.theta[k] * self.qmax
@@ -77,7 +77,7 @@ class TunedNetwork(torch.nn.Module):
                     + (b[:, None, None] if b.ndim == 1 else b)
             if layer.is_readout:
                 return y.flatten(1), hidden
-            ramp = torch.tensor(_per_channel(layer.ramp, layer))
+            ramp = torch.tensor(layer.per_channel(layer.ramp))
             exact = torch.div(y.detach().round().long(), ramp, rounding_mode="floor")
             soft = (y / ramp).clamp(0, layer.levels + 1)
             a = soft + (exact.clamp(0, layer.levels).to(y.dtype) - soft).detach()
@@ -99,8 +99,3 @@ class TunedNetwork(torch.nn.Module):
                 k += 1
             layers.append(layer)
         return Network(self.net.encoder, tuple(layers))
-
-
-def _per_channel(values, layer):
-    """Per-output-channel ``values`` shaped to broadcast over the layer's output map."""
-    return values[:, None, None] if layer.kind == "conv" else values

@@ -217,6 +217,11 @@ class _Synaptic:
         return np.abs(self.weight).reshape(self.weight.shape[0], -1).sum(axis=1) \
             * self.pool[0] * self.pool[1]
 
+    def per_channel(self, values):
+        """Per-output-channel ``values`` shaped to broadcast over the layer's output map
+        (a column per channel for a convolution)."""
+        return values[:, None, None] if self.kind == "conv" else values
+
     @property
     def abs_bias_max(self) -> np.ndarray:
         return np.abs(self.bias).reshape(self.weight.shape[0], -1).max(axis=1)

@@ -88,10 +88,6 @@ def _bias(layer):
     return layer.bias
 
 
-def _per_channel(values, layer):
-    return values[:, None, None] if isinstance(layer, Conv) else values
-
-
 def synaptic_fanout(layer) -> np.ndarray:
     """Additions one spike at each input position causes (shape ``layer.in_shape``)."""
     if isinstance(layer, Dense):
@@ -158,7 +154,7 @@ def closed_form(net: Network, a0) -> Trace:
         if layer.is_readout:
             logits = y.reshape(len(y), -1)
         else:
-            a = np.clip(y // _per_channel(layer.ramp, layer), 0, layer.levels)
+            a = np.clip(y // layer.per_channel(layer.ramp), 0, layer.levels)
     return Trace(**_summary(net, maps, logits))
 
 
@@ -201,8 +197,8 @@ def event_sim(net: Network, a0) -> Trace:
                 out = np.zeros_like(st["fired"])
                 if not layer.is_readout and 0 <= k <= layer.levels:  # firing phase
                     if k > 0:
-                        st["V"] += _per_channel(layer.ramp, layer)
-                    threshold = _per_channel(layer.levels * layer.ramp, layer)
+                        st["V"] += layer.per_channel(layer.ramp)
+                    threshold = layer.per_channel(layer.levels * layer.ramp)
                     if k < layer.levels:
                         out = (st["V"] >= threshold) & ~st["fired"]
                 st["peak_V"] = max(st["peak_V"], int(np.abs(st["V"]).max(initial=0)))

@@ -68,7 +68,7 @@ import numpy as np
 
 from onespike.errors import OnespikeError
 from onespike.ir import MaxPool, Network
-from onespike.sim.golden import (_bias, _check_input, _max_pool, _per_channel, _weighted_sum,
+from onespike.sim.golden import (_bias, _check_input, _max_pool, _weighted_sum,
                                  synaptic_fanout)
 
 __all__ = ["RateTrace", "rate_sim", "rate_quantized", "rate_summary", "input_trains",
@@ -232,7 +232,7 @@ def _run(net, a0, steps, total, bipolar, analog):
             counts = source if analog else source.sum(axis=0, dtype=np.int64)
             return trains, _readout(layer, counts, analog, net.in_levels(i), steps)
         charge = _charge(layer, source, analog, net.in_levels(i), steps, total)
-        threshold = _per_channel(layer.ramp * layer.levels, layer)
+        threshold = layer.per_channel(layer.ramp * layer.levels)
         source = _fire(charge, threshold, steps, bipolar)
         analog = False
 
@@ -328,7 +328,7 @@ def rate_quantized(net: Network, a0, *, steps: int, input_coding="analog"):
         q = steps * _bias(layer) + scale * _weighted_sum(layer, c)
         if layer.is_readout:
             return tuple(counts), q.reshape(len(q), -1)
-        c = np.clip(q // _per_channel(layer.ramp * layer.levels, layer), 0, steps)
+        c = np.clip(q // layer.per_channel(layer.ramp * layer.levels), 0, steps)
         analog = False
 
 
