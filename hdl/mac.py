@@ -15,6 +15,8 @@ marker with ``end = 1`` (``index`` and ``value`` unused) that closes the sample.
 * :class:`ActivationMaxPool`: max pooling, a running maximum per pooled neuron.
 """
 
+import math
+
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
@@ -545,8 +547,7 @@ class ActivationMaxPool(wiring.Component):
     @property
     def fan_out(self):
         """Cycles per input activation (the candidates it checks)."""
-        span_y, span_x = pool_spans(self._layer)
-        return span_y * span_x
+        return math.prod(pool_spans(self._layer))
 
     @property
     def skip_zeros(self):
@@ -568,11 +569,7 @@ class ActivationMaxPool(wiring.Component):
 
         spike = Signal(self.i.payload.shape())
         offsets = Odometer(pool_spans(layer), "offset")
-
-        def candidate(index, dy, dx):
-            return pooled_candidate(layer, index, dy, dx)[:2]
-
-        word, ok = candidate(spike.index, *offsets.values)
+        word, ok, _, _ = pooled_candidate(layer, spike.index, *offsets.values)
         m.d.comb += [read.addr.eq(word), write.addr.eq(word), write.data.eq(spike.value)]
         sweep = Signal(range(size))
         at = Odometer([c_out, ho, wo], "pooled")
@@ -594,13 +591,15 @@ class ActivationMaxPool(wiring.Component):
                         at.load(m, [0, 0, 0])
                         m.next = "DRAIN"
                     with m.Else():
-                        m.d.comb += read.addr.eq(candidate(self.i.payload.index, 0, 0)[0])
+                        first = pooled_candidate(layer, self.i.payload.index, 0, 0)[0]
+                        m.d.comb += read.addr.eq(first)
                         m.next = "CHECK"
             with m.State("CHECK"):   # read.data: the candidate's maximum so far
                 m.d.comb += write.en.eq(ok & (spike.value > read.data))
                 after = offsets.next_values()
                 offsets.load(m, after)
-                m.d.comb += read.addr.eq(candidate(spike.index, *after)[0])
+                after_word = pooled_candidate(layer, spike.index, *after)[0]
+                m.d.comb += read.addr.eq(after_word)
                 with m.If(offsets.last()):
                     m.next = "ACCEPT"
             with m.State("DRAIN"):   # read.data: the maximum of pooled neuron `sweep`

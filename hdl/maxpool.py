@@ -1,5 +1,7 @@
 """Max pooling in the spike domain: a pooled neuron fires with its first input spike."""
 
+import math
+
 from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -73,8 +75,7 @@ class MaxPoolCore(wiring.Component):
     @property
     def fan_out(self):
         """Cycles per input spike (the pooled neurons it checks)."""
-        span_y, span_x = self.spans
-        return span_y * span_x
+        return math.prod(self.spans)
 
     @property
     def fired_memory_bits(self):
@@ -91,11 +92,7 @@ class MaxPoolCore(wiring.Component):
 
         spike = Signal(self.i.payload.shape())
         offsets = Odometer(self.spans, "offset")
-
-        def candidate(index, dy, dx):
-            return pooled_candidate(layer, index, dy, dx)
-
-        word, ok, py, px = candidate(spike.index, *offsets.values)
+        word, ok, py, px = pooled_candidate(layer, spike.index, *offsets.values)
         m.d.comb += [read.addr.eq(word), write.addr.eq(word), write.data.eq(1)]
         m.d.comb += [self.o.payload.step.eq(spike.step), self.o.payload.index.c.eq(spike.index.c),
                      self.o.payload.index.y.eq(py), self.o.payload.index.x.eq(px)]
@@ -112,7 +109,7 @@ class MaxPoolCore(wiring.Component):
                 with m.If(self.i.valid):
                     m.d.sync += spike.eq(self.i.payload)
                     offsets.load(m, [0, 0])
-                    first, _, _, _ = candidate(self.i.payload.index, 0, 0)
+                    first = pooled_candidate(layer, self.i.payload.index, 0, 0)[0]
                     m.d.comb += read.addr.eq(first)
                     m.next = "END"
                     with m.If(~self.i.payload.end):
@@ -127,7 +124,8 @@ class MaxPoolCore(wiring.Component):
                     m.d.comb += write.en.eq(fresh)
                     after = offsets.next_values()
                     offsets.load(m, after)
-                    m.d.comb += read.addr.eq(candidate(spike.index, *after)[0])
+                    after_word = pooled_candidate(layer, spike.index, *after)[0]
+                    m.d.comb += read.addr.eq(after_word)
                     with m.If(offsets.last()):
                         m.next = "ACCEPT"
                         accept()         # the next input in the same cycle

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from onespike.errors import OnespikeError
-from onespike.ir import Conv, Dense, Encoder, MaxPool, Network
+from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, signal_shape
 
 __all__ = ["quantize", "check_bits", "BALANCES", "float_forward"]
 
@@ -53,8 +53,7 @@ def _check_calibration(calib, input_shape):
     if calib.dtype.kind not in "fiub":
         raise OnespikeError(f"calibration data must be numeric, not {calib.dtype}")
     calib = calib.astype(np.float64)
-    if len(input_shape) == 3 and input_shape[1] == 1 \
-            and calib.shape[1:] == (input_shape[0], input_shape[2]):
+    if calib.shape[1:] == signal_shape(input_shape):
         calib = calib.reshape((len(calib),) + tuple(input_shape))   # a 1-D signal
     if calib.ndim != len(input_shape) + 1 or calib.shape[1:] != tuple(input_shape):
         raise OnespikeError(f"calibration array has shape {calib.shape}; the model expects "

@@ -31,7 +31,7 @@ import numpy as np
 from .errors import OnespikeError
 
 __all__ = ["Encoder", "Dense", "Conv", "MaxPool", "Network", "LayerWidths", "NO_SPIKE",
-           "FORMAT", "FORMAT_VERSION", "save", "load", "signed_bits"]
+           "FORMAT", "FORMAT_VERSION", "save", "load", "signed_bits", "signal_shape"]
 
 FORMAT = "onespike.net"
 FORMAT_VERSION = 1
@@ -77,6 +77,13 @@ def _pair(value, name, minimum=1):
         raise OnespikeError(f"{name} must be an integer ≥ {minimum} or a (height, width) pair "
                             f"of them, not {value!r}")
     return tuple(int(v) for v in values)
+
+
+def signal_shape(shape):
+    """``(channels, length)`` when ``shape`` is a 1-D signal as the image
+    ``(channels, 1, length)``, else None."""
+    shape = tuple(shape)
+    return (shape[0], shape[2]) if len(shape) == 3 and shape[1] == 1 else None
 
 
 def _window_out(size, kernel, stride, padding):
@@ -129,9 +136,7 @@ class Encoder:
     @property
     def signal_shape(self):
         """``(channels, length)`` when the input is a 1-D signal (height 1), else None."""
-        if len(self.shape) == 3 and self.shape[1] == 1:
-            return (self.shape[0], self.shape[2])
-        return None
+        return signal_shape(self.shape)
 
     def encode(self, x) -> np.ndarray:
         """Integer activations (int64, shape ``(batch, *shape)``) of float inputs."""
