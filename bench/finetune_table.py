@@ -3,7 +3,7 @@ activation bit width, spikes per neuron, cycles per image (cycle model at 4 lane
 Amaranth-simulated RTL on --rtl images for MLPs) and µs per image at an ECP5 Fmax; then what
 the spike penalty trades at 4 bits and what a finer input window buys at 1 bit.
 
-Run: .venv/bin/python bench/finetune_table.py [MODEL...] [--epochs N] [--train N]
+Run: .venv/bin/python bench/finetune_table.py [MODEL...] [--epochs N] [--train N] [--bits B...]
      MODEL: digits (the issue's 64-48-32-10 BN MLP, about a minute), or the cached bench
      models of bench/models.py: mnist-mlp, mnist-cnn, fashion-cnn (../shared/data; each
      fine-tuning run takes minutes on 2 cores; --train N fine-tunes on the first N images)
@@ -68,7 +68,7 @@ def bits_table(model, data, flt, args, rtl):
          f"cycles/image ({LANES} lanes, model{', RTL' if rtl else ''})",
          f"µs/image at {args.fmax:g} MHz"])
     row(["---"] * 7)
-    for bits in (4, 3, 2, 1):
+    for bits in args.bits:
         plain = measure(convert(model, x[:5000], act_bits=bits), data, 0)
         tuned = measure(finetune(model, x, y, act_bits=bits, epochs=args.epochs,
                                  progress=False).network(), data, rtl)
@@ -108,6 +108,8 @@ def main():
     parser.add_argument("models", nargs="*", default=["digits"])
     parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs")
     parser.add_argument("--train", type=int, default=None, help="fine-tune on N images")
+    parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2, 1],
+                        help="activation bit widths of the table (default: 4 3 2 1)")
     parser.add_argument("--rtl", type=int, default=20, help="images run in the RTL (MLPs)")
     parser.add_argument("--fmax", type=float, default=58.0,
                         help="MHz for µs/image (default: the MNIST MLP on the ULX3S-85F)")

@@ -3,18 +3,12 @@
 import numpy as np
 from amaranth.hdl import Cat, Const, Mux
 
+from onespike.hdl.arith import const_divide, const_multiply
 from onespike.hdl.core import NeuronCore
 from onespike.hdl.streams import neuron_layout, refuse
 from onespike.ir import Conv, LayerWidths
 
 __all__ = ["ConvCore"]
-
-
-def _div(value, k):
-    """``value // k`` for a positive constant ``k`` (a shift when ``k`` is a power of 2)."""
-    if k & (k - 1) == 0:
-        return value >> (k.bit_length() - 1)
-    return value // k
 
 
 class ConvCore(NeuronCore):
@@ -67,12 +61,12 @@ class ConvCore(NeuronCore):
                                            layer.pool))
         exists = Const(1)
         if pool > 1:
-            coord = _div(coord, pool)
+            coord = const_divide(coord, pool)
             exists &= coord < pooled_size           # cut off by the pooling
         u = coord + p
-        last = _div(u, s) if s > 1 else u
+        last = const_divide(u, s) if s > 1 else u
         last = Mux(last > out_size - 1, out_size - 1, last)
-        first = _div(u + (s - k), s) if s > 1 else u + (1 - k)
+        first = const_divide(u + (s - k), s) if s > 1 else u + (1 - k)
         if k > 1:                                   # rows above the map's top: none
             first = Mux(u >= k - 1, first, 0)
         return first, last, exists & (first <= last)
@@ -93,11 +87,12 @@ class ConvCore(NeuronCore):
         for coord, o, k, s, p, pool in zip((index.y, index.x), (oy, ox), layer.kernel,
                                            layer.stride, layer.padding, layer.pool):
             if pool > 1:
-                coord = _div(coord, pool)
-            taps.append((coord + p - o * s)[:max(k - 1, 1).bit_length()])
+                coord = const_divide(coord, pool)
+            taps.append((coord + p - const_multiply(o, s))[:max(k - 1, 1).bit_length()])
         ky, kx = taps
-        word = (group * ho + oy) * wo + ox
-        weight_word = ((index.c * kh + ky) * kw + kx) * self.groups + group
+        word = const_multiply(const_multiply(group, ho) + oy, wo) + ox
+        weight_word = const_multiply(
+            const_multiply(const_multiply(index.c, kh) + ky, kw) + kx, self.groups) + group
         return word, weight_word
 
     def synapse_counts(self):
@@ -124,7 +119,7 @@ class ConvCore(NeuronCore):
         def fit(value, bits):
             return value[:bits] if len(value) >= bits else Cat(value, Const(0, bits - len(value)))
         return Cat(fit(ox, width["x"]), fit(oy, width["y"]),
-                   fit(group * self.lanes + lane, width["c"]))
+                   fit(const_multiply(group, self.lanes) + lane, width["c"]))
 
     def neuron_constants(self):
         layer = self._layer

@@ -19,7 +19,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.arith import multiply
+from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.encoder import positive
 from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
                                   spike_layout)
@@ -485,7 +485,7 @@ class NeuronCore(wiring.Component):
         logits = Array(Signal(signed(self._widths.membrane_bits), name=f"logit{l}")
                        for l in range(lanes))
         lane = Signal(range(lanes))
-        index = word * lanes + lane
+        index = const_multiply(word, lanes) + lane
         nxt = Signal.like(word)               # the word the read ports fetch
         m.d.comb += [nxt.eq(word), read.addr.eq(self._address(nxt, bank)),
                      constants.addr.eq(nxt),

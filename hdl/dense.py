@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from onespike.hdl.arith import const_multiply
 from onespike.hdl.core import NeuronCore
 from onespike.hdl.streams import flat_index, refuse
 from onespike.ir import Dense, LayerWidths
@@ -53,14 +54,14 @@ class DenseCore(NeuronCore):
 
     def synapse(self, index, counters):
         group, = counters
-        return group, flat_index(index, self._layer.in_shape) * self.groups + group
+        return group, const_multiply(flat_index(index, self._layer.in_shape), self.groups) + group
 
     def synapse_counts(self):
         return np.full(self.inputs, self.groups)
 
     def neuron_index(self, word_counters, lane):
         group, = word_counters
-        return group * self.lanes + lane
+        return const_multiply(group, self.lanes) + lane
 
     def neuron_constants(self):
         ramp = np.zeros(self._channels, dtype=np.int64) if self._layer.is_readout \

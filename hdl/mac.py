@@ -301,24 +301,6 @@ class MacCore(wiring.Component):
         m.d.comb += [read.addr.eq(side.addr), write.addr.eq(side.word),
                      write.data.eq(side.write), write.en.eq(side.en & write_enable)]
 
-    def _synapse(self, index, counters):
-        """``(state word, weight word)``: the geometry's, except that without DSPs a dense
-        layer forms its weight row address with constant shifted adds."""
-        if self._use_dsp or not isinstance(self._layer, Dense):
-            return self._geometry.synapse(index, counters)
-        group, = counters
-        shape = self._layer.in_shape
-        row = index if len(shape) == 1 else \
-            const_multiply(index.c, shape[1] * shape[2]) + const_multiply(index.y, shape[2]) \
-            + index.x
-        return group, const_multiply(row, self.groups) + group
-
-    def _neuron_index(self, word_counters, lane):
-        if self._use_dsp or not isinstance(self._layer, Dense):
-            return self._geometry.neuron_index(word_counters, lane)
-        group, = word_counters
-        return const_multiply(group, self.lanes) + lane
-
     def _accumulate(self, m, weight, acc, constants, full, bank, clearing):
         """Three stages per synapse, one synapse per cycle: (0) weight word address;
         (1) the weight word is read, ``w · value`` is formed for ``P`` lanes and registered,
@@ -343,7 +325,7 @@ class MacCore(wiring.Component):
         m.d.comb += [acc.write[l].eq(acc.data[l] + product[l]) for l in range(lanes)]
 
         def present(at, counters, val):
-            word, weight_word = self._synapse(at, counters)
+            word, weight_word = self._geometry.synapse(at, counters)
             m.d.comb += weight.addr.eq(weight_word)
             m.d.sync += [s1_valid.eq(1), s1_word.eq(word), s1_value.eq(val)]
 
@@ -459,7 +441,7 @@ class MacCore(wiring.Component):
                     next_word()
                 with m.Else():
                     m.d.comb += [self.o.valid.eq(1),
-                                 self.o.payload.index.eq(self._neuron_index(where.values, lane)),
+                                 self.o.payload.index.eq(self._geometry.neuron_index(where.values, lane)),
                                  self.o.payload.value.eq(quotient[lane])]
                     with m.If(self.o.ready):
                         m.d.sync += emit.eq(rest)

@@ -6,6 +6,7 @@ from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from onespike.hdl.arith import const_divide, const_multiply
 from onespike.hdl.core import Odometer
 from onespike.hdl.encoder import positive
 from onespike.hdl.streams import refuse, spike_layout
@@ -29,14 +30,14 @@ def pooled_candidate(layer: MaxPool, index, dy, dx):
                                              layer.kernel, layer.stride, layer.padding,
                                              pool_spans(layer)):
         shifted = coord + p
-        top = shifted // s if s & (s - 1) else shifted >> (s.bit_length() - 1)
+        top = const_divide(shifted, s)
         if span > 1 and not isinstance(d, int):
             ok &= top >= d
         pooled = (top - d)[:top.shape().width]
-        ok &= (pooled < size) & (shifted - pooled * s <= k - 1)
+        ok &= (pooled < size) & (shifted - const_multiply(pooled, s) <= k - 1)
         coords.append(pooled)
     py, px = coords
-    return (index.c * ho + py) * wo + px, ok, py, px
+    return const_multiply(const_multiply(index.c, ho) + py, wo) + px, ok, py, px
 
 
 class MaxPoolCore(wiring.Component):

@@ -11,6 +11,8 @@ from amaranth.hdl import Elaboratable, Shape, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Out
 
+from onespike.hdl.arith import const_multiply
+
 __all__ = ["discard", "refuse", "pass_bank", "spike_layout", "activation_layout", "logit_layout", "class_layout",
            "TapSignature", "index_shape", "neuron_layout", "flat_index"]
 
@@ -35,7 +37,7 @@ def flat_index(index, shape):
     if len(shape) == 1:
         return index
     _, h, w = shape
-    return index.c * (h * w) + index.y * w + index.x
+    return const_multiply(index.c, h * w) + const_multiply(index.y, w) + index.x
 
 
 def spike_layout(shape, levels: int) -> data.StructLayout:
