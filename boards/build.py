@@ -15,11 +15,11 @@ from onespike import ir
 from onespike.boards.clocks import pll_for
 from onespike.boards.memories import MemoryPlan, inventory, load_image, plan_memories
 from onespike.boards.platforms import Board, tool_environment
-from onespike.boards.link import make_accelerator
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
+from onespike.hdl.generate import accelerator
 from onespike.hdl.streams import discard
 from onespike.hdl.top import layer_lanes
 
@@ -152,7 +152,7 @@ class LinkOptions:
         return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp}
 
     def accelerator(self, net, lanes):
-        return make_accelerator(net, lanes, self.coding, self.use_dsp)
+        return accelerator(net, lanes=lanes, coding=self.coding, use_dsp=self.use_dsp)
 
     def cycles(self, accelerator) -> dict:
         if self.coding == "dense":

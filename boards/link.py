@@ -30,21 +30,10 @@ from onespike.boards.commands import CommandHandler, LoadSignature
 from onespike.boards.frames import FrameReceiver, FrameSender
 from onespike.boards.replies import Replies
 from onespike.boards.uart import UARTReceiver, UARTTransmitter
+from onespike.hdl.generate import CODINGS, accelerator
 from onespike.hdl.streams import refuse
-from onespike.hdl.dense_top import DenseAccelerator
-from onespike.hdl.top import Accelerator
 
-__all__ = ["LinkedAccelerator", "LoadSignature", "CODINGS", "make_accelerator"]
-
-CODINGS = ("ttfs", "dense")
-
-
-def make_accelerator(net, lanes, coding="ttfs", use_dsp=True):
-    """The accelerator of ``coding`` for ``net`` (the dense one with DSP multiplies unless
-    ``use_dsp`` is False)."""
-    if coding == "dense":
-        return DenseAccelerator(net, lanes=lanes, use_dsp=use_dsp)
-    return Accelerator(net, lanes=lanes)
+__all__ = ["LinkedAccelerator", "LoadSignature", "CODINGS"]
 
 
 class LinkedAccelerator(wiring.Component):
@@ -69,7 +58,7 @@ class LinkedAccelerator(wiring.Component):
         if coding not in CODINGS:
             refuse(self, ValueError(f"coding must be one of {', '.join(CODINGS)}, not "
                                     f"{coding!r}"))
-        self.accelerator = make_accelerator(net, lanes, coding, use_dsp)
+        self.accelerator = accelerator(net, lanes=lanes, coding=coding, use_dsp=use_dsp)
         self._net = net
         self._divisor, self._timeout = divisor, timeout
         self._identity = proto.Identity.of(net, clock_hz=clock_hz, load_bytes=load_bytes,

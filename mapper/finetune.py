@@ -48,11 +48,12 @@ def _labels(y, samples, classes):
 
 def _default_lr(samples, batch):
     """Adam's step is about ``lr`` per update whatever the gradient, so the default gives an
-    epoch about a tenth of the weight range in all (``0.1 / steps``, within 2e-4..5e-3):
-    few steps on a small set move far enough, many on a large one do not shake the integer
-    weights off the network the conversion found."""
+    epoch about a tenth of the weight range in all (``0.1 / steps``) on small sets, and at
+    least 1e-3 on large ones: at 2e-4 the 1-bit MNIST CNN (60,000 images, 20 epochs) reached
+    97.1 % and stalled, at 1e-3 98.1 % (float 99.1 %); the kept epoch is the best held-out
+    one, so a step too large for a network costs epochs, not accuracy."""
     steps = max(1, -(-samples // batch))
-    return min(5e-3, max(2e-4, 0.1 / steps))
+    return min(5e-3, max(1e-3, 0.1 / steps))
 
 
 def _objective(logits, hidden, labels, readout_step, spike_weight):
