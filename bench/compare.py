@@ -40,7 +40,8 @@ from onespike.sim import closed_form, first_mismatch
 
 ROOT = Path("build/compare")
 VARIANTS = {  # name → (accelerator factory, yosys synth options per family)
-    "ttfs": (lambda net, lanes: Accelerator(net, lanes=lanes), {}),
+    "ttfs": (lambda net, lanes: Accelerator(net, lanes=lanes), {"ice40": "-dsp"}),
+    "ttfs-lut": (lambda net, lanes: Accelerator(net, lanes=lanes, use_dsp=False), {}),
     "dense": (lambda net, lanes: DenseAccelerator(net, lanes=lanes), {"ice40": "-dsp"}),
     "dense-lut": (lambda net, lanes: DenseAccelerator(net, lanes=lanes, use_dsp=False), {}),
 }
@@ -140,9 +141,9 @@ def board_build(path, board, lanes, variant, folder):
 
     report_path = folder / "build.json"
     if not report_path.is_file():
-        coding = "ttfs" if variant == "ttfs" else "dense"
+        coding = variant.split("-")[0]
         board_flow(path, board, folder, lanes=lanes, coding=coding,
-                   use_dsp=variant != "dense-lut", log=lambda line: None)
+                   use_dsp=not variant.endswith("-lut"), log=lambda line: None)
     return json.loads(report_path.read_text())
 
 
@@ -165,7 +166,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", default="digits,mnist")
     parser.add_argument("--boards", default="ulx3s-85f,icebreaker")
-    parser.add_argument("--variants", default="ttfs,dense,dense-lut")
+    parser.add_argument("--variants", default="ttfs,ttfs-lut,dense,dense-lut",
+                        help="codings: ttfs and dense with DSP multiplies, -lut without")
     parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8",
                         help="per network: one count, or one per layer as 4/1")
     parser.add_argument("--samples", type=int, default=4)

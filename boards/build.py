@@ -32,11 +32,12 @@ WEIGHTS = "weights.bin"       # run-time weights (SPRAM), sent by `onespike run`
 # yosys `stat` cell names per family: block RAM, distributed RAM, SPRAM, LUTs
 STAT_CELLS = {
     "ice40": {"block": r"SB_RAM40_4K", "distributed": r"$^", "spram": r"SB_SPRAM256KA",
-              "luts": r"SB_LUT4"},
+              "luts": r"SB_LUT4", "dsp": r"SB_MAC16"},
     "ecp5": {"block": r"DP16KD|PDPW16KD", "distributed": r"TRELLIS_DPR16X4", "spram": r"$^",
-             "luts": r"LUT4"},
+             "luts": r"LUT4", "dsp": r"MULT18X18D"},
     "gowin": {"block": r"(SDP|DP|SP|pROM)X?9?B?|SDPB|DPB|SPX9|pROMX9",
-              "distributed": r"RAM16SDP\d", "spram": r"$^", "luts": r"LUT[1-4]"},
+              "distributed": r"RAM16SDP\d", "spram": r"$^", "luts": r"LUT[1-4]",
+              "dsp": r"MULT\w+"},
 }
 LUT_SHARE = 0.85        # the planner keeps estimated LUTs under this share of the device
 
@@ -50,7 +51,8 @@ class Fit:
     steady: int               # cycles per sample back to back (hdl.cycles model)
     stages: dict = None       # cycles per stage (cycle model)
     reason: str = ""          # how the lanes were chosen
-    dsps: int = 0             # DSP multipliers the design asks for (dense coding)
+    dsps: int = 0             # DSP multipliers the design asks for
+    use_dsp: bool = False     # the lane multiplies in DSP blocks (else shifted adds)
 
     @property
     def spram_plan(self):
@@ -90,7 +92,8 @@ def _count(pattern, text):
 
 
 def synth_counts(board: Board, synth_log: str) -> dict:
-    """Block RAMs, distributed-RAM units, SPRAMs and LUTs in yosys' final ``stat``."""
+    """Block RAMs, distributed-RAM units, SPRAMs, LUTs and DSP blocks in yosys' final
+    ``stat``."""
     return {kind: _count(pattern, synth_log) for kind, pattern in
             STAT_CELLS[board.family].items()}
 
@@ -142,7 +145,8 @@ DENSE_LUTS = {True: 1.0, False: 1.25}         # by use_dsp (measured 0.93-1.22 w
 @dataclass(frozen=True)
 class LinkOptions:
     """What goes behind the host link besides the network: the UART rate and the
-    accelerator (``coding`` ttfs or dense; ``use_dsp`` for the dense multiplies)."""
+    accelerator (``coding`` ttfs or dense; ``use_dsp``: its lane multiplies may take DSP
+    blocks)."""
     baud: int = DEFAULT_BAUD
     coding: str = "ttfs"
     use_dsp: bool = True
@@ -167,10 +171,17 @@ class LinkOptions:
         return luts
 
     def dsps(self, net, lanes) -> int:
-        """One multiplier per lane of every weighted layer (dense coding with DSPs)."""
-        if self.coding != "dense" or not self.use_dsp:
+        """DSP blocks of the lane multiplies with ``use_dsp`` (the accelerator's count)."""
+        if not self.use_dsp:
             return 0
-        return sum(p for layer, p in zip(net.layers, lanes) if hasattr(layer, "weight"))
+        return self.sized(net, lanes).multipliers
+
+    def sized(self, net, lanes):
+        """The accelerator at ``lanes``, built for its sizes only (never elaborated)."""
+        accelerator = self.accelerator(net, list(lanes))
+        for part in [accelerator, accelerator.encoder, accelerator.argmax, *accelerator.cores]:
+            discard(part)
+        return accelerator
 
 
 def _plan(net, board, lanes, link, lut_budget) -> Fit:
@@ -181,16 +192,14 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
                          lut_budget=lut_budget / board.packing - core)
     cycles = link.cycles(top.link.accelerator)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
-               cycles["steady"], cycles["stages"], dsps=link.dsps(net, lanes))
+               cycles["steady"], cycles["stages"], dsps=link.dsps(net, lanes),
+               use_dsp=link.use_dsp)
 
 
 def _steady(net, lanes, link) -> int:
     """Cycles per sample back to back of the accelerator at ``lanes`` (cycle model; the
     accelerator is built for its sizes only, never elaborated)."""
-    accelerator = link.accelerator(net, list(lanes))
-    for part in [accelerator, accelerator.encoder, accelerator.argmax, *accelerator.cores]:
-        discard(part)
-    return link.cycles(accelerator)["steady"]
+    return link.cycles(link.sized(net, lanes))["steady"]
 
 
 def _trim(net, lanes, link) -> tuple:
@@ -286,7 +295,17 @@ def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) 
     (one count or one per layer) that configuration, refused with the numbers when it
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
     for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device.
-    ``link``: the baud rate and the accelerator (:class:`LinkOptions`)."""
+    ``link``: the baud rate and the accelerator (:class:`LinkOptions`). The TTFS cores are
+    planned with shifted-add multiplies; with ``use_dsp`` they then take DSP blocks when
+    the board has enough for the lanes chosen (fewer LUTs than planned), else stay so."""
+    if link.coding == "ttfs" and link.use_dsp:
+        placed = fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
+        need = link.dsps(net, placed.lanes)
+        if need <= board.dsps:
+            return replace(placed, dsps=need, use_dsp=True,
+                           reason=f"{placed.reason}; the lane multiplies in {need} DSP blocks")
+        return replace(placed, reason=f"{placed.reason}; the lane multiplies from LUTs "
+                                      f"({need} DSP blocks needed, {board.dsps} available)")
     if lanes is not None:
         placed = _plan_or_trim(net, board, lanes, link, board.luts)
         if placed is not None:
@@ -335,8 +354,9 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     clock_hz, pll = _clock(board, clock_mhz)
     placed = fit(net, board, lanes, link, lut_share)
     log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
-    top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz, **link.options,
-                   memory_plan=placed.plan, pll=pll)
+    top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
+                   **{**link.options, "use_dsp": placed.use_dsp}, memory_plan=placed.plan,
+                   pll=pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
     if root.exists():
@@ -349,8 +369,8 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     with warnings.catch_warnings():
         # amaranth 0.5's own default-clock code still requests its pin the old way
         warnings.filterwarnings("ignore", "Using platform.request without", DeprecationWarning)
-        extra = {"synth_opts": "-dsp"} if link.dsps(net, placed.lanes) and \
-            board.family == "ice40" else {}       # synth_ice40 maps SB_MAC16 only when asked
+        extra = {"synth_opts": "-dsp"} if placed.dsps and board.family == "ice40" \
+            else {}                               # synth_ice40 maps SB_MAC16 only when asked
         build_plan = board.create_platform().build(top, name=NAME, do_build=False,
                                                    nextpnr_opts=options, **extra)
     root.mkdir(parents=True)
@@ -450,7 +470,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     summary = {
         "board": board.name, "device": board.device, "network": str(net_path),
         "bitstream": str(out_dir / board.bitstream_name),
-        "coding": coding, "use_dsp": coding == "dense" and use_dsp,
+        "coding": coding, "use_dsp": placed.use_dsp, "dsp_planned": placed.dsps,
         "lanes": list(top.link.accelerator.lanes), "lanes_reason": placed.reason,
         "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,

@@ -26,13 +26,15 @@ class ConvCore(NeuronCore):
     bias of a normalized first layer is honoured) and its channels' ramps.
     """
 
-    def __init__(self, layer: Conv, *, in_levels: int, widths: LayerWidths, lanes: int):
+    def __init__(self, layer: Conv, *, in_levels: int, widths: LayerWidths, lanes: int,
+                 use_dsp: bool = True):
         if not isinstance(layer, Conv):
             refuse(self, TypeError(f"ConvCore needs a Conv layer, not {type(layer).__name__}"))
         if layer.is_readout:
             refuse(self, ValueError("a convolution cannot be the readout; end the network "
                                     "with a Linear layer"))
-        super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes)
+        super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
+                         use_dsp=use_dsp)
 
     @property
     def positions(self):

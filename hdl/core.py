@@ -107,9 +107,13 @@ class NeuronCore(wiring.Component):
     banks (``2·words + 1`` cycles) before ``i`` is ready.
     """
 
-    def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int):
+    def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int,
+                 use_dsp: bool = True):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             refuse(self, ValueError(f"Lane count must be a positive integer, not {lanes!r}"))
+        if not isinstance(use_dsp, bool):
+            refuse(self, TypeError(f"use_dsp must be True or False, not {use_dsp!r}"))
+        self._use_dsp = use_dsp
         self._channels = layer.weight.shape[0]
         if lanes > self._channels:
             refuse(self, ValueError(f"Lane count {lanes} exceeds the layer's "
@@ -176,6 +180,19 @@ class NeuronCore(wiring.Component):
     @property
     def groups(self):
         return -(-self._channels // self._lanes)
+
+    @property
+    def multipliers(self):
+        """16×16 DSP blocks the lane multiplies take with ``use_dsp``: per lane the
+        integration's ``w·(A_in − s)`` and, in a hidden layer, the ramp's ``k·R`` (one block
+        each unless an operand is wider than 16 bits)."""
+        def blocks(a_bits, b_bits):          # operand widths, sign bits included
+            return -(-a_bits // 16) * -(-b_bits // 16)
+        per_lane = blocks(self.weight_bits, self._in_levels.bit_length() + 1)
+        if not self._layer.is_readout:
+            ramp_bits = int(self._layer.ramp.max(initial=1)).bit_length()
+            per_lane += blocks(ramp_bits + 1, self._layer.levels.bit_length() + 1)
+        return self._lanes * per_lane
 
     @property
     def words(self):
@@ -299,7 +316,7 @@ class NeuronCore(wiring.Component):
         for before, after in ((s1, s2), (s2, s3)):
             m.d.sync += [after[k].eq(before[k]) for k in after]
         m.d.sync += [held[l].eq(weight.data[l]) for l in range(lanes)]
-        m.d.sync += [products[l].eq(multiply(held[l], s2["multiple"], use_dsp=False))
+        m.d.sync += [products[l].eq(multiply(held[l], s2["multiple"], self._use_dsp))
                      for l in range(lanes)]
         m.d.comb += [read.addr.eq(self._address(s2["word"], s2["bank"])),
                      restore["busy"].eq(s3["valid"]),
@@ -427,7 +444,7 @@ class NeuronCore(wiring.Component):
             for l, h in enumerate(held):
                 ramp = constants.data[l].ramp
                 m.d.sync += [h["u"].eq(read.data[l]), h["r"].eq(ramp),
-                             h["kr"].eq(multiply(ramp, step, use_dsp=False))]
+                             h["kr"].eq(multiply(ramp, step, self._use_dsp))]
             where.step(m)
 
         with m.FSM(name="firing"):

@@ -34,11 +34,13 @@ class DenseCore(NeuronCore):
     state is ``groups`` words.
     """
 
-    def __init__(self, layer: Dense, *, in_levels: int, widths: LayerWidths, lanes: int):
+    def __init__(self, layer: Dense, *, in_levels: int, widths: LayerWidths, lanes: int,
+                 use_dsp: bool = True):
         if not isinstance(layer, Dense):
             refuse(self, TypeError(f"DenseCore needs a Dense layer, not "
                                    f"{type(layer).__name__}"))
-        super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes)
+        super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
+                         use_dsp=use_dsp)
 
     def weight_words(self):
         rows = unpooled_weights(self._layer)

@@ -28,11 +28,10 @@ class DenseAccelerator(LayerPipeline):
     """
 
     def __init__(self, net: Network, *, lanes=1, skip_zeros=True, use_dsp=True):
-        self._take(net, lanes)
-        for name, flag in (("skip_zeros", skip_zeros), ("use_dsp", use_dsp)):
-            if not isinstance(flag, bool):
-                refuse(self, TypeError(f"{name} must be True or False, not {flag!r}"))
-        self._skip_zeros, self._use_dsp = skip_zeros, use_dsp
+        self._take(net, lanes, use_dsp)
+        if not isinstance(skip_zeros, bool):
+            refuse(self, TypeError(f"skip_zeros must be True or False, not {skip_zeros!r}"))
+        self._skip_zeros = skip_zeros
         self.encoder = ActivationSource(shape=net.encoder.shape, levels=net.encoder.levels,
                                         skip_zeros=skip_zeros)
         self.cores = []
@@ -53,7 +52,3 @@ class DenseAccelerator(LayerPipeline):
     @property
     def skip_zeros(self):
         return self._skip_zeros
-
-    @property
-    def use_dsp(self):
-        return self._use_dsp

@@ -37,7 +37,7 @@ def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_ds
         raise OnespikeError(f"coding must be one of {', '.join(CODINGS)}, not {coding!r}")
     if coding == "dense":
         return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
-    return Accelerator(net, lanes=lanes)
+    return Accelerator(net, lanes=lanes, use_dsp=use_dsp)
 
 TOP_NAME = "onespike_top"
 
@@ -116,12 +116,13 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
                                   "width": core.lanes * core.weight_bits,
                                   "bits": core.weight_memory_bits},
                 "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
+                "multipliers": core.multipliers,
                 "state_memory_bits": core.state_memory_bits})
         layers.append(entry)
     worst = cycle_estimate(top)
     return {
         "top": TOP_NAME, "coding": "ttfs", "tap_payload": CODINGS["ttfs"][1],
-        "verilog": [verilog_name],
+        "use_dsp": top.use_dsp, "verilog": [verilog_name],
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
         "ports": _ports(top),
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,

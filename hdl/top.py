@@ -45,8 +45,12 @@ class LayerPipeline(wiring.Component):
     A subclass calls :meth:`_take`, sets ``encoder``, ``cores`` and ``argmax``, then calls
     :meth:`_chain`."""
 
-    def _take(self, net, lanes):
-        """Keep ``net`` and its lanes per layer; refuse a network no coding can build."""
+    def _take(self, net, lanes, use_dsp):
+        """Keep ``net``, its lanes per layer and ``use_dsp`` (the lane multiplies may go to
+        DSP blocks; else shifted adds); refuse a network no coding can build."""
+        if not isinstance(use_dsp, bool):
+            refuse(self, TypeError(f"use_dsp must be True or False, not {use_dsp!r}"))
+        self._use_dsp = use_dsp
         if isinstance(net.layers[-1], Conv):
             refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
                                        "a Linear layer"))
@@ -75,6 +79,15 @@ class LayerPipeline(wiring.Component):
     @property
     def lanes(self):
         return tuple(self._lanes)
+
+    @property
+    def use_dsp(self):
+        return self._use_dsp
+
+    @property
+    def multipliers(self):
+        """Lane multiplies of all cores: DSP blocks with ``use_dsp``."""
+        return sum(getattr(core, "multipliers", 0) for core in self.cores)
 
     def elaborate(self, platform):
         m = Module()
@@ -109,11 +122,13 @@ class Accelerator(LayerPipeline):
     * ``tap_logits``: every logit the readout sends, ``{index, value, last}``.
 
     A spike with ``step = s`` on ``tap_<n>`` fires at global time step ``t_n + s`` of the
-    golden model (``net.window_starts()[n]``).
+    golden model (``net.window_starts()[n]``). ``use_dsp``: each lane's two multiplies
+    (``w·(A_in − s)`` and ``k·R``) are plain ``*`` that synthesis may put in DSP blocks;
+    ``False`` builds them from shifted adds (LUTs only).
     """
 
-    def __init__(self, net: Network, *, lanes=1):
-        self._take(net, lanes)
+    def __init__(self, net: Network, *, lanes=1, use_dsp=True):
+        self._take(net, lanes, use_dsp)
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
         self.cores = []
@@ -123,7 +138,7 @@ class Accelerator(LayerPipeline):
             else:
                 core = ConvCore if isinstance(layer, Conv) else DenseCore
                 self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
-                                       lanes=self._lanes[i]))
+                                       lanes=self._lanes[i], use_dsp=use_dsp))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
         self._chain()
 

@@ -151,9 +151,9 @@ def cmd_simulate(args):
 
 def _coding(args) -> dict:
     """``coding``, ``skip_zeros`` and ``use_dsp`` from ``--coding``, ``--no-skip-zeros`` and
-    ``--no-dsp`` (the last two apply to the dense coding only)."""
-    if args.coding == "ttfs" and (args.no_skip_zeros or args.no_dsp):
-        raise OnespikeError("--no-skip-zeros and --no-dsp apply to --coding dense only")
+    ``--no-dsp`` (``--no-skip-zeros`` applies to the dense coding only)."""
+    if args.coding == "ttfs" and args.no_skip_zeros:
+        raise OnespikeError("--no-skip-zeros applies to --coding dense only")
     return {"coding": args.coding, "skip_zeros": not args.no_skip_zeros,
             "use_dsp": not args.no_dsp}
 
@@ -166,7 +166,8 @@ def _add_coding(p):
     p.add_argument("--no-skip-zeros", action="store_true",
                    help="dense: send every activation, zeros included (default: skip them)")
     p.add_argument("--no-dsp", action="store_true",
-                   help="dense: multiplies from shifted adds, no DSP blocks")
+                   help="the lane multiplies from shifted adds, no DSP blocks (default: "
+                        "plain multiplies that synthesis may put in DSP blocks)")
 
 
 def cmd_generate(args):
@@ -595,8 +596,10 @@ def build_parser():
                         "accumulate baseline of the same network behind the same link, "
                         "for a side-by-side build")
     p.add_argument("--no-dsp", action="store_true",
-                   help="dense: multiplies from shifted adds, no DSP blocks (the planner "
-                        "otherwise counts one DSP multiplier per lane)")
+                   help="the lane multiplies from shifted adds, no DSP blocks (default: "
+                        "DSP blocks where the board has enough for the planned lanes: "
+                        "dense one per lane, TTFS two per hidden lane and one per readout "
+                        "lane; TTFS falls back to shifted adds when they do not fit)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("run", cmd_run, "classify inputs on a board over its UART",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onespike.boards.build import build, fit, synthesize
+from onespike.boards.build import LinkOptions, build, fit, synthesize
 from onespike.boards.platforms import BOARDS, board_named
 from onespike.errors import OnespikeError
 from onespike.ir import save
@@ -52,6 +52,10 @@ def check_against_yosys(net, board_name, lanes, out):
     plan = placed.plan
     assert (stat["block"], stat["distributed"], stat["spram"]) == \
         (plan.blocks, plan.lutram, plan.spram_plan.sprams), (stat, plan.summary())
+    # DSP blocks: exact on ECP5; synth_ice40 and synth_gowin leave small products in LUTs,
+    # which the planner counts as blocks (never fewer than synthesis uses)
+    assert stat["dsp"] == placed.dsps or \
+        board.family != "ecp5" and 0 < stat["dsp"] <= placed.dsps, (stat, placed.dsps)
     for record in plan.records:
         kind = plan.kinds[record.name]
         if kind in ("spram", "sliced") or record.used_width == 0:
@@ -67,9 +71,11 @@ def check_against_yosys(net, board_name, lanes, out):
 
 
 @pytest.mark.parametrize("board, seed, conv, lanes", [
-    ("icebreaker", 4, False, 4),          # a 47-63-17-53-33 MLP, SPRAM and logic
-    ("ulx3s-12f", 1, True, 3),            # conv + dense, LUT RAM and block RAM
-    ("tang-nano-9k", 4, False, 8),
+    ("icebreaker", 4, False, 4),          # a 47-63-17-53-33 MLP, SPRAM and logic; 13 DSP
+                                          # blocks would be needed: multiplies from LUTs
+    ("icebreaker", 4, False, 1),          # 7 SB_MAC16
+    ("ulx3s-12f", 1, True, 3),            # conv + dense, LUT RAM and block RAM, MULT18X18D
+    ("tang-nano-9k", 4, False, 2),        # 14 MULT9X9/MULT18X18
 ])
 def test_plan_equals_yosys_stat(board, seed, conv, lanes, tmp_path):
     check_against_yosys(random_net(seed, conv), board, lanes, tmp_path / "out")
@@ -111,6 +117,20 @@ def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_
     assert chosen.luts <= board.luts * 0.85
     # a large board takes every neuron in parallel
     assert fit(net, board_named("ulx3s-85f")).lanes == (64, 10)
+
+
+def test_ttfs_multiplies_take_dsp_blocks_only_where_the_board_has_enough(digits_mlp_net):
+    net, _ = digits_mlp_net
+    board = board_named("ulx3s-85f")
+    with_dsp = fit(net, board)
+    assert with_dsp.use_dsp and 0 < with_dsp.dsps <= board.dsps
+    assert with_dsp.dsps == LinkOptions().sized(net, with_dsp.lanes).multipliers
+    assert f"the lane multiplies in {with_dsp.dsps} DSP blocks" in with_dsp.reason
+    without = fit(net, board, link=LinkOptions(use_dsp=False))
+    assert (without.use_dsp, without.dsps, without.lanes) == (False, 0, with_dsp.lanes)
+    short = fit(random_net(4, conv=False), board_named("icebreaker"), 4)   # 8 SB_MAC16
+    assert not short.use_dsp and short.dsps == 0
+    assert "the lane multiplies from LUTs (13 DSP blocks needed, 8 available)" in short.reason
 
 
 def test_block_ram_shortage_uses_lut_ram_and_logic():

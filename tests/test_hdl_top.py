@@ -25,9 +25,9 @@ def test_random_dense_networks_spike_for_spike(seed):
     net, rng = dense_net(seed, act_bits=int(np.random.default_rng(seed).integers(1, 4)))
     a0 = random_inputs(rng, net, 3)
     golden = closed_form(net, a0)
-    for lanes in lane_choices(net):
-        hw = run(Accelerator(net, lanes=lanes), a0, idle=0.3, backpressure=0.4, seed=seed,
-                 max_cycles=200_000)
+    for i, lanes in enumerate(lane_choices(net)):       # both forms of the lane multiplies
+        hw = run(Accelerator(net, lanes=lanes, use_dsp=(seed + i) % 2 == 0), a0, idle=0.3,
+                 backpressure=0.4, seed=seed, max_cycles=200_000)
         assert first_mismatch(net, golden, hw.trace) is None, f"lanes {lanes}"
         np.testing.assert_array_equal(hw.trace.classes, golden.classes)
 
@@ -67,6 +67,8 @@ def test_bad_lane_counts():
         Accelerator(net, lanes=0)
     with pytest.raises(OnespikeError, match="larger than the largest layer"):
         Accelerator(net, lanes=largest + 1)
+    with pytest.raises(TypeError, match="use_dsp must be True or False, not 'no'"):
+        Accelerator(net, use_dsp="no")
 
 
 def test_dense_core_messages():
