@@ -3,7 +3,7 @@ activation bit width, spikes per neuron, cycles per image (cycle model at 4 lane
 Amaranth-simulated RTL on --rtl images for MLPs) and µs per image at an ECP5 Fmax; then what
 the spike penalty trades at 4 bits and what a finer input window buys at 1 bit.
 
-Run: .venv/bin/python bench/finetune_table.py [MODEL...] [--epochs N] [--train N] [--bits B...]
+Run: .venv/bin/python bench/finetune_table.py [MODEL...] [--epochs N] [--train N] [--bits B...] [--lr LR]
      MODEL: digits (the issue's 64-48-32-10 BN MLP, about a minute), or the cached bench
      models of bench/models.py: mnist-mlp, mnist-cnn, fashion-cnn (../shared/data; each
      fine-tuning run takes minutes on 2 cores; --train N fine-tunes on the first N images)
@@ -70,7 +70,7 @@ def bits_table(model, data, flt, args, rtl):
     row(["---"] * 7)
     for bits in args.bits:
         plain = measure(convert(model, x[:5000], act_bits=bits), data, 0)
-        tuned = measure(finetune(model, x, y, act_bits=bits, epochs=args.epochs,
+        tuned = measure(finetune(model, x, y, act_bits=bits, epochs=args.epochs, lr=args.lr,
                                  progress=False).network(), data, rtl)
         cycles = f"{tuned['cycles']:.0f}" + (f", {tuned['rtl']:.0f}" if rtl else "")
         row([bits, f"{flt:.2%}", f"{plain['accuracy']:.2%}", f"{tuned['accuracy']:.2%}",
@@ -84,8 +84,8 @@ def penalty_table(model, data, args):
     row(["spike_weight", "accuracy", "spikes/neuron", "cycles/image"])
     row(["---"] * 4)
     for weight in (0.0, 0.3, 1.0, 3.0):
-        tuned = finetune(model, x, y, act_bits=4, epochs=args.epochs, spike_weight=weight,
-                         progress=False)
+        tuned = finetune(model, x, y, act_bits=4, epochs=args.epochs, lr=args.lr,
+                         spike_weight=weight, progress=False)
         m = measure(tuned.network(), data, 0)
         row([weight, f"{m['accuracy']:.2%}", f"{m['spikes']:.3f}", f"{m['cycles']:.0f}"])
 
@@ -98,7 +98,7 @@ def input_table(model, data, args):
     for input_bits in (1, 4):
         plain = measure(convert(model, x[:5000], act_bits=1, input_bits=input_bits), data, 0)
         tuned = measure(finetune(model, x, y, act_bits=1, input_bits=input_bits,
-                                 epochs=args.epochs, progress=False).network(), data, 0)
+                                 epochs=args.epochs, lr=args.lr, progress=False).network(), data, 0)
         row([input_bits, f"{plain['accuracy']:.2%}", f"{tuned['accuracy']:.2%}",
              f"{tuned['cycles']:.0f}"])
 
@@ -108,6 +108,8 @@ def main():
     parser.add_argument("models", nargs="*", default=["digits"])
     parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs")
     parser.add_argument("--train", type=int, default=None, help="fine-tune on N images")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default: finetune's, 0.1 / steps per epoch)")
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2, 1],
                         help="activation bit widths of the table (default: 4 3 2 1)")
     parser.add_argument("--rtl", type=int, default=20, help="images run in the RTL (MLPs)")
