@@ -224,8 +224,8 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     digest = _net_digest(net)
     root = Path(build_root)
     if rtl is None:
-        variant = "" if coding == "ttfs" else \
-            f"-{coding}{'' if skip_zeros else '-all'}{'' if use_dsp else '-nodsp'}"
+        variant = ("" if coding == "ttfs" else f"-{coding}{'' if skip_zeros else '-all'}") \
+            + ("" if use_dsp else "-nodsp")
         rtl = root / f"{digest}-p{lanes}{variant}" / "rtl"
         if not (rtl / "manifest.json").is_file():
             generate(net, rtl, lanes=lanes, coding=coding, skip_zeros=skip_zeros,

@@ -412,3 +412,17 @@ def test_dense_rtl_of_another_network_is_caught(tmp_path, capsys, build_root):
     result = json.loads(capsys.readouterr().out)
     assert status == 1 and result["mismatches"] > 0
     assert result["first_mismatch"].startswith("sample ")
+
+
+def test_each_multiply_form_gets_its_own_build(tmp_path):
+    """``use_dsp=False`` (``--no-dsp``) generates the shifted-add RTL and never reuses the
+    build of the plain-multiply one (or the other way round); both are exact."""
+    net = edge_case_network()
+    a0 = stimulus(net, None, 2, seed=3)
+    for use_dsp in (True, False):
+        result = verify(net, a0, lanes=2, build_root=tmp_path, progress=False,
+                        use_dsp=use_dsp)
+        assert result["mismatches"] == 0, result["first_mismatch"]
+    manifests = {p.parent.parent.name.endswith("-nodsp"): json.loads(p.read_text())
+                 for p in tmp_path.glob("*/rtl/manifest.json")}
+    assert {k: m["use_dsp"] for k, m in manifests.items()} == {False: True, True: False}
