@@ -170,11 +170,9 @@ class LinkOptions:
             luts = fixed + int((luts - fixed) * DENSE_LUTS[self.use_dsp])
         return luts
 
-    def dsps(self, net, lanes) -> int:
-        """DSP blocks of the lane multiplies with ``use_dsp`` (the accelerator's count)."""
-        if not self.use_dsp:
-            return 0
-        return self.sized(net, lanes).multipliers
+    def dsps(self, accelerator) -> int:
+        """DSP blocks of ``accelerator``'s lane multiplies with ``use_dsp``."""
+        return accelerator.multipliers if self.use_dsp else 0
 
     def sized(self, net, lanes):
         """The accelerator at ``lanes``, built for its sizes only (never elaborated)."""
@@ -192,7 +190,7 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
                          lut_budget=lut_budget / board.packing - core)
     cycles = link.cycles(top.link.accelerator)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
-               cycles["steady"], cycles["stages"], dsps=link.dsps(net, lanes),
+               cycles["steady"], cycles["stages"], dsps=link.dsps(top.link.accelerator),
                use_dsp=link.use_dsp)
 
 
@@ -300,7 +298,7 @@ def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) 
     the board has enough for the lanes chosen (fewer LUTs than planned), else stay so."""
     if link.coding == "ttfs" and link.use_dsp:
         placed = fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
-        need = link.dsps(net, placed.lanes)
+        need = link.dsps(link.sized(net, placed.lanes))
         if need <= board.dsps:
             return replace(placed, dsps=need, use_dsp=True,
                            reason=f"{placed.reason}; the lane multiplies in {need} DSP blocks")

@@ -20,7 +20,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.arith import const_multiply, multiply
-from onespike.hdl.encoder import positive
+from onespike.hdl.encoder import flag, positive
 from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
                                   spike_layout)
 from onespike.ir import LayerWidths, signed_bits
@@ -111,9 +111,10 @@ class NeuronCore(wiring.Component):
                  use_dsp: bool = True):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             refuse(self, ValueError(f"Lane count must be a positive integer, not {lanes!r}"))
-        if not isinstance(use_dsp, bool):
-            refuse(self, TypeError(f"use_dsp must be True or False, not {use_dsp!r}"))
-        self._use_dsp = use_dsp
+        try:
+            self._use_dsp = flag(use_dsp, "use_dsp")
+        except TypeError as e:
+            refuse(self, e)
         self._channels = layer.weight.shape[0]
         if lanes > self._channels:
             refuse(self, ValueError(f"Lane count {lanes} exceeds the layer's "

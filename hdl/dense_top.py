@@ -3,6 +3,7 @@
 streams instead of spikes (``--coding dense``)."""
 
 from onespike.hdl.argmax import Argmax
+from onespike.hdl.encoder import flag
 from onespike.hdl.mac import ActivationMaxPool, ActivationSource, MacCore
 from onespike.hdl.streams import refuse
 from onespike.hdl.top import LayerPipeline
@@ -29,9 +30,10 @@ class DenseAccelerator(LayerPipeline):
 
     def __init__(self, net: Network, *, lanes=1, skip_zeros=True, use_dsp=True):
         self._take(net, lanes, use_dsp)
-        if not isinstance(skip_zeros, bool):
-            refuse(self, TypeError(f"skip_zeros must be True or False, not {skip_zeros!r}"))
-        self._skip_zeros = skip_zeros
+        try:
+            self._skip_zeros = flag(skip_zeros, "skip_zeros")
+        except TypeError as e:
+            refuse(self, e)
         self.encoder = ActivationSource(shape=net.encoder.shape, levels=net.encoder.levels,
                                         skip_zeros=skip_zeros)
         self.cores = []

@@ -17,6 +17,12 @@ def positive(value, what):
     return value
 
 
+def flag(value, what):
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
 class SpikeEncoder(wiring.Component):
     """Sorts one sample's activations into per-level lists, then emits its spike window.
 

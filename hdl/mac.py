@@ -26,7 +26,7 @@ from onespike.hdl.conv import ConvCore
 from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.dense import DenseCore
-from onespike.hdl.encoder import positive
+from onespike.hdl.encoder import flag, positive
 from onespike.hdl.maxpool import pool_spans, pooled_candidate
 from onespike.hdl.streams import (activation_layout, discard, index_shape, logit_layout,
                                   neuron_layout, pass_bank, refuse)
@@ -45,12 +45,6 @@ def value_layout(shape, levels: int) -> data.StructLayout:
     })
 
 
-def _flag(value, what):
-    if not isinstance(value, bool):
-        raise TypeError(f"{what} must be True or False, not {value!r}")
-    return value
-
-
 class ActivationSource(wiring.Component):
     """``i``: one sample's activations, one per transfer in C order (as the TTFS
     encoder takes them); ``o``: the activation stream, every value (or, with
@@ -64,7 +58,7 @@ class ActivationSource(wiring.Component):
     def __init__(self, *, shape, levels: int, skip_zeros: bool = True):
         self._shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
         self._levels = positive(levels, "Level count")
-        self._skip_zeros = _flag(skip_zeros, "skip_zeros")
+        self._skip_zeros = flag(skip_zeros, "skip_zeros")
         super().__init__({
             "i": In(stream.Signature(activation_layout(levels))),
             "o": Out(stream.Signature(value_layout(self._shape, levels))),
@@ -160,8 +154,8 @@ class MacCore(wiring.Component):
             refuse(self, TypeError(f"MacCore needs a Dense or Conv layer, not "
                                    f"{type(layer).__name__}"))
         try:
-            self._skip_zeros = _flag(skip_zeros, "skip_zeros")
-            self._use_dsp = _flag(use_dsp, "use_dsp")
+            self._skip_zeros = flag(skip_zeros, "skip_zeros")
+            self._use_dsp = flag(use_dsp, "use_dsp")
             self._in_levels = positive(in_levels, "Input level count")
             sums = layer.abs_weight_sums
             bound = int((layer.abs_bias_max + in_levels * sums).max())
@@ -505,7 +499,7 @@ class ActivationMaxPool(wiring.Component):
                                    f"{type(layer).__name__}"))
         try:
             self._levels = positive(levels, "Level count")
-            self._skip_zeros = _flag(skip_zeros, "skip_zeros")
+            self._skip_zeros = flag(skip_zeros, "skip_zeros")
         except (TypeError, ValueError) as e:
             refuse(self, e)
         self._layer = layer

@@ -11,7 +11,7 @@ from onespike.hdl.argmax import Argmax
 from onespike.hdl.conv import ConvCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.encoder import SpikeEncoder
+from onespike.hdl.encoder import SpikeEncoder, flag
 from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
 from onespike.ir import Conv, MaxPool, Network
 
@@ -48,9 +48,10 @@ class LayerPipeline(wiring.Component):
     def _take(self, net, lanes, use_dsp):
         """Keep ``net``, its lanes per layer and ``use_dsp`` (the lane multiplies may go to
         DSP blocks; else shifted adds); refuse a network no coding can build."""
-        if not isinstance(use_dsp, bool):
-            refuse(self, TypeError(f"use_dsp must be True or False, not {use_dsp!r}"))
-        self._use_dsp = use_dsp
+        try:
+            self._use_dsp = flag(use_dsp, "use_dsp")
+        except TypeError as e:
+            refuse(self, e)
         if isinstance(net.layers[-1], Conv):
             refuse(self, OnespikeError("the last layer is a convolution; the readout must be "
                                        "a Linear layer"))
