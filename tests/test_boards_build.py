@@ -2,6 +2,7 @@
 met at the board's clock; a missed timing target and a design too large are reported."""
 
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -14,20 +15,31 @@ from onespike.ir import save
 
 
 def build_one(job):
-    """One build, in a worker process (the tools are single-threaded)."""
-    path, board, out, lanes, clock, options = job
+    """One build, in a worker process (the tools are single-threaded), run from ``cwd``:
+    an empty folder of its own that the build must leave empty (it writes only below
+    ``out``). The worker's own working folder is restored for its next job."""
+    path, board, out, lanes, clock, options, cwd = job
+    before = os.getcwd()
+    os.chdir(cwd)
     try:
         return build(path, board, out, lanes=lanes, clock_mhz=clock, log=lambda line: None,
                      **options)
     except BuildFailed as e:
         return e
+    finally:
+        os.chdir(before)
+
+
+def working_folder(root, name):
+    """The empty folder build ``name`` runs from."""
+    return root / f"{name}-cwd"
 
 
 @pytest.fixture(scope="module")
 def builds(digits_mlp_net, tmp_path_factory):
     """Every board's build of the digits MLP, two through a PLL, one at an impossible
     clock and the dense baseline with DSP multipliers, two at a time (each build is a
-    chain of single-threaded tools)."""
+    chain of single-threaded tools), each run from an empty working folder of its own."""
     net, _ = digits_mlp_net
     root = tmp_path_factory.mktemp("builds")
     path = save(net, root / "digits.npz")
@@ -41,8 +53,11 @@ def builds(digits_mlp_net, tmp_path_factory):
     jobs = {name: (*job, {}) for name, job in jobs.items()}
     jobs["ulx3s-dense"] = (BOARDS["ulx3s-12f"], 4, None, {"coding": "dense"})
 
+    for name in jobs:
+        working_folder(root, name).mkdir()
     with ProcessPoolExecutor(2) as pool:
-        results = pool.map(build_one, [(path, board, root / name, lanes, clock, options)
+        results = pool.map(build_one, [(path, board, root / name, lanes, clock, options,
+                                        working_folder(root, name))
                                        for name, (board, lanes, clock, options)
                                        in jobs.items()])
         return dict(zip(jobs, results)), root
@@ -61,6 +76,17 @@ def test_digits_mlp_bitstream_meets_timing(builds, name):
     assert 0 < summary["bram"] <= board.blocks
     assert json.loads((root / name / "build.json").read_text()) == summary
     assert (root / name / "network.npz").is_file()
+
+
+def test_a_build_writes_nothing_outside_its_output_folder(builds):
+    """Each build ran from an empty folder (as a user runs it from the repository root):
+    every build, failed ones included, leaves that folder empty (issue 11)."""
+    results, root = builds
+    left = {name: sorted(str(f.relative_to(working_folder(root, name)))
+                         for f in working_folder(root, name).rglob("*"))
+            for name in results}
+    left = {name: files for name, files in left.items() if files}
+    assert not left, f"builds wrote into their working folder: {left}"
 
 
 @pytest.mark.parametrize("name, mhz", [("icebreaker-18mhz", 18), ("ulx3s-50mhz", 50)])
