@@ -19,7 +19,7 @@ from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
-from onespike.hdl.generate import accelerator
+from onespike.hdl.generate import accelerator, check_firing
 from onespike.hdl.streams import discard
 from onespike.hdl.top import layer_lanes
 
@@ -53,6 +53,7 @@ class Fit:
     reason: str = ""          # how the lanes were chosen
     dsps: int = 0             # DSP multipliers the design asks for
     use_dsp: bool = False     # the lane multiplies in DSP blocks (else shifted adds)
+    firing: tuple = ()        # per layer: "sorted", "sweep" or None (no firing phase)
 
     @property
     def spram_plan(self):
@@ -146,17 +147,24 @@ DENSE_LUTS = {True: 1.0, False: 1.25}         # by use_dsp (measured 0.93-1.22 w
 class LinkOptions:
     """What goes behind the host link besides the network: the UART rate and the
     accelerator (``coding`` ttfs or dense; ``use_dsp``: its lane multiplies may take DSP
-    blocks)."""
+    blocks; ``firing``: how the TTFS hidden layers find their spikes, one of
+    :data:`~onespike.hdl.firing.FIRINGS`, resolved per layer at the lanes planned)."""
     baud: int = DEFAULT_BAUD
     coding: str = "ttfs"
     use_dsp: bool = True
+    firing: str = "auto"
+
+    def __post_init__(self):
+        check_firing(self.coding, self.firing)
 
     @property
     def options(self) -> dict:
-        return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp}
+        return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp,
+                "firing": self.firing}
 
     def accelerator(self, net, lanes):
-        return accelerator(net, lanes=lanes, coding=self.coding, use_dsp=self.use_dsp)
+        return accelerator(net, lanes=lanes, coding=self.coding, use_dsp=self.use_dsp,
+                           firing=self.firing)
 
     def cycles(self, accelerator) -> dict:
         if self.coding == "dense":
@@ -191,7 +199,7 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
     cycles = link.cycles(top.link.accelerator)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
                cycles["steady"], cycles["stages"], dsps=link.dsps(top.link.accelerator),
-               use_dsp=link.use_dsp)
+               use_dsp=link.use_dsp, firing=top.link.accelerator.firing)
 
 
 def _steady(net, lanes, link) -> int:
@@ -442,19 +450,20 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
-          coding="ttfs", use_dsp=True, log=print) -> dict:
+          coding="ttfs", use_dsp=True, firing="auto", log=print) -> dict:
     """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
     to ``out_dir/build.json``). ``lanes`` (one count or one per layer) or, by default, the
     fastest configuration that fits (:func:`fit`). Raises :class:`OnespikeError` before
     running any tool when the design cannot fit, :class:`BuildFailed` when place and route
     fails or timing is not met (the bitstream is then still written, the report says so).
     ``clock_mhz`` other than the board's oscillator puts a PLL in front of the design.
+    ``coding``, ``use_dsp``, ``firing``: the accelerator (:class:`LinkOptions`).
     Everything is written below ``out_dir``."""
-    _clock(board, clock_mhz)              # an impossible clock is refused first
+    link = LinkOptions(baud, coding, use_dsp, firing)    # impossible options are refused
+    _clock(board, clock_mhz)                             # first, then an impossible clock
     net = ir.load(net_path)
     log(f"building {net_path} for {board.name} ({board.device}): synthesis, place and "
         f"route, packing (a few minutes; log in {Path(out_dir)}/build/build.log)")
-    link = LinkOptions(baud, coding, use_dsp)
     placed, top, root, clock_hz, pll, seconds = _place(net, board, out_dir, lanes, link,
                                                        clock_mhz, log)
     out_dir, plan = Path(out_dir), placed.plan
@@ -469,6 +478,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         "board": board.name, "device": board.device, "network": str(net_path),
         "bitstream": str(out_dir / board.bitstream_name),
         "coding": coding, "use_dsp": placed.use_dsp, "dsp_planned": placed.dsps,
+        "firing": list(top.link.accelerator.firing),
         "lanes": list(top.link.accelerator.lanes), "lanes_reason": placed.reason,
         "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,

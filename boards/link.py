@@ -30,6 +30,7 @@ from onespike.boards.commands import CommandHandler, LoadSignature
 from onespike.boards.frames import FrameReceiver, FrameSender
 from onespike.boards.replies import Replies
 from onespike.boards.uart import UARTReceiver, UARTTransmitter
+from onespike.errors import OnespikeError
 from onespike.hdl.generate import CODINGS, accelerator
 from onespike.hdl.streams import refuse
 
@@ -49,16 +50,22 @@ class LinkedAccelerator(wiring.Component):
     dense baseline (:class:`~onespike.hdl.dense_top.DenseAccelerator`, multiplies from DSP
     blocks unless ``use_dsp=False``) behind the same link: the host sees the same answers,
     the last hidden layer's activations reported as the steps their spikes would take.
+    ``firing``: how the TTFS accelerator's hidden layers find their spikes
+    (:func:`onespike.hdl.generate.accelerator`).
     """
     def __init__(self, net, *, lanes=1, divisor, timeout, clock_hz, load_bytes=0,
-                 coding="ttfs", use_dsp=True):
+                 coding="ttfs", use_dsp=True, firing="auto"):
         if timeout < 20 * divisor:
             refuse(self, ValueError(f"timeout of {timeout} cycles is shorter than two bytes "
                              f"({20 * divisor} cycles)"))
         if coding not in CODINGS:
             refuse(self, ValueError(f"coding must be one of {', '.join(CODINGS)}, not "
                                     f"{coding!r}"))
-        self.accelerator = accelerator(net, lanes=lanes, coding=coding, use_dsp=use_dsp)
+        try:
+            self.accelerator = accelerator(net, lanes=lanes, coding=coding, use_dsp=use_dsp,
+                                           firing=firing)
+        except OnespikeError as e:
+            refuse(self, e)
         self._net = net
         self._divisor, self._timeout = divisor, timeout
         self._identity = proto.Identity.of(net, clock_hz=clock_hz, load_bytes=load_bytes,

@@ -17,27 +17,42 @@ from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
 from onespike.hdl.dense_top import DenseAccelerator
+from onespike.hdl.firing import FIRINGS
 from onespike.hdl.mac import ActivationMaxPool
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.top import Accelerator
 from onespike.ir import Network
 
-__all__ = ["generate", "TOP_NAME", "CODINGS", "accelerator"]
+__all__ = ["generate", "TOP_NAME", "CODINGS", "accelerator", "check_firing"]
 
 #: ``coding`` → (accelerator class, payload fields of ``tap_<n>``)
 CODINGS = {"ttfs": (Accelerator, ["index", "step", "end"]),
            "dense": (DenseAccelerator, ["index", "value", "end"])}
 
 
-def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True):
-    """The accelerator for ``coding``: ``"ttfs"`` (:class:`~onespike.hdl.top.Accelerator`)
-    or ``"dense"`` (:class:`~onespike.hdl.dense_top.DenseAccelerator`, with ``skip_zeros``
-    and ``use_dsp``)."""
+def check_firing(coding, firing):
+    """Refuse a ``coding`` not in :data:`CODINGS`, a ``firing`` not in
+    :data:`~onespike.hdl.firing.FIRINGS`, and any ``firing`` but ``"auto"`` for the dense
+    coding (it has no firing phase)."""
     if coding not in CODINGS:
         raise OnespikeError(f"coding must be one of {', '.join(CODINGS)}, not {coding!r}")
+    if firing not in FIRINGS:
+        raise OnespikeError(f"firing must be one of {', '.join(FIRINGS)}, not {firing!r}")
+    if coding == "dense" and firing != "auto":
+        raise OnespikeError(f"firing {firing!r} applies to the ttfs coding only: the dense "
+                            f"coding has no firing phase (leave firing 'auto')")
+
+
+def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
+                firing="auto"):
+    """The accelerator for ``coding``: ``"ttfs"`` (:class:`~onespike.hdl.top.Accelerator`,
+    with ``use_dsp`` and ``firing``) or ``"dense"``
+    (:class:`~onespike.hdl.dense_top.DenseAccelerator`, with ``skip_zeros`` and
+    ``use_dsp``; it has no firing phase, so ``firing`` must stay ``"auto"``)."""
+    check_firing(coding, firing)
     if coding == "dense":
         return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
-    return Accelerator(net, lanes=lanes, use_dsp=use_dsp)
+    return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing)
 
 TOP_NAME = "onespike_top"
 
@@ -118,6 +133,7 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
                 "current_bits": widths.current_bits, "membrane_bits": widths.membrane_bits,
                 "multipliers": core.multipliers,
                 "state_memory_bits": core.state_memory_bits})
+        entry["firing"] = top.firing[n]
         layers.append(entry)
     worst = cycle_estimate(top)
     return {
@@ -215,17 +231,20 @@ def to_verilog(top) -> str:
 
 
 def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
-             use_dsp=True) -> dict:
+             use_dsp=True, firing="auto") -> dict:
     """Write ``onespike_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
 
     ``coding``: ``"ttfs"`` (the spiking accelerator) or ``"dense"`` (the multiply-accumulate
-    baseline with the same ports; ``skip_zeros`` and ``use_dsp`` apply to it only). The
-    manifest records ``coding`` and the ``tap_<n>`` payload fields (``tap_payload``). The
-    same arguments give the same bytes. Files appear only when both are complete (written to
-    a temporary folder first).
+    baseline with the same ports; ``skip_zeros`` applies to it only). ``use_dsp``: the lane
+    multiplies as plain ``*`` (else shifted adds). ``firing`` (ttfs only, one of
+    :data:`~onespike.hdl.firing.FIRINGS`): how a hidden layer finds its spikes; the
+    manifest records what each layer got (``layers[n].firing``: ``"sweep"``, ``"sorted"``,
+    or null for the readout and max pooling). The manifest also records ``coding`` and the
+    ``tap_<n>`` payload fields (``tap_payload``). The same arguments give the same bytes.
+    Files appear only when both are complete (written to a temporary folder first).
     """
     top = accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                      use_dsp=use_dsp)
+                      use_dsp=use_dsp, firing=firing)
     text = to_verilog(top)
     info = manifest(top, f"{TOP_NAME}.v", text)
     out_dir = Path(out_dir)

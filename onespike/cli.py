@@ -149,13 +149,34 @@ def cmd_simulate(args):
     _emit(args, result, lines)
 
 
+def _firing(args) -> str:
+    """``--firing``, which applies to the TTFS coding only."""
+    if args.coding != "ttfs" and args.firing != "auto":
+        raise OnespikeError(f"--firing {args.firing} applies to --coding ttfs only (the "
+                            f"dense coding has no firing phase)")
+    return args.firing
+
+
 def _coding(args) -> dict:
-    """``coding``, ``skip_zeros`` and ``use_dsp`` from ``--coding``, ``--no-skip-zeros`` and
-    ``--no-dsp`` (``--no-skip-zeros`` applies to the dense coding only)."""
+    """``coding``, ``skip_zeros``, ``use_dsp`` and ``firing`` from ``--coding``,
+    ``--no-skip-zeros``, ``--no-dsp`` and ``--firing`` (``--no-skip-zeros`` applies to the
+    dense coding only, ``--firing`` to the TTFS coding only)."""
     if args.coding == "ttfs" and args.no_skip_zeros:
         raise OnespikeError("--no-skip-zeros applies to --coding dense only")
     return {"coding": args.coding, "skip_zeros": not args.no_skip_zeros,
-            "use_dsp": not args.no_dsp}
+            "use_dsp": not args.no_dsp, "firing": _firing(args)}
+
+
+def _add_firing(p):
+    from onespike.hdl.firing import FIRINGS
+    from onespike.hdl.generate import generate
+
+    p.add_argument("--firing", choices=FIRINGS, default=_default(generate, "firing"),
+                   help="how a hidden layer finds its spikes: sweep tests every state word "
+                        "in every time step; sorted files each neuron on its step's list in "
+                        "one pass (fewer cycles on large maps; costs list memories and a "
+                        "wider multiply per lane); auto sorts the convolutions where that at "
+                        "least halves their firing cycles (ttfs only; default %(default)s)")
 
 
 def _add_coding(p):
@@ -168,6 +189,7 @@ def _add_coding(p):
     p.add_argument("--no-dsp", action="store_true",
                    help="the lane multiplies from shifted adds, no DSP blocks (default: "
                         "plain multiplies that synthesis may put in DSP blocks)")
+    _add_firing(p)
 
 
 def cmd_generate(args):
@@ -181,6 +203,7 @@ def cmd_generate(args):
     files = [str(Path(args.output) / name) for name in info["verilog"]]
     result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
               "top": info["top"], "lanes": [l.get("lanes", 1) for l in info["layers"]],
+              "firing": [l.get("firing") for l in info["layers"]],
               "weight_memory_bits": info["memory_bits"]["weights"],
               "memory_bits": info["memory_bits"],
               "coding": info["coding"], "latency_steps": net.latency_steps,
@@ -189,14 +212,18 @@ def cmd_generate(args):
               or info["cycles"]["every_neuron_active"]}
     worst = result["cycles"]
     slowest = max(worst["stages"], key=worst["stages"].get)
-    _emit(args, result, [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
-                         f"lanes per layer {result['lanes']}; memory "
-                         f"{info['memory_bits']['total']:,} bits ("
-                         + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
-                                     info["memory_bits"].items() if k != "total") + ")",
-                         f"if every neuron spikes: about {worst['steady']} cycles per sample "
-                         f"back to back (slowest stage {slowest}), latency about "
-                         f"{worst['latency']} cycles"])
+    lines = [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
+             f"lanes per layer {result['lanes']}; memory "
+             f"{info['memory_bits']['total']:,} bits ("
+             + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
+                         info["memory_bits"].items() if k != "total") + ")",
+             f"if every neuron spikes: about {worst['steady']} cycles per sample "
+             f"back to back (slowest stage {slowest}), latency about "
+             f"{worst['latency']} cycles"]
+    if info["coding"] == "ttfs":
+        lines.insert(2, "firing per layer: " + " ".join(f or "-" for f in result["firing"])
+                     + " (-: no firing phase)")
+    _emit(args, result, lines)
 
 
 def cmd_verify(args):
@@ -272,7 +299,7 @@ def cmd_build(args):
     try:
         summary = build(args.net, board, args.output, lanes=args.lanes, baud=args.baud,
                         clock_mhz=args.clock, coding=args.coding, use_dsp=not args.no_dsp,
-                        log=log)
+                        firing=_firing(args), log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
         print(f"onespike: {e}", file=sys.stderr)
         return 1
@@ -514,7 +541,8 @@ def build_parser():
             "Generate the TTFS accelerator for a network (conv, max-pool, dense layers; a dense "
             "readout): DIR/onespike_top.v (top module "
             "onespike_top, ports described in the README and in DIR/manifest.json) and "
-            "DIR/manifest.json (ports, widths, memories, lanes). The same inputs give the "
+            "DIR/manifest.json (ports, widths, memories, lanes, firing). The same inputs "
+            "give the "
             "same bytes.")
     p.add_argument("net", help="network file (.npz)")
     p.add_argument("--lanes", type=int, default=1, metavar="P",
@@ -600,6 +628,7 @@ def build_parser():
                         "DSP blocks where the board has enough for the planned lanes: "
                         "dense one per lane, TTFS two per hidden lane and one per readout "
                         "lane; TTFS falls back to shifted adds when they do not fit)")
+    _add_firing(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("run", cmd_run, "classify inputs on a board over its UART",

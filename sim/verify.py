@@ -206,7 +206,7 @@ def _prepare_run(net, a0, part, run_dir, manifest, manifest_path, settings):
 def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=False,
            idle=0.2, backpressure=0.3, seed=0, interrupt_cycles=0, build_root="build/verify",
            max_cycles=None, progress=True, bench="harness", jobs=1, shard=None,
-           coding="ttfs", skip_zeros=True, use_dsp=True) -> dict:
+           coding="ttfs", skip_zeros=True, use_dsp=True, firing="auto") -> dict:
     """Simulate the RTL of ``net`` on integer inputs ``a0`` and compare it with the golden
     model, every layer. Returns a summary dict (``mismatches`` = 0 means exact).
 
@@ -215,8 +215,8 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     ``N`` (1-based, :func:`shard_slices`), for a job engine that spreads a regression over
     machines. ``bench`` is ``"harness"`` (the Verilog harness, Python wakes only at the end)
     or ``"classic"`` (Python drives and monitors every cycle). Without ``rtl``, the design is
-    generated with ``lanes`` and ``coding`` (``"ttfs"``, or ``"dense"``: the
-    multiply-accumulate baseline, with ``skip_zeros`` and ``use_dsp``)."""
+    generated with ``lanes``, ``use_dsp`` and ``coding`` (``"ttfs"``, with ``firing``, or
+    ``"dense"``: the multiply-accumulate baseline, with ``skip_zeros``)."""
     from onespike.hdl.generate import generate
 
     _check_simulator(simulator)
@@ -225,11 +225,11 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     root = Path(build_root)
     if rtl is None:
         variant = ("" if coding == "ttfs" else f"-{coding}{'' if skip_zeros else '-all'}") \
-            + ("" if use_dsp else "-nodsp")
+            + ("" if use_dsp else "-nodsp") + ("" if firing == "auto" else f"-{firing}")
         rtl = root / f"{digest}-p{lanes}{variant}" / "rtl"
         if not (rtl / "manifest.json").is_file():
             generate(net, rtl, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                     use_dsp=use_dsp)
+                     use_dsp=use_dsp, firing=firing)
     rtl = Path(rtl)
     manifest = _read_manifest(rtl, net)
     parts, name = _parts(len(a0), jobs, shard, f"run-{digest}")

@@ -175,6 +175,44 @@ def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_
     assert len(attempts) == 1
 
 
+def fake_tools(board, root, log):
+    """What build() reads from the tools, without running them: a timing report, the
+    bitstream and the synthesis log."""
+    used = {"ICESTORM_LC": 0, "ICESTORM_RAM": 0, "ICESTORM_SPRAM": 0, "ICESTORM_DSP": 0}
+    (root / "report.json").write_text(json.dumps({
+        "fmax": {"clk": {"achieved": 100.0}},
+        "utilization": {name: {"used": n} for name, n in used.items()}}))
+    (root / board.bitstream_name).write_bytes(b"")
+    (root / "onespike.rpt").write_text("")
+    return 0.0
+
+
+def test_the_plan_and_the_build_agree_on_firing(tmp_path, monkeypatch):
+    """The firing asked for reaches the planner (list memories are planned where a layer
+    sorts) and the built design; build.json records it per layer. Tools faked."""
+    from onespike.boards import build as flow
+
+    net = random_net(8, conv=True)          # conv, conv, dense readout
+    board = board_named("icebreaker")
+    auto, sweep = fit(net, board, 1), fit(net, board, 1, LinkOptions(firing="sweep"))
+    assert "sorted" in auto.firing and auto.firing[-1] is None
+    assert sweep.firing == ("sweep",) * (len(net.layers) - 1) + (None,)
+    assert set(sweep.plan.kinds) < set(auto.plan.kinds)        # the sorted layers' lists
+    monkeypatch.setattr(flow, "_run_tools", fake_tools)
+    path = save(net, tmp_path / "net.npz")
+    for firing, planned in [("sweep", sweep), ("auto", auto)]:
+        summary = build(path, board, tmp_path / firing, lanes=1, firing=firing,
+                        log=lambda _: None)
+        assert json.loads((tmp_path / firing / "build.json").read_text()) == summary
+        assert summary["firing"] == list(planned.firing)
+        assert summary["memories"] == planned.plan.kinds
+    for coding, firing in [("ttfs", "fast"), ("dense", "sorted")]:
+        with pytest.raises(OnespikeError, match="firing must be one of|ttfs coding only"):
+            build(path, board, tmp_path / "refused", coding=coding, firing=firing,
+                  log=lambda _: None)
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.fixture(scope="module")
 def planned_builds(digits_644832_net, tmp_path_factory):
     """Default options: the digits 64-48-32-10 MLP on the iCEBreaker and a random CNN on

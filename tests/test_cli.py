@@ -120,3 +120,49 @@ def test_simulate_rate_coding_reports_exactness(exported, capsys, tmp_path):
     assert not coarse["guaranteed_exact"] and coarse["steps"] == 3
     code, _, err = run(capsys, "simulate", net, *data, "--steps", "3")
     assert code == 2 and "--steps applies to --coding rate" in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def small_net(tmp_path):
+    from onespike.ir import save
+    from onespike.sim import random_network
+
+    return save(random_network(np.random.default_rng(21), conv=False, max_layers=3),
+                tmp_path / "net.npz")
+
+
+def test_firing_is_taught_and_offered_where_a_ttfs_accelerator_is_generated(capsys):
+    for command in ("generate", "verify", "build"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--firing {auto,sweep,sorted}" in text, command
+        assert "sweep tests every state word in every time step" in text
+        assert "default auto" in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "NET", "-o", "OUT", "--coding", "dense", "--firing", "sorted"],
+    ["verify", "NET", "--coding", "dense", "--firing", "sweep"],
+    ["build", "NET", "--board", "icebreaker", "-o", "OUT", "--coding", "dense",
+     "--firing", "sorted"],
+])
+def test_firing_with_the_dense_coding_is_one_clear_error(small_net, tmp_path, capsys, argv):
+    argv = [str(small_net) if a == "NET" else str(tmp_path / "out") if a == "OUT" else a
+            for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("onespike: error: --firing ") and err.count("\n") == 1, err
+    assert "applies to --coding ttfs only" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_firing_is_refused_with_the_choices(small_net, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", str(small_net), "-o", str(tmp_path / "out"), "--firing", "fast"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    last = err.splitlines()[-1]      # argparse quotes the choices from Python 3.12 on
+    assert "argument --firing: invalid choice: 'fast'" in last
+    assert all(choice in last for choice in ("auto", "sweep", "sorted"))
+    assert not (tmp_path / "out").exists()

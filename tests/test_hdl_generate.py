@@ -83,3 +83,45 @@ def test_bad_lanes_clear_error(capsys, net_file, tmp_path):
     code, out, err = generate(capsys, net_file, tmp_path / "x", "--lanes", "0")
     assert code != 0 and out == "" and "lane count must be a positive integer" in err
     assert not (tmp_path / "x" / "onespike_top.v").exists()
+
+
+def firings(manifest):
+    return [layer["firing"] for layer in manifest["layers"]]
+
+
+def test_manifest_records_each_layers_firing(capsys, conv_net_file, net_file, tmp_path):
+    """``auto`` sorts the layers where that pays (:func:`sorting_pays`); ``--firing sweep``
+    or ``sorted`` applies to every hidden layer; the readout and max pooling have no firing
+    phase (null). The --json result carries the same list."""
+    from onespike.hdl.firing import sorting_pays
+    from onespike.ir import load
+
+    net = load(conv_net_file)
+    expected = [None if layer.kind == "maxpool" or layer.is_readout
+                else "sorted" if sorting_pays(layer, 1) else "sweep" for layer in net.layers]
+    assert "sorted" in expected and None in expected
+    for firing, want in [(None, expected), ("sweep", [f and "sweep" for f in expected]),
+                         ("sorted", [f and "sorted" for f in expected])]:
+        out = tmp_path / str(firing)
+        code, text, _ = generate(capsys, conv_net_file, out,
+                                 *(["--firing", firing] if firing else []))
+        assert code == 0
+        assert firings(json.loads((out / "manifest.json").read_text())) == want
+        assert json.loads(text)["firing"] == want
+    code, text, _ = generate(capsys, net_file, tmp_path / "dense", "--firing", "sorted")
+    assert code == 0 and json.loads(text)["firing"] == ["sorted", None]
+
+
+def test_a_wrong_firing_is_one_clear_error(tmp_path):
+    from onespike.errors import OnespikeError
+    from onespike.hdl.generate import generate as generate_rtl
+
+    net = random_network(np.random.default_rng(21), conv=False, max_layers=3)
+    with pytest.raises(OnespikeError, match="firing must be one of auto, sweep, sorted, not "
+                                            "'fast'"):
+        generate_rtl(net, tmp_path / "a", firing="fast")
+    with pytest.raises(OnespikeError, match="firing 'sweep' applies to the ttfs coding only"):
+        generate_rtl(net, tmp_path / "b", coding="dense", firing="sweep")
+    assert not list(tmp_path.iterdir())
+    dense = generate_rtl(net, tmp_path / "c", coding="dense")     # auto: no firing phase
+    assert "firing" not in dense["layers"][0]
