@@ -56,15 +56,42 @@ def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_ds
 
 TOP_NAME = "onespike_top"
 
+#: What each port means, per coding: enough to drive and check the top without reading
+#: the code (README, "The generated accelerator"). ``{n}`` is the layer a tap feeds.
 PORT_MEANING = {
     "clk": "clock; everything is synchronous to its rising edge",
-    "rst": "synchronous reset, active high; the next sample starts clean",
-    "i": "input activations of one sample, neuron 0 first (stream)",
-    "o": "class of each sample, in input order (stream)",
-    "tap_logits": "observe-only: each logit {index, value, last} the readout sends",
+    "rst": "synchronous reset, active high; the next sample starts clean; afterwards wait "
+           "for i__ready (see i)",
+    "i": "input stream: one sample's activations 0..A0 (A0 = input_levels), one per "
+         "transfer, in C order: input neuron 0, 1, ... for a vector; for an image (c, y, x) "
+         "with x fastest, then y, then c (x.reshape(-1) of a (C, H, W) array); the next "
+         "sample follows directly. A transfer happens in a cycle with i__valid and i__ready "
+         "both high. {reset}",
+    "o": "class of each sample, in input order (argmax of the integer logits, ties to the "
+         "lowest; stream)",
+    "tap_logits": "observe-only: each logit {index, value, last} the readout sends; last = 1 "
+                  "on the final class of a sample",
 }
-
-
+RESET = {
+    "ttfs": "After rst, i__ready stays low for at most A0 + 2 cycles (the encoder empties "
+            "its lists); inner stages take longer but hold the stream before them, so a "
+            "testbench waits for i__ready only",
+    "dense": "After rst, i__ready stays low until the first layer has cleared its state "
+             "(layers[0].state_words + 1 cycles for a dense or convolution layer); inner "
+             "stages hold the stream before them, so a testbench waits for i__ready only",
+}
+TAP_MEANING = {
+    "ttfs": "observe-only: each transfer {{index, step, end}} on the spike stream into layer "
+            "{n}, valid for one cycle: per sample the spikes of step 0, an end-of-step marker "
+            "(end = 1), the spikes of step 1, a marker, ... A markers in all (A = "
+            "input_window[1] - input_window[0] of layers[{n}]). A spike's index is the neuron "
+            "(a number for a vector, {{x, y, c}} for an image) and step its step 0..A-1 (the "
+            "golden model's time input_window[0] + step); a marker's step is the step it closes (A - 1 ends the sample) and its index is 0. "
+            "Every bit of a valid transfer is defined (never X); neurons of activation 0 send "
+            "nothing",
+    "dense": "observe-only: each transfer {{index, value, end}} on the activation stream into "
+             "layer {n}, valid for one cycle (decoding: taps)",
+}
 def _fields(layout: data.StructLayout) -> dict:
     """Offset, width and signedness of every field, nested structs with their own fields."""
     out = {}
@@ -78,16 +105,15 @@ def _fields(layout: data.StructLayout) -> dict:
 
 
 def _ports(top):
+    coding = "dense" if isinstance(top, DenseAccelerator) else "ttfs"
     ports = [{"name": "clk", "direction": "in", "width": 1, "meaning": PORT_MEANING["clk"]},
              {"name": "rst", "direction": "in", "width": 1, "meaning": PORT_MEANING["rst"]}]
     for path, member, value in top.signature.flatten(top):
         name = "__".join(str(p) for p in path)
         group = str(path[0])
-        meaning = PORT_MEANING.get(group) or (
-            f"observe-only: each transfer {{index, value, end}} on the activation stream "
-            f"into layer {group.split('_')[1]}" if isinstance(top, DenseAccelerator) else
-            f"observe-only: each transfer {{index, step, end}} on the spike stream into "
-            f"layer {group.split('_')[1]}")
+        meaning = PORT_MEANING.get(group) or TAP_MEANING[coding].format(n=group[len("tap_"):])
+        if group == "i":
+            meaning = meaning.format(reset=RESET[coding])
         port = {"name": name, "direction": "in" if member.flow == wiring.In else "out",
                 "width": Value.cast(value).shape().width, "meaning": meaning}
         if isinstance(member.shape, data.StructLayout):

@@ -180,10 +180,12 @@ def _add_firing(p):
 
 
 def _add_coding(p):
-    p.add_argument("--coding", choices=("ttfs", "dense"), default="ttfs",
-                   help="ttfs: the spiking accelerator (default); dense: the conventional "
+    from onespike.hdl.generate import CODINGS, generate
+
+    p.add_argument("--coding", choices=tuple(CODINGS), default=_default(generate, "coding"),
+                   help="ttfs: the spiking accelerator; dense: the conventional "
                         "multiply-accumulate accelerator of the same integer network, same "
-                        "ports, for comparison")
+                        "ports, for comparison (default %(default)s)")
     p.add_argument("--no-skip-zeros", action="store_true",
                    help="dense: send every activation, zeros included (default: skip them)")
     p.add_argument("--no-dsp", action="store_true",
@@ -317,6 +319,7 @@ def cmd_build(args):
 
 def cmd_run(args):
     from onespike.boards.host import BoardClient, run_inputs
+    from onespike.boards.top import DEFAULT_BAUD
     from onespike.ir import load
     from onespike.sim.verify import EDGE_SAMPLES, stimulus
 
@@ -342,7 +345,7 @@ def cmd_run(args):
                             "NET.npz or --build DIR")
     else:
         a0 = x
-    with BoardClient(args.port, baud=baud or 1_000_000, timeout=args.timeout) as client:
+    with BoardClient(args.port, baud=baud or DEFAULT_BAUD, timeout=args.timeout) as client:
         result = run_inputs(client, a0, net=net, weights=weights, spikes=args.spikes,
                             progress=not args.json)
     lines = [f"{result['samples']} samples in {result['seconds']:.2f} s "
@@ -446,8 +449,19 @@ def _default(function, name):
 
 
 def build_parser():
+    # the library functions whose signatures hold the defaults (torch-free until called)
+    from onespike.boards.build import build
+    from onespike.boards.host import BoardClient
+    from onespike.boards.top import DEFAULT_BAUD
+    from onespike.demo import run_demo
+    from onespike.hdl.generate import CODINGS, generate
+    from onespike.mapper import convert_exported
+    from onespike.mapper.finetune import finetune
+    from onespike.report import write_report
     from onespike.sim.evaluate import MODES, evaluate
-    from onespike.sim.verify import SIMULATORS, verify
+    from onespike.sim.formal import prove
+    from onespike.sim.verify import (BENCHES, EDGE_SAMPLES, RANDOM_SAMPLES, SIMULATORS,
+                                     verify)
 
     parser = argparse.ArgumentParser(
         prog="onespike", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -464,11 +478,13 @@ def build_parser():
                        help="print one JSON object on stdout instead of a report")
         return p
 
-    def add_bits(p):
-        p.add_argument("--act-bits", type=_bits, default=4, metavar="N",
+    def add_bits(p, function):
+        p.add_argument("--act-bits", type=_bits, default=_default(function, "act_bits"),
+                       metavar="N",
                        help="activation bits 1..8: each layer fires in a window of 2**N-1 "
                             "time steps (default %(default)s)")
-        p.add_argument("--weight-bits", type=_bits, default=8, metavar="N",
+        p.add_argument("--weight-bits", type=_bits, default=_default(function, "weight_bits"),
+                       metavar="N",
                        help="signed weight bits 2..16 (default %(default)s)")
 
     p = add("convert", cmd_convert, "map a torch.export program (.pt2) to a TTFS network",
@@ -480,12 +496,11 @@ def build_parser():
     p.add_argument("--calib", required=True, help="calibration inputs (.npy)")
     p.add_argument("-o", "--output", required=True, type=Path, help="network file to write "
                    "(.npz: arrays + JSON header, see onespike/ir.py)")
-    add_bits(p)
+    add_bits(p, convert_exported)
     p.add_argument("--input-bits", type=_bits, metavar="N",
                    help="bits 1..8 of the input window (default: --act-bits); a finer input "
                         "for networks whose hidden layers use few steps")
 
-    from onespike.mapper.finetune import finetune       # torch-free until called
     p = add("finetune", cmd_finetune, "fine-tune a converted network as the integer network",
             "Train a converted network (.npz from `onespike convert`) as the exact integer "
             "network it is: integer weights and biases learned through straight-through "
@@ -545,7 +560,7 @@ def build_parser():
             "give the "
             "same bytes.")
     p.add_argument("net", help="network file (.npz)")
-    p.add_argument("--lanes", type=int, default=1, metavar="P",
+    p.add_argument("--lanes", type=int, default=_default(generate, "lanes"), metavar="P",
                    help="neurons (dense) or output channels (conv) updated per cycle in "
                         "each layer (capped at the layer's size; default %(default)s)")
     _add_coding(p)
@@ -569,17 +584,20 @@ def build_parser():
     p.add_argument("--sim", choices=SIMULATORS, default=_default(verify, "simulator"),
                    help="simulator (default %(default)s)")
     p.add_argument("--inputs", help="float inputs (.npy), as fed to the model")
-    p.add_argument("--samples", type=int, metavar="N", help="check the first N of --inputs (default: all; "
-                   "30 random samples without --inputs); the two edge samples come on top")
+    p.add_argument("--samples", type=int, metavar="N",
+                   help=f"check the first N of --inputs (default: all; {RANDOM_SAMPLES} "
+                        f"random samples without --inputs); the {EDGE_SAMPLES} edge samples "
+                        f"come on top")
     p.add_argument("--waves", action="store_true", help="record an FST waveform (GTKWave)")
     p.add_argument("--idle", type=float, default=_default(verify, "idle"),
                    help="probability of an idle input cycle (default %(default)s)")
     p.add_argument("--backpressure", type=float, default=_default(verify, "backpressure"),
                    help="probability the output is not ready in a cycle (default "
                         "%(default)s)")
-    p.add_argument("--reset-after", type=int, default=0, metavar="CYCLES",
+    p.add_argument("--reset-after", type=int, default=_default(verify, "interrupt_cycles"),
+                   metavar="CYCLES",
                    help="first stream random samples for CYCLES cycles and reset the design "
-                        "in the middle of that inference (default 0: no reset)")
+                        "in the middle of that inference (default %(default)s: no reset)")
     p.add_argument("--seed", type=int, default=_default(verify, "seed"),
                    help="stimulus seed (default %(default)s)")
     p.add_argument("--jobs", type=int, default=_default(verify, "jobs"), metavar="N",
@@ -589,7 +607,6 @@ def build_parser():
                    help="run only slice K of N (1 <= K <= N) of the samples, for a CI "
                         "matrix or a job array; the slices of 1/N .. N/N hold every sample "
                         "once")
-    from onespike.sim.verify import BENCHES
     p.add_argument("--bench", choices=BENCHES, default=_default(verify, "bench"),
                    help="harness: the Verilog harness drives and logs, Python checks at the "
                         "end; classic: Python drives and monitors every cycle (slow) "
@@ -617,12 +634,12 @@ def build_parser():
     p.add_argument("--clock", type=float, metavar="MHZ",
                    help="clock in MHz: a PLL makes it from the board's oscillator (iCE40, "
                         "ECP5; default: the oscillator's, see `onespike boards`)")
-    p.add_argument("--baud", type=int, default=1_000_000,
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                    help="UART baud rate (default %(default)s)")
-    p.add_argument("--coding", choices=("ttfs", "dense"), default="ttfs",
-                   help="ttfs: the spiking accelerator (default); dense: the multiply-"
-                        "accumulate baseline of the same network behind the same link, "
-                        "for a side-by-side build")
+    p.add_argument("--coding", choices=tuple(CODINGS), default=_default(build, "coding"),
+                   help="ttfs: the spiking accelerator; dense: the multiply-accumulate "
+                        "baseline of the same network behind the same link, for a "
+                        "side-by-side build (default %(default)s)")
     p.add_argument("--no-dsp", action="store_true",
                    help="the lane multiplies from shifted adds, no DSP blocks (default: "
                         "DSP blocks where the board has enough for the planned lanes: "
@@ -646,8 +663,9 @@ def build_parser():
     p.add_argument("--samples", type=int, help="only the first N inputs")
     p.add_argument("--spikes", action="store_true",
                    help="also read back the last spiking layer's spike times")
-    p.add_argument("--baud", type=int, help="baud rate (default: the build's, or 1000000)")
-    p.add_argument("--timeout", type=float, default=2.0,
+    p.add_argument("--baud", type=int,
+                   help=f"baud rate (default: the build's, or {DEFAULT_BAUD})")
+    p.add_argument("--timeout", type=float, default=_default(BoardClient, "timeout"),
                    help="seconds to wait for an answer (default %(default)s)")
 
     p = add("report", cmd_report, "write a Markdown report with figures about a network",
@@ -662,9 +680,10 @@ def build_parser():
                    "random activations)")
     p.add_argument("--labels", help="integer labels (.npy) for the accuracy section")
     p.add_argument("--samples", type=int, metavar="N", help="only the first N inputs")
-    p.add_argument("--lanes", type=int, default=8, metavar="P",
+    p.add_argument("--lanes", type=int, default=_default(write_report, "lanes"), metavar="P",
                    help="lanes for the cycle figures (default %(default)s)")
-    p.add_argument("--measure", type=int, default=4, metavar="N",
+    p.add_argument("--measure", type=int, default=_default(write_report, "measure"),
+                   metavar="N",
                    help="samples run in the Amaranth simulator for measured cycles "
                         "(default %(default)s; 0: none)")
     p.add_argument("--build", action="append", type=Path, metavar="DIR",
@@ -676,14 +695,16 @@ def build_parser():
             "quantized and spiking accuracy, generate the Verilog, verify it spike for spike "
             "against the golden model on a real simulator, and write a report with figures. "
             "Writes its files under --out.\n\nexample: onespike demo --board icebreaker")
-    p.add_argument("--out", default="build/demo", help="output folder (default %(default)s)")
-    p.add_argument("--sim", choices=SIMULATORS, default="icarus",
+    p.add_argument("--out", default=_default(run_demo, "out"),
+                   help="output folder (default %(default)s)")
+    p.add_argument("--sim", choices=SIMULATORS, default=_default(run_demo, "simulator"),
                    help="simulator for the RTL check (default %(default)s)")
-    p.add_argument("--rtl-samples", type=int, default=50, metavar="N",
+    p.add_argument("--rtl-samples", type=int, default=_default(run_demo, "rtl_samples"),
+                   metavar="N",
                    help="test images verified in RTL (default %(default)s)")
     p.add_argument("--board", metavar="NAME", help="also build a bitstream for this board "
                    "(see `onespike boards`)")
-    add_bits(p)
+    add_bits(p, run_demo)
 
     p = add("prove", cmd_prove, "prove the cores' stream, counting, width and reset properties",
             "For every core of the generated design (encoder, neuron cores, max pooling, "
@@ -695,16 +716,16 @@ def build_parser():
             "status 1 if a property fails (its counterexample VCD is listed).\n\nexample: "
             "onespike prove net.npz --lanes 2 --json")
     p.add_argument("net", help="network file (.npz)")
-    p.add_argument("--lanes", type=int, default=1, metavar="P",
+    p.add_argument("--lanes", type=int, default=_default(prove, "lanes"), metavar="P",
                    help="lanes per neuron core (default %(default)s)")
     p.add_argument("--depth", type=int, metavar="N",
                    help="cycles after a reset to check (default: per core, one sample through it)")
-    p.add_argument("--jobs", type=int, default=1, metavar="J",
+    p.add_argument("--jobs", type=int, default=_default(prove, "jobs"), metavar="J",
                    help="checks run at once (default %(default)s)")
     p.add_argument("--only", action="append", metavar="PROP",
                    help="only this property (e.g. once) or core:property (e.g. encoder:once); "
                         "repeat for several")
-    p.add_argument("--out", default="build/prove", type=Path,
+    p.add_argument("--out", default=_default(prove, "out"), type=Path,
                    help="folder for the sby runs and traces (default %(default)s)")
     return parser
 

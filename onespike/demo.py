@@ -13,8 +13,8 @@ import numpy as np
 __all__ = ["run_demo"]
 
 
-def run_demo(out: Path, *, act_bits=4, weight_bits=8, lanes=8, simulator="icarus",
-             rtl_samples=50, board=None, progress=True):
+def run_demo(out: Path = Path("build/demo"), *, act_bits=4, weight_bits=8, lanes=8,
+             simulator="icarus", rtl_samples=50, board=None, progress=True):
     """The main job on built-in data; returns ``(summary dict, report lines)``."""
     import torch
 

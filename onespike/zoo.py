@@ -2,8 +2,8 @@
 
 Nothing here downloads: sklearn's digits ship with scikit-learn, and MNIST / Fashion-MNIST
 are read from the standard IDX ``.gz`` files on disk, found by :func:`data_dir`: an explicit
-folder (``--data DIR``), else ``$ONESPIKE_DATA``, else ``$XDG_DATA_HOME/onespike`` (by
-default ``~/.local/share/onespike``). Each data set is a subfolder (``mnist/``,
+folder (the ``data_dir`` argument; a bench's ``--data DIR``), else ``$ONESPIKE_DATA``, else
+``$XDG_DATA_HOME/onespike`` (by default ``~/.local/share/onespike``). Each data set is a subfolder (``mnist/``,
 ``fashion-mnist/``) with the four files of :data:`IDX_FILES`.
 """
 
@@ -81,6 +81,11 @@ def data_dir(explicit=None) -> Path:
         return Path(explicit)
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV])
+    return _default_dir()
+
+
+def _default_dir() -> Path:
+    """The folder used without an explicit one and without ``$ONESPIKE_DATA``."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "onespike"
 
@@ -88,8 +93,9 @@ def data_dir(explicit=None) -> Path:
 def _missing(folder: Path, name: str) -> OnespikeError:
     files = "\n".join(f"  {file}  sha256 {digest}" for file, digest in IDX_FILES[name].items())
     return OnespikeError(
-        f"data set {name!r} not found in {folder}: put the four standard IDX files there "
-        f"(or pass --data DIR, or set {DATA_ENV} to the folder that holds {name}/):\n{files}")
+        f"data set {name!r} not found in {folder}: put the four standard IDX files there, "
+        f"or set ${DATA_ENV} to the folder that holds {name}/ (unset, the folder is "
+        f"{_default_dir()}):\n{files}")
 
 
 def check_files(name="mnist", folder=None) -> Path:

@@ -4,7 +4,7 @@
 random backpressure), decodes every tap into spike times and logits, and returns a
 :class:`~onespike.sim.observed.HardwareTrace` that :func:`onespike.sim.first_mismatch`
 compares with the golden model, plus the cycle counts. Taps are decoded by
-:class:`~onespike.sim.observed.TapDecoder`, the one decoder every runner shares.
+:class:`~onespike.sim.observed.TapDecoder`, the decoder the cocotb testbench uses too.
 """
 
 from dataclasses import dataclass

@@ -1,10 +1,12 @@
 """What the hardware did, in the golden model's terms: one trace type and one tap decoder.
 
-Every runner of the generated accelerator (the Amaranth simulator in
-:mod:`onespike.sim.hardware`, the cocotb testbench in :mod:`onespike.sim.testbench`, the board
-testbench and the host runner) turns the transfers it sees into a :class:`HardwareTrace`
-through :class:`TapDecoder`, and compares it with :func:`onespike.sim.check.first_mismatch`.
-Like the golden model, this module needs nothing but numpy and the IR.
+The runners that see the accelerator's taps (the Amaranth simulator in
+:mod:`onespike.sim.hardware`, the cocotb testbench in :mod:`onespike.sim.testbench`) turn the
+transfers into a :class:`HardwareTrace` through :class:`TapDecoder` and compare it with the
+golden model (:mod:`onespike.sim.check`: ``first_mismatch``, ``compare``). The board testbench
+(:mod:`onespike.boards.testbench`) and the host runner (:mod:`onespike.boards.host`) see no
+taps, only the link's UART replies; they take the expected step of a spike from
+:func:`window_steps`. Like the golden model, this module needs nothing but numpy and the IR.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def bit(handle) -> int:
 
 class Payload:
     """Decodes a packed payload with the field layout from the manifest. A field with
-    ``X``/``Z`` bits decodes to ``None`` (the index of an end-of-step marker is unused)."""
+    ``X``/``Z`` bits decodes to ``None``, which fails the run (:func:`_defined`): every
+    field of a valid transfer is defined, an end-of-step marker's index too (it is 0)."""
 
     def __init__(self, port):
         self.fields = port.get("fields", {})

@@ -25,9 +25,9 @@ from onespike.errors import OnespikeError
 from onespike.ir import Network, save
 from onespike.sim.harness import HARNESS_TOP, depth_bits, harness_sha, harness_verilog
 
-__all__ = ["SIMULATORS", "BENCHES", "VERILATOR_ARGS", "EDGE_SAMPLES", "stimulus", "verify",
-           "simulator_path", "run_cocotb", "build_cocotb", "simulate_cocotb", "parse_shard",
-           "shard_slices", "merge_junit"]
+__all__ = ["SIMULATORS", "BENCHES", "VERILATOR_ARGS", "EDGE_SAMPLES", "RANDOM_SAMPLES",
+           "stimulus", "verify", "simulator_path", "run_cocotb", "build_cocotb",
+           "simulate_cocotb", "parse_shard", "shard_slices", "merge_junit"]
 
 SIMULATORS = ("icarus", "verilator")
 BENCHES = ("harness", "classic")
@@ -39,19 +39,21 @@ VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-CASEOVERLAP", "-Wno
 
 
 EDGE_SAMPLES = 2          # every regression starts with an all-zero and a saturated sample
+RANDOM_SAMPLES = 30       # random activations when no inputs are given
 
 
 def stimulus(net: Network, x=None, samples=None, seed=0) -> np.ndarray:
     """Integer inputs for :func:`verify`: the :data:`EDGE_SAMPLES` edge cases (all zero, all
     saturated), then the first ``samples`` of ``x`` encoded by ``net.encoder`` (all of them
-    when ``samples`` is None), or ``samples`` seeded random activations (30) without ``x``."""
+    when ``samples`` is None), or ``samples`` seeded random activations
+    (:data:`RANDOM_SAMPLES` when ``samples`` is None) without ``x``."""
     shape = tuple(net.encoder.shape)
     if samples is not None and (isinstance(samples, bool) or samples < 1):
         raise OnespikeError(f"samples must be a positive integer, not {samples}")
     edges = np.stack([np.zeros(shape, np.int64), np.full(shape, net.encoder.levels)])
     if x is None:
         body = np.random.default_rng(seed).integers(
-            0, net.encoder.levels + 1, size=(30 if samples is None else samples,) + shape)
+            0, net.encoder.levels + 1, size=(RANDOM_SAMPLES if samples is None else samples,) + shape)
         return np.concatenate([edges, body])
     body = net.encoder.encode(np.asarray(x)[:samples])   # the shape check every command shares
     return np.concatenate([edges, body])

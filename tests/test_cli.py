@@ -166,3 +166,46 @@ def test_an_unknown_firing_is_refused_with_the_choices(small_net, tmp_path, caps
     assert "argument --firing: invalid choice: 'fast'" in last
     assert all(choice in last for choice in ("auto", "sweep", "sorted"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, module, owner, name, value, shown", [
+    ("generate", "onespike.hdl.generate", "generate", "lanes", 37, "default 37"),
+    ("generate", "onespike.hdl.generate", "generate", "coding", "dense", "default dense"),
+    ("build", "onespike.boards.top", None, "DEFAULT_BAUD", 115_200, "default 115200"),
+    ("run", "onespike.boards.top", None, "DEFAULT_BAUD", 115_200, "or 115200"),
+    ("run", "onespike.boards.host", "BoardClient.__init__", "timeout", 7.5, "default 7.5"),
+    ("report", "onespike.report", "write_report", "lanes", 37, "default 37"),
+    ("report", "onespike.report", "write_report", "measure", 41, "default 41"),
+    ("demo", "onespike.demo", "run_demo", "out", "elsewhere/demo", "default elsewhere/demo"),
+    ("demo", "onespike.demo", "run_demo", "rtl_samples", 41, "default 41"),
+    ("demo", "onespike.demo", "run_demo", "act_bits", 3, "default 3"),
+    ("convert", "onespike.mapper", "convert_exported", "weight_bits", 6, "default 6"),
+    ("prove", "onespike.sim.formal", "prove", "jobs", 41, "default 41"),
+    ("prove", "onespike.sim.formal", "prove", "out", "elsewhere/prove",
+     "default elsewhere/prove"),
+    ("verify", "onespike.sim.verify", "verify", "interrupt_cycles", 41, "default 41"),
+])
+def test_defaults_shown_are_the_librarys(monkeypatch, capsys, command, module, owner, name,
+                                         value, shown):
+    """Each default is written once, in the library: change it there and the help follows."""
+    import functools
+    import importlib
+    import inspect
+
+    target = importlib.import_module(module)
+    if owner is None:
+        monkeypatch.setattr(target, name, value)
+    else:
+        function = functools.reduce(getattr, owner.split("."), target)
+        if name in (function.__kwdefaults__ or {}):
+            monkeypatch.setitem(function.__kwdefaults__, name, value)
+        else:
+            positional = [p.name for p in inspect.signature(function).parameters.values()
+                          if p.default is not inspect.Parameter.empty
+                          and p.kind != p.KEYWORD_ONLY]
+            defaults = list(function.__defaults__)
+            defaults[positional.index(name)] = value
+            monkeypatch.setattr(function, "__defaults__", tuple(defaults))
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert shown in " ".join(capsys.readouterr().out.split())

@@ -125,3 +125,23 @@ def test_a_wrong_firing_is_one_clear_error(tmp_path):
     assert not list(tmp_path.iterdir())
     dense = generate_rtl(net, tmp_path / "c", coding="dense")     # auto: no firing phase
     assert "firing" not in dense["layers"][0]
+
+
+def test_port_meanings_are_enough_to_drive_the_top(capsys, conv_net_file, tmp_path):
+    """What a testbench writer needs from manifest.json alone (as in the README): the input
+    order and range, what a marker's index and step hold, the reset bound of i__ready."""
+    assert generate(capsys, conv_net_file, tmp_path)[0] == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    meaning = {port["name"]: " ".join(port["meaning"].split()) for port in manifest["ports"]}
+    for part in ("i__payload", "i__valid", "i__ready"):
+        assert "(c, y, x) with x fastest, then y, then c" in meaning[part]
+        assert "activations 0..A0 (A0 = input_levels)" in meaning[part]
+        assert "After rst, i__ready stays low for at most A0 + 2 cycles" in meaning[part]
+    assert manifest["input_levels"] == manifest["layers"][0]["input_window"][1] - \
+        manifest["layers"][0]["input_window"][0]
+    assert "i__ready" in meaning["rst"]
+    for n in range(len(manifest["layers"])):
+        tap = meaning[f"tap_{n}__payload"]
+        assert f"into layer {n}" in tap and f"of layers[{n}]" in tap
+        assert "a marker's step is the step it closes (A - 1 ends the sample)" in tap
+        assert "its index is 0" in tap and "never X" in tap

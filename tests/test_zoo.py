@@ -1,5 +1,6 @@
-"""Data sets are found by --data, then $ONESPIKE_DATA, then the documented default, and a
-missing or altered file gets one error that says where the standard files go."""
+"""Data sets are found in an explicit folder, then $ONESPIKE_DATA, then the documented
+default, and a missing or altered file gets one error that says where the standard files
+go."""
 
 import gzip
 import shutil
@@ -22,11 +23,14 @@ def test_default_folder_follows_xdg(tmp_path, monkeypatch):
     assert zoo.data_dir() == tmp_path / "onespike"
 
 
-def test_missing_data_says_where_the_files_go(tmp_path):
+def test_missing_data_says_where_the_files_go(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     with pytest.raises(OnespikeError) as error:
         zoo.idx_dataset("mnist", tmp_path)
     message = str(error.value)
-    assert str(tmp_path / "mnist") in message and zoo.DATA_ENV in message
+    assert str(tmp_path / "mnist") in message and "$" + zoo.DATA_ENV in message
+    assert "--data" not in message        # no onespike command takes it
+    assert str(tmp_path / "xdg" / "onespike") in message     # the folder without it
     for name, digest in zoo.IDX_FILES["mnist"].items():
         assert name in message and digest in message
 
