@@ -3,6 +3,11 @@ measured in the Amaranth simulator, next to the cycle model and the event lower 
 the numbers measured on the old core before the change.
 
 Run: .venv/bin/python bench/lean_table.py [--nets mlp cnn fashion] [--lanes 8] [--samples 5]
+     [--firing sweep auto]
+
+Each network is measured with every ``--firing`` of hdl.top.Accelerator (sweep: every
+state word tested in every step; auto: sorted firing where it pays, hdl/firing.py), so the
+rows of one run put the two side by side.
 
 Networks (trained once, cached in build/bench/): ``mlp`` MNIST 784-128-10; ``cnn`` the MNIST
 CNN of bench/conv_table.py (zoo.mnist_cnn); ``fashion`` conv5x5(8), maxpool2, conv5x5(16),
@@ -52,11 +57,11 @@ def bounds(net, top, maps):
     return dense, event
 
 
-def measure(name, lanes, samples):
+def measure(name, lanes, samples, firing):
     net, x = bench_net(name)
     a0 = net.encoder.encode(x[:samples])
     golden = closed_form(net, a0)
-    top = Accelerator(net, lanes=lanes)
+    top = Accelerator(net, lanes=lanes, firing=firing)
     hw = run(top, a0)
     assert first_mismatch(net, golden, hw.trace) is None, "RTL differs from the golden model"
     done = np.diff(np.array(hw.sample_done))
@@ -73,14 +78,16 @@ def main():
     parser.add_argument("--nets", nargs="+", default=["mlp", "cnn", "fashion"])
     parser.add_argument("--lanes", type=int, nargs="+", default=[8])
     parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--firing", nargs="+", default=["sweep", "auto"],
+                        choices=["sweep", "sorted", "auto"])
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"{'net':<8} {'lanes':>5} {'steady':>7} {'model':>6} {'err%':>5} {'before':>7} "
+    print(f"{'net':<8} {'lanes':>5} {'firing':>6} {'steady':>7} {'model':>6} {'err%':>5} {'before':>7} "
           f"{'gain':>5} {'bound':>7} {'event':>6} {'evmax':>6} {'latency':>8}  "
           f"slowest (model)")
     for name in args.nets:
-        for lanes in args.lanes:
-            r = measure(name, lanes, args.samples)
+        for lanes, firing in ((p, f) for p in args.lanes for f in args.firing):
+            r = measure(name, lanes, args.samples, firing)
             model = r["model"]
             parts = {**model["stages"], **model["chains"]}
             slowest = max(parts, key=parts.get)
@@ -88,7 +95,7 @@ def main():
             before = round(float(np.mean(old[:args.samples - 1]))) \
                 if old and args.samples - 1 <= len(old) else None
             gain = f"{before / r['steady']:.2f}" if before else "-"
-            print(f"{name:<8} {lanes:>5} {r['steady']:>7.0f} {model['steady']:>6} "
+            print(f"{name:<8} {lanes:>5} {firing:>6} {r['steady']:>7.0f} {model['steady']:>6} "
                   f"{100 * (model['steady'] / r['steady'] - 1):>+5.1f} "
                   f"{before or '-':>7} {gain:>5} {r['bound']:>7.0f} {sum(r['event']):>6.0f} "
                   f"{max(r['event']):>6.0f} {r['latency']:>8}  {slowest}")

@@ -27,14 +27,14 @@ class ConvCore(NeuronCore):
     """
 
     def __init__(self, layer: Conv, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True):
+                 use_dsp: bool = True, sorted_firing: bool = False):
         if not isinstance(layer, Conv):
             refuse(self, TypeError(f"ConvCore needs a Conv layer, not {type(layer).__name__}"))
         if layer.is_readout:
             refuse(self, ValueError("a convolution cannot be the readout; end the network "
                                     "with a Linear layer"))
         super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
-                         use_dsp=use_dsp)
+                         use_dsp=use_dsp, sorted_firing=sorted_firing)
 
     @property
     def positions(self):

@@ -20,67 +20,14 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.arith import const_multiply, multiply
+from onespike.hdl.counters import Odometer, RangeCounter
 from onespike.hdl.encoder import flag, positive
+from onespike.hdl.firing import Reciprocals, sorted_firing
 from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
                                   spike_layout)
 from onespike.ir import LayerWidths, signed_bits
 
 __all__ = ["NeuronCore", "Odometer", "RangeCounter"]
-
-
-class Odometer:
-    """Nested counters (the last one fastest) that step together; ``values`` are Signals."""
-
-    def __init__(self, sizes, name):
-        self.sizes = list(sizes)
-        self.values = [Signal(range(max(n, 1)), name=f"{name}{i}")
-                       for i, n in enumerate(self.sizes)]
-
-    def last(self):
-        return Cat(*[v == n - 1 for v, n in zip(self.values, self.sizes)]).all()
-
-    def next_values(self):
-        """The values after one step (wrapping), as expressions."""
-        out, carry = [], 1
-        for v, n in reversed(list(zip(self.values, self.sizes))):
-            wrap = carry & (v == n - 1)
-            out.append(Mux(carry, Mux(wrap, 0, v + 1), v))
-            carry = wrap
-        return list(reversed(out))
-
-    def step(self, m):
-        m.d.sync += [v.eq(n) for v, n in zip(self.values, self.next_values())]
-
-    def load(self, m, values):
-        m.d.sync += [v.eq(x) for v, x in zip(self.values, values)]
-
-
-class RangeCounter:
-    """Nested counters (the last one fastest), each running from its own ``first`` to its
-    own ``last`` (inclusive, registers loaded per spike) and wrapping back to ``first``."""
-
-    def __init__(self, sizes, name):
-        self.sizes = list(sizes)
-        shapes = [range(max(n, 1)) for n in self.sizes]
-        self.values = [Signal(s, name=f"{name}{i}") for i, s in enumerate(shapes)]
-        self.firsts = [Signal(s, name=f"{name}{i}_first") for i, s in enumerate(shapes)]
-        self.lasts = [Signal(s, name=f"{name}{i}_last") for i, s in enumerate(shapes)]
-
-    def last(self):
-        return Cat(*[v == e for v, e in zip(self.values, self.lasts)]).all()
-
-    def next_values(self):
-        out, carry = [], 1
-        for v, f, e in reversed(list(zip(self.values, self.firsts, self.lasts))):
-            wrap = carry & (v == e)
-            out.append(Mux(carry, Mux(wrap, f, v + 1), v))
-            carry = wrap
-        return list(reversed(out))
-
-    def load(self, m, bounds):
-        """Start at ``bounds`` = ``[(first, last), ...]`` (expressions)."""
-        for v, f, e, (first, last) in zip(self.values, self.firsts, self.lasts, bounds):
-            m.d.sync += [v.eq(first), f.eq(first), e.eq(last)]
 
 
 class NeuronCore(wiring.Component):
@@ -108,11 +55,12 @@ class NeuronCore(wiring.Component):
     """
 
     def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True):
+                 use_dsp: bool = True, sorted_firing: bool = False):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             refuse(self, ValueError(f"Lane count must be a positive integer, not {lanes!r}"))
         try:
             self._use_dsp = flag(use_dsp, "use_dsp")
+            self._sorted = flag(sorted_firing, "sorted_firing") and not layer.is_readout
         except TypeError as e:
             refuse(self, e)
         self._channels = layer.weight.shape[0]
@@ -190,7 +138,10 @@ class NeuronCore(wiring.Component):
         def blocks(a_bits, b_bits):          # operand widths, sign bits included
             return -(-a_bits // 16) * -(-b_bits // 16)
         per_lane = blocks(self.weight_bits, self._in_levels.bit_length() + 1)
-        if not self._layer.is_readout:
+        if self._sorted:
+            recip = self.reciprocals
+            per_lane += blocks(recip.width + 1, recip.max_value.bit_length() + 1)
+        elif not self._layer.is_readout:
             ramp_bits = int(self._layer.ramp.max(initial=1)).bit_length()
             per_lane += blocks(ramp_bits + 1, self._layer.levels.bit_length() + 1)
         return self._lanes * per_lane
@@ -198,6 +149,27 @@ class NeuronCore(wiring.Component):
     @property
     def words(self):
         return self.groups * self.positions
+
+    @property
+    def is_readout(self):
+        return self._layer.is_readout
+
+    @property
+    def sorted_firing(self):
+        """Phase 2 files each neuron on its step's list in one pass (:mod:`.firing`)
+        instead of sweeping the state words in every step."""
+        return self._sorted
+
+    @functools.cached_property
+    def reciprocals(self) -> Reciprocals:
+        """The ramps' reciprocals for sorted firing."""
+        return Reciprocals(self._layer.ramp, self._layer.levels)
+
+    @property
+    def reset_cycles(self):
+        """Cycles from a reset until ``i`` is ready: both banks restored (and, with sorted
+        firing, every step's list heads cleared first)."""
+        return 2 * self.words + 2 + (self._layer.levels if self._sorted else 0)
 
     @functools.cached_property
     def spike_cycles(self) -> np.ndarray:
@@ -264,11 +236,14 @@ class NeuronCore(wiring.Component):
             init=contents.tolist(), attrs={"onespike_role": "weights"})  # for board mapping
 
         u0, ramp = self._constant_words()
+        slope = "recip" if self._sorted else "ramp"     # what phase 2 needs of R
+        if self._sorted:
+            ramp = self.reciprocals.of(ramp)
         lane = data.StructLayout({"u0": membrane,
-                                  "ramp": range(max(int(ramp.max(initial=0)), 1) + 1)})
+                                  slope: range(max(int(ramp.max(initial=0)), 1) + 1)})
         m.submodules.constants = constants = memory.Memory(
             shape=data.ArrayLayout(lane, lanes), depth=self.words,
-            init=[[{"u0": u, "ramp": r} for u, r in zip(*word)]
+            init=[[{"u0": u, slope: r} for u, r in zip(*word)]
                   for word in zip(u0.tolist(), ramp.tolist())])
         state = data.ArrayLayout(membrane, lanes)
         m.submodules.membrane = membranes = memory.Memory(shape=state,
@@ -282,7 +257,8 @@ class NeuronCore(wiring.Component):
                    "writing": Signal(2)}          # integration writes into bank 0 / 1
         self._integration(m, weights.read_port(), write,
                           membranes.read_port(transparent_for=[write]), full, restore)
-        phase2 = self._readout if self._layer.is_readout else self._firing
+        phase2 = self._readout if self._layer.is_readout else \
+            functools.partial(sorted_firing, self) if self._sorted else self._firing
         phase2(m, membranes.read_port(), constants.read_port(), full, restore)
         return m
 
@@ -366,19 +342,23 @@ class NeuronCore(wiring.Component):
                     m.d.sync += [v.eq(a) for v, a in zip(counters.values, after)]
                     present(spike, after, multiple)
 
-    def _restore_states(self, m, nxt, word, bank, restore, done):
+    def _restore_states(self, m, nxt, word, bank, restore, done, on_word=None):
         """FSM states that write ``U0`` into the words of a bank, in cycles in which
         integration does not write (``nxt``: the word the constants port fetches; ``word``:
         the word whose constants are on it). ``START`` → ``RESTORE`` does both banks after
-        a reset, then goes to ``WAIT``; ``CLEAN`` does ``bank`` and calls ``done()``."""
+        a reset, then goes to ``WAIT``; ``CLEAN`` does ``bank`` and calls ``done()``, and
+        ``on_word()`` in each cycle in which it moves past a word (whose ``U`` is then on
+        the membrane port)."""
         last = word == self.words - 1
         cleared = Signal()                   # after a reset: bank 0 done, now bank 1
         target = Signal()
 
-        def sweep(finished):
+        def sweep(finished, each=None):
             m.d.comb += [restore["en"].eq(1), restore["addr"].eq(self._address(word, target)),
                          nxt.eq(word)]
             with m.If(~restore["busy"]):
+                if each is not None:
+                    each()
                 m.d.comb += nxt.eq(Mux(last, 0, word + 1))
                 m.d.sync += word.eq(word + 1)
                 with m.If(last):
@@ -400,7 +380,7 @@ class NeuronCore(wiring.Component):
             sweep(after_bank)
         with m.State("CLEAN"):
             m.d.comb += target.eq(bank)
-            sweep(done)
+            sweep(done, on_word)
 
     def _crossings(self, m, read, constants, step):
         """The firing pipeline register (``U``, ``k·R`` and ``R`` per lane of one word) and

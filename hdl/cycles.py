@@ -10,10 +10,15 @@ firing phase before it, the pooling and the integration after it form one chain.
 Per sample (``S`` spikes in, ``c(j)`` integration cycles of input spike ``j``, ``A_in``
 input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
 
-* integration: ``Σ c(j) + A_in`` (one cycle per end-of-step marker; the state words are
-  never swept);
-* firing: ``A·(W + 1) + S' + 1`` (one word per cycle and step, one cycle per spike sent,
-  an end-of-step marker per step);
+* integration: ``Σ c(j) + A_in + W + 2`` (one cycle per end-of-step marker; the state
+  words are never swept, but phase 2 writes ``U0`` back into the ``W`` words of the
+  previous sample through the same membrane write port, in the cycles integration leaves
+  free: a saturated integration pays them);
+* firing, sweep: ``A·(W + 2) + S' + W + 2`` (one word per cycle and step, one cycle per
+  spike sent, an end-of-step marker per step, then ``U0`` written back);
+* firing, sorted (:mod:`~onespike.hdl.firing`): ``W + 4 + 2·A + S'`` (one pass that files
+  every neuron on its step's list and writes ``U0`` back, then per step a cycle for the
+  heads, the spikes and the marker);
 * max pooling: ``(1 + span²)·S + 2·A + pooled neurons`` (fired bits cleared after the window);
 * encoder: ``inputs + 1`` to load, ``2·A0 + S0`` to send; readout: ``classes + groups + 1``.
 
@@ -27,6 +32,7 @@ next to measured cycles.
 
 import numpy as np
 
+from onespike.hdl.firing import firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 
 __all__ = ["cycle_estimate", "event_chains", "integration_cycles"]
@@ -107,11 +113,15 @@ class _Pool:
         return cycle - 1
 
 
-def _chain(steps, words, consumer, tail=0):
+def _chain(steps, words, consumer, tail=0, lists=False):
     """Cycles of one sample through a producer and ``consumer``: ``steps`` per step the
     spikes ``(word, neuron)`` in sending order; ``words`` the producer's state words
-    (None: the encoder, which sends a list head, its spikes, a marker)."""
+    (None: the encoder, which sends a list head, its spikes, a marker); ``lists``: a core
+    with sorted firing (a pass over its words, then per step a list head, the spikes, a
+    marker)."""
     cur = ready = 0
+    if lists:
+        cur, words = words + 4, None
     for spikes in steps:
         start, last = cur, None
         cur = start + 1
@@ -129,14 +139,19 @@ def _chain(steps, words, consumer, tail=0):
     return max(producer, consumer.done + tail)
 
 
-def _stream_steps(levels, act, shape, lanes):
+def _stream_steps(levels, act, shape, lanes, lists=False):
     """Per step the spikes ``(word, neuron)`` of a stream in sending order (``lanes``
-    None: the encoder, which sends a level's list newest first)."""
+    None: the encoder, which sends a level's list newest first; ``lists``: a core with
+    sorted firing, lane by lane, newest word first)."""
     steps = []
     for k in range(levels):
         flat = np.flatnonzero(act == levels - k)
         if lanes is None:
             steps.append([(None, int(f)) for f in flat[::-1]])
+        elif lists:
+            keys = _sweep_order(shape, lanes, flat)
+            steps.append([(key[0], int(f)) for key, f in
+                          sorted(zip(keys, flat), key=lambda e: (e[0][1], -e[0][0]))])
         else:
             keys = _sweep_order(shape, lanes, flat)
             steps.append([(key[0], int(f)) for key, f in sorted(zip(keys, flat))])
@@ -159,13 +174,14 @@ def event_chains(top, maps) -> dict:
         for act in np.asarray(maps[n]).reshape(len(maps[n]), -1):
             if isinstance(core, MaxPoolCore):
                 consumer, tail = _Pool(core, _Integrator(cores[n + 1])), \
-                    core.fired_memory_bits
+                    core.fired_memory_bits + cores[n + 1].words + 2
             else:
-                consumer, tail = _Integrator(core), 0
+                consumer, tail = _Integrator(core), core.words + 2     # U0 write-back
+            lists = producer is not None and producer.sorted_firing
             steps = _stream_steps(levels, act, shape,
-                                  None if producer is None else producer.lanes)
+                                  None if producer is None else producer.lanes, lists)
             times.append(_chain(steps, None if producer is None else producer.words,
-                                consumer, tail))
+                                consumer, tail, lists))
         chains[f"stream{n}"] = float(np.mean(times))
     return chains
 
@@ -205,12 +221,13 @@ def cycle_estimate(top, spikes=None) -> dict:
             chain[f"layer{n}_maxpool"] = core.fan_out * counts[n] + 2 * levels[n] \
                 + core.fired_memory_bits
             continue
-        chain[f"layer{n}_integrate"] = integration_cycles(core, spikes[n]) + levels[n] + 2
+        chain[f"layer{n}_integrate"] = integration_cycles(core, spikes[n]) + levels[n] + 2 \
+            + core.words + 2
         close(f"stream{n}")
         if n < len(top.cores) - 1:
             layer = net.layers[n]
-            chain[f"layer{n}_fire"] = layer.levels * (core.words + 2) + counts[n + 1] \
-                + core.words + 2
+            chain[f"layer{n}_fire"] = firing_cycles(core.words, layer.levels, counts[n + 1],
+                                                    core.sorted_firing)
     stages["readout"] = sizes[-1] + top.cores[-1].groups + 1
     if all(np.ndim(m) > 1 for m in spikes):          # activation maps: replay them
         chains = event_chains(top, spikes)

@@ -9,9 +9,11 @@ from amaranth.lib.wiring import In, Out
 from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
 from onespike.hdl.conv import ConvCore
+from onespike.hdl.core import NeuronCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.encoder import SpikeEncoder, flag
+from onespike.hdl.firing import FIRINGS, sorting_pays
 from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
 from onespike.ir import Conv, MaxPool, Network
 
@@ -86,6 +88,12 @@ class LayerPipeline(wiring.Component):
         return self._use_dsp
 
     @property
+    def firing(self):
+        """Per core: ``"sorted"``, ``"sweep"`` or None (no firing phase)."""
+        return tuple(None if not isinstance(c, NeuronCore) or c.is_readout
+                     else "sorted" if c.sorted_firing else "sweep" for c in self.cores)
+
+    @property
     def multipliers(self):
         """Lane multiplies of all cores: DSP blocks with ``use_dsp``."""
         return sum(getattr(core, "multipliers", 0) for core in self.cores)
@@ -125,11 +133,18 @@ class Accelerator(LayerPipeline):
     A spike with ``step = s`` on ``tap_<n>`` fires at global time step ``t_n + s`` of the
     golden model (``net.window_starts()[n]``). ``use_dsp``: each lane's two multiplies
     (``w·(A_in − s)`` and ``k·R``) are plain ``*`` that synthesis may put in DSP blocks;
-    ``False`` builds them from shifted adds (LUTs only).
+    ``False`` builds them from shifted adds (LUTs only). ``firing``: how a hidden core's
+    phase 2 finds its spikes, ``"sweep"`` (test every state word in every step) or
+    ``"sorted"`` (one pass files each neuron on its step's list, :mod:`~onespike.hdl.firing`);
+    ``"auto"`` sorts a layer where that at least halves its cycles besides the spikes
+    (:func:`~onespike.hdl.firing.sorting_pays`: the large maps of convolutions).
     """
 
-    def __init__(self, net: Network, *, lanes=1, use_dsp=True):
+    def __init__(self, net: Network, *, lanes=1, use_dsp=True, firing="auto"):
         self._take(net, lanes, use_dsp)
+        if firing not in FIRINGS:
+            refuse(self, OnespikeError(f"firing must be one of {', '.join(FIRINGS)}, not "
+                                       f"{firing!r}"))
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
         self.cores = []
@@ -138,8 +153,11 @@ class Accelerator(LayerPipeline):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
             else:
                 core = ConvCore if isinstance(layer, Conv) else DenseCore
+                sort = firing == "sorted" or firing == "auto" and sorting_pays(
+                    layer, self._lanes[i])
                 self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
-                                       lanes=self._lanes[i], use_dsp=use_dsp))
+                                       lanes=self._lanes[i], use_dsp=use_dsp,
+                                       sorted_firing=sort))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
         self._chain()
 

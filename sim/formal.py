@@ -48,6 +48,7 @@ from onespike.hdl.argmax import Argmax
 from onespike.hdl.conv import ConvCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import SpikeEncoder
+from onespike.hdl.firing import firing_cycles, sorting_pays
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard, flat_index
 from onespike.hdl.top import layer_lanes
@@ -388,27 +389,31 @@ def _encoder_target(net):
                   properties=SPIKE_PROPERTIES + ("conserve",))
 
 
-def _neuron_target(net, i, lanes):
+def _neuron_target(net, i, lanes, firing="auto"):
     layer, widths = net.layers[i], net.widths()[i]
     kind = ConvCore if isinstance(layer, Conv) else DenseCore
     in_levels = net.in_levels(i)
+    sort = firing == "sorted" or firing == "auto" and sorting_pays(layer, lanes)
 
     def make(w=widths):
-        return kind(layer, in_levels=in_levels, widths=w, lanes=lanes)
+        return kind(layer, in_levels=in_levels, widths=w, lanes=lanes,
+                    sorted_firing=sort and not layer.is_readout)
 
     probe = make()
-    words, fan_out = probe.words, probe.fan_out
+    words, fan_out, reset = probe.words, probe.fan_out, probe.reset_cycles
+    sort = probe.sorted_firing
     discard(probe)
     n_in, n_out = _neurons(layer.in_shape), _neurons(layer.out_shape)
     integrate = in_levels * (words + 1) + n_in * (fan_out + 1) + 2
-    fire = max(layer.levels, 1) * (words + 1) + n_out + 2
+    fire = firing_cycles(words, max(layer.levels, 1), n_out, sort) + 2
     readout = layer.is_readout
     properties = ("reset", "stable", "samples", "logits", "widths") if readout else \
         SPIKE_PROPERTIES + ("widths",)
-    return Target(f"layer{i} ({layer.kind}{', readout' if readout else ''})", make,
+    kind_name = layer.kind + (", readout" if readout else ", sorted" if sort else "")
+    return Target(f"layer{i} ({kind_name})", make,
                   "spikes", "logits" if readout else "spikes", layer.in_shape, in_levels,
                   layer.out_shape, n_out if readout else layer.levels,
-                  reset_bound=2 * words + 2, depth=(2 * words + 2) + integrate + fire + 4,
+                  reset_bound=reset, depth=reset + integrate + fire + 4,
                   properties=properties, widths=widths,
                   make_wide=lambda: make(_wider(widths)))
 
@@ -433,13 +438,14 @@ def _argmax_target(net):
                   depth=2 * classes + 8, properties=("reset", "stable", "samples", "classes"))
 
 
-def targets(net: Network, lanes=1) -> list:
-    """A :class:`Target` per core of the accelerator for ``net`` (lanes as ``--lanes``)."""
+def targets(net: Network, lanes=1, firing="auto") -> list:
+    """A :class:`Target` per core of the accelerator for ``net`` (lanes as ``--lanes``,
+    ``firing`` as the accelerator's)."""
     per_layer = layer_lanes(net, lanes)
     found = [_encoder_target(net)]
     for i, layer in enumerate(net.layers):
         found.append(_maxpool_target(net, i) if isinstance(layer, MaxPool)
-                     else _neuron_target(net, i, per_layer[i]))
+                     else _neuron_target(net, i, per_layer[i], firing))
     found.append(_argmax_target(net))
     return found
 
@@ -548,7 +554,7 @@ def _slug(name):
 
 
 def prove(net: Network, *, lanes=1, depth=None, out="build/prove", jobs=1, only=None,
-          progress=None) -> dict:
+          progress=None, firing="auto") -> dict:
     """Every property of every core of ``net``'s accelerator: ``properties`` (one entry per
     check: ``core``, ``property``, ``status``, ``method``, ``depth``, ``seconds``, and for a
     failure ``trace``, the VCD counterexample) and the counts ``proven``, ``bounded``,
@@ -559,7 +565,7 @@ def prove(net: Network, *, lanes=1, depth=None, out="build/prove", jobs=1, only=
     out = Path(out)
     tool_env()
     jobs_list = []
-    for t in targets(net, lanes):
+    for t in targets(net, lanes, firing):
         for p in t.properties:
             if only and p not in only and f"{t.name.split()[0]}:{p}" not in only:
                 continue

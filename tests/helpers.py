@@ -177,14 +177,16 @@ def sequence_mismatch(expected, outputs, what, per_sample=1):
     return None
 
 
-def layer_core(net, n, *, lanes=1, layer=None):
+def layer_core(net, n, *, lanes=1, layer=None, sorted_firing=False):
     """The core of layer ``n`` of ``net`` as the accelerator builds it (``layer`` replaces
-    the network's own, e.g. with a planted fault)."""
+    the network's own, e.g. with a planted fault; ``sorted_firing`` as the accelerator's
+    ``firing="sorted"``)."""
     layer = net.layers[n] if layer is None else layer
     if isinstance(layer, MaxPool):
         return MaxPoolCore(layer, levels=net.in_levels(n))
     core = ConvCore if isinstance(layer, Conv) else DenseCore
-    return core(layer, in_levels=net.in_levels(n), widths=net.widths()[n], lanes=lanes)
+    return core(layer, in_levels=net.in_levels(n), widths=net.widths()[n], lanes=lanes,
+                sorted_firing=sorted_firing)
 
 
 def check_encoder(encoder, net, a0, **flow):

@@ -1,6 +1,7 @@
 """Formal proofs (``onespike prove``): every property passes on the real cores, and each
 one fails, with a VCD counterexample, on a planted fault."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -164,3 +165,31 @@ def test_prove_rejects_bad_depth(tmp_path):
 
     with pytest.raises(OnespikeError, match="depth"):
         prove(_tiny(), depth=0, out=tmp_path)
+
+
+def _sorted_target():
+    """The conv layer of :func:`_image` with 2-bit activations (3 steps), sorted firing."""
+    net = _image()
+    conv = dataclasses.replace(net.layers[0], act_bits=2)
+    net = Network(net.encoder, (conv,) + net.layers[1:])
+    return next(t for t in targets(net, lanes=2, firing="sorted")
+                if t.name == "layer0 (conv, sorted)")
+
+
+@pytest.mark.parametrize("prop", ["reset", "stable", "once", "markers", "steps", "window",
+                                  "samples", "widths"])
+def test_a_sorted_core_has_its_properties(tools, tmp_path, prop):
+    target = _sorted_target()
+    assert prop in target.properties
+    result = run_check(Harness(target, prop), tmp_path / prop, target.depth,
+                       induction=prop in ("reset", "stable"))
+    assert result["status"] in ("proven", "bounded"), result
+
+
+@pytest.mark.parametrize("prop, fault", [("once", "dup"), ("stable", "unstable"),
+                                         ("reset", "slow_reset")])
+def test_a_fault_in_a_sorted_core_is_caught(tools, tmp_path, prop, fault):
+    target, wrap = planted(_sorted_target(), fault)
+    result = run_check(Harness(target, prop, wrap), tmp_path / prop, target.depth,
+                       induction=False)
+    assert result["status"] == "failed", result

@@ -87,12 +87,16 @@ def test_a_wrong_multiple_is_caught(monkeypatch):
 
 
 def test_cycle_model_within_ten_percent():
+    """The samples three times over, so that the pipeline reaches its steady state; the
+    last sample (nothing behind it) is left out of the measure."""
     net, a0 = conv_case()
+    a0 = np.concatenate([a0] * 3)
     golden = closed_form(net, a0)
     for lanes in (1, 2):
-        top = Accelerator(net, lanes=lanes)
-        hw = run(top, a0, max_cycles=400_000)
-        steady = np.diff(hw.sample_done).mean()
-        maps = [a[1:] for a in golden.activations[:len(net.layers)]]
-        model = cycle_estimate(top, maps)["steady"]
-        assert abs(model / steady - 1) < 0.10, (lanes, model, steady)
+        for firing in ("sweep", "sorted"):
+            top = Accelerator(net, lanes=lanes, firing=firing)
+            hw = run(top, a0, max_cycles=400_000)
+            steady = np.diff(hw.sample_done)[:-1].mean()
+            maps = [a[1:] for a in golden.activations[:len(net.layers)]]
+            model = cycle_estimate(top, maps)["steady"]
+            assert abs(model / steady - 1) < 0.10, (lanes, firing, model, steady)

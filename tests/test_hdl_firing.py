@@ -1,0 +1,156 @@
+"""Sorted firing (hdl/firing.py): the reciprocal rule against the ramp, each sorted core on
+its own and in whole accelerators against the golden model, a reset in the middle, the
+``auto`` choice, and a planted fault in each of its paths."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Mux
+
+from onespike.errors import OnespikeError
+from onespike.hdl import firing
+from onespike.hdl.firing import Reciprocals, sorting_pays
+from onespike.hdl.streams import discard
+from onespike.hdl.top import Accelerator
+from onespike.ir import Conv
+from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
+from onespike.sim.hardware import run
+
+from helpers import (CONV_NETS, FLOWS, check_layer, conv_net_and_rng, lane_counts,
+                     layer_core, networks_with)
+
+
+def ramp_step(u, r, levels):
+    """The golden rule: the first step ``k < A`` with ``U + k·R ≥ 0`` (None: no spike)."""
+    return next((k for k in range(levels) if u + k * r >= 0), None)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 7, 15])
+def test_the_reciprocal_gives_the_ramps_step_for_every_membrane(levels):
+    ramps = np.array([1, 2, 3, 5, 7, 64, 171, 479, 526])
+    recip = Reciprocals(ramps, levels)
+    for r, m in zip(ramps, recip.of(ramps)):
+        for u in range(-(levels + 2) * int(ramps.max()) - 3, 4):
+            assert recip.firing_step(u, int(m)) == ramp_step(u, int(r), levels), (u, r)
+    assert recip.firing_step(-1, 0) is None and recip.firing_step(0, 0) is None  # padding
+
+
+def test_a_reciprocal_one_short_is_wrong_somewhere():
+    """The bound ``s = w + bits(R_max)`` is what makes the rule exact: with ``m − 1`` (the
+    reciprocal rounded down) some membrane gets the wrong step."""
+    ramps = np.array([3, 7, 171, 479])
+    recip = Reciprocals(ramps, 15)
+    wrong = [(u, r) for r, m in zip(ramps, recip.of(ramps) - 1)
+             for u in range(-16 * int(ramps.max()), 1)
+             if recip.firing_step(u, int(m)) != ramp_step(u, int(r), 15)]
+    assert wrong
+
+
+def hidden(layer):
+    return not layer.is_readout and layer.kind in ("conv", "dense")
+
+
+# hidden layers of random networks: convolutions and dense layers, 1-3 activation bits
+LAYERS = networks_with(3, conv=True, where=lambda l: hidden(l) and isinstance(l, Conv),
+                       samples=2, seed=3) + \
+    networks_with(2, conv=False, where=hidden, samples=3, seed=5)
+CASES = [(number, lanes) for number, (net, n, _) in enumerate(LAYERS)
+         for lanes in lane_counts(net.layers[n])]
+
+
+@pytest.mark.parametrize("idle, backpressure", FLOWS[::3])
+@pytest.mark.parametrize("number, lanes", CASES)
+def test_a_sorted_core_against_golden(number, lanes, idle, backpressure):
+    net, n, a0 = LAYERS[number]
+    core = layer_core(net, n, lanes=lanes, sorted_firing=True)
+    assert core.sorted_firing
+    mismatch = check_layer(core, net, n, a0, idle=idle, backpressure=backpressure,
+                           seed=number)
+    assert mismatch is None, mismatch
+
+
+@pytest.mark.parametrize("number", [k for k, net in enumerate(CONV_NETS)
+                                    if any(hidden(l) for l in net.layers)])
+def test_sorted_accelerators_spike_for_spike(number):
+    net, rng = conv_net_and_rng(number)
+    a0 = random_inputs(rng, net, 2)
+    golden = closed_form(net, a0)
+    widest = max(l.out_shape[0] for l in net.layers if hidden(l) or l.is_readout)
+    top = Accelerator(net, lanes=min(1 + number % 3, widest), use_dsp=number % 4 == 0,
+                      firing="sorted")
+    assert "sorted" in top.firing
+    hw = run(top, a0, idle=0.2, backpressure=0.3, seed=number, max_cycles=400_000)
+    assert first_mismatch(net, golden, hw.trace) is None
+
+
+def test_a_reset_in_the_middle_of_sorting_or_sending():
+    net, rng = conv_net_and_rng(0)
+    junk, a0 = random_inputs(rng, net, 2), random_inputs(rng, net, 2)
+    for cycles in (20, 150, 400):
+        hw = run(Accelerator(net, lanes=2, firing="sorted"), a0, interrupt=(junk, cycles),
+                 max_cycles=400_000)
+        assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, cycles
+
+
+def test_auto_sorts_large_convolutions_only():
+    rng = np.random.default_rng(0)
+    dense = random_network(rng, conv=False)
+    assert not any(sorting_pays(l, 1) for l in dense.layers if hidden(l))
+    convs = [l for net in CONV_NETS for l in net.layers if hidden(l) and l.kind == "conv"]
+    big = [l for l in convs if l.out_shape[1] * l.out_shape[2] >= 16]
+    assert big and all(sorting_pays(l, 1) for l in big)
+    net = next(net for net in CONV_NETS if any(l in big for l in net.layers))
+    auto = discard(Accelerator(net, lanes=1)).firing
+    assert [f for f, l in zip(auto, net.layers) if l in big] == ["sorted"] * sum(
+        l in big for l in net.layers)
+    assert set(discard(Accelerator(net, lanes=1, firing="sweep")).firing) <= {"sweep", None}
+    with pytest.raises(OnespikeError, match="firing must be one of auto, sweep, sorted"):
+        Accelerator(net, firing="fast")
+
+
+# -- planted faults: each path of sorted firing, shown to be checked ------------------------
+
+# a convolution with 5 channels, 3x5 positions and 7 steps, at 2 lanes (a part-filled group)
+FAULT_LAYER = networks_with(
+    1, conv=True, samples=2, seed=0, where=lambda l: hidden(l) and isinstance(l, Conv)
+    and l.levels >= 7 and l.out_shape[0] >= 5 and l.out_shape[1] * l.out_shape[2] >= 8)[0]
+
+
+def sorted_caught():
+    net, n, a0 = FAULT_LAYER
+    core = layer_core(net, n, lanes=2, sorted_firing=True)
+    # a broken list can loop: the run stops after a bounded number of cycles
+    return check_layer(core, net, n, a0, idle=0.2, backpressure=0.3,
+                       max_cycles=5_000) is not None
+
+
+def test_the_unfaulted_layer_passes():
+    assert not sorted_caught()
+
+
+def test_a_wrong_reciprocal_is_caught(monkeypatch):
+    """The constants hold the reciprocal of ``2·R``. (A reciprocal a little off changes
+    only membranes near a multiple of ``R``: the formula's own test above covers that.)"""
+    original = Reciprocals.of
+    monkeypatch.setattr(Reciprocals, "of", lambda self, ramps: original(self, 2 * ramps))
+    assert sorted_caught()
+
+
+def test_a_step_one_early_is_caught(monkeypatch):
+    """``floor((D − 1)/R)`` taken as the step, not ``+ 1``."""
+    original = firing._fire_step
+
+    def early(*args):
+        product, steps = original(*args)
+        return product, [(Mux(step > 0, step - 1, 0), fires) for step, fires in steps]
+    monkeypatch.setattr(firing, "_fire_step", early)
+    assert sorted_caught()
+
+
+def test_a_wrong_list_position_is_caught(monkeypatch):
+    """The pass files every word under the counters of the word before it."""
+    class Late(firing.Odometer):
+        def step(self, m):
+            m.d.sync += [v.eq(n) for v, n in zip(self.values, self.next_values())]
+            m.d.sync += self.values[-1].eq(self.values[-1])
+    monkeypatch.setattr(firing, "Odometer", Late)
+    assert sorted_caught()
