@@ -42,6 +42,9 @@ ROOT = Path("build/compare")
 VARIANTS = {  # name → (accelerator factory, yosys synth options per family)
     "ttfs": (lambda net, lanes: Accelerator(net, lanes=lanes), {"ice40": "-dsp"}),
     "ttfs-lut": (lambda net, lanes: Accelerator(net, lanes=lanes, use_dsp=False), {}),
+    # every hidden layer sweeps its state words in every step (no sorted firing)
+    "ttfs-sweep": (lambda net, lanes: Accelerator(net, lanes=lanes, firing="sweep"),
+                   {"ice40": "-dsp"}),
     "dense": (lambda net, lanes: DenseAccelerator(net, lanes=lanes), {"ice40": "-dsp"}),
     "dense-lut": (lambda net, lanes: DenseAccelerator(net, lanes=lanes, use_dsp=False), {}),
 }

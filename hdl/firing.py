@@ -16,7 +16,8 @@ then sends the lists in step order, like the input encoder's per-level lists:
 * **Lists.** A head per step and lane (a small memory per lane, ``A`` rows) and a link per
   neuron (one memory addressed by the word's counters, a link per lane, written lane by
   lane): a word's firing lanes are filed in the cycle after their step is known, all lanes
-  at once. A link or head holds the word's counters plus one (0 ends a list).
+  at once. A link or head holds the word's counters and a valid bit (clear: the list ends),
+  so that following a list is a memory read whose data is the next address.
 * **Sending.** For ``k = 0..A−1``: read every lane's head of step ``k``, walk the lists
   lane by lane (one spike per cycle, newest word first), send the step's end marker and
   clear the step's heads: ``3·A + spikes`` cycles.
@@ -49,11 +50,9 @@ def firing_cycles(words: int, levels: int, spikes, sorted_firing: bool):
 
 
 def sorting_pays(layer, lanes: int) -> bool:
-    """Whether ``"auto"`` sorts a hidden layer: a convolution whose sweep would take at least
-    twice the sorted pass besides the spikes. Its map makes the sweep the largest cost of
-    the layer; a dense layer's few state words cost less to sweep than its integration, so
-    it keeps the sweep's smaller hardware (no list memories, no reciprocal multiply)."""
-    if layer.is_readout or layer.kind != "conv":
+    """Whether sorted firing at least halves a hidden layer's phase-2 cycles besides its
+    spikes (a precondition of ``"auto"`` choosing it)."""
+    if layer.is_readout or not hasattr(layer, "ramp"):
         return False
     groups = -(-layer.out_shape[0] // lanes)
     words = groups * int(np.prod(layer.out_shape[1:]))
@@ -131,7 +130,7 @@ class _Sorter:
         self.counters = [max(n, 1) for n in [core.groups] + core.position_sizes()]
         self.field_bits = [(n - 1).bit_length() for n in self.counters]
         self.ptr_bits = sum(self.field_bits)
-        self.link = range((1 << self.ptr_bits) + 1)     # counters + 1; 0 ends a list
+        self.link = data.StructLayout({"ptr": self.ptr_bits, "valid": 1})
         self.step = Signal(index_shape(self.levels))
         self.clearing = Signal()         # after a reset or a marker: heads of ``step`` to 0
 
@@ -169,7 +168,7 @@ class _Sorter:
             m.d.comb += [self.link_write.data[l].eq(r.data),
                          w.en.eq(Mux(self.clearing, 1, s3["valid"] & s3["fires"][l])),
                          w.addr.eq(Mux(self.clearing, self.step, s3["steps"][l])),
-                         w.data.eq(Mux(self.clearing, 0, s3["ptr"] + 1)),
+                         w.data.eq(Mux(self.clearing, 0, Cat(s3["ptr"], 1))),
                          r.addr.eq(Mux(s2["valid"], steps[l][0], self.step))]
         where = Odometer(self.counters, "scan_at")
 
@@ -237,9 +236,9 @@ class _Sorter:
                     m.d.comb += chosen.eq(l)
             first = Array(values)[chosen]
             with m.If(mask.any()):
-                m.d.sync += [lane.eq(chosen), cur.eq(first - 1),
+                m.d.sync += [lane.eq(chosen), cur.eq(first.ptr),
                              pending.eq(mask & ~(1 << chosen))]
-                m.d.comb += link_read.addr.eq(first - 1)
+                m.d.comb += link_read.addr.eq(first.ptr)
                 m.next = "WALK"
             with m.Else():
                 m.next = "MARKER"
@@ -247,16 +246,16 @@ class _Sorter:
         with m.State("PICK"):
             values = [r.data for _, r in self.heads]
             m.d.sync += [f.eq(v) for f, v in zip(firsts, values)]
-            pick(Cat(*[v != 0 for v in values]), values)
+            pick(Cat(*[v.valid for v in values]), values)
         with m.State("WALK"):      # the link of ``cur`` is on the read port
             after = link_read.data[lane]
             m.d.comb += [core.o.valid.eq(1), link_read.addr.eq(cur),
                          core.o.payload.index.eq(core.neuron_index(self.fields(cur), lane)),
                          core.o.payload.step.eq(step)]
             with m.If(core.o.ready):
-                with m.If(after != 0):
-                    m.d.sync += cur.eq(after - 1)
-                    m.d.comb += link_read.addr.eq(after - 1)
+                with m.If(after.valid):
+                    m.d.sync += cur.eq(after.ptr)
+                    m.d.comb += link_read.addr.eq(after.ptr)
                 with m.Else():
                     pick(pending, firsts)
         with m.State("MARKER"):

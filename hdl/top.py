@@ -13,8 +13,10 @@ from onespike.hdl.core import NeuronCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.encoder import SpikeEncoder, flag
+from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.firing import FIRINGS, sorting_pays
-from onespike.hdl.streams import TapSignature, activation_layout, class_layout, refuse
+from onespike.hdl.streams import (TapSignature, activation_layout, class_layout, discard,
+                                  refuse)
 from onespike.ir import Conv, MaxPool, Network
 
 __all__ = ["Accelerator", "LayerPipeline", "layer_lanes"]
@@ -39,6 +41,55 @@ def layer_lanes(net: Network, lanes) -> list:
         if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= n:
             raise OnespikeError(f"layer {i}: lane count must be 1..{n}, not {p!r}")
     return lanes
+
+
+SPIKE_SHARE = 0.25
+"""The share of each stream's neurons that :func:`choose_firing` assumes spike."""
+SORT_GAIN = 0.25
+"""The least share of the cycles per sample that sorting one more layer must save."""
+
+
+def firing_per_layer(net, lanes, firing) -> list:
+    """``firing`` (one of :data:`~onespike.hdl.firing.FIRINGS`, or one per layer) as one
+    choice per layer, ``"auto"`` resolved by :func:`choose_firing`."""
+    if isinstance(firing, str):
+        if firing not in FIRINGS:
+            raise OnespikeError(f"firing must be one of {', '.join(FIRINGS)}, not {firing!r}")
+        return choose_firing(net, lanes) if firing == "auto" else [firing] * len(net.layers)
+    firing = list(firing)
+    if len(firing) != len(net.layers) or not set(firing) <= {"sweep", "sorted"}:
+        raise OnespikeError(f"firing per layer must give sweep or sorted for each of the "
+                            f"{len(net.layers)} layers, not {firing!r}")
+    return firing
+
+
+def choose_firing(net, lanes) -> list:
+    """Sort the layer whose sweep is the slowest stage of the pipeline, and again, while
+    the slowest stage is a sweep, as long as each sort cuts the pipeline's cycles per
+    sample by at least :data:`SORT_GAIN` (the cycle model, :data:`SPIKE_SHARE` of every
+    stream spiking): the other layers keep the sweep's smaller cores."""
+    lanes = layer_lanes(net, lanes)
+    sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
+                                                  for l in net.layers]
+    spikes = [SPIKE_SHARE * n for n in sizes[:-1]]
+
+    def estimate(firing):
+        top = discard(Accelerator(net, lanes=lanes, firing=firing))
+        estimate = cycle_estimate(top, spikes)
+        return estimate["steady"], {k: v for k, v in estimate["stages"].items()
+                                    if not k.startswith("stream")}
+    chosen = ["sweep"] * len(net.layers)
+    steady, stages = estimate(chosen)
+    while True:
+        name = max(stages, key=stages.get)
+        n = int(name[5:name.index("_")]) if name.endswith("_fire") else None
+        if n is None or chosen[n] == "sorted" or not sorting_pays(net.layers[n], lanes[n]):
+            return chosen
+        trial = chosen[:n] + ["sorted"] + chosen[n + 1:]
+        after, trial_stages = estimate(trial)
+        if after > (1 - SORT_GAIN) * steady:
+            return chosen
+        chosen, steady, stages = trial, after, trial_stages
 
 
 class LayerPipeline(wiring.Component):
@@ -135,16 +186,17 @@ class Accelerator(LayerPipeline):
     (``w·(A_in − s)`` and ``k·R``) are plain ``*`` that synthesis may put in DSP blocks;
     ``False`` builds them from shifted adds (LUTs only). ``firing``: how a hidden core's
     phase 2 finds its spikes, ``"sweep"`` (test every state word in every step) or
-    ``"sorted"`` (one pass files each neuron on its step's list, :mod:`~onespike.hdl.firing`);
-    ``"auto"`` sorts a layer where that at least halves its cycles besides the spikes
-    (:func:`~onespike.hdl.firing.sorting_pays`: the large maps of convolutions).
+    ``"sorted"`` (one pass files each neuron on its step's list, :mod:`~onespike.hdl.firing`),
+    for every layer or one per layer; ``"auto"`` (:func:`choose_firing`) sorts only the
+    layers whose sweep limits the pipeline.
     """
 
     def __init__(self, net: Network, *, lanes=1, use_dsp=True, firing="auto"):
         self._take(net, lanes, use_dsp)
-        if firing not in FIRINGS:
-            refuse(self, OnespikeError(f"firing must be one of {', '.join(FIRINGS)}, not "
-                                       f"{firing!r}"))
+        try:
+            per_layer = firing_per_layer(net, self._lanes, firing)
+        except OnespikeError as e:
+            refuse(self, e)
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
         self.cores = []
@@ -153,8 +205,7 @@ class Accelerator(LayerPipeline):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
             else:
                 core = ConvCore if isinstance(layer, Conv) else DenseCore
-                sort = firing == "sorted" or firing == "auto" and sorting_pays(
-                    layer, self._lanes[i])
+                sort = per_layer[i] == "sorted"
                 self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
                                        lanes=self._lanes[i], use_dsp=use_dsp,
                                        sorted_firing=sort))

@@ -175,8 +175,9 @@ def _add_firing(p):
                    help="how a hidden layer finds its spikes: sweep tests every state word "
                         "in every time step; sorted files each neuron on its step's list in "
                         "one pass (fewer cycles on large maps; costs list memories and a "
-                        "wider multiply per lane); auto sorts the convolutions where that at "
-                        "least halves their firing cycles (ttfs only; default %(default)s)")
+                        "wider multiply per lane); auto sorts only a layer whose sweep limits "
+                        "the pipeline, where that saves a quarter of the cycles per sample "
+                        "(ttfs only; default %(default)s)")
 
 
 def _add_coding(p):

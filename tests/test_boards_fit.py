@@ -194,13 +194,13 @@ def test_the_plan_and_the_build_agree_on_firing(tmp_path, monkeypatch):
 
     net = random_net(8, conv=True)          # conv, conv, dense readout
     board = board_named("icebreaker")
-    auto, sweep = fit(net, board, 1), fit(net, board, 1, LinkOptions(firing="sweep"))
+    auto, sweep = (fit(net, board, 1, LinkOptions(firing=f)) for f in ("sorted", "sweep"))
     assert "sorted" in auto.firing and auto.firing[-1] is None
     assert sweep.firing == ("sweep",) * (len(net.layers) - 1) + (None,)
     assert set(sweep.plan.kinds) < set(auto.plan.kinds)        # the sorted layers' lists
     monkeypatch.setattr(flow, "_run_tools", fake_tools)
     path = save(net, tmp_path / "net.npz")
-    for firing, planned in [("sweep", sweep), ("auto", auto)]:
+    for firing, planned in [("sweep", sweep), ("sorted", auto)]:
         summary = build(path, board, tmp_path / firing, lanes=1, firing=firing,
                         log=lambda _: None)
         assert json.loads((tmp_path / firing / "build.json").read_text()) == summary

@@ -176,6 +176,7 @@ def _sorted_target():
                 if t.name == "layer0 (conv, sorted)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prop", ["reset", "stable", "once", "markers", "steps", "window",
                                   "samples", "widths"])
 def test_a_sorted_core_has_its_properties(tools, tmp_path, prop):
@@ -186,8 +187,9 @@ def test_a_sorted_core_has_its_properties(tools, tmp_path, prop):
     assert result["status"] in ("proven", "bounded"), result
 
 
-@pytest.mark.parametrize("prop, fault", [("once", "dup"), ("stable", "unstable"),
-                                         ("reset", "slow_reset")])
+@pytest.mark.parametrize("prop, fault", [
+    ("once", "dup"), pytest.param("stable", "unstable", marks=pytest.mark.slow),
+    pytest.param("reset", "slow_reset", marks=pytest.mark.slow)])
 def test_a_fault_in_a_sorted_core_is_caught(tools, tmp_path, prop, fault):
     target, wrap = planted(_sorted_target(), fault)
     result = run_check(Harness(target, prop, wrap), tmp_path / prop, target.depth,

@@ -10,7 +10,8 @@ from onespike.errors import OnespikeError
 from onespike.hdl import firing
 from onespike.hdl.firing import Reciprocals, sorting_pays
 from onespike.hdl.streams import discard
-from onespike.hdl.top import Accelerator
+from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.top import SORT_GAIN, SPIKE_SHARE, Accelerator, choose_firing
 from onespike.ir import Conv
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
 from onespike.sim.hardware import run
@@ -91,20 +92,36 @@ def test_a_reset_in_the_middle_of_sorting_or_sending():
         assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, cycles
 
 
-def test_auto_sorts_large_convolutions_only():
-    rng = np.random.default_rng(0)
-    dense = random_network(rng, conv=False)
-    assert not any(sorting_pays(l, 1) for l in dense.layers if hidden(l))
-    convs = [l for net in CONV_NETS for l in net.layers if hidden(l) and l.kind == "conv"]
-    big = [l for l in convs if l.out_shape[1] * l.out_shape[2] >= 16]
-    assert big and all(sorting_pays(l, 1) for l in big)
-    net = next(net for net in CONV_NETS if any(l in big for l in net.layers))
-    auto = discard(Accelerator(net, lanes=1)).firing
-    assert [f for f, l in zip(auto, net.layers) if l in big] == ["sorted"] * sum(
-        l in big for l in net.layers)
-    assert set(discard(Accelerator(net, lanes=1, firing="sweep")).firing) <= {"sweep", None}
+def test_auto_sorts_where_the_sweep_limits_the_pipeline():
+    """``auto`` (hdl.top.choose_firing): a sorted layer is one that sorting at least halves,
+    and the model's cycles per sample drop by SORT_GAIN per sorted layer; a network with
+    a large first map sorts it, a small dense one sweeps everywhere."""
+    chose = []
+    for net in CONV_NETS + [random_network(np.random.default_rng(s)) for s in range(4)]:
+        chosen = choose_firing(net, 1)
+        sweep = discard(Accelerator(net, lanes=1, firing="sweep"))
+        auto = discard(Accelerator(net, lanes=1))
+        assert list(auto.firing) == [c if f else None for c, f in zip(chosen, auto.firing)]
+        sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
+                                                      for l in net.layers]
+        spikes = [SPIKE_SHARE * n for n in sizes[:-1]]
+        before, after = (cycle_estimate(t, spikes)["steady"] for t in (sweep, auto))
+        sorted_layers = [n for n, c in enumerate(chosen) if c == "sorted"]
+        assert all(sorting_pays(net.layers[n], 1) for n in sorted_layers)
+        assert after <= before * (1 - SORT_GAIN) ** len(sorted_layers)
+        chose.append(bool(sorted_layers))
+    assert any(chose) and not all(chose)
+
+
+def test_firing_choices_are_checked():
+    net = next(net for net in CONV_NETS if any(hidden(l) for l in net.layers))
     with pytest.raises(OnespikeError, match="firing must be one of auto, sweep, sorted"):
         Accelerator(net, firing="fast")
+    with pytest.raises(OnespikeError, match="sweep or sorted for each of the"):
+        Accelerator(net, firing=["sorted"])
+    per_layer = ["sorted" if hidden(l) else "sweep" for l in net.layers]
+    top = discard(Accelerator(net, firing=per_layer))
+    assert [f for f in top.firing if f] == ["sorted"] * sum(hidden(l) for l in net.layers)
 
 
 # -- planted faults: each path of sorted firing, shown to be checked ------------------------

@@ -90,16 +90,16 @@ def firings(manifest):
 
 
 def test_manifest_records_each_layers_firing(capsys, conv_net_file, net_file, tmp_path):
-    """``auto`` sorts the layers where that pays (:func:`sorting_pays`); ``--firing sweep``
-    or ``sorted`` applies to every hidden layer; the readout and max pooling have no firing
+    """``auto`` sorts the layers :func:`choose_firing` picks; ``--firing sweep`` or
+    ``sorted`` applies to every hidden layer; the readout and max pooling have no firing
     phase (null). The --json result carries the same list."""
-    from onespike.hdl.firing import sorting_pays
+    from onespike.hdl.top import choose_firing
     from onespike.ir import load
 
     net = load(conv_net_file)
-    expected = [None if layer.kind == "maxpool" or layer.is_readout
-                else "sorted" if sorting_pays(layer, 1) else "sweep" for layer in net.layers]
-    assert "sorted" in expected and None in expected
+    expected = [None if layer.kind == "maxpool" or layer.is_readout else choice
+                for layer, choice in zip(net.layers, choose_firing(net, 1))]
+    assert "sweep" in expected and None in expected
     for firing, want in [(None, expected), ("sweep", [f and "sweep" for f in expected]),
                          ("sorted", [f and "sorted" for f in expected])]:
         out = tmp_path / str(firing)
