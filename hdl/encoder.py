@@ -2,7 +2,7 @@
 
 import numpy as np
 from amaranth.hdl import Module, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.streams import (activation_layout, index_shape, neuron_layout, pass_bank,
@@ -60,12 +60,17 @@ class SpikeEncoder(wiring.Component):
     def memory_bits(self):
         """Bits of both banks' heads, links and (for images) neuron coordinates."""
         coords = self.neurons * neuron_layout(self.shape).size if len(self.shape) == 3 else 0
-        return 2 * ((self.levels + 1 + self.neurons) * (self.neurons + 1).bit_length()
+        return 2 * ((self.levels + 1 + self.neurons) * self._entry_layout().size
                     + coords)
+
+    def _entry_layout(self):
+        """A list entry: a neuron and a valid bit (clear: the list ends), so that following
+        a list is a memory read whose data is the next address, with no arithmetic."""
+        return data.StructLayout({"ptr": range(self.neurons), "valid": 1})
 
     def elaborate(self, platform):
         m = Module()
-        entry = range(self.neurons + 1)              # neuron + 1; 0 ends a list
+        entry = self._entry_layout()
         level = range(self.levels + 1)
         full = Signal(2)                             # bank holds a sample to send
         load_bank, send_bank = Signal(), Signal()
@@ -128,7 +133,8 @@ class SpikeEncoder(wiring.Component):
         pushed = Signal(index_shape(self.neurons))
         pushed_level = Signal(range(self.levels + 1))
         m.d.comb += [head["addr"].eq(self.i.payload.value), head["waddr"].eq(pushed_level),
-                     head["wdata"].eq(pushed + 1), link["addr"].eq(pushed),
+                     head["wdata"].ptr.eq(pushed), head["wdata"].valid.eq(1),
+                     link["addr"].eq(pushed),
                      link["data"].eq(head["data"])]
         with m.If(pushing & (pushed_level != 0)):    # link ← old head, head ← neuron
             m.d.comb += [head["en"].eq(1), link["en"].eq(1)]
@@ -166,26 +172,26 @@ class SpikeEncoder(wiring.Component):
 
     def _send(self, m, head, link, full, bank, coord):
         step = Signal(index_shape(self.levels))
-        neuron = Signal(range(self.neurons + 1))     # list entry being sent (neuron + 1)
-        m.d.comb += [self.o.payload.index.eq(coord if len(self.shape) == 3 else neuron - 1),
+        neuron = Signal(range(self.neurons))         # the neuron being sent
+        m.d.comb += [self.o.payload.index.eq(coord if len(self.shape) == 3 else neuron),
                      self.o.payload.step.eq(step),
-                     head["addr"].eq(self.levels - step), link["addr"].eq(neuron - 1)]
+                     head["addr"].eq(self.levels - step), link["addr"].eq(neuron)]
         with m.FSM(name="send"):
             with m.State("WAIT"):
                 with m.If(full.bit_select(bank, 1)):
                     m.next = "HEAD"
             with m.State("HEAD"):                    # the list of level A - step
-                m.d.comb += [head["en"].eq(1), link["addr"].eq(head["data"] - 1)]
-                m.d.sync += neuron.eq(head["data"])
+                m.d.comb += [head["en"].eq(1), link["addr"].eq(head["data"].ptr)]
+                m.d.sync += neuron.eq(head["data"].ptr)
                 m.next = "END"
-                with m.If(head["data"] != 0):
+                with m.If(head["data"].valid):
                     m.next = "SPIKE"
             with m.State("SPIKE"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
-                    m.d.comb += link["addr"].eq(link["data"] - 1)
-                    m.d.sync += neuron.eq(link["data"])
-                    with m.If(link["data"] == 0):
+                    m.d.comb += link["addr"].eq(link["data"].ptr)
+                    m.d.sync += neuron.eq(link["data"].ptr)
+                    with m.If(~link["data"].valid):
                         m.next = "END"
             with m.State("END"):                     # index unused: a defined 0
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
