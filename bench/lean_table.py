@@ -7,7 +7,9 @@ Run: .venv/bin/python bench/lean_table.py [--nets mlp cnn fashion] [--lanes 8] [
 
 Each network is measured with every ``--firing`` of hdl.top.Accelerator (sweep: every
 state word tested in every step; auto: sorted firing where it pays, hdl/firing.py), so the
-rows of one run put the two side by side.
+rows of one run put the two side by side. ``--balanced`` adds a row per network with the
+same lane budget (the sum of the per-layer lanes of ``--lanes P``) spent where the work is
+(hdl.top.balance_lanes, on the golden activity of 16 other test images, 100-115).
 
 Networks (trained once, cached in build/bench/): ``mlp`` MNIST 784-128-10; ``cnn`` the MNIST
 CNN of bench/conv_table.py (zoo.mnist_cnn); ``fashion`` conv5x5(8), maxpool2, conv5x5(16),
@@ -31,7 +33,7 @@ from lean_nets import bench_net
 from onespike.hdl.cycles import cycle_estimate, integration_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.sim.hardware import run
-from onespike.hdl.top import Accelerator
+from onespike.hdl.top import Accelerator, balance_lanes, layer_lanes
 from onespike.sim import closed_form, first_mismatch
 
 # cycles between classes 1-2, 2-3, ... measured at commit 42d03d6 (the old core) on the same
@@ -57,6 +59,14 @@ def bounds(net, top, maps):
     return dense, event
 
 
+def balanced(name, lanes):
+    """The same lane budget as ``lanes`` everywhere, spent where the work is."""
+    net, x = bench_net(name)
+    activity = closed_form(net, net.encoder.encode(x[100:116])).activations
+    return balance_lanes(net, sum(layer_lanes(net, lanes)),
+                         [np.asarray(a) for a in activity[:len(net.layers)]])
+
+
 def measure(name, lanes, samples, firing):
     net, x = bench_net(name)
     a0 = net.encoder.encode(x[:samples])
@@ -80,22 +90,29 @@ def main():
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--firing", nargs="+", default=["sweep", "auto"],
                         choices=["sweep", "sorted", "auto"])
+    parser.add_argument("--balanced", action="store_true",
+                        help="also the same lane budget spent where the work is (auto firing)")
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
     print(f"{'net':<8} {'lanes':>5} {'firing':>6} {'steady':>7} {'model':>6} {'err%':>5} {'before':>7} "
           f"{'gain':>5} {'bound':>7} {'event':>6} {'evmax':>6} {'latency':>8}  "
           f"slowest (model)")
     for name in args.nets:
-        for lanes, firing in ((p, f) for p in args.lanes for f in args.firing):
+        runs = [(p, f) for p in args.lanes for f in args.firing]
+        if args.balanced:
+            runs += [(balanced(name, p), "auto") for p in args.lanes]
+        for lanes, firing in runs:
             r = measure(name, lanes, args.samples, firing)
             model = r["model"]
             parts = {**model["stages"], **model["chains"]}
             slowest = max(parts, key=parts.get)
-            old = BEFORE.get(name) if lanes == 8 else None
+            old = BEFORE.get(name) if lanes == 8 or firing == "auto" and isinstance(
+                lanes, list) and 8 in args.lanes else None
             before = round(float(np.mean(old[:args.samples - 1]))) \
                 if old and args.samples - 1 <= len(old) else None
             gain = f"{before / r['steady']:.2f}" if before else "-"
-            print(f"{name:<8} {lanes:>5} {firing:>6} {r['steady']:>7.0f} {model['steady']:>6} "
+            shown = "/".join(map(str, lanes)) if isinstance(lanes, list) else str(lanes)
+            print(f"{name:<8} {shown:>5} {firing:>6} {r['steady']:>7.0f} {model['steady']:>6} "
                   f"{100 * (model['steady'] / r['steady'] - 1):>+5.1f} "
                   f"{before or '-':>7} {gain:>5} {r['bound']:>7.0f} {sum(r['event']):>6.0f} "
                   f"{max(r['event']):>6.0f} {r['latency']:>8}  {slowest}")

@@ -46,7 +46,13 @@ def layer_lanes(net: Network, lanes) -> list:
 SPIKE_SHARE = 0.25
 """The share of each stream's neurons that :func:`choose_firing` assumes spike."""
 SORT_GAIN = 0.25
-"""The least share of the cycles per sample that sorting one more layer must save."""
+"""The least share of the cycles per sample that sorted firing must save to be chosen."""
+
+
+def _assumed_spikes(net):
+    sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
+                                                  for l in net.layers]
+    return [SPIKE_SHARE * n for n in sizes[:-1]]
 
 
 def firing_per_layer(net, lanes, firing) -> list:
@@ -63,33 +69,61 @@ def firing_per_layer(net, lanes, firing) -> list:
     return firing
 
 
-def choose_firing(net, lanes) -> list:
-    """Sort the layer whose sweep is the slowest stage of the pipeline, and again, while
-    the slowest stage is a sweep, as long as each sort cuts the pipeline's cycles per
-    sample by at least :data:`SORT_GAIN` (the cycle model, :data:`SPIKE_SHARE` of every
-    stream spiking): the other layers keep the sweep's smaller cores."""
+def choose_firing(net, lanes, spikes=None) -> list:
+    """Sort the layer whose sweep is the slowest stage of the pipeline, and again while
+    that makes the pipeline faster; keep the sorted layers only if together they save at
+    least :data:`SORT_GAIN` of the cycles per sample (the cycle model on ``spikes``, as
+    :func:`~onespike.hdl.cycles.cycle_estimate` takes them; by default
+    :data:`SPIKE_SHARE` of every stream), else sweep everywhere: the sweep's cores are
+    smaller."""
     lanes = layer_lanes(net, lanes)
-    sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
-                                                  for l in net.layers]
-    spikes = [SPIKE_SHARE * n for n in sizes[:-1]]
+    spikes = _assumed_spikes(net) if spikes is None else spikes
 
     def estimate(firing):
         top = discard(Accelerator(net, lanes=lanes, firing=firing))
         estimate = cycle_estimate(top, spikes)
         return estimate["steady"], {k: v for k, v in estimate["stages"].items()
                                     if not k.startswith("stream")}
-    chosen = ["sweep"] * len(net.layers)
-    steady, stages = estimate(chosen)
+    sweep = ["sweep"] * len(net.layers)
+    chosen = sweep
+    base, stages = estimate(chosen)
+    steady = base
     while True:
         name = max(stages, key=stages.get)
         n = int(name[5:name.index("_")]) if name.endswith("_fire") else None
         if n is None or chosen[n] == "sorted" or not sorting_pays(net.layers[n], lanes[n]):
-            return chosen
+            break
         trial = chosen[:n] + ["sorted"] + chosen[n + 1:]
         after, trial_stages = estimate(trial)
-        if after > (1 - SORT_GAIN) * steady:
-            return chosen
+        if after >= steady:
+            break
         chosen, steady, stages = trial, after, trial_stages
+    return chosen if steady <= (1 - SORT_GAIN) * base else sweep
+
+
+def balance_lanes(net, total: int, spikes=None) -> list:
+    """Lanes per layer that spend a budget of ``total`` lanes (summed over the layers, a
+    max-pooling layer counting 1) where the work is: from one lane each, the layer of the
+    slowest stage gets its next lane count that cuts its groups, while the budget lasts
+    (the cycle model on ``spikes``, by default :data:`SPIKE_SHARE` of every stream). The
+    same budget as ``P`` lanes everywhere costs about the same logic, spent on the
+    bottleneck. Firing is chosen on the same activity (:func:`choose_firing`); build the
+    accelerator with ``firing=choose_firing(net, lanes, spikes)`` to get what was planned."""
+    spikes = _assumed_spikes(net) if spikes is None else spikes
+    lanes = [1] * len(net.layers)
+    while True:
+        firing = choose_firing(net, lanes, spikes)
+        top = discard(Accelerator(net, lanes=lanes, firing=firing))
+        stages = cycle_estimate(top, spikes)["stages"]
+        stages = {k: v for k, v in stages.items() if k.startswith("layer")}
+        n = int(max(stages, key=stages.get)[5:].split("_")[0])
+        if not hasattr(net.layers[n], "weight"):      # a max pool: its consumer's lanes
+            n += 1
+        size, p = net.layers[n].weight.shape[0], lanes[n]
+        q = next((q for q in range(p + 1, size + 1) if -(-size // q) < -(-size // p)), None)
+        if q is None or sum(lanes) - p + q > total:
+            return lanes
+        lanes[n] = q
 
 
 class LayerPipeline(wiring.Component):

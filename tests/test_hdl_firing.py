@@ -93,9 +93,9 @@ def test_a_reset_in_the_middle_of_sorting_or_sending():
 
 
 def test_auto_sorts_where_the_sweep_limits_the_pipeline():
-    """``auto`` (hdl.top.choose_firing): a sorted layer is one that sorting at least halves,
-    and the model's cycles per sample drop by SORT_GAIN per sorted layer; a network with
-    a large first map sorts it, a small dense one sweeps everywhere."""
+    """``auto`` (hdl.top.choose_firing): a sorted layer is one that sorting makes faster,
+    and the model's cycles per sample drop by at least SORT_GAIN; some random
+    networks sort a layer, some do not."""
     chose = []
     for net in CONV_NETS + [random_network(np.random.default_rng(s)) for s in range(4)]:
         chosen = choose_firing(net, 1)
@@ -108,7 +108,7 @@ def test_auto_sorts_where_the_sweep_limits_the_pipeline():
         before, after = (cycle_estimate(t, spikes)["steady"] for t in (sweep, auto))
         sorted_layers = [n for n, c in enumerate(chosen) if c == "sorted"]
         assert all(sorting_pays(net.layers[n], 1) for n in sorted_layers)
-        assert after <= before * (1 - SORT_GAIN) ** len(sorted_layers)
+        assert after <= before * (1 - SORT_GAIN) if sorted_layers else after == before
         chose.append(bool(sorted_layers))
     assert any(chose) and not all(chose)
 

@@ -92,3 +92,32 @@ def test_reset_in_the_middle_of_an_inference(cycles):
         hw = run(Accelerator(net, lanes=lanes), a0, interrupt=(junk, cycles),
                  backpressure=0.3, max_cycles=100_000)
         assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, f"lanes {lanes}"
+
+
+def test_balanced_lanes_spend_the_budget_on_the_slowest_layer():
+    """hdl.top.balance_lanes: never more lanes than the budget, each layer a valid count,
+    the model's cycles no worse than one lane everywhere, and on a random network whose
+    activity loads one layer most, that layer gets the most lanes."""
+    from onespike.hdl.cycles import cycle_estimate
+    from onespike.hdl.streams import discard
+    from onespike.hdl.top import balance_lanes, choose_firing, layer_lanes
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        net = random_network(rng, conv=seed % 2 == 1)
+        activity = [np.asarray(a) for a in
+                    closed_form(net, random_inputs(rng, net, 4)).activations[:len(net.layers)]]
+        total = sum(layer_lanes(net, 3))
+        lanes = balance_lanes(net, total, activity)
+        assert sum(lanes) <= total and layer_lanes(net, lanes) == lanes
+
+        def steady(p):
+            top = Accelerator(net, lanes=p, firing=choose_firing(net, p, activity))
+            return cycle_estimate(discard(top), activity)["steady"]
+        assert steady(lanes) <= steady(1)
+        if sum(lanes) > len(lanes):
+            ones = discard(Accelerator(net, lanes=1, firing=choose_firing(net, 1, activity)))
+            stages = {k: v for k, v in cycle_estimate(ones, activity)["stages"].items()
+                      if k.startswith("layer") and not k.endswith("maxpool")}
+            slowest = int(max(stages, key=stages.get)[5:].split("_")[0])
+            assert lanes[slowest] == max(lanes), (seed, lanes, stages)
