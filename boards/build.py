@@ -126,14 +126,24 @@ LOGIC_FIT = {            # (fixed, per layer, per dense lane·bit, per conv lane
 }
 
 
-def _core_luts(net, lanes, family) -> int:
-    """LUT sites of the logic that is not memory (:data:`LOGIC_FIT`)."""
+# LUT sites per lane that sorted firing adds to a core (hdl/firing.py: the step from the
+# reciprocal, the list heads' addresses and data, the walk): +783 LUT4 measured on ECP5 for
+# the MNIST CNN's first convolution at 8 lanes (bench/compare.py, ttfs vs ttfs-sweep); the
+# other families scaled by their conv lane·bit fits against ECP5's
+SORTED_LUTS_PER_LANE = {"ecp5": 100, "ice40": 245, "gowin": 170}
+
+
+def _core_luts(net, lanes, family, firing=()) -> int:
+    """LUT sites of the logic that is not memory (:data:`LOGIC_FIT`, and
+    :data:`SORTED_LUTS_PER_LANE` for the layers whose ``firing`` is sorted)."""
     fixed, per_layer, dense, conv = LOGIC_FIT[family]
     luts = fixed
     for layer, width, p in zip(net.layers, net.widths(), lanes):
         if hasattr(layer, "weight"):
             luts += per_layer + p * width.membrane_bits * (conv if layer.kind == "conv"
                                                            else dense)
+    luts += sum(SORTED_LUTS_PER_LANE[family] * p
+                for p, f in zip(lanes, firing) if f == "sorted")
     return int(luts)
 
 
@@ -171,8 +181,8 @@ class LinkOptions:
             return dense_cycle_estimate(accelerator)
         return cycle_estimate(accelerator)
 
-    def logic_luts(self, net, lanes, family) -> int:
-        luts = _core_luts(net, lanes, family)
+    def logic_luts(self, net, lanes, family, firing=()) -> int:
+        luts = _core_luts(net, lanes, family, firing)
         if self.coding == "dense":
             fixed = _core_luts(net, [0] * len(lanes), family)
             luts = fixed + int((luts - fixed) * DENSE_LUTS[self.use_dsp])
@@ -193,7 +203,7 @@ class LinkOptions:
 def _plan(net, board, lanes, link, lut_budget) -> Fit:
     top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, **link.options))
     lanes = tuple(top.link.accelerator.lanes)
-    core = link.logic_luts(net, lanes, board.family)
+    core = link.logic_luts(net, lanes, board.family, top.link.accelerator.firing)
     plan = plan_memories(inventory(top.link), board,
                          lut_budget=lut_budget / board.packing - core)
     cycles = link.cycles(top.link.accelerator)

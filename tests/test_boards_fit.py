@@ -198,6 +198,9 @@ def test_the_plan_and_the_build_agree_on_firing(tmp_path, monkeypatch):
     assert "sorted" in auto.firing and auto.firing[-1] is None
     assert sweep.firing == ("sweep",) * (len(net.layers) - 1) + (None,)
     assert set(sweep.plan.kinds) < set(auto.plan.kinds)        # the sorted layers' lists
+    from onespike.boards.build import SORTED_LUTS_PER_LANE
+    sorted_lanes = sum(p for p, f in zip(auto.lanes, auto.firing) if f == "sorted")
+    assert auto.luts >= sweep.luts + SORTED_LUTS_PER_LANE["ice40"] * sorted_lanes
     monkeypatch.setattr(flow, "_run_tools", fake_tools)
     path = save(net, tmp_path / "net.npz")
     for firing, planned in [("sweep", sweep), ("sorted", auto)]:
