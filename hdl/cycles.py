@@ -119,9 +119,10 @@ def _chain(steps, words, consumer, tail=0, lists=False):
     (None: the encoder, which sends a list head, its spikes, a marker); ``lists``: a core
     with sorted firing (a pass over its words, then per step a list head, the spikes, a
     marker)."""
-    cur = ready = 0
-    if lists:
-        cur, words = words + 4, None
+    cur = ready = setup = 0
+    if lists:          # the pass over the words: before the spikes, but while the consumer
+        setup, words = words + 4, None     # still works on the sample before
+
     for spikes in steps:
         start, last = cur, None
         cur = start + 1
@@ -135,7 +136,7 @@ def _chain(steps, words, consumer, tail=0, lists=False):
             cur = start + words + 1 if last is None else cur + words - 1 - last
         t = max(cur, ready)
         ready, cur = consumer.take(t, None), t + 1
-    producer = cur + (words + 1 if words is not None else 0)     # write-back of U0
+    producer = setup + cur + (words + 1 if words is not None else 0)   # U0 write-back
     return max(producer, consumer.done + tail)
 
 
