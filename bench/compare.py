@@ -1,7 +1,7 @@
 """TTFS vs the dense baseline on the same board, network, lanes and flow: LUT4, FF, block
 RAM, DSP, Fmax, cycles per image, microseconds per image and LUT4·µs per image.
 
-Run: .venv/bin/python bench/compare.py [--nets digits,mnist,cnn] [--boards ulx3s-85f,icebreaker]
+Run: .venv/bin/python bench/compare.py [--nets digits,mnist,cnn,fashion] [--boards ulx3s-85f,icebreaker]
          [--samples N] [--flow bare|board]
 
 ``--flow bare`` (the default on ECP5) builds both codings without the UART host link: a
@@ -102,6 +102,10 @@ def nets():
         save(convert(model, images.x_train[:5000]), path)
         np.save(ROOT / "mnist_cnn_test_x.npy", images.x_test[:50])
     out["cnn"] = (path, np.load(ROOT / "mnist_cnn_test_x.npy"))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lean_nets import ROOT as LEAN, bench_net
+    _, x = bench_net("fashion")               # the Fashion-MNIST CNN of bench/lean_table.py
+    out["fashion"] = (LEAN / "fashion.npz", x[:50])
     return out
 
 
@@ -171,7 +175,7 @@ def main():
     parser.add_argument("--boards", default="ulx3s-85f,icebreaker")
     parser.add_argument("--variants", default="ttfs,ttfs-lut,dense,dense-lut",
                         help="codings: ttfs and dense with DSP multiplies, -lut without")
-    parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8",
+    parser.add_argument("--lanes", default="digits=4,mnist=8,cnn=8,fashion=8",
                         help="per network: one count, or one per layer as 4/1")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--flow", choices=("bare", "board"), default=None,
