@@ -24,12 +24,15 @@ def test_uart_rejects_impossible_baud_rates():
         UARTTransmitter(divisor=2)
 
 
-@pytest.mark.parametrize("pace", pacings(10))
-def test_bytes_cross_the_wire_with_idle_gaps(pace):
-    data = bytes([0x00, 0xFF, 0xA5, 0x5A, 0x01, 0x80]) + bytes(range(0, 256, 37))
+DATA = bytes([0x00, 0xFF, 0xA5, 0x5A, 0x01, 0x80]) + bytes(range(0, 256, 37))
+
+
+def loopback(data, pace, rx_divisor=DIVISOR):
+    """``data`` from a transmitter to a receiver (of ``rx_divisor``) through a wire: the
+    bytes received and the (framing, overrun) flags seen."""
     m = Module()
     m.submodules.tx = tx = UARTTransmitter(divisor=DIVISOR)
-    m.submodules.rx = rx = UARTReceiver(divisor=DIVISOR)
+    m.submodules.rx = rx = UARTReceiver(divisor=rx_divisor)
     m.d.comb += rx.rx.eq(tx.tx)
     got, faults = [], []
 
@@ -46,7 +49,24 @@ def test_bytes_cross_the_wire_with_idle_gaps(pace):
                 faults.append((framing, overrun))
 
     run_components(m, receiver, sender, line)
-    assert bytes(got) == data and faults == []
+    return bytes(got), faults
+
+
+@pytest.mark.parametrize("pace", pacings(10))
+def test_bytes_cross_the_wire_with_idle_gaps(pace):
+    got, faults = loopback(DATA, pace)
+    assert got == DATA and faults == []
+
+
+def test_a_receiver_off_the_baud_rate_is_caught():
+    """Planted fault: a receiver one clock per bit slow (20 %) drifts off the bits: wrong
+    bytes, a framing error, or fewer bytes than were sent."""
+    try:
+        got, faults = loopback(DATA, pacings(1)[0], rx_divisor=DIVISOR + 1)
+    except AssertionError as e:
+        assert "did not finish" in str(e)
+        return
+    assert got != DATA or faults
 
 
 def test_a_low_stop_bit_and_a_byte_not_taken_are_reported():
