@@ -307,6 +307,22 @@ def _refine(net, board, link, lut_budget, placed, tries=4):
 
 
 def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) -> Fit:
+    """:func:`_fit`; with ``firing="auto"``, when the sorted layers' lists and logic do
+    not fit, every layer sweeps instead (and the reason says so)."""
+    try:
+        return _fit(net, board, lanes, link, lut_share)
+    except OnespikeError as e:
+        if link.coding != "ttfs" or link.firing != "auto":
+            raise
+        try:
+            placed = _fit(net, board, lanes, replace(link, firing="sweep"), lut_share)
+        except OnespikeError:
+            raise e from None
+        return replace(placed, reason=f"{placed.reason}; every layer sweeps (the sorted "
+                                      f"firing auto chose does not fit: {e})")
+
+
+def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) -> Fit:
     """The lane configuration and memory plan for ``net`` on ``board``. With ``lanes``
     (one count or one per layer) that configuration, refused with the numbers when it
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
@@ -315,7 +331,7 @@ def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) 
     planned with shifted-add multiplies; with ``use_dsp`` they then take DSP blocks when
     the board has enough for the lanes chosen (fewer LUTs than planned), else stay so."""
     if link.coding == "ttfs" and link.use_dsp:
-        placed = fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
+        placed = _fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
         need = link.dsps(link.sized(net, placed.lanes))
         if need <= board.dsps:
             return replace(placed, dsps=need, use_dsp=True,
@@ -370,9 +386,11 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     clock_hz, pll = _clock(board, clock_mhz)
     placed = fit(net, board, lanes, link, lut_share)
     log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
+    firing = link.firing if "sorted" in placed.firing else \
+        "sweep" if link.coding == "ttfs" else "auto"    # as planned (fit may fall back)
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
-                   **{**link.options, "use_dsp": placed.use_dsp}, memory_plan=placed.plan,
-                   pll=pll)
+                   **{**link.options, "use_dsp": placed.use_dsp, "firing": firing},
+                   memory_plan=placed.plan, pll=pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
     if root.exists():

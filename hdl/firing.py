@@ -1,7 +1,7 @@
 """Sorted firing: a hidden core's phase 2 in one pass over its state words.
 
 The sweep (:meth:`NeuronCore._firing`) tests every state word in every one of the layer's
-``A`` steps: ``A·(words + 2)`` cycles however few neurons fire. Sorted firing reads each
+``A`` steps: ``A·(words + 3)`` cycles however few neurons fire. Sorted firing reads each
 word once, finds each lane's firing step directly and files the neuron on a per-step list,
 then sends the lists in step order, like the input encoder's per-level lists:
 
@@ -14,9 +14,8 @@ then sends the lists in step order, like the input encoder's per-level lists:
   stays below ``1/R``). ``D − 1 ≥ 2^w`` means ``D > A·R``: no spike. One multiply per lane,
   as the sweep's ``k·R``; ``m`` replaces ``R`` in the constants word.
 * **Lists.** A head per step and lane (a small memory per lane, ``A`` rows) and a link per
-  neuron (one memory addressed by the word's counters, a link per lane, written lane by
-  lane): a word's firing lanes are filed in the cycle after their step is known, all lanes
-  at once. A link or head holds the word's counters and a valid bit (clear: the list ends),
+  neuron (a memory per lane addressed by the word's counters): a word's firing lanes are
+  filed in the cycle after their step is known, all lanes at once. A link or head holds the word's counters and a valid bit (clear: the list ends),
   so that following a list is a memory read whose data is the next address.
 * **Sending.** For ``k = 0..A−1``: read every lane's head of step ``k``, walk the lists
   lane by lane (one spike per cycle, newest word first), send the step's end marker and
@@ -24,7 +23,7 @@ then sends the lists in step order, like the input encoder's per-level lists:
 
 The pass also writes ``U0`` back into each word it reads, so the bank is free as soon as the
 pass ends (``words + 4`` cycles, plus a cycle wherever integration writes), before sending.
-Per sample: ``words + 4 + 3·A + spikes`` cycles instead of ``A·(words + 2) + spikes``.
+Per sample: ``words + 4 + 2·A + spikes`` cycles instead of ``A·(words + 3) + spikes``.
 After a reset the heads are cleared (``A`` cycles) before the banks are restored.
 """
 
@@ -43,9 +42,9 @@ FIRINGS = ("auto", "sweep", "sorted")
 
 def firing_cycles(words: int, levels: int, spikes, sorted_firing: bool):
     """Phase 2 cycles per sample of a hidden core (``spikes`` sent), U0 write-back
-    included: the sweep's ``A·(words + 2) + words + 2``, sorting's ``words + 4 + 2·A``,
-    plus one per spike."""
-    fixed = words + 4 + 2 * levels if sorted_firing else levels * (words + 2) + words + 2
+    included: the sweep's ``A·(words + 3) + words + 2`` (two pipeline stages, a marker),
+    sorting's ``words + 4 + 2·A``, plus one per spike."""
+    fixed = words + 4 + 2 * levels if sorted_firing else levels * (words + 3) + words + 2
     return fixed + spikes
 
 
@@ -137,9 +136,13 @@ class _Sorter:
 
     def memories(self):
         m, lanes = self.m, self.lanes
-        m.submodules.links = links = memory.Memory(
-            shape=data.ArrayLayout(self.link, lanes), depth=1 << self.ptr_bits, init=[])
-        self.link_write, self.link_read = links.write_port(granularity=1), links.read_port()
+        self.links, self.link_addr = [], Signal(self.ptr_bits)   # the walk's read address
+        for l in range(lanes):          # one memory a lane: plain ports for every board
+            m.submodules[f"links{l}"] = mem = memory.Memory(shape=self.link,
+                                                            depth=1 << self.ptr_bits, init=[])
+            read = mem.read_port()
+            m.d.comb += read.addr.eq(self.link_addr)
+            self.links.append((mem.write_port(), read))
         self.heads = []
         for l in range(lanes):
             m.submodules[f"heads{l}"] = mem = memory.Memory(shape=self.link,
@@ -163,10 +166,9 @@ class _Sorter:
         m.d.sync += [s3["ptr"].eq(s2["ptr"]), s3["valid"].eq(s2["valid"]),
                      s3["fires"].eq(Cat(*[f for _, f in steps]))]
         m.d.sync += [t.eq(s) for t, (s, _) in zip(s3["steps"], steps)]
-        m.d.comb += [self.link_write.addr.eq(s3["ptr"]),
-                     self.link_write.en.eq(Mux(s3["valid"], s3["fires"], 0))]
-        for l, (w, r) in enumerate(self.heads):
-            m.d.comb += [self.link_write.data[l].eq(r.data),
+        for l, ((w, r), (link, _)) in enumerate(zip(self.heads, self.links)):
+            m.d.comb += [link.addr.eq(s3["ptr"]), link.en.eq(s3["valid"] & s3["fires"][l]),
+                         link.data.eq(r.data),
                          w.en.eq(Mux(self.clearing, 1, s3["valid"] & s3["fires"][l])),
                          w.addr.eq(Mux(self.clearing, self.step, s3["steps"][l])),
                          w.data.eq(Mux(self.clearing, 0, Cat(s3["ptr"], 1))),
@@ -223,7 +225,7 @@ class _Sorter:
         """``PICK`` (a step's heads on the read ports), ``WALK`` (one spike per cycle, lane
         by lane), ``MARKER`` (the step's end; its heads cleared)."""
         m, core, lanes, step = self.m, self.core, self.lanes, self.step
-        link_read = self.link_read
+        address = self.link_addr
         lane, cur = Signal(range(lanes)), Signal(self.ptr_bits)
         pending = Signal(lanes)          # lanes of this step whose lists are still to walk
         firsts = [Signal(self.link, name=f"first{l}") for l in range(lanes)]
@@ -239,7 +241,7 @@ class _Sorter:
             with m.If(mask.any()):
                 m.d.sync += [lane.eq(chosen), cur.eq(first.ptr),
                              pending.eq(mask & ~(1 << chosen))]
-                m.d.comb += link_read.addr.eq(first.ptr)
+                m.d.comb += address.eq(first.ptr)
                 m.next = "WALK"
             with m.Else():
                 m.next = "MARKER"
@@ -249,14 +251,14 @@ class _Sorter:
             m.d.sync += [f.eq(v) for f, v in zip(firsts, values)]
             pick(Cat(*[v.valid for v in values]), values)
         with m.State("WALK"):      # the link of ``cur`` is on the read port
-            after = link_read.data[lane]
-            m.d.comb += [core.o.valid.eq(1), link_read.addr.eq(cur),
+            after = Array(r.data for _, r in self.links)[lane]
+            m.d.comb += [core.o.valid.eq(1), address.eq(cur),
                          core.o.payload.index.eq(core.neuron_index(self.fields(cur), lane)),
                          core.o.payload.step.eq(step)]
             with m.If(core.o.ready):
                 with m.If(after.valid):
                     m.d.sync += cur.eq(after.ptr)
-                    m.d.comb += link_read.addr.eq(after.ptr)
+                    m.d.comb += address.eq(after.ptr)
                 with m.Else():
                     pick(pending, firsts)
         with m.State("MARKER"):

@@ -105,24 +105,27 @@ def balance_lanes(net, total: int, spikes=None) -> list:
     """Lanes per layer that spend a budget of ``total`` lanes (summed over the layers, a
     max-pooling layer counting 1) where the work is: from one lane each, the layer of the
     slowest stage gets its next lane count that cuts its groups, while the budget lasts
-    (the cycle model on ``spikes``, by default :data:`SPIKE_SHARE` of every stream). The
+    (the cycle model on ``spikes``, by default :data:`SPIKE_SHARE` of every stream); the
+    fastest configuration on the way is returned. The
     same budget as ``P`` lanes everywhere costs about the same logic, spent on the
     bottleneck. Firing is chosen on the same activity (:func:`choose_firing`); build the
     accelerator with ``firing=choose_firing(net, lanes, spikes)`` to get what was planned."""
     spikes = _assumed_spikes(net) if spikes is None else spikes
-    lanes = [1] * len(net.layers)
+    lanes, best = [1] * len(net.layers), None
     while True:
         firing = choose_firing(net, lanes, spikes)
-        top = discard(Accelerator(net, lanes=lanes, firing=firing))
-        stages = cycle_estimate(top, spikes)["stages"]
-        stages = {k: v for k, v in stages.items() if k.startswith("layer")}
+        estimate = cycle_estimate(discard(Accelerator(net, lanes=lanes, firing=firing)),
+                                  spikes)
+        if best is None or estimate["steady"] < best[0]:
+            best = estimate["steady"], list(lanes)
+        stages = {k: v for k, v in estimate["stages"].items() if k.startswith("layer")}
         n = int(max(stages, key=stages.get)[5:].split("_")[0])
         if not hasattr(net.layers[n], "weight"):      # a max pool: its consumer's lanes
             n += 1
         size, p = net.layers[n].weight.shape[0], lanes[n]
         q = next((q for q in range(p + 1, size + 1) if -(-size // q) < -(-size // p)), None)
         if q is None or sum(lanes) - p + q > total:
-            return lanes
+            return best[1]
         lanes[n] = q
 
 

@@ -48,10 +48,10 @@ from onespike.hdl.argmax import Argmax
 from onespike.hdl.conv import ConvCore
 from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import SpikeEncoder
-from onespike.hdl.firing import firing_cycles, sorting_pays
+from onespike.hdl.firing import firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard, flat_index
-from onespike.hdl.top import layer_lanes
+from onespike.hdl.top import firing_per_layer, layer_lanes
 from onespike.ir import Conv, LayerWidths, MaxPool, Network
 
 __all__ = ["PROPERTIES", "Target", "Harness", "targets", "prove", "run_check", "tool_env"]
@@ -389,11 +389,11 @@ def _encoder_target(net):
                   properties=SPIKE_PROPERTIES + ("conserve",))
 
 
-def _neuron_target(net, i, lanes, firing="auto"):
+def _neuron_target(net, i, lanes, firing="sweep"):
     layer, widths = net.layers[i], net.widths()[i]
     kind = ConvCore if isinstance(layer, Conv) else DenseCore
     in_levels = net.in_levels(i)
-    sort = firing == "sorted" or firing == "auto" and sorting_pays(layer, lanes)
+    sort = firing == "sorted"
 
     def make(w=widths):
         return kind(layer, in_levels=in_levels, widths=w, lanes=lanes,
@@ -442,10 +442,11 @@ def targets(net: Network, lanes=1, firing="auto") -> list:
     """A :class:`Target` per core of the accelerator for ``net`` (lanes as ``--lanes``,
     ``firing`` as the accelerator's)."""
     per_layer = layer_lanes(net, lanes)
+    firings = firing_per_layer(net, per_layer, firing)       # as the accelerator's
     found = [_encoder_target(net)]
     for i, layer in enumerate(net.layers):
         found.append(_maxpool_target(net, i) if isinstance(layer, MaxPool)
-                     else _neuron_target(net, i, per_layer[i], firing))
+                     else _neuron_target(net, i, per_layer[i], firings[i]))
     found.append(_argmax_target(net))
     return found
 
