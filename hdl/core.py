@@ -42,10 +42,10 @@ class NeuronCore(wiring.Component):
 
     * hidden layer (firing): in step ``k = 0..A-1`` the sweep registers each word's ``U``,
       ``k·R`` and ``R`` per lane, then tests ``S = U + k·R``: a neuron fires in the step
-      where ``S ≥ 0`` first holds (the sign bit; ``k = 0`` or ``S < R``), and registers
-      the lanes that cross. Crossings are sent on ``o`` one per cycle (``step = k``), then
-      the step's end marker: ``words + 3`` cycles a step plus one per spike. With
-      ``sorted_firing`` phase 2 is :func:`~onespike.hdl.firing.sorted_firing` instead.
+      where ``S ≥ 0`` first holds (the sign bit; ``k = 0`` or ``S < R``). Crossings are
+      sent on ``o`` one per cycle (``step = k``), then the step's end marker: ``words + 2``
+      cycles a step plus one per spike. With ``sorted_firing`` phase 2 is
+      :func:`~onespike.hdl.firing.sorted_firing` instead.
     * readout: the membranes ``U`` (``R = 0``: ``U = V``) are sent on ``o`` as logits.
 
     Then phase 2 writes ``U0`` back into every word of its bank (one per cycle, in the
@@ -401,8 +401,6 @@ class NeuronCore(wiring.Component):
         return held, Cat(*crossings)
 
     def _firing(self, m, read, constants, full, restore):
-        """The sweep: stage 1 holds a word's ``U``, ``k·R``, ``R``, stage 2 the lanes that
-        cross: the FSM (and the read address) decide on registers, not on adders."""
         layer, lanes = self._layer, self._lanes
         bank = Signal()
         word = Signal(range(self.words))     # the word on the read ports
@@ -416,30 +414,22 @@ class NeuronCore(wiring.Component):
                      restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
         held, crossed = self._crossings(m, read, constants, step)
         held_where = [Signal.like(v, name=f"held_{v.name}") for v in where.values]
-        primed, held_last = Signal(), Signal()       # stage 1 holds a word; it is the last
-        fires = {"lanes": Signal(lanes), "primed": Signal(), "last": Signal(),
-                 "where": [Signal.like(v, name=f"fires_{v.name}") for v in where.values]}
+        primed, held_last = Signal(), Signal()
 
         def first_word():
             m.d.comb += nxt.eq(0)
-            m.d.sync += [word.eq(0), primed.eq(0), held_last.eq(0), fires["primed"].eq(0)]
+            m.d.sync += [word.eq(0), primed.eq(0)]
             where.load(m, [0] * len(where.values))
 
-        def advance():
-            """Stage 1 → stage 2, and the word on the ports into stage 1 (until the last)."""
-            m.d.sync += [fires["lanes"].eq(crossed), fires["primed"].eq(primed),
-                         fires["last"].eq(held_last)]
-            m.d.sync += [f.eq(h) for f, h in zip(fires["where"], held_where)]
-            with m.If(held_last):
-                m.d.sync += primed.eq(0)
-            with m.Else():
-                m.d.sync += [primed.eq(1), held_last.eq(last_word), word.eq(word + 1)]
-                m.d.sync += [h.eq(v) for h, v in zip(held_where, where.values)]
-                for l, h in enumerate(held):
-                    ramp = constants.data[l].ramp
-                    m.d.sync += [h["u"].eq(read.data[l]), h["r"].eq(ramp),
-                                 h["kr"].eq(multiply(ramp, step, self._use_dsp))]
-                where.step(m)
+        def hold_next():
+            """Move the word on the ports into the pipeline register."""
+            m.d.sync += [primed.eq(1), held_last.eq(last_word), word.eq(word + 1)]
+            m.d.sync += [h.eq(v) for h, v in zip(held_where, where.values)]
+            for l, h in enumerate(held):
+                ramp = constants.data[l].ramp
+                m.d.sync += [h["u"].eq(read.data[l]), h["r"].eq(ramp),
+                             h["kr"].eq(multiply(ramp, step, self._use_dsp))]
+            where.step(m)
 
         with m.FSM(name="firing"):
             def release():
@@ -451,25 +441,33 @@ class NeuronCore(wiring.Component):
                 with m.If(full.bit_select(bank, 1) & ~restore["writing"].bit_select(bank, 1)):
                     m.next = "FIRE"
             with m.State("FIRE"):
-                with m.If(fires["primed"] & fires["lanes"].any()):
+                with m.If(primed & crossed.any()):
                     m.d.comb += nxt.eq(word)          # hold the word on the read ports
-                    m.d.sync += pending.eq(fires["lanes"])
+                    m.d.sync += pending.eq(crossed)
                     m.next = "EMIT"
-                with m.Elif(fires["primed"] & fires["last"]):
+                with m.Elif(primed & held_last):
                     m.next = "STEP_END"
                 with m.Else():
-                    advance()
+                    hold_next()
             with m.State("EMIT"):   # one spike per cycle, lowest lane first
                 m.d.comb += nxt.eq(word)
-
-                def after_last():
-                    with m.If(fires["last"]):
-                        m.next = "STEP_END"
-                    with m.Else():
-                        advance()
-                        m.d.comb += nxt.eq(Mux(last_word, 0, word + 1))
-                        m.next = "FIRE"
-                self._emit_pending(m, pending, fires["where"], step, after_last)
+                chosen = Signal(range(lanes))
+                for l in reversed(range(lanes)):
+                    with m.If(pending[l]):
+                        m.d.comb += chosen.eq(l)
+                m.d.comb += [self.o.valid.eq(1),
+                             self.o.payload.index.eq(self.neuron_index(held_where, chosen)),
+                             self.o.payload.step.eq(step)]
+                rest = pending & (pending - 1)
+                with m.If(self.o.ready):
+                    m.d.sync += pending.eq(rest)
+                    with m.If(rest == 0):
+                        with m.If(held_last):
+                            m.next = "STEP_END"
+                        with m.Else():
+                            hold_next()
+                            m.d.comb += nxt.eq(Mux(last_word, 0, word + 1))
+                            m.next = "FIRE"
             with m.State("STEP_END"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
                              self.o.payload.step.eq(step)]
@@ -480,22 +478,6 @@ class NeuronCore(wiring.Component):
                     with m.If(step == layer.levels - 1):
                         m.d.sync += step.eq(0)
                         m.next = "CLEAN"      # then write U0 back and free the bank
-
-    def _emit_pending(self, m, pending, where, step, after_last):
-        """Send the lanes in ``pending`` of the word at ``where``, lowest first, one per
-        cycle; ``after_last()`` in the cycle the last one is taken."""
-        chosen = Signal(range(self._lanes))
-        for l in reversed(range(self._lanes)):
-            with m.If(pending[l]):
-                m.d.comb += chosen.eq(l)
-        m.d.comb += [self.o.valid.eq(1),
-                     self.o.payload.index.eq(self.neuron_index(where, chosen)),
-                     self.o.payload.step.eq(step)]
-        rest = pending & (pending - 1)
-        with m.If(self.o.ready):
-            m.d.sync += pending.eq(rest)
-            with m.If(rest == 0):
-                after_last()
 
     def _readout(self, m, read, constants, full, restore):
         lanes = self._lanes

@@ -14,9 +14,8 @@ input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
   words are never swept, but phase 2 writes ``U0`` back into the ``W`` words of the
   previous sample through the same membrane write port, in the cycles integration leaves
   free: a saturated integration pays them);
-* firing, sweep: ``A·(W + 3) + S' + W + 2`` (one word per cycle and step through two
-  pipeline stages, one cycle per spike sent, an end-of-step marker per step, then ``U0``
-  written back);
+* firing, sweep: ``A·(W + 2) + S' + W + 2`` (one word per cycle and step, one cycle per
+  spike sent, an end-of-step marker per step, then ``U0`` written back);
 * firing, sorted (:mod:`~onespike.hdl.firing`): ``W + 4 + 2·A + S'`` (one pass that files
   every neuron on its step's list and writes ``U0`` back, then per step a cycle for the
   heads, the spikes and the marker);
@@ -129,12 +128,12 @@ def _chain(steps, words, consumer, tail=0, lists=False):
         cur = start + 1
         for word, spike in spikes:
             if words is not None and word != last:
-                cur = start + word + 3 if last is None else cur + word - last
+                cur = start + word + 2 if last is None else cur + word - last
                 last = word
             t = max(cur, ready)
             ready, cur = consumer.take(t, spike), t + 1
         if words is not None:
-            cur = start + words + 2 if last is None else cur + words - 1 - last
+            cur = start + words + 1 if last is None else cur + words - 1 - last
         t = max(cur, ready)
         ready, cur = consumer.take(t, None), t + 1
     producer = setup + cur + (words + 1 if words is not None else 0)   # U0 write-back

@@ -1,7 +1,7 @@
 """Sorted firing: a hidden core's phase 2 in one pass over its state words.
 
 The sweep (:meth:`NeuronCore._firing`) tests every state word in every one of the layer's
-``A`` steps: ``A·(words + 3)`` cycles however few neurons fire. Sorted firing reads each
+``A`` steps: ``A·(words + 2)`` cycles however few neurons fire. Sorted firing reads each
 word once, finds each lane's firing step directly and files the neuron on a per-step list,
 then sends the lists in step order, like the input encoder's per-level lists:
 
@@ -23,7 +23,7 @@ then sends the lists in step order, like the input encoder's per-level lists:
 
 The pass also writes ``U0`` back into each word it reads, so the bank is free as soon as the
 pass ends (``words + 4`` cycles, plus a cycle wherever integration writes), before sending.
-Per sample: ``words + 4 + 2·A + spikes`` cycles instead of ``A·(words + 3) + spikes``.
+Per sample: ``words + 4 + 2·A + spikes`` cycles instead of ``A·(words + 2) + spikes``.
 After a reset the heads are cleared (``A`` cycles) before the banks are restored.
 """
 
@@ -42,9 +42,9 @@ FIRINGS = ("auto", "sweep", "sorted")
 
 def firing_cycles(words: int, levels: int, spikes, sorted_firing: bool):
     """Phase 2 cycles per sample of a hidden core (``spikes`` sent), U0 write-back
-    included: the sweep's ``A·(words + 3) + words + 2`` (two pipeline stages, a marker),
-    sorting's ``words + 4 + 2·A``, plus one per spike."""
-    fixed = words + 4 + 2 * levels if sorted_firing else levels * (words + 3) + words + 2
+    included: the sweep's ``A·(words + 2) + words + 2``, sorting's ``words + 4 + 2·A``,
+    plus one per spike."""
+    fixed = words + 4 + 2 * levels if sorted_firing else levels * (words + 2) + words + 2
     return fixed + spikes
 
 
