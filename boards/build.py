@@ -21,7 +21,7 @@ from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
 from onespike.hdl.generate import accelerator, check_firing
 from onespike.hdl.streams import discard
-from onespike.hdl.top import layer_lanes
+from onespike.hdl.top import layer_lanes, more_lanes, stage_layer
 
 __all__ = ["build", "synthesize", "fit", "Fit", "LinkOptions", "BuildFailed", "synth_counts"]
 
@@ -280,15 +280,12 @@ def _bottleneck(net, placed):
     name = max(stages, key=stages.get)
     if not name.startswith("layer"):
         return None
-    n = int(name[5:].split("_")[0])
+    n = stage_layer(name)
     layer = net.layers[n]
     if not hasattr(layer, "weight"):
         return None
-    size, p = layer.weight.shape[0], placed.lanes[n]
-    for q in range(p + 1, size + 1):
-        if -(-size // q) < -(-size // p):
-            return n, q
-    return None
+    q = more_lanes(layer, placed.lanes[n])
+    return None if q is None else (n, q)
 
 
 def _refine(net, board, link, lut_budget, placed, tries=4):

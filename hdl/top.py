@@ -49,6 +49,18 @@ SORT_GAIN = 0.25
 """The least share of the cycles per sample that sorted firing must save to be chosen."""
 
 
+def stage_layer(name):
+    """The layer number of a cycle-model stage named ``layer<n>_…`` (None for the others)."""
+    return int(name[5:name.index("_")]) if name.startswith("layer") else None
+
+
+def more_lanes(layer, lanes):
+    """The next lane count above ``lanes`` that cuts ``layer``'s groups (None: none does)."""
+    size = layer.weight.shape[0]
+    return next((q for q in range(lanes + 1, size + 1) if -(-size // q) < -(-size // lanes)),
+                None)
+
+
 def _assumed_spikes(net):
     sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
                                                   for l in net.layers]
@@ -90,7 +102,7 @@ def choose_firing(net, lanes, spikes=None) -> list:
     steady = base
     while True:
         name = max(stages, key=stages.get)
-        n = int(name[5:name.index("_")]) if name.endswith("_fire") else None
+        n = stage_layer(name) if name.endswith("_fire") else None
         if n is None or chosen[n] == "sorted" or not sorting_pays(net.layers[n], lanes[n]):
             break
         trial = chosen[:n] + ["sorted"] + chosen[n + 1:]
@@ -119,12 +131,11 @@ def balance_lanes(net, total: int, spikes=None) -> list:
         if best is None or estimate["steady"] < best[0]:
             best = estimate["steady"], list(lanes)
         stages = {k: v for k, v in estimate["stages"].items() if k.startswith("layer")}
-        n = int(max(stages, key=stages.get)[5:].split("_")[0])
+        n = stage_layer(max(stages, key=stages.get))
         if not hasattr(net.layers[n], "weight"):      # a max pool: its consumer's lanes
             n += 1
-        size, p = net.layers[n].weight.shape[0], lanes[n]
-        q = next((q for q in range(p + 1, size + 1) if -(-size // q) < -(-size // p)), None)
-        if q is None or sum(lanes) - p + q > total:
+        q = more_lanes(net.layers[n], lanes[n])
+        if q is None or sum(lanes) - lanes[n] + q > total:
             return best[1]
         lanes[n] = q
 
