@@ -2,12 +2,15 @@
 RAM, DSP, Fmax, cycles per image, microseconds per image and LUT4·µs per image.
 
 Run: .venv/bin/python bench/compare.py [--nets digits,mnist,cnn,fashion] [--boards ulx3s-85f,icebreaker]
-         [--samples N] [--flow bare|board]
+         [--samples N] [--flow bare|board] [--memories plan|yosys]
 
 ``--flow bare`` (the default on ECP5) builds both codings without the UART host link: a
 small harness feeds ``i`` from an LFSR every cycle, keeps ``o`` ready and folds the class
 and the logits into LED 0, so that nothing is optimised away; the taps are left unconnected
-in both. Memories go through the board's own memory mapping (``create_platform()``).
+in both. Memories go where the board's memory plan puts them, as in ``onespike build``
+(``boards.memories.plan_memories``: on ECP5 a weight memory deeper than one block RAM is
+one 1-bit-wide memory per bit, without the read multiplexer of blocks cascaded in depth);
+``--memories yosys`` leaves them to yosys (flow ``bare-y``).
 ``--flow board`` (the default on iCE40, whose 30 EBR a bare build of the MNIST MLP
 overflows) runs ``onespike build --coding …`` instead: the fit planner places memories in
 EBR, SPRAM and logic, and both codings carry the same UART link, so the difference between
@@ -18,6 +21,7 @@ against the golden model. µs/image = steady cycles / Fmax.
 """
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -30,6 +34,7 @@ from amaranth.hdl import Elaboratable, Fragment, Module, Signal, Value
 from amaranth.lib import io
 
 from onespike.boards.build import _utilisation
+from onespike.boards.memories import inventory, plan_memories
 from onespike.errors import OnespikeError
 from onespike.boards.platforms import board_named, tool_environment
 from onespike.hdl.dense_top import DenseAccelerator
@@ -51,16 +56,19 @@ VARIANTS = {  # name → (accelerator factory, yosys synth options per family)
 
 
 class Harness(Elaboratable):
-    """An accelerator fed by an LFSR, its results folded into LED 0."""
+    """An accelerator fed by an LFSR, its results folded into LED 0. ``kinds``: where each
+    memory goes (the board's memory plan, as ``onespike build`` makes it; None: yosys'
+    choice)."""
 
-    def __init__(self, accelerator):
-        self.accelerator = accelerator
+    def __init__(self, accelerator, kinds=None):
+        self.accelerator, self.kinds = accelerator, kinds
 
     def elaborate(self, platform):
         m = Module()
         acc = self.accelerator
-        if hasattr(platform, "place"):     # the board's memory mapper: memories by name,
-            m.submodules.acc = platform.place(Fragment.get(acc, platform))   # yosys' choice
+        if hasattr(platform, "place"):     # the board's memory mapper: memories by name
+            platform.configure(kinds=self.kinds, strict=self.kinds is not None)
+            m.submodules.acc = platform.place(Fragment.get(acc, platform))
         else:
             m.submodules.acc = acc
         lfsr = Signal(16, init=1)
@@ -109,11 +117,10 @@ def nets():
     return out
 
 
-def build(net, board, lanes, variant, folder):
-    """Utilisation and Fmax of one bare accelerator (cached in ``folder/report.json``)."""
+def build(net, board, lanes, variant, folder, yosys_memories=False):
+    """Utilisation and Fmax of one bare accelerator (cached in ``folder/summary.json`` while
+    the build files, the design's RTLIL among them, stay the same)."""
     report_path = folder / "summary.json"
-    if report_path.is_file():
-        return json.loads(report_path.read_text())
     make, synth = VARIANTS[variant]
     platform = board.create_platform()
     overrides = {"nextpnr_opts": "--report report.json --timing-allow-fail"}
@@ -121,8 +128,17 @@ def build(net, board, lanes, variant, folder):
         overrides["synth_opts"] = synth[board.family]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Using platform.request without", DeprecationWarning)
-        plan = platform.build(Harness(make(net, lanes)), name="top", do_build=False,
+        kinds = None if yosys_memories else \
+            plan_memories(inventory(make(net, lanes)), board).kinds
+        plan = platform.build(Harness(make(net, lanes), kinds), name="top", do_build=False,
                               **overrides)
+    design = hashlib.sha256(b"".join(
+        name.encode() + (content.encode() if isinstance(content, str) else content)
+        for name, content in sorted(plan.files.items()))).hexdigest()[:16]
+    if report_path.is_file():
+        cached = json.loads(report_path.read_text())
+        if cached.get("design") == design:
+            return cached
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in plan.files.items():
         (folder / name).write_bytes(content.encode() if isinstance(content, str) else content)
@@ -134,7 +150,7 @@ def build(net, board, lanes, variant, folder):
         raise RuntimeError(f"build failed: {folder / 'build.log'}")
     report = json.loads((folder / "report.json").read_text())
     (fmax,) = report["fmax"].values()
-    summary = {"fmax_mhz": round(float(fmax["achieved"]), 2),
+    summary = {"design": design, "fmax_mhz": round(float(fmax["achieved"]), 2),
                "seconds": round(time.monotonic() - started),
                **_utilisation(board, report, (folder / "top.rpt").read_text(errors="replace"))}
     report_path.write_text(json.dumps(summary, indent=1) + "\n")
@@ -181,6 +197,10 @@ def main():
     parser.add_argument("--flow", choices=("bare", "board"), default=None,
                         help="bare accelerators (default on ECP5) or `onespike build` with "
                              "the link (default on iCE40)")
+    parser.add_argument("--memories", choices=("plan", "yosys"), default="plan",
+                        help="bare builds: memories where the board's memory plan puts "
+                             "them, as `onespike build` does (ECP5: deep weight memories "
+                             "one block per bit), or where yosys would")
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
     lanes_of = dict((k, [int(n) for n in v.split("/")] if "/" in v else int(v))
@@ -197,11 +217,14 @@ def main():
             for board_name in args.boards.split(","):
                 board = board_named(board_name)
                 flow = args.flow or ("board" if board.family == "ice40" else "bare")
+                if flow == "bare" and args.memories == "yosys":
+                    flow = "bare-y"
                 tag = "x".join(map(str, lanes)) if isinstance(lanes, list) else lanes
                 folder = ROOT / f"{net_name}-{board_name}-p{tag}-{variant}-{flow}"
                 try:
-                    if flow == "bare":
-                        s, used = build(net, board, lanes, variant, folder), lanes
+                    if flow.startswith("bare"):
+                        s, used = build(net, board, lanes, variant, folder,
+                                        yosys_memories=flow == "bare-y"), lanes
                     else:
                         s = board_build(path, board, lanes, variant, folder)
                         used = s["lanes"] if len(set(s["lanes"])) > 1 else s["lanes"][0]

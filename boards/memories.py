@@ -310,9 +310,11 @@ def _slice(records, kinds, board):
 
 def _fill(records, kinds, board):
     """Spare block RAM takes the memories in logic, largest first (on iCE40 a 256-bit
-    memory in flip-flops costs ~400 logic cells)."""
+    memory in flip-flops costs ~400 logic cells), but not a ROM short enough to read
+    faster from LUTs (``block_ram.logic_rom_rows``)."""
     for record in sorted(records, key=lambda r: -r.bits):
-        if kinds[record.name] != "logic":
+        if kinds[record.name] != "logic" or \
+                (record.rom and record.depth <= board.block_ram.logic_rom_rows):
             continue
         trial = dict(kinds, **{record.name: "block"})
         if _totals(records, trial, board)[0] <= board.blocks:

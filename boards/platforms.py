@@ -32,6 +32,7 @@ class BlockRAM:
     rom_reads: int = 1
     dual_width: int = 0
     deepest: int = 0        # depth of the 1-bit configuration, when weights may be bit-sliced
+    logic_rom_rows: int = 0  # ROMs of at most this many rows stay in logic (see DP16K)
 
     def blocks(self, record) -> int:
         """Blocks ``record`` takes in block RAM: the fewest over the configurations, one
@@ -77,7 +78,11 @@ class DistributedRAM:
 EBR = BlockRAM("EBR (4 kbit)", ((16, 256), (8, 512), (4, 1024), (2, 2048)), cost=64)
 DP16K = BlockRAM("DP16KD (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096),
                                       (2, 8192), (1, 16384)), cost=128, rom_reads=2,
-                 dual_width=18, deepest=16384)
+                 dual_width=18, deepest=16384, logic_rom_rows=16)
+# logic_rom_rows: a 16-row ROM (a core's constants, bias and ramp per state word) in logic is
+# one LUT4 per bit behind a flip-flop; in a DP16KD its data comes 5.8 ns after the clock,
+# which put the ramp multiply of the MNIST MLP's firing sweep on the critical path (68.5 MHz,
+# nextpnr, ULX3S-85F)
 BSRAM = BlockRAM("BSRAM (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096),
                                     (2, 8192), (1, 16384)), cost=128, rom_reads=2,
                  dual_width=18)

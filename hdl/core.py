@@ -421,6 +421,12 @@ class NeuronCore(wiring.Component):
             m.d.sync += [word.eq(0), primed.eq(0)]
             where.load(m, [0] * len(where.values))
 
+        def hold_ports():
+            """Keep the word on the read ports: their data registers hold (the address,
+            ``word + 1``, follows from registers alone, so that the crossing test only
+            reaches the ports' enables, not their address)."""
+            m.d.comb += [read.en.eq(0), constants.en.eq(0)]
+
         def hold_next():
             """Move the word on the ports into the pipeline register."""
             m.d.sync += [primed.eq(1), held_last.eq(last_word), word.eq(word + 1)]
@@ -442,7 +448,7 @@ class NeuronCore(wiring.Component):
                     m.next = "FIRE"
             with m.State("FIRE"):
                 with m.If(primed & crossed.any()):
-                    m.d.comb += nxt.eq(word)          # hold the word on the read ports
+                    hold_ports()
                     m.d.sync += pending.eq(crossed)
                     m.next = "EMIT"
                 with m.Elif(primed & held_last):
@@ -450,7 +456,7 @@ class NeuronCore(wiring.Component):
                 with m.Else():
                     hold_next()
             with m.State("EMIT"):   # one spike per cycle, lowest lane first
-                m.d.comb += nxt.eq(word)
+                hold_ports()
                 chosen = Signal(range(lanes))
                 for l in reversed(range(lanes)):
                     with m.If(pending[l]):
@@ -466,7 +472,7 @@ class NeuronCore(wiring.Component):
                             m.next = "STEP_END"
                         with m.Else():
                             hold_next()
-                            m.d.comb += nxt.eq(Mux(last_word, 0, word + 1))
+                            m.d.comb += [read.en.eq(1), constants.en.eq(1)]
                             m.next = "FIRE"
             with m.State("STEP_END"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),

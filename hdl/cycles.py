@@ -20,7 +20,8 @@ input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
   every neuron on its step's list and writes ``U0`` back, then per step a cycle for the
   heads, the spikes and the marker);
 * max pooling: ``(1 + span²)·S + 2·A + pooled neurons`` (fired bits cleared after the window);
-* encoder: ``inputs + 1`` to load, ``2·A0 + S0`` to send; readout: ``classes + groups + 1``.
+* encoder: ``inputs + 1`` to load, ``2·A0 + c·S0`` to send (``c`` its ``spike_cycles``);
+  readout: ``classes + groups + 1``.
 
 A chain's time is the slower side plus the coupling: every spike the producer sends while
 the consumer is still busy with the previous one waits, which costs about one cycle per
@@ -113,12 +114,12 @@ class _Pool:
         return cycle - 1
 
 
-def _chain(steps, words, consumer, tail=0, lists=False):
+def _chain(steps, words, consumer, tail=0, lists=False, fetch=0):
     """Cycles of one sample through a producer and ``consumer``: ``steps`` per step the
     spikes ``(word, neuron)`` in sending order; ``words`` the producer's state words
-    (None: the encoder, which sends a list head, its spikes, a marker); ``lists``: a core
-    with sorted firing (a pass over its words, then per step a list head, the spikes, a
-    marker)."""
+    (None: the encoder, which sends a list head, its spikes, a marker, with ``fetch``
+    cycles before each spike); ``lists``: a core with sorted firing (a pass over its words,
+    then per step a list head, the spikes, a marker)."""
     cur = ready = setup = 0
     if lists:          # the pass over the words: before the spikes, but while the consumer
         setup, words = words + 4, None     # still works on the sample before
@@ -130,7 +131,7 @@ def _chain(steps, words, consumer, tail=0, lists=False):
             if words is not None and word != last:
                 cur = start + word + 2 if last is None else cur + word - last
                 last = word
-            t = max(cur, ready)
+            t = max(cur + fetch, ready)
             ready, cur = consumer.take(t, spike), t + 1
         if words is not None:
             cur = start + words + 1 if last is None else cur + words - 1 - last
@@ -182,7 +183,8 @@ def event_chains(top, maps) -> dict:
             steps = _stream_steps(levels, act, shape,
                                   None if producer is None else producer.lanes, lists)
             times.append(_chain(steps, None if producer is None else producer.words,
-                                consumer, tail, lists))
+                                consumer, tail, lists,
+                                top.encoder.spike_cycles - 1 if producer is None else 0))
         chains[f"stream{n}"] = float(np.mean(times))
     return chains
 
@@ -207,7 +209,7 @@ def cycle_estimate(top, spikes=None) -> dict:
     counts = [_count(s) for s in spikes]
     levels = [net.in_levels(n) for n in range(len(net.layers))]
     stages = {"encoder_load": sizes[0] + 1}
-    chain = {"encoder_send": 2 * levels[0] + counts[0]}
+    chain = {"encoder_send": 2 * levels[0] + top.encoder.spike_cycles * counts[0]}
     chains = {}
 
     def close(name):

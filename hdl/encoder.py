@@ -8,7 +8,9 @@ from amaranth.lib.wiring import In, Out
 from onespike.hdl.streams import (activation_layout, index_shape, neuron_layout, pass_bank,
                                   spike_layout)
 
-__all__ = ["SpikeEncoder", "positive"]
+__all__ = ["SpikeEncoder", "SPIKE_CYCLES", "positive"]
+
+SPIKE_CYCLES = (1, 2)
 
 
 def positive(value, what):
@@ -31,14 +33,24 @@ class SpikeEncoder(wiring.Component):
     (a head per level, a link per neuron, both in memories). Then for each step
     ``k = 0..A-1`` the list of level ``A - k`` is sent on ``o``, one spike per cycle, and
     the step's end marker (``index`` 0). Two banks: the next sample loads while the current
-    one is sent. Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spikes`` cycles to
-    send. After a reset the lists are emptied (``A + 1`` cycles) before ``i`` is ready.
+    one is sent. Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spike_cycles·spikes``
+    cycles to send. After a reset the lists are emptied (``A + 1`` cycles) before ``i`` is
+    ready.
+
+    ``spike_cycles`` (:data:`SPIKE_CYCLES`): 1 sends a spike every cycle, the link memory's
+    output driving its own read address (a list is followed in the read's cycle: memory
+    output, bank multiplexer and address in one clock period); 2 registers the next address,
+    so that the clock period holds only one of them, and spends a second cycle per spike
+    (a consumer that takes two or more cycles per spike loses nothing).
     """
 
-    def __init__(self, *, shape, levels: int):
+    def __init__(self, *, shape, levels: int, spike_cycles: int = 1):
         self._shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
         self._neurons = positive(int(np.prod(self._shape)), "Neuron count")
         self._levels = positive(levels, "Level count")
+        if spike_cycles not in SPIKE_CYCLES:
+            raise ValueError(f"spike_cycles must be one of {SPIKE_CYCLES}, not {spike_cycles!r}")
+        self._spike_cycles = spike_cycles
         super().__init__({
             "i": In(stream.Signature(activation_layout(levels))),
             "o": Out(stream.Signature(spike_layout(self._shape, levels))),
@@ -55,6 +67,10 @@ class SpikeEncoder(wiring.Component):
     @property
     def levels(self):
         return self._levels
+
+    @property
+    def spike_cycles(self):
+        return self._spike_cycles
 
     @property
     def memory_bits(self):
@@ -170,27 +186,40 @@ class SpikeEncoder(wiring.Component):
                 pass_bank(m, full, bank, 1)
                 m.next = "LOAD"
 
+    def _fetches(self):
+        """A cycle before each spike in which the registered address reads its link."""
+        return self.spike_cycles == 2
+
     def _send(self, m, head, link, full, bank, coord):
         step = Signal(index_shape(self.levels))
         neuron = Signal(range(self.neurons))         # the neuron being sent
+        follow = self.spike_cycles == 1              # the link output drives the address
         m.d.comb += [self.o.payload.index.eq(coord if len(self.shape) == 3 else neuron),
                      self.o.payload.step.eq(step),
                      head["addr"].eq(self.levels - step), link["addr"].eq(neuron)]
+        first = "FETCH" if self._fetches() else "SPIKE"     # after a list head or a spike
         with m.FSM(name="send"):
             with m.State("WAIT"):
                 with m.If(full.bit_select(bank, 1)):
                     m.next = "HEAD"
             with m.State("HEAD"):                    # the list of level A - step
-                m.d.comb += [head["en"].eq(1), link["addr"].eq(head["data"].ptr)]
+                m.d.comb += head["en"].eq(1)
+                if follow:
+                    m.d.comb += link["addr"].eq(head["data"].ptr)
                 m.d.sync += neuron.eq(head["data"].ptr)
                 m.next = "END"
                 with m.If(head["data"].valid):
+                    m.next = first
+            if self._fetches():
+                with m.State("FETCH"):               # the link (and {x, y, c}) of neuron
                     m.next = "SPIKE"
             with m.State("SPIKE"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
-                    m.d.comb += link["addr"].eq(link["data"].ptr)
+                    if follow:
+                        m.d.comb += link["addr"].eq(link["data"].ptr)
                     m.d.sync += neuron.eq(link["data"].ptr)
+                    m.next = first
                     with m.If(~link["data"].valid):
                         m.next = "END"
             with m.State("END"):                     # index unused: a defined 0

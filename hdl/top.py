@@ -19,7 +19,7 @@ from onespike.hdl.streams import (TapSignature, activation_layout, class_layout,
                                   refuse)
 from onespike.ir import Conv, MaxPool, Network
 
-__all__ = ["Accelerator", "LayerPipeline", "layer_lanes"]
+__all__ = ["Accelerator", "LayerPipeline", "encoder_spike_cycles", "layer_lanes"]
 
 
 def layer_lanes(net: Network, lanes) -> list:
@@ -47,6 +47,14 @@ SPIKE_SHARE = 0.25
 """The share of each stream's neurons that :func:`choose_firing` assumes spike."""
 SORT_GAIN = 0.25
 """The least share of the cycles per sample that sorted firing must save to be chosen."""
+
+
+def encoder_spike_cycles(consumer) -> int:
+    """The encoder's cycles per spike before ``consumer``: 2 (its list loop registered, a
+    shorter clock path) when the consumer takes at least two cycles for every spike, so
+    that the second cycle costs nothing, else 1."""
+    per_spike = getattr(consumer, "spike_cycles", None)      # None: a max-pooling core
+    return 2 if per_spike is not None and int(np.min(per_spike)) >= 2 else 1
 
 
 def stage_layer(name):
@@ -245,7 +253,6 @@ class Accelerator(LayerPipeline):
             per_layer = firing_per_layer(net, self._lanes, firing)
         except OnespikeError as e:
             refuse(self, e)
-        self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
         widths = net.widths()
         self.cores = []
         for i, layer in enumerate(net.layers):
@@ -257,6 +264,8 @@ class Accelerator(LayerPipeline):
                 self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
                                        lanes=self._lanes[i], use_dsp=use_dsp,
                                        sorted_firing=sort))
+        self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
+                                    spike_cycles=encoder_spike_cycles(self.cores[0]))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
         self._chain()
 

@@ -51,7 +51,7 @@ from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.firing import firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard, flat_index
-from onespike.hdl.top import firing_per_layer, layer_lanes
+from onespike.hdl.top import encoder_spike_cycles, firing_per_layer, layer_lanes
 from onespike.ir import Conv, LayerWidths, MaxPool, Network
 
 __all__ = ["PROPERTIES", "Target", "Harness", "targets", "prove", "run_check", "tool_env"]
@@ -380,12 +380,20 @@ def _wider(widths: LayerWidths, bits=WIDER) -> LayerWidths:
                        ((widths.membrane_bound + 1) << bits) - 1)
 
 
-def _encoder_target(net):
+def _encoder_target(net, lanes):
     shape, levels = net.encoder.shape, net.encoder.levels
     n = _neurons(shape)
-    return Target("encoder", lambda: SpikeEncoder(shape=shape, levels=levels),
-                  "activations", "spikes", shape, levels, shape, levels,
-                  reset_bound=levels + 2, depth=(levels + 2) + (n + 2) + (2 * levels + n) + 4,
+    layer = net.layers[0]                     # the encoder is built for its consumer
+    if isinstance(layer, MaxPool):
+        cycles = encoder_spike_cycles(None)
+    else:
+        kind = ConvCore if isinstance(layer, Conv) else DenseCore
+        probe = kind(layer, in_levels=net.in_levels(0), widths=net.widths()[0], lanes=lanes)
+        cycles = encoder_spike_cycles(probe)
+        discard(probe)
+    return Target("encoder", lambda: SpikeEncoder(shape=shape, levels=levels, spike_cycles=cycles),
+                  "activations", "spikes", shape, levels, shape, levels, reset_bound=levels + 2,
+                  depth=(levels + 2) + (n + 2) + (2 * levels + cycles * n) + 4,
                   properties=SPIKE_PROPERTIES + ("conserve",))
 
 
@@ -443,7 +451,7 @@ def targets(net: Network, lanes=1, firing="auto") -> list:
     ``firing`` as the accelerator's)."""
     per_layer = layer_lanes(net, lanes)
     firings = firing_per_layer(net, per_layer, firing)       # as the accelerator's
-    found = [_encoder_target(net)]
+    found = [_encoder_target(net, per_layer[0])]
     for i, layer in enumerate(net.layers):
         found.append(_maxpool_target(net, i) if isinstance(layer, MaxPool)
                      else _neuron_target(net, i, per_layer[i], firings[i]))

@@ -32,14 +32,15 @@ def plain(value):
 
 
 def run_stream(component, inputs, *, until, idle=0.0, backpressure=0.0, seed=0,
-               max_cycles=200_000, tail=32):
+               max_cycles=200_000, tail=32, timed=False):
     """Simulate ``component`` alone: send the payload dicts ``inputs`` on its ``i`` (idle
     cycles with probability ``idle`` before each), keep ``o.ready`` low with probability
     ``backpressure`` per cycle, and return every ``o`` transfer as a plain payload.
 
     Stops ``tail`` cycles after ``until(outputs)`` holds (so that extra transfers are seen
     too), or after ``max_cycles``: a component that hangs returns what it sent so far.
-    Fails if ``o`` drops ``valid`` or changes ``payload`` before a transfer.
+    Fails if ``o`` drops ``valid`` or changes ``payload`` before a transfer. ``timed``:
+    ``(cycle, payload)`` pairs (``until`` sees them too).
     """
     driver_rng, monitor_rng = (np.random.default_rng([seed, k]) for k in range(2))
     outputs, state = [], {"cycle": 0}
@@ -73,7 +74,7 @@ def run_stream(component, inputs, *, until, idle=0.0, backpressure=0.0, seed=0,
                 state.setdefault("broken", f"cycle {state['cycle']}: o withdrew {held} "
                                            f"before it was taken")
             if valid and ready:
-                outputs.append(plain(payload))
+                outputs.append((state["cycle"], plain(payload)) if timed else plain(payload))
             held = plain(payload) if valid and not ready else None
             ctx.set(o.ready, int(monitor_rng.random() >= backpressure))
 

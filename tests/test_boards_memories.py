@@ -9,8 +9,9 @@ from amaranth.hdl import Fragment
 
 from onespike.boards import protocol as proto
 from onespike.boards.build import fit
-from onespike.boards.memories import (MemoryMapper, OnPlatform, all_weights_in_spram,
-                                     inventory, load_image)
+from onespike.boards.memories import (MemoryMapper, MemoryRecord, OnPlatform,
+                                     all_weights_in_spram, inventory, load_image,
+                                     plan_memories)
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form
@@ -119,3 +120,15 @@ def test_bit_sliced_weights_give_golden_answers():
         cls, logits, _ = proto.decode_result(payload, identity)
         assert (cls, logits) == (golden.classes[k], list(golden.logits[k]))
 
+
+
+@pytest.mark.parametrize("board, rows, kind", [
+    ("ulx3s-85f", 16, "logic"), ("ulx3s-85f", 32, "block"), ("icebreaker", 16, "block")])
+def test_spare_blocks_take_roms_from_logic_but_short_roms_on_ecp5(board, rows, kind):
+    """A core's constants (a ROM of one row per state word): with blocks to spare they go
+    to block RAM, except on ECP5 at 16 rows or fewer, where LUTs read them sooner than a
+    DP16KD (5.8 ns clock to output, the MNIST MLP's critical path into the ramp multiply)."""
+    rom = MemoryRecord("layer0.constants", width=264, depth=rows, read_ports=1,
+                       write_ports=0, weights=False, varying=240)
+    plan = plan_memories([rom], board_named(board))
+    assert plan.kinds["layer0.constants"] == kind

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onespike.hdl.encoder import SpikeEncoder
+from onespike.hdl.encoder import SPIKE_CYCLES, SpikeEncoder
 from onespike.ir import Dense, Encoder, Network
 from onespike.sim import random_inputs, random_network
 
@@ -24,8 +24,17 @@ NETS = [random_network(np.random.default_rng(seed), conv=conv, act_bits=bits)
     + [image_of_16_neurons()]
 
 
-def encoder_of(net):
-    return SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels)
+def encoder_of(net, spike_cycles=1):
+    return SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
+                        spike_cycles=spike_cycles)
+
+
+class SkippingEncoder(SpikeEncoder):
+    """Planted fault in the registered list walk: no cycle to read a link, so each spike
+    is sent with the link read for the one before."""
+
+    def _fetches(self):
+        return False
 
 
 class OneShortEncoder(SpikeEncoder):
@@ -44,31 +53,52 @@ def test_the_networks_cover_vectors_and_images():
     assert any(net.encoder.signal_shape for net in NETS)                  # a 1-D signal
 
 
+@pytest.mark.parametrize("spike_cycles", SPIKE_CYCLES)
 @pytest.mark.parametrize("idle, backpressure", FLOWS)
 @pytest.mark.parametrize("number", range(len(NETS)))
-def test_encoder_sends_the_golden_input_spikes(number, idle, backpressure):
+def test_encoder_sends_the_golden_input_spikes(number, idle, backpressure, spike_cycles):
     net = NETS[number]
     a0 = random_inputs(np.random.default_rng(100 + number), net, 3)
-    mismatch = check_encoder(encoder_of(net), net, a0, idle=idle, backpressure=backpressure,
-                             seed=number)
+    mismatch = check_encoder(encoder_of(net, spike_cycles), net, a0, idle=idle,
+                             backpressure=backpressure, seed=number)
     assert mismatch is None, mismatch
 
 
+@pytest.mark.parametrize("spike_cycles", SPIKE_CYCLES)
 @pytest.mark.parametrize("number", range(len(NETS)))
-def test_end_of_step_markers_carry_index_0(number):
+def test_end_of_step_markers_carry_index_0(number, spike_cycles):
     net = NETS[number]
     a0 = random_inputs(np.random.default_rng(number), net, 2)
     inputs = [{"value": int(v)} for v in a0.reshape(-1)]
-    outputs = run_stream(encoder_of(net), inputs, until=markers(2 * net.encoder.levels))
+    outputs = run_stream(encoder_of(net, spike_cycles), inputs, until=markers(2 * net.encoder.levels))
     ends = [t["index"] for t in outputs if t["end"]]
     zero = {"x": 0, "y": 0, "c": 0} if len(net.encoder.shape) == 3 else 0
     assert ends and all(index == zero for index in ends), ends
 
 
-@pytest.mark.parametrize("encoder", [SpikeEncoder, OneShortEncoder])
-def test_a_planted_fault_is_caught(encoder):
-    net = NETS[0]
+@pytest.mark.parametrize("encoder, spike_cycles, backpressure, number", [
+    (SpikeEncoder, 1, 0.5, 0), (OneShortEncoder, 1, 0.5, 0), (SpikeEncoder, 2, 0.5, 0),
+    (OneShortEncoder, 2, 0.5, 0), (SpikeEncoder, 2, 0.0, 2), (SkippingEncoder, 2, 0.0, 2)])
+def test_a_planted_fault_is_caught(encoder, spike_cycles, backpressure, number):
+    """(A skipped link read shows in lists of more than one neuron, here of a (1, 4, 8)
+    image, when the consumer takes each spike at once: a spike held back by backpressure
+    gives the read its cycle.)"""
+    net = NETS[number]
     a0 = random_inputs(np.random.default_rng(7), net, 3)
-    mismatch = check_encoder(encoder(shape=net.encoder.shape, levels=net.encoder.levels), net,
-                             a0, idle=0.3, backpressure=0.5)
-    assert (mismatch is not None) == (encoder is OneShortEncoder), mismatch
+    mismatch = check_encoder(encoder(shape=net.encoder.shape, levels=net.encoder.levels,
+                                     spike_cycles=spike_cycles),
+                             net, a0, idle=0.3, backpressure=backpressure)
+    assert (mismatch is not None) == (encoder is not SpikeEncoder), mismatch
+
+
+def test_two_cycles_a_spike_send_every_other_cycle():
+    """Without backpressure the two-cycle encoder's spikes are two cycles apart (and the
+    one-cycle encoder's one): the cycle model's ``fetch``."""
+    net = NETS[2]
+    a0 = np.full((1, *net.encoder.shape), net.encoder.levels)     # one list holds them all
+    inputs = [{"value": int(v)} for v in a0.reshape(-1)]
+    for cycles in SPIKE_CYCLES:
+        outputs = run_stream(encoder_of(net, cycles), inputs, timed=True,
+                             until=lambda sent: any(out["end"] for _, out in sent))
+        times = [t for t, out in outputs if not out["end"]]
+        assert len(times) == a0.size and set(np.diff(times)) == {cycles}, (cycles, times)
