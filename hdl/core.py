@@ -405,7 +405,7 @@ class NeuronCore(wiring.Component):
         bank = Signal()
         word = Signal(range(self.words))     # the word on the read ports
         step = Signal(index_shape(layer.levels))
-        pending = Signal(lanes)
+        pending, primed, held_last = Signal(lanes), Signal(), Signal()
         last_word = word == self.words - 1
         where = Odometer([self.groups] + self.position_sizes(), "fire_at")
         nxt = Signal.like(word)
@@ -414,17 +414,13 @@ class NeuronCore(wiring.Component):
                      restore["data"].eq(Cat(*[c.u0 for c in constants.data]))]
         held, crossed = self._crossings(m, read, constants, step)
         held_where = [Signal.like(v, name=f"held_{v.name}") for v in where.values]
-        primed, held_last = Signal(), Signal()
 
         def first_word():
             m.d.comb += nxt.eq(0)
             m.d.sync += [word.eq(0), primed.eq(0)]
             where.load(m, [0] * len(where.values))
 
-        def hold_ports():
-            """Keep the word on the read ports: their data registers hold (the address,
-            ``word + 1``, follows from registers alone, so that the crossing test only
-            reaches the ports' enables, not their address)."""
+        def hold_ports():    # keep the word: the crossing test reaches the enables only
             m.d.comb += [read.en.eq(0), constants.en.eq(0)]
 
         def hold_next():
