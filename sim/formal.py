@@ -391,7 +391,8 @@ def _encoder_target(net, lanes):
         probe = kind(layer, in_levels=net.in_levels(0), widths=net.widths()[0], lanes=lanes)
         cycles = encoder_spike_cycles(probe)
         discard(probe)
-    return Target("encoder", lambda: SpikeEncoder(shape=shape, levels=levels, spike_cycles=cycles),
+    return Target("encoder",
+                  lambda: SpikeEncoder(shape=shape, levels=levels, spike_cycles=cycles),
                   "activations", "spikes", shape, levels, shape, levels, reset_bound=levels + 2,
                   depth=(levels + 2) + (n + 2) + (2 * levels + cycles * n) + 4,
                   properties=SPIKE_PROPERTIES + ("conserve",))
