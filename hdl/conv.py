@@ -5,10 +5,11 @@ from amaranth.hdl import Cat, Const, Mux
 
 from onespike.hdl.arith import const_divide, const_multiply
 from onespike.hdl.core import NeuronCore
+from onespike.hdl.dense import DenseCore
 from onespike.hdl.streams import neuron_layout, refuse
 from onespike.ir import Conv, LayerWidths
 
-__all__ = ["ConvCore"]
+__all__ = ["ConvCore", "core_class"]
 
 
 class ConvCore(NeuronCore):
@@ -136,3 +137,9 @@ class ConvCore(NeuronCore):
             return padded.reshape(self.groups, self.lanes, ho * wo).transpose(0, 2, 1) \
                 .reshape(-1, self.lanes)
         return words(bias), words(ramp)
+
+
+def core_class(layer):
+    """The neuron core of a weighted layer: :class:`ConvCore` for a ``Conv``, else
+    :class:`~onespike.hdl.dense.DenseCore`."""
+    return ConvCore if isinstance(layer, Conv) else DenseCore

@@ -22,10 +22,9 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.conv import ConvCore
+from onespike.hdl.conv import core_class
 from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
-from onespike.hdl.dense import DenseCore
 from onespike.hdl.encoder import flag, positive
 from onespike.hdl.maxpool import pool_spans, pooled_candidate
 from onespike.hdl.streams import (activation_layout, discard, index_shape, logit_layout,
@@ -160,7 +159,7 @@ class MacCore(wiring.Component):
             sums = layer.abs_weight_sums
             bound = int((layer.abs_bias_max + in_levels * sums).max())
             self._widths = LayerWidths(int(sums.max()), bound)
-            geometry = ConvCore if isinstance(layer, Conv) else DenseCore
+            geometry = core_class(layer)
             self._geometry = discard(geometry(layer, in_levels=in_levels,
                                               widths=self._widths, lanes=lanes))
         except (TypeError, ValueError) as e:

@@ -8,9 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
-from onespike.hdl.conv import ConvCore
+from onespike.hdl.conv import core_class
 from onespike.hdl.core import NeuronCore
-from onespike.hdl.dense import DenseCore
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.encoder import SpikeEncoder, flag
 from onespike.hdl.cycles import cycle_estimate
@@ -259,7 +258,7 @@ class Accelerator(LayerPipeline):
             if isinstance(layer, MaxPool):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
             else:
-                core = ConvCore if isinstance(layer, Conv) else DenseCore
+                core = core_class(layer)
                 sort = per_layer[i] == "sorted"
                 self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
                                        lanes=self._lanes[i], use_dsp=use_dsp,

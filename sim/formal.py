@@ -45,14 +45,13 @@ from amaranth.lib import data
 
 from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
-from onespike.hdl.conv import ConvCore
-from onespike.hdl.dense import DenseCore
+from onespike.hdl.conv import core_class
 from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.firing import firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard, flat_index
 from onespike.hdl.top import encoder_spike_cycles, firing_per_layer, layer_lanes
-from onespike.ir import Conv, LayerWidths, MaxPool, Network
+from onespike.ir import LayerWidths, MaxPool, Network
 
 __all__ = ["PROPERTIES", "Target", "Harness", "targets", "prove", "run_check", "tool_env"]
 
@@ -387,8 +386,7 @@ def _encoder_target(net, lanes):
     if isinstance(layer, MaxPool):
         cycles = encoder_spike_cycles(None)
     else:
-        kind = ConvCore if isinstance(layer, Conv) else DenseCore
-        probe = kind(layer, in_levels=net.in_levels(0), widths=net.widths()[0], lanes=lanes)
+        probe = core_class(layer)(layer, in_levels=net.in_levels(0), widths=net.widths()[0], lanes=lanes)
         cycles = encoder_spike_cycles(probe)
         discard(probe)
     return Target("encoder",
@@ -400,7 +398,7 @@ def _encoder_target(net, lanes):
 
 def _neuron_target(net, i, lanes, firing="sweep"):
     layer, widths = net.layers[i], net.widths()[i]
-    kind = ConvCore if isinstance(layer, Conv) else DenseCore
+    kind = core_class(layer)
     in_levels = net.in_levels(i)
     sort = firing == "sorted"
 
