@@ -310,11 +310,11 @@ def _slice(records, kinds, board):
 
 def _fill(records, kinds, board):
     """Spare block RAM takes the memories in logic, largest first (on iCE40 a 256-bit
-    memory in flip-flops costs ~400 logic cells), but not a ROM short enough to read
-    faster from LUTs (``block_ram.logic_rom_rows``)."""
+    memory in flip-flops costs ~400 logic cells), but not a ROM that logic holds in few
+    LUTs and reads sooner (``block_ram.logic_rom_luts``)."""
     for record in sorted(records, key=lambda r: -r.bits):
         if kinds[record.name] != "logic" or \
-                (record.rom and record.depth <= board.block_ram.logic_rom_rows):
+                (record.rom and board.logic_luts(record) <= board.block_ram.logic_rom_luts):
             continue
         trial = dict(kinds, **{record.name: "block"})
         if _totals(records, trial, board)[0] <= board.blocks:
@@ -326,7 +326,7 @@ def plan_memories(records, board, *, lut_budget=None) -> MemoryPlan:
     ``spram``, ``blocks``, ``lutram_units``, ``logic_luts``): yosys' own choice first, then,
     while the block RAMs run short, weights to SPRAM and the memories cheapest to move to
     distributed RAM or logic (within ``lut_budget`` LUTs), then spare blocks take memories
-    back from logic. The plan may not fit (:meth:`MemoryPlan` totals against the board);
+    back from logic (on ECP5 not the small ROMs). The plan may not fit (:meth:`MemoryPlan` totals against the board);
     the caller decides."""
     records = tuple(records)
     lut_budget = board.luts if lut_budget is None else lut_budget

@@ -32,7 +32,7 @@ class BlockRAM:
     rom_reads: int = 1
     dual_width: int = 0
     deepest: int = 0        # depth of the 1-bit configuration, when weights may be bit-sliced
-    logic_rom_rows: int = 0  # ROMs of at most this many rows stay in logic (see DP16K)
+    logic_rom_luts: int = 0  # ROMs that logic holds in at most this many LUT4 stay there
 
     def blocks(self, record) -> int:
         """Blocks ``record`` takes in block RAM: the fewest over the configurations, one
@@ -78,11 +78,12 @@ class DistributedRAM:
 EBR = BlockRAM("EBR (4 kbit)", ((16, 256), (8, 512), (4, 1024), (2, 2048)), cost=64)
 DP16K = BlockRAM("DP16KD (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096),
                                       (2, 8192), (1, 16384)), cost=128, rom_reads=2,
-                 dual_width=18, deepest=16384, logic_rom_rows=16)
-# logic_rom_rows: a 16-row ROM (a core's constants, bias and ramp per state word) in logic is
-# one LUT4 per bit behind a flip-flop; in a DP16KD its data comes 5.8 ns after the clock,
-# which put the ramp multiply of the MNIST MLP's firing sweep on the critical path (68.5 MHz,
-# nextpnr, ULX3S-85F)
+                 dual_width=18, deepest=16384, logic_rom_luts=256)
+# logic_rom_luts: a core's constants (U0 and the ramp per state word) are a ROM whose data
+# feeds the ramp multiply; in a DP16KD that data comes 5.8 ns after the clock, which put the
+# multiply on the MNIST MLP's critical path (68.5 MHz at 8 lanes, nextpnr, ULX3S-85F). In
+# logic (LUT4s behind a flip-flop) it costs ~122 LUT4 at any lane count, a fraction of a
+# percent of an ECP5.
 BSRAM = BlockRAM("BSRAM (18 kbit)", ((36, 512), (18, 1024), (9, 2048), (4, 4096),
                                     (2, 8192), (1, 16384)), cost=128, rom_reads=2,
                  dual_width=18)
