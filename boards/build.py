@@ -277,10 +277,9 @@ def _bottleneck(net, placed):
     """The layer whose stage bounds the steady cycles, and its next lane count that cuts
     its word count (or None)."""
     stages = placed.stages
-    name = max(stages, key=stages.get)
-    if not name.startswith("layer"):
+    n = stage_layer(max(stages, key=stages.get))
+    if n is None:
         return None
-    n = stage_layer(name)
     layer = net.layers[n]
     if not hasattr(layer, "weight"):
         return None

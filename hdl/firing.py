@@ -15,8 +15,9 @@ then sends the lists in step order, like the input encoder's per-level lists:
   as the sweep's ``k·R``; ``m`` replaces ``R`` in the constants word.
 * **Lists.** A head per step and lane (a small memory per lane, ``A`` rows) and a link per
   neuron (a memory per lane addressed by the word's counters): a word's firing lanes are
-  filed in the cycle after their step is known, all lanes at once. A link or head holds the word's counters and a valid bit (clear: the list ends),
-  so that following a list is a memory read whose data is the next address.
+  filed in the cycle after their step is known, all lanes at once. A link or head holds the
+  word's counters and a valid bit (clear: the list ends), so that following a list is a
+  memory read whose data is the next address.
 * **Sending.** For ``k = 0..A−1``: read every lane's head of step ``k``, walk the lists
   lane by lane (one spike per cycle, newest word first), send the step's end marker and
   clear the step's heads: ``3·A + spikes`` cycles.
