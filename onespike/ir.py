@@ -1,7 +1,7 @@
 """The integer TTFS network: what the mapper produces and everything else consumes.
 
 A :class:`Network` is an :class:`Encoder` followed by layers (:class:`Dense`, :class:`Conv`,
-:class:`MaxPool`). Every spiking layer ``n`` has ``levels = 2**act_bits - 1`` (``A_n`` in
+:class:`MaxPool`, :class:`Recurrent`). Every spiking layer ``n`` has ``levels = 2**act_bits - 1`` (``A_n`` in
 ``DESIGN.md``) and fires in its own window; the last layer is the readout (``ramp is None``),
 whose integer membrane after integration is the logit vector.
 
@@ -13,7 +13,13 @@ File format (``.npz``, readable with ``numpy.load(..., allow_pickle=False)``): a
 ``header`` holding UTF-8 JSON (see :func:`save`), and integer/float arrays named
 ``encoder.scale``, ``encoder.offset``, ``layers.<i>.weight``, ``layers.<i>.bias``,
 ``layers.<i>.scale`` (float value of one activation step, or of one logit unit, per output
-channel) and ``layers.<i>.ramp`` (absent for the readout); max-pooling layers have none.
+channel) and ``layers.<i>.ramp`` (absent for the readout); max-pooling layers have none;
+recurrent layers add ``layers.<i>.recurrent`` (the state-to-state weights).
+
+Sequences (format version 2): a network whose encoder has ``steps = T`` takes inputs of shape
+``(T, *shape)`` per sample. Every layer up to the last :class:`Recurrent` runs once per
+sequence step (a *per-step* layer); the layers after it see the last step's state only.
+Version 1 files (no sequences) still load.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ import numpy as np
 
 from .errors import OnespikeError
 
-__all__ = ["Encoder", "Dense", "Conv", "MaxPool", "Network", "LayerWidths", "NO_SPIKE",
+__all__ = ["Encoder", "Dense", "Conv", "MaxPool", "Recurrent", "Network", "LayerWidths", "NO_SPIKE",
            "FORMAT", "FORMAT_VERSION", "save", "load", "signed_bits", "signal_shape"]
 
 FORMAT = "onespike.net"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :func:`load` reads (1: no sequences, no recurrent layers).
+READABLE_VERSIONS = (1, 2)
 #: Spike time recorded for a neuron that does not spike (activation 0).
 NO_SPIKE = -1
 
@@ -105,14 +113,24 @@ class Encoder:
     mapper; the hardware only ever sees the integers. A 1-D signal ``(channels, length)`` is
     an image of height 1: ``shape`` is ``(channels, 1, length)`` and :meth:`encode` takes
     either form.
+
+    ``steps``: a sequence network's length ``T`` (each sample is ``T`` frames of ``shape``,
+    one per sequence step), or None for a network on single samples.
     """
     shape: tuple
     act_bits: int
     scale: np.ndarray
     offset: np.ndarray
+    steps: Union[int, None] = None
 
     def __post_init__(self):
         object.__setattr__(self, "shape", _shape(self.shape, "encoder shape"))
+        if self.steps is not None:
+            if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) \
+                    or self.steps < 1:
+                raise OnespikeError(f"sequence steps must be a positive integer, not "
+                                    f"{self.steps!r}")
+            object.__setattr__(self, "steps", int(self.steps))
         object.__setattr__(self, "act_bits", _check_act_bits(self.act_bits, "encoder"))
         allowed = (self.shape[0],) if len(self.shape) == 3 else (1, self.shape[0])
         for name in ("scale", "offset"):
@@ -134,21 +152,31 @@ class Encoder:
         return self.shape
 
     @property
+    def sample_shape(self) -> tuple:
+        """One sample's input: ``(steps, *shape)`` for a sequence, else ``shape``."""
+        return self.shape if self.steps is None else (self.steps,) + self.shape
+
+    @property
     def signal_shape(self):
         """``(channels, length)`` when the input is a 1-D signal (height 1), else None."""
         return signal_shape(self.shape)
 
     def encode(self, x) -> np.ndarray:
-        """Integer activations (int64, shape ``(batch, *shape)``) of float inputs."""
+        """Integer activations (int64, shape ``(batch, *sample_shape)``) of float inputs."""
         x = np.asarray(x, dtype=np.float64)
-        x = x.reshape(x.shape[:1] + self.shape) if x.shape[1:] == self.signal_shape else x
-        if x.shape[1:] != self.shape:
+        lead = 1 if self.steps is None else 2
+        expect = self.sample_shape
+        if self.signal_shape and x.shape[1:] == expect[:lead - 1] + self.signal_shape:
+            x = x.reshape(x.shape[:lead] + self.shape)
+        if x.shape[1:] != expect:
+            signal = expect[:lead - 1] + self.signal_shape if self.signal_shape else None
             raise OnespikeError(f"inputs have shape {x.shape[1:]} per sample, the network "
-                                f"expects {self.shape}"
-                                + (f" or {self.signal_shape}" if self.signal_shape else ""))
+                                f"expects {expect}"
+                                + (f" or {signal}" if signal else "")
+                                + (" (steps, features...)" if self.steps else ""))
         if not np.all(np.isfinite(x)):
             raise OnespikeError("inputs contain NaN or infinite values")
-        bshape = (1, -1, 1, 1) if len(self.shape) == 3 else (1, -1)
+        bshape = (1,) * (lead - 1) + ((1, -1, 1, 1) if len(self.shape) == 3 else (1, -1))
         q = np.floor((x - self.offset.reshape(bshape)) / self.scale.reshape(bshape) + 0.5)
         return np.clip(q, 0, self.levels).astype(np.int64)
 
@@ -332,7 +360,54 @@ class MaxPool:
                 *_map_out(self.in_shape, self.kernel, self.stride, self.padding))
 
 
-Layer = Union[Dense, Conv, MaxPool]
+@dataclass(frozen=True)
+class Recurrent(_Synaptic):
+    """ReLU recurrent layer over the steps of a sequence (always hidden, never the readout):
+
+        h_t = clip(floor((W_x·x_t + W_h·h_{t−1} + b) / R), 0, A),   h_{−1} = 0
+
+    ``weight`` ``W_x`` is ``(outputs, inputs)`` on the flat per-step input (as :class:`Dense`),
+    ``recurrent`` ``W_h`` is ``(outputs, outputs)``, ``bias`` ``(outputs,)``. Its spikes of
+    step ``t`` feed the next layer (step ``t``) and, as ``h_t``, the layer itself at step
+    ``t + 1``: one integration window takes the spikes of ``x_{t+1}`` and of ``h_t``.
+    """
+    recurrent: np.ndarray = None
+    kind = "recurrent"
+
+    def __post_init__(self):
+        self._validate_common(weight_ndim=2)
+        if self.is_readout:
+            raise OnespikeError("a recurrent layer cannot be the readout; add a Linear "
+                                "readout after it")
+        if len(self.in_shape) != 1 or self.pooling:
+            raise OnespikeError(f"a recurrent layer takes a flat vector per step, not "
+                                f"{self.in_shape}" + (" sum-pooled" if self.pooling else ""))
+        outputs, inputs = self.weight.shape
+        if inputs != self.in_shape[0]:
+            raise OnespikeError(f"recurrent input weight has {inputs} inputs, the incoming "
+                                f"vector has {self.in_shape[0]}")
+        if self.recurrent is None:
+            raise OnespikeError("a recurrent layer needs its recurrent (state) weights")
+        recurrent = _frozen(self.recurrent, np.int64, "recurrent state weight", 2)
+        if recurrent.shape != (outputs, outputs):
+            raise OnespikeError(f"recurrent state weight has shape {recurrent.shape}, expected "
+                                f"({outputs}, {outputs})")
+        object.__setattr__(self, "recurrent", recurrent)
+        if self.bias.shape != (outputs,):
+            raise OnespikeError(f"recurrent bias has shape {self.bias.shape}, expected "
+                                f"({outputs},)")
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.weight.shape[0],)
+
+    @property
+    def abs_recurrent_sums(self) -> np.ndarray:
+        """``Σ_k |W_h[i, k]|`` per output."""
+        return np.abs(self.recurrent).sum(axis=1)
+
+
+Layer = Union[Dense, Conv, MaxPool, Recurrent]
 
 
 @dataclass(frozen=True)
@@ -367,9 +442,13 @@ class Network:
             raise OnespikeError("network needs an Encoder")
         if not layers or not isinstance(layers[-1], (Dense, Conv)) or not layers[-1].is_readout:
             raise OnespikeError("the last layer must be a Dense or Conv readout (no ramp)")
+        recurrent = any(isinstance(layer, Recurrent) for layer in layers)
+        if recurrent != (self.encoder.steps is not None):
+            raise OnespikeError("a network with recurrent layers takes sequences (encoder "
+                                "steps) and a sequence network needs a recurrent layer")
         shape = self.encoder.shape
         for i, layer in enumerate(layers):
-            if not isinstance(layer, (Dense, Conv, MaxPool)):
+            if not isinstance(layer, (Dense, Conv, MaxPool, Recurrent)):
                 raise OnespikeError(f"layer {i} is a {type(layer).__name__}, not a layer")
             if layer.is_readout and i != len(layers) - 1:
                 raise OnespikeError(f"layer {i} is a readout but is not the last layer")
@@ -377,6 +456,31 @@ class Network:
                 raise OnespikeError(f"layer {i} ({layer.kind}) expects input {layer.in_shape}, "
                                     f"the previous stage gives {shape}")
             shape = layer.out_shape
+
+    # -- sequences ----------------------------------------------------------------------
+    @property
+    def steps(self):
+        """Sequence length ``T``, or None for a network on single samples."""
+        return self.encoder.steps
+
+    @property
+    def per_step_layers(self) -> int:
+        """How many layers, from the first, run once per sequence step: all up to the last
+        recurrent one (0 for a network without recurrence)."""
+        return max((i + 1 for i, layer in enumerate(self.layers)
+                    if isinstance(layer, Recurrent)), default=0)
+
+    def per_step(self, index: int) -> bool:
+        """Whether the spike map feeding ``layers[index]`` comes once per sequence step
+        (``index = len(layers)``: the readout's logits, never)."""
+        return index < self.per_step_layers
+
+    def integration_levels(self, index: int) -> int:
+        """Steps of ``layers[index]``'s integration window: ``A`` of its input, or for a
+        recurrent layer ``max(A_x, A_h)`` (both inputs, aligned at the window's end)."""
+        levels = self.in_levels(index)
+        layer = self.layers[index]
+        return max(levels, layer.levels) if isinstance(layer, Recurrent) else levels
 
     # -- timing -------------------------------------------------------------------------
     def in_levels(self, index: int) -> int:
@@ -419,6 +523,9 @@ class Network:
             ramp = 0 if layer.is_readout else layer.ramp
             sums = layer.abs_weight_sums
             membrane = layer.abs_bias_max + self.in_levels(i) * sums + layer.levels * ramp
+            if isinstance(layer, Recurrent):
+                membrane = membrane + layer.levels * layer.abs_recurrent_sums
+                sums = sums + layer.abs_recurrent_sums
             result.append(LayerWidths(int(sums.max()), int(membrane.max())))
         return tuple(result)
 
@@ -439,9 +546,10 @@ class Network:
                 if isinstance(layer, Conv):
                     entry.update(stride=list(layer.stride), padding=list(layer.padding))
             layers.append(entry)
-        return {"format": FORMAT, "version": FORMAT_VERSION,
-                "encoder": {"shape": list(self.encoder.shape),
-                            "act_bits": self.encoder.act_bits},
+        encoder = {"shape": list(self.encoder.shape), "act_bits": self.encoder.act_bits}
+        if self.steps is not None:
+            encoder["steps"] = self.steps
+        return {"format": FORMAT, "version": FORMAT_VERSION, "encoder": encoder,
                 "layers": layers, "latency_steps": self.latency_steps,
                 "num_classes": self.num_classes}
 
@@ -455,6 +563,8 @@ class Network:
             arrays[f"layers.{i}.scale"] = layer.scale
             if layer.ramp is not None:
                 arrays[f"layers.{i}.ramp"] = layer.ramp
+            if isinstance(layer, Recurrent):
+                arrays[f"layers.{i}.recurrent"] = layer.recurrent
         return arrays
 
 
@@ -462,7 +572,8 @@ def save(net: Network, path) -> Path:
     """Write ``net`` to ``path`` atomically (a failed write leaves no file behind).
 
     Header keys: ``format`` (``"onespike.net"``), ``version``, ``encoder`` (``shape``,
-    ``act_bits``), ``layers`` (per layer ``kind`` ∈ dense/conv/maxpool, ``in_shape``,
+    ``act_bits``, and ``steps`` for a sequence network), ``layers`` (per layer ``kind`` ∈
+    dense/conv/maxpool/recurrent, ``in_shape``,
     ``out_shape``; synaptic layers add ``pool``, ``act_bits`` (null for the readout),
     ``readout``,
     ``current_bits``, ``membrane_bits``; conv adds ``stride``, ``padding``; maxpool
@@ -488,7 +599,7 @@ def _layer_from(entry, arrays, i):
     if kind == "maxpool":
         return MaxPool(in_shape=entry["in_shape"], kernel=entry["kernel"],
                        stride=entry["stride"], padding=entry["padding"])
-    if kind not in ("dense", "conv"):
+    if kind not in ("dense", "conv", "recurrent"):
         raise OnespikeError(f"layer {i} has unknown kind {kind!r}")
     common = dict(in_shape=entry["in_shape"], weight=arrays[f"layers.{i}.weight"],
                   bias=arrays[f"layers.{i}.bias"], ramp=arrays.get(f"layers.{i}.ramp"),
@@ -496,6 +607,8 @@ def _layer_from(entry, arrays, i):
                   pool=entry["pool"])
     if kind == "dense":
         return Dense(**common)
+    if kind == "recurrent":
+        return Recurrent(**common, recurrent=arrays[f"layers.{i}.recurrent"])
     return Conv(**common, stride=entry["stride"], padding=entry["padding"])
 
 
@@ -523,13 +636,15 @@ def load(path) -> Network:
         raise OnespikeError(f"{path} has a corrupt header") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise OnespikeError(f"{path} is not a onespike network file")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise OnespikeError(f"{path} has format version {header.get('version')}, this "
-                            f"onespike reads version {FORMAT_VERSION}; convert the model again")
+                            f"onespike reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
+                            f"convert the model again")
     try:
         encoder = Encoder(shape=header["encoder"]["shape"],
                           act_bits=header["encoder"]["act_bits"],
-                          scale=arrays["encoder.scale"], offset=arrays["encoder.offset"])
+                          scale=arrays["encoder.scale"], offset=arrays["encoder.offset"],
+                          steps=header["encoder"].get("steps"))
         net = Network(encoder, tuple(_layer_from(entry, arrays, i)
                                      for i, entry in enumerate(header["layers"])))
     except (KeyError, TypeError) as e:

@@ -26,7 +26,7 @@ def test_file_is_readable_without_onespike(tmp_path):
     path = save(net, tmp_path / "net.npz")
     with np.load(path, allow_pickle=False) as npz:
         header = json.loads(npz["header"].tobytes())
-        assert header["format"] == "onespike.net" and header["version"] == 1
+        assert header["format"] == "onespike.net" and header["version"] == 2
         assert len(header["layers"]) == len(net.layers)
 
 
