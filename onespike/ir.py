@@ -366,7 +366,8 @@ class Recurrent(_Synaptic):
 
         h_t = clip(floor((W_x·x_t + W_h·h_{t−1} + b) / R), 0, A),   h_{−1} = 0
 
-    ``weight`` ``W_x`` is ``(outputs, inputs)`` on the flat per-step input (as :class:`Dense`),
+    ``weight`` ``W_x`` is ``(outputs, inputs)`` on the per-step input in C order (flattened
+    as :class:`Dense` does),
     ``recurrent`` ``W_h`` is ``(outputs, outputs)``, ``bias`` ``(outputs,)``. Its spikes of
     step ``t`` feed the next layer (step ``t``) and, as ``h_t``, the layer itself at step
     ``t + 1``: one integration window takes the spikes of ``x_{t+1}`` and of ``h_t``.
@@ -379,13 +380,12 @@ class Recurrent(_Synaptic):
         if self.is_readout:
             raise OnespikeError("a recurrent layer cannot be the readout; add a Linear "
                                 "readout after it")
-        if len(self.in_shape) != 1 or self.pooling:
-            raise OnespikeError(f"a recurrent layer takes a flat vector per step, not "
-                                f"{self.in_shape}" + (" sum-pooled" if self.pooling else ""))
+        if self.pooling:
+            raise OnespikeError("a recurrent layer takes its input without sum pooling")
         outputs, inputs = self.weight.shape
-        if inputs != self.in_shape[0]:
+        if inputs != int(np.prod(self.in_shape)):
             raise OnespikeError(f"recurrent input weight has {inputs} inputs, the incoming "
-                                f"vector has {self.in_shape[0]}")
+                                f"map {self.in_shape} has {int(np.prod(self.in_shape))}")
         if self.recurrent is None:
             raise OnespikeError("a recurrent layer needs its recurrent (state) weights")
         recurrent = _frozen(self.recurrent, np.int64, "recurrent state weight", 2)

@@ -9,6 +9,11 @@ Two evaluations of a :class:`~onespike.ir.Network`, batched over samples, intege
 Both return a :class:`Trace`. Spikes of activation 0 (which would fall on the last step of a
 window and carry nothing) are left out, as the hardware leaves them out: their time is
 :data:`~onespike.ir.NO_SPIKE`.
+
+A sequence network (``net.steps = T``, a :class:`~onespike.ir.Recurrent` layer) takes inputs
+``(batch, T, *shape)``; its per-step layers run once per sequence step, each step one window,
+a recurrent layer integrating the spikes of ``x_t`` and of its own ``h_{t−1}`` in that window
+(``h_{−1} = 0``); the layers after the last recurrent one see its last step.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onespike.ir import NO_SPIKE, Conv, Dense, MaxPool, Network
+from onespike.ir import NO_SPIKE, Conv, Dense, MaxPool, Network, Recurrent
 
 __all__ = ["Trace", "closed_form", "event_sim", "spike_times", "synaptic_fanout"]
 
@@ -27,7 +32,8 @@ class Trace:
     """What one evaluation of a network produced for a batch of samples.
 
     ``activations[i]`` is the integer spike map that feeds ``net.layers[i]`` (``[0]`` is the
-    encoded input), shape ``(batch, *layer.in_shape)``; ``times[i]`` the same map as spike
+    encoded input), shape ``(batch, *layer.in_shape)``, or ``(batch, steps, *in_shape)``
+    where ``net.per_step(i)`` (a sequence network's per-step layers); ``times[i]`` the same map as spike
     time steps (``NO_SPIKE`` where the activation is 0). ``logits`` ``(batch, classes)``,
     ``classes`` the argmax with ties to the lowest index. ``input_spikes``, ``spikes``
     (neurons of the spiking layers, max-pool outputs not counted) and ``synaptic_ops``
@@ -70,6 +76,8 @@ def _max_pool(a, layer: MaxPool):
 def _weighted_sum(layer, a):
     """``Σ_j w_ij a_j`` (no bias) for a batch of input maps, int64."""
     a = a.astype(np.int64, copy=False)
+    if isinstance(layer, Recurrent):
+        return a.reshape(len(a), -1) @ layer.weight.T
     if layer.pooling:
         a = _sum_pool(a, layer.pool)
     batch = a.shape[0]
@@ -90,7 +98,7 @@ def _bias(layer):
 
 def synaptic_fanout(layer) -> np.ndarray:
     """Additions one spike at each input position causes (shape ``layer.in_shape``)."""
-    if isinstance(layer, Dense):
+    if isinstance(layer, (Dense, Recurrent)):
         pooled = np.full(layer.pooled_shape, layer.weight.shape[0], dtype=np.int64)
     else:
         c, h, w = layer.pooled_shape
@@ -118,15 +126,17 @@ def spike_times(activations, start, levels):
 
 def _check_input(net, a0):
     a0 = np.asarray(a0)
-    if a0.shape[1:] != net.encoder.shape or a0.dtype.kind not in "iu":
+    if a0.shape[1:] != net.encoder.sample_shape or a0.dtype.kind not in "iu":
         raise ValueError(f"input activations must be integers of shape (batch, "
-                         f"{net.encoder.shape}), not {a0.dtype} {a0.shape}")
+                         f"{net.encoder.sample_shape}), not {a0.dtype} {a0.shape}")
     if a0.size and (a0.min() < 0 or a0.max() > net.encoder.levels):
         raise ValueError(f"input activations must lie in 0..{net.encoder.levels}")
     return a0.astype(np.int64)
 
 
-def _summary(net, maps, logits):
+def _summary(net, maps, logits, states):
+    """Trace fields from the maps feeding each layer and the recurrent layers' states
+    ``{layer: (batch, steps, outputs)}`` (their spikes that only loop back count too)."""
     batch = logits.shape[0]
     starts = net.window_starts()
     times = tuple(spike_times(a, starts[i], net.in_levels(i)) for i, a in enumerate(maps))
@@ -135,85 +145,129 @@ def _summary(net, maps, logits):
                if i > 0 and not isinstance(net.layers[i - 1], MaxPool)]
     synops = sum(((a > 0) * synaptic_fanout(layer)).reshape(batch, -1).sum(axis=1)
                  for a, layer in zip(maps, net.layers) if not isinstance(layer, MaxPool))
+    spikes = sum((flat[i].sum(axis=1) for i in spiking), np.zeros(batch, np.int64))
+    for i, h in states.items():           # h_0 … h_{T−2} also feed the layer itself
+        looped = (h[:, :-1] > 0).reshape(batch, -1).sum(axis=1)
+        synops = synops + looped * net.layers[i].out_shape[0]
+        if not net.per_step(i + 1):       # the next layer sees the last step only
+            spikes = spikes + looped
     return dict(activations=tuple(maps), times=times, logits=logits,
                 classes=np.argmax(logits, axis=1), input_spikes=flat[0].sum(axis=1),
-                spikes=sum((flat[i].sum(axis=1) for i in spiking), np.zeros(batch, np.int64)),
-                synaptic_ops=synops)
+                spikes=spikes, synaptic_ops=synops)
+
+
+def _run(net, a0, layer_step):
+    """``layer_step(i, a, h)`` through the layers, once per sequence step for the per-step
+    layers (``h``: a recurrent layer's previous state, zeros before the first step):
+    ``(maps feeding each layer, logits, recurrent states)``."""
+    a0 = _check_input(net, a0)
+    per_step = net.per_step_layers
+    maps, states = [], {}
+    if net.steps is not None:
+        batch = len(a0)
+        state = {i: np.zeros((batch,) + layer.out_shape, np.int64)
+                 for i, layer in enumerate(net.layers) if isinstance(layer, Recurrent)}
+        frames = [[] for _ in range(per_step)]
+        history = {i: [] for i in state}
+        for t in range(net.steps):
+            a = a0[:, t]
+            for i in range(per_step):
+                frames[i].append(a)
+                a = layer_step(i, a, state.get(i))
+                if i in state:
+                    state[i] = a
+                    history[i].append(a)
+        maps = [np.stack(f, axis=1) for f in frames]
+        states = {i: np.stack(h, axis=1) for i, h in history.items()}
+    else:
+        a = a0
+    for i in range(per_step, len(net.layers)):
+        maps.append(a)
+        a = layer_step(i, a, None)
+    return maps, a, states
 
 
 def closed_form(net: Network, a0) -> Trace:
     """The quantized ReLU network on integer inputs ``a0`` (``net.encoder.encode(x)``)."""
-    a = _check_input(net, a0)
-    maps = []
-    for layer in net.layers:
-        maps.append(a)
+    def layer_step(i, a, h):
+        layer = net.layers[i]
         if isinstance(layer, MaxPool):
-            a = _max_pool(a, layer)
-            continue
+            return _max_pool(a, layer)
         y = _weighted_sum(layer, a) + _bias(layer)
+        if h is not None:
+            y = y + h @ layer.recurrent.T
         if layer.is_readout:
-            logits = y.reshape(len(y), -1)
-        else:
-            a = np.clip(y // layer.per_channel(layer.ramp), 0, layer.levels)
-    return Trace(**_summary(net, maps, logits))
+            return y.reshape(len(y), -1)
+        return np.clip(y // layer.per_channel(layer.ramp), 0, layer.levels)
+    maps, logits, states = _run(net, a0, layer_step)
+    return Trace(**_summary(net, maps, logits, states))
+
+
+class _EventLayers:
+    """One layer over one window, time step by time step (:func:`event_sim`), keeping the
+    largest ``|I|`` and ``|V|`` each layer reaches."""
+
+    def __init__(self, net):
+        self.net = net
+        self.peak_current = [None if isinstance(l, MaxPool) else 0 for l in net.layers]
+        self.peak_membrane = list(self.peak_current)
+
+    def __call__(self, i, a, h):
+        layer, levels = self.net.layers[i], self.net.in_levels(i)
+        steps = np.where(a > 0, levels - a, NO_SPIKE)      # the input's spike steps
+        if isinstance(layer, MaxPool):
+            fired = np.zeros((len(a),) + layer.out_shape, dtype=bool)
+            first = np.full(fired.shape, NO_SPIKE)
+            for s in range(levels):         # the earliest spike of a window passes on
+                out = _max_pool(steps == s, layer) & ~fired
+                first[out], fired = s, fired | out
+            return np.where(fired, levels - first, 0)
+        window = self.net.integration_levels(i)
+        inputs = [(steps, window - levels, lambda x: _weighted_sum(layer, x))]
+        if h is not None:                   # h_{t−1} in the same window, aligned at its end
+            inputs.append((np.where(h > 0, layer.levels - h, NO_SPIKE),
+                           window - layer.levels, lambda x: x @ layer.recurrent.T))
+        current = np.zeros((len(a),) + layer.out_shape, dtype=np.int64)
+        membrane = np.broadcast_to(_bias(layer), current.shape).astype(np.int64)
+        peak_i, peak_v = 0, int(np.abs(membrane).max(initial=0))
+        for s in range(window):             # integration: I += Σ w per spike, V += I
+            for spike_steps, delay, weigh in inputs:
+                if s >= delay:
+                    current = current + weigh((spike_steps == s - delay).astype(np.int64))
+            membrane = membrane + current
+            peak_i = max(peak_i, int(np.abs(current).max(initial=0)))
+            peak_v = max(peak_v, int(np.abs(membrane).max(initial=0)))
+        if not layer.is_readout:            # firing: V += R per step against A·R
+            fired = np.zeros(current.shape, dtype=bool)
+            first = np.full(current.shape, NO_SPIKE)
+            threshold = layer.per_channel(layer.levels * layer.ramp)
+            for k in range(layer.levels + 1):
+                if k > 0:
+                    membrane = membrane + layer.per_channel(layer.ramp)
+                    peak_v = max(peak_v, int(np.abs(membrane).max(initial=0)))
+                if k < layer.levels:
+                    out = (membrane >= threshold) & ~fired
+                    first[out], fired = k, fired | out
+        self.peak_current[i] = max(self.peak_current[i], peak_i)
+        self.peak_membrane[i] = max(self.peak_membrane[i], peak_v)
+        if layer.is_readout:
+            return membrane.reshape(len(a), -1)
+        return np.where(fired, layer.levels - first, 0)
 
 
 def event_sim(net: Network, a0) -> Trace:
     """The spiking network, time step by time step, with the B1 neuron's integer dynamics.
 
-    At step ``t`` each layer in its integration phase (the window of its input, last step
-    excluded) first adds the weights of the input spikes of step ``t`` to ``I``, then adds
-    ``I`` to ``V``. In its firing phase (step ``k`` of its own window) ``V`` has risen by
-    ``k·R`` and every neuron not yet fired with ``V ≥ A·R`` fires; a neuron first crossing at
-    ``k = A`` has activation 0 and stays silent.
+    Each layer in its integration phase (the window of its input) first adds the weights of
+    the input spikes of step ``s`` to ``I``, then adds ``I`` to ``V``; a recurrent layer's
+    window has ``max(A_x, A_h)`` steps, the spikes of ``x_t`` and of ``h_{t−1}`` aligned at
+    its end (a spike of activation ``a`` at step ``window − a``). In its firing phase (step
+    ``k`` of its own window) ``V`` has risen by ``k·R`` and every neuron not yet fired with
+    ``V ≥ A·R`` fires; a neuron first crossing at ``k = A`` has activation 0 and stays
+    silent. A max-pool passes its window's earliest spike on in the same step.
     """
-    a0 = _check_input(net, a0)
-    batch = len(a0)
-    starts = net.window_starts()
-    input_times = spike_times(a0, 0, net.encoder.levels)
-    state = []
-    for i, layer in enumerate(net.layers):
-        shape = (batch,) + tuple(layer.out_shape)
-        entry = {"times": np.full(shape, NO_SPIKE, dtype=np.int64),
-                 "fired": np.zeros(shape, dtype=bool)}
-        if not isinstance(layer, MaxPool):
-            entry["I"] = np.zeros(shape, dtype=np.int64)
-            entry["V"] = np.broadcast_to(_bias(layer), shape).astype(np.int64)
-            entry["peak_I"] = 0
-            entry["peak_V"] = int(np.abs(entry["V"]).max(initial=0))
-        state.append(entry)
-    for t in range(net.latency_steps + 1):
-        spikes = input_times == t
-        for i, (layer, st) in enumerate(zip(net.layers, state)):
-            if isinstance(layer, MaxPool):
-                out = _max_pool(spikes, layer) & ~st["fired"]
-            else:
-                in_start, in_levels = starts[i], net.in_levels(i)
-                if in_start <= t < in_start + in_levels:  # integration phase
-                    st["I"] += _weighted_sum(layer, spikes)
-                    st["V"] += st["I"]
-                    st["peak_I"] = max(st["peak_I"], int(np.abs(st["I"]).max(initial=0)))
-                k = t - (in_start + in_levels)
-                out = np.zeros_like(st["fired"])
-                if not layer.is_readout and 0 <= k <= layer.levels:  # firing phase
-                    if k > 0:
-                        st["V"] += layer.per_channel(layer.ramp)
-                    threshold = layer.per_channel(layer.levels * layer.ramp)
-                    if k < layer.levels:
-                        out = (st["V"] >= threshold) & ~st["fired"]
-                st["peak_V"] = max(st["peak_V"], int(np.abs(st["V"]).max(initial=0)))
-            st["fired"] |= out
-            st["times"][out] = t
-            spikes = out
-    maps = [a0]
-    for i, (layer, st) in enumerate(zip(net.layers[:-1], state)):
-        start = starts[i + 1]
-        levels = net.in_levels(i + 1)
-        maps.append(np.where(st["times"] == NO_SPIKE, 0, start + levels - st["times"]))
-    logits = state[-1]["V"].reshape(batch, -1)
-    summary = _summary(net, maps, logits)
-    # The times are the simulation's own, not re-derived from the activations.
-    summary["times"] = (input_times,) + tuple(st["times"] for st in state[:-1])
-    return Trace(**summary,
-                 peak_current=tuple(st.get("peak_I") for st in state),
-                 peak_membrane=tuple(st.get("peak_V") for st in state))
+    layers = _EventLayers(net)
+    maps, logits, states = _run(net, a0, layers)
+    return Trace(**_summary(net, maps, logits, states),
+                 peak_current=tuple(layers.peak_current),
+                 peak_membrane=tuple(layers.peak_membrane))

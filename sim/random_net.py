@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from onespike.ir import Conv, Dense, Encoder, MaxPool, Network
+from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, Recurrent
 
-__all__ = ["random_network", "random_inputs"]
+__all__ = ["random_network", "random_recurrent_network", "random_inputs"]
 
 
 def _weights(rng, shape, bits):
@@ -99,10 +99,64 @@ def random_network(rng, *, conv=True, max_layers=4, act_bits=None, weight_bits=N
     return Network(encoder, tuple(layers))
 
 
+def _ramp(rng, fan, act_bits, outputs):
+    return rng.integers(1, max(2, fan // max(1, 2 ** act_bits)) + 2, size=outputs)
+
+
+def random_recurrent_network(rng, *, max_steps=30, max_recurrent=2, act_bits=None,
+                             weight_bits=None, max_width=10, signal=None) -> Network:
+    """A random valid sequence network: an optional per-step Dense (or, on a signal frame,
+    a Conv) before 1..``max_recurrent`` ReLU recurrent layers, an optional Dense after the
+    last one, a Dense readout; ``1..max_steps`` steps, activation bits 1..8 per layer
+    (``A_x ≠ A_h`` included), negative weights, biases that saturate at both ends."""
+    def bits():
+        return int(act_bits or rng.integers(1, 9))
+
+    def wbits():
+        return int(weight_bits or rng.integers(2, 9))
+
+    signal = rng.random() < 0.2 if signal is None else signal
+    shape = (int(rng.integers(1, 3)), 1, int(rng.integers(3, 8))) if signal \
+        else (int(rng.integers(1, max_width + 1)),)
+    channels = shape[0] if signal else 1
+    encoder = Encoder(shape=shape, act_bits=bits(), scale=np.ones(channels),
+                      offset=np.zeros(channels), steps=int(rng.integers(1, max_steps + 1)))
+    layers, levels = [], encoder.levels
+    kinds = (["conv"] if signal else ["dense"] * int(rng.random() < 0.3)) \
+        + ["recurrent"] * int(rng.integers(1, max_recurrent + 1)) \
+        + ["dense"] * int(rng.random() < 0.3) + ["readout"]
+    for kind in kinds:
+        a_bits = None if kind == "readout" else bits()
+        outputs = int(rng.integers(1, max_width + 1))
+        if kind == "conv":
+            kernel = int(rng.integers(1, shape[2] + 1))
+            weight = _weights(rng, (int(rng.integers(1, 4)), shape[0], 1, kernel), wbits())
+        else:
+            weight = _weights(rng, (outputs, int(np.prod(shape))), wbits())
+        outputs = weight.shape[0]
+        fan = np.abs(weight).reshape(outputs, -1).sum(1).max() * levels
+        common = dict(in_shape=shape, weight=weight, act_bits=a_bits, scale=1.0,
+                      ramp=None if kind == "readout" else _ramp(rng, fan, a_bits, outputs))
+        if kind == "recurrent":
+            recurrent = _weights(rng, (outputs, outputs), wbits())
+            fan += np.abs(recurrent).sum(1).max() * ((1 << a_bits) - 1)
+            common["ramp"] = _ramp(rng, fan, a_bits, outputs)
+            layer = Recurrent(**common, recurrent=recurrent,
+                              bias=rng.integers(-fan - 1, fan // 2 + 2, size=outputs))
+        elif kind == "conv":
+            layer = Conv(**common, bias=rng.integers(-fan - 1, fan // 2 + 2, size=outputs))
+        else:
+            layer = Dense(**common, bias=rng.integers(-fan - 1, fan // 2 + 2, size=outputs))
+        layers.append(layer)
+        shape, levels = layer.out_shape, layer.levels
+    return Network(encoder, tuple(layers))
+
+
 def random_inputs(rng, net: Network, samples: int) -> np.ndarray:
-    """Integer input activations with zeros and saturated values over-represented."""
+    """Integer input activations with zeros and saturated values over-represented
+    (``(samples, steps, *shape)`` for a sequence network)."""
     levels = net.encoder.levels
-    a = rng.integers(0, levels + 1, size=(samples,) + net.encoder.shape)
+    a = rng.integers(0, levels + 1, size=(samples,) + net.encoder.sample_shape)
     corner = rng.random(a.shape)
     a[corner < 0.2] = 0
     a[corner > 0.85] = levels
