@@ -12,11 +12,12 @@ from onespike.hdl.conv import core_class
 from onespike.hdl.core import NeuronCore
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.encoder import SpikeEncoder, flag
+from onespike.hdl.recurrent import RecurrentCore
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.firing import FIRINGS, sorting_pays
 from onespike.hdl.streams import (TapSignature, activation_layout, class_layout, discard,
                                   refuse)
-from onespike.ir import Conv, MaxPool, Network
+from onespike.ir import Conv, MaxPool, Network, Recurrent
 
 __all__ = ["Accelerator", "LayerPipeline", "encoder_spike_cycles", "layer_lanes"]
 
@@ -196,7 +197,7 @@ class LayerPipeline(wiring.Component):
     @property
     def firing(self):
         """Per core: ``"sorted"``, ``"sweep"`` or None (no firing phase)."""
-        return tuple(None if not isinstance(c, NeuronCore) or c.is_readout
+        return tuple(None if not isinstance(c, (NeuronCore, RecurrentCore)) or c.is_readout
                      else "sorted" if c.sorted_firing else "sweep" for c in self.cores)
 
     @property
@@ -257,6 +258,11 @@ class Accelerator(LayerPipeline):
         for i, layer in enumerate(net.layers):
             if isinstance(layer, MaxPool):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
+            elif isinstance(layer, Recurrent):
+                self.cores.append(RecurrentCore(
+                    layer, in_levels=net.in_levels(i), widths=widths[i], lanes=self._lanes[i],
+                    steps=net.steps, all_steps=net.per_step(i + 1), use_dsp=use_dsp,
+                    sorted_firing=per_layer[i] == "sorted"))
             else:
                 core = core_class(layer)
                 sort = per_layer[i] == "sorted"

@@ -22,7 +22,8 @@ __all__ = ["HardwareTrace", "TapDecoder", "flat_index_of", "window_steps"]
 
 @dataclass(frozen=True)
 class HardwareTrace:
-    """Spike times per layer input (``times[n]``, shape ``(samples, *in_shape)``, golden time
+    """Spike times per layer input (``times[n]``, shape ``(samples, *in_shape)``, or
+    ``(samples, steps, *in_shape)`` for a sequence network's per-step streams; golden time
     base, :data:`~onespike.ir.NO_SPIKE` where nothing fired), ``logits`` and ``classes``: the
     fields :func:`~onespike.sim.check.first_mismatch` compares."""
     times: tuple
@@ -52,16 +53,23 @@ def window_steps(net: Network, times: np.ndarray, layer: int) -> np.ndarray:
 @dataclass(frozen=True)
 class _Stream:
     shape: tuple        # the neuron map carried
-    levels: int         # A: end-of-step markers per sample
+    levels: int         # A: end-of-step markers per window
     start: int          # global time of step 0
+    steps: int = None   # windows per sample: a sequence's steps, or None (one window)
+
+    @property
+    def windows(self):
+        return self.steps or 1
 
 
 class TapDecoder:
     """Collects decoded tap transfers into a :class:`HardwareTrace`.
 
-    ``streams`` are ``(shape, levels, window start)`` of the spike stream into each layer.
-    Feed it :meth:`spike` for every transfer on ``tap_<n>`` (a spike, or an end-of-step marker
-    with ``end`` set; the ``levels``-th marker closes a sample) — or, for the dense coding,
+    ``streams`` are ``(shape, levels, window start[, steps])`` of the spike stream into each
+    layer (``steps``: a sequence network's per-step stream carries that many windows per
+    sample, one per sequence step). Feed it :meth:`spike` for every transfer on ``tap_<n>``
+    (a spike, or an end-of-step marker with ``end`` set; the ``levels``-th marker closes a
+    window) — or, for the dense coding,
     :meth:`activation` (``{index, value}``, one ``end`` per sample; a neuron not sent is 0)
     — and :meth:`logit` for every transfer on ``tap_logits``; transfers beyond ``samples``
     land in :attr:`extra`. :attr:`transfers`, :attr:`zeros` and :attr:`duplicates` count
@@ -69,7 +77,7 @@ class TapDecoder:
     """
 
     def __init__(self, streams, classes: int, samples: int):
-        self.streams = [_Stream(tuple(s), int(a), int(t)) for s, a, t in streams]
+        self.streams = [_Stream(tuple(s), int(a), int(t), *rest) for s, a, t, *rest in streams]
         self.samples, self.classes = samples, classes
         self.extra = []
         self.forget()
@@ -78,20 +86,22 @@ class TapDecoder:
     def for_network(cls, net: Network, samples: int) -> "TapDecoder":
         shapes = [net.encoder.shape] + [layer.out_shape for layer in net.layers[:-1]]
         levels = [net.in_levels(n) for n in range(len(net.layers))]
-        return cls(zip(shapes, levels, net.window_starts()), net.num_classes, samples)
+        steps = [net.steps if net.per_step(n) else None for n in range(len(net.layers))]
+        return cls(zip(shapes, levels, net.window_starts(), steps), net.num_classes, samples)
 
     @classmethod
     def for_manifest(cls, manifest: dict, samples: int) -> "TapDecoder":
         """From ``manifest.json`` alone (a testbench that never sees the IR)."""
-        streams = [(layer["in_shape"], end - start, start)
+        streams = [(layer["in_shape"], end - start, start, layer.get("input_steps"))
                    for layer in manifest["layers"]
                    for start, end in [layer["input_window"]]]
         return cls(streams, manifest["classes"], samples)
 
     def forget(self):
         """Drop everything seen (after a reset: those transfers never counted)."""
-        self.times = [np.full((self.samples, int(np.prod(s.shape))), NO_SPIKE, np.int64)
-                      for s in self.streams]
+        # one row per window: a sequence's steps follow each other
+        self.times = [np.full((self.samples * s.windows, int(np.prod(s.shape))), NO_SPIKE,
+                              np.int64) for s in self.streams]
         self.maps = [np.zeros_like(t) for t in self.times]
         self.transfers, self.zeros = [0] * len(self.streams), [0] * len(self.streams)
         self.duplicates = 0
@@ -101,9 +111,12 @@ class TapDecoder:
         self.logit_sample = 0
         self.extra.clear()
 
+    def _windows(self, n):
+        return self.samples * self.streams[n].windows
+
     def spike(self, n: int, index, step: int, end: bool):
         s, stream = self.sample_of[n], self.streams[n]
-        if s >= self.samples:
+        if s >= self._windows(n):
             self.extra.append(f"tap_{n}: index {index}, step {step}, end {int(end)}")
         elif end:
             if step == stream.levels - 1:
@@ -117,16 +130,17 @@ class TapDecoder:
         stream, first = self.streams[n], self.sample_of[n]
         closes = end & (step == stream.levels - 1)
         sample = first + np.cumsum(closes) - closes       # markers closed before each one
-        for i in np.flatnonzero(sample >= self.samples):
+        windows = self._windows(n)
+        for i in np.flatnonzero(sample >= windows):
             self.extra.append(f"tap_{n}: index {int(flat[i])}, step {int(step[i])}, "
                               f"end {int(end[i])}")
-        keep = ~end & (sample < self.samples)
+        keep = ~end & (sample < windows)
         # the last spike of a neuron in a sample wins, as with one call per transfer
         key = sample[keep] * self.times[n].shape[1] + flat[keep]
         _, last = np.unique(key[::-1], return_index=True)
         rows = np.flatnonzero(keep)[::-1][last]
         self.times[n][sample[rows], flat[rows]] = stream.start + step[rows]
-        self.sample_of[n] = min(self.samples, first + int(closes.sum()))
+        self.sample_of[n] = min(windows, first + int(closes.sum()))
 
     def logit_block(self, index, value, last):
         """:meth:`logit` for a block of ``tap_logits`` transfers in arrival order."""
@@ -148,7 +162,7 @@ class TapDecoder:
     def activation(self, n: int, index, value: int, end: bool):
         s, stream = self.sample_of[n], self.streams[n]
         self.dense = True
-        if s >= self.samples:
+        if s >= self._windows(n):
             self.extra.append(f"tap_{n}: index {index}, value {value}, end {int(end)}")
         elif end:
             self.sample_of[n] += 1
@@ -170,9 +184,10 @@ class TapDecoder:
 
     def trace(self, classes) -> HardwareTrace:
         """The trace so far, with the ``classes`` that came out of ``o``."""
-        times = tuple(t.reshape((self.samples,) + s.shape)
-                      for t, s in zip(self.times, self.streams))
-        maps = tuple(m.reshape((self.samples,) + s.shape)
-                     for m, s in zip(self.maps, self.streams)) if self.dense else None
+        def per_sample(rows, s):
+            return rows.reshape((self.samples,) + ((s.steps,) if s.steps else ()) + s.shape)
+        times = tuple(per_sample(t, s) for t, s in zip(self.times, self.streams))
+        maps = tuple(per_sample(m, s) for m, s in zip(self.maps, self.streams)) \
+            if self.dense else None
         return HardwareTrace(times=times, logits=self.logits.copy(),
                              classes=np.asarray(classes, dtype=np.int64), activations=maps)
