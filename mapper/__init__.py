@@ -11,7 +11,9 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     """Map a ``torch.nn.Module`` (eval mode) to a :class:`~onespike.ir.Network`.
 
     ``calib`` is a representative float array of shape ``(samples, *input_shape)``, fed as
-    the model sees its inputs (raw, scaled or normalized). ``act_bits`` (default 4) sets the
+    the model sees its inputs (raw, scaled or normalized); for a ReLU RNN (``nn.RNN``, an
+    ``nn.RNNCell`` loop or Linear layers in a loop, :mod:`onespike.mapper.sequence`)
+    ``(samples, steps, features)``, the steps fixed by it. ``act_bits`` (default 4) sets the
     hidden layers' windows, ``input_bits`` (default ``act_bits``) the input's. A
     :class:`TunedNetwork` from :func:`finetune` converts to the network it trained (its
     quantizers were fixed before training; ``calib`` is only checked for its shape).

@@ -10,6 +10,7 @@ so later stages see only affine layers, ReLUs and pooling.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ SUPPORTED = ("Linear", "Conv1d/2d", "BatchNorm1d/2d", "ReLU (also clamp(min=0), 
 class FloatLayer:
     """One layer of the float network, in numpy float64.
 
-    ``kind`` is ``"dense"``, ``"conv"`` or ``"maxpool"``. Affine layers carry ``weight``,
+    ``kind`` is ``"dense"``, ``"conv"``, ``"maxpool"`` or ``"recurrent"`` (a ReLU recurrence
+    ``h_t = relu(weight·x_t + recurrent·h_{t−1} + bias)``, ``h_{−1} = 0``, over the steps of
+    a sequence; :mod:`onespike.mapper.sequence`). Affine layers carry ``weight``,
     ``bias`` (batch norm folded in), ``relu`` (followed by a ReLU) and ``pool`` (an average
     pooling of this ``(height, width)`` factor precedes them). ``in_shape`` is the shape of
     the map that feeds the layer, before that pooling. A 1-D map ``(C, L)`` is the image
@@ -70,6 +73,7 @@ class FloatLayer:
     pool: tuple = (1, 1)
     relu: bool = False
     cap: float = None         # a saturating ReLU's top (ReLU6: 6.0), or None
+    recurrent: np.ndarray = None   # kind "recurrent": the state weights W_h (outputs, outputs)
 
 
 def _module_name(node) -> str:
@@ -134,6 +138,13 @@ class _Graph:
             self.tensors[name] = program.constants[key]
         self.user_inputs = list(sig.user_inputs)
 
+    def user_input(self):
+        """The node of the model's one input tensor (a model with more is refused)."""
+        if len(self.user_inputs) != 1:
+            raise OnespikeError(f"the model takes {len(self.user_inputs)} inputs; "
+                                f"onespike converts models with exactly one input tensor")
+        return next(n for n in self.program.graph.nodes if n.name == self.user_inputs[0])
+
     def array(self, arg, owner):
         if arg is None:
             return None
@@ -149,7 +160,12 @@ class _Graph:
 
 
 def parse_exported(program) -> tuple:
-    """(input shape, [FloatLayer]) of an ``ExportedProgram`` in inference mode."""
+    """(input shape, [FloatLayer]) of an ``ExportedProgram`` in inference mode; a sequence
+    model's input shape is ``(steps, *frame)`` and its layers include recurrent ones."""
+    from onespike.mapper.sequence import is_sequence_graph, parse_sequence
+
+    if is_sequence_graph(program):
+        return parse_sequence(program)
     return _Parser(program).run()
 
 
@@ -158,11 +174,7 @@ class _Parser:
 
     def __init__(self, program):
         self.graph = _Graph(program)
-        if len(self.graph.user_inputs) != 1:
-            raise OnespikeError(f"the model takes {len(self.graph.user_inputs)} inputs; "
-                                f"onespike converts models with exactly one input tensor")
-        nodes = {n.name: n for n in program.graph.nodes}
-        self.current = nodes[self.graph.user_inputs[0]]
+        self.current = self.graph.user_input()
         self.input_shape = _shape(self.current)
         if len(self.input_shape) not in (1, 3):
             raise OnespikeError(
@@ -506,7 +518,10 @@ def parse_module(model, example) -> tuple:
     was_training = model.training
     example = torch.as_tensor(np.asarray(example, dtype=np.float32)[None])
     try:
-        program = torch.export.export(model.eval(), (example,))
+        with warnings.catch_warnings():    # nn.RNN re-assigns its flat weights while traced
+            warnings.filterwarnings("ignore", "The tensor attributes .* were assigned during "
+                                    "export", UserWarning)
+            program = torch.export.export(model.eval(), (example,))
     except Exception as e:
         raise OnespikeError(f"calibration samples of shape {tuple(example.shape[1:])} do not "
                             f"fit the model (torch.export: {str(e).splitlines()[0][:160]})") \

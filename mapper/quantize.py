@@ -14,6 +14,15 @@ Layer by layer, in the integer domain of the layer's input (``x ≈ s_in·a + z`
    turns the contract's floor into rounding to nearest).
 4. The readout shares one step for all classes, so the integer argmax is the float one.
 
+A sequence model (a recurrent layer among the float layers; ``input_shape`` is ``(steps,
+*frame)``) is quantized the same way, the layers up to the last recurrent one on every frame,
+the ones after it on the last step. A recurrent layer's output step ``s_h`` is also the step
+of its own state input, so its state weights ``W_h·s_h`` get the same per-row weight step
+``δ_i = s_h_i / R_i`` as its input weights: ``h_t = clip(floor((w·a(x_t) + u·h_{t−1} +
+b)/R), 0, A)`` with one integer ``R`` per neuron. ``s_h`` is fitted to the pre-activations
+of all steps (the float recurrence on the quantized inputs) and raised where ``W_h·s_h``
+would not fit the weight bits.
+
 Per-channel output steps fit each channel's range, but the next layer folds them into its
 weight columns, and at low weight bits one step per row then rounds the columns of small
 channels to zero. So each hidden layer's steps are balanced between the per-channel best
@@ -27,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from onespike.errors import OnespikeError
-from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, signal_shape
+from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, Recurrent, signal_shape
 
 __all__ = ["quantize", "check_bits", "BALANCES", "float_forward"]
 
@@ -56,8 +65,9 @@ def _check_calibration(calib, input_shape):
     if calib.shape[1:] == signal_shape(input_shape):
         calib = calib.reshape((len(calib),) + tuple(input_shape))   # a 1-D signal
     if calib.ndim != len(input_shape) + 1 or calib.shape[1:] != tuple(input_shape):
+        what = " (samples, steps, features)" if _is_sequence_shape(input_shape) else ""
         raise OnespikeError(f"calibration array has shape {calib.shape}; the model expects "
-                            f"(samples, {', '.join(map(str, input_shape))})")
+                            f"(samples, {', '.join(map(str, input_shape))}){what}")
     if len(calib) == 0:
         raise OnespikeError("calibration array holds no samples")
     if not np.all(np.isfinite(calib)):
@@ -65,9 +75,21 @@ def _check_calibration(calib, input_shape):
     return calib
 
 
-def _encoder(calib, input_shape, act_bits, balance):
+def _is_sequence_shape(input_shape):
+    return len(input_shape) == 2        # (steps, features): frames are vectors
+
+
+def _last_recurrent(layers):
+    """Index of the last recurrent layer (the last per-step one), or −1."""
+    return max((i for i, l in enumerate(layers) if l.kind == "recurrent"), default=-1)
+
+
+def _encoder(calib, input_shape, act_bits, balance, steps=None):
     """Per-channel (images) or per-feature (vectors) offsets ``min(x, 0)``; scales balanced
-    between each channel's own span and the widest one like the hidden layers' steps."""
+    between each channel's own span and the widest one like the hidden layers' steps. A
+    sequence's (``steps``) statistics are over all its frames."""
+    if steps is not None:
+        calib = calib.reshape((-1,) + tuple(input_shape))
     axes = (0, 2, 3) if len(input_shape) == 3 else 0
     lo = np.minimum(calib.min(axis=axes), 0.0)
     hi = np.maximum(calib.max(axis=axes), lo)
@@ -77,7 +99,7 @@ def _encoder(calib, input_shape, act_bits, balance):
     own = np.where(span > 0, span / levels, widest)
     scale = own ** (1 - balance) * widest ** balance
     return Encoder(shape=input_shape, act_bits=act_bits, scale=np.atleast_1d(scale),
-                   offset=np.atleast_1d(lo))
+                   offset=np.atleast_1d(lo), steps=steps)
 
 
 def _linear(layer, x, weight):
@@ -89,7 +111,7 @@ def _linear(layer, x, weight):
     if layer.pool != (1, 1):
         x = F.avg_pool2d(x, layer.pool) * _area(layer.pool)  # sum pooling
     w = torch.as_tensor(weight, dtype=torch.float64)
-    if layer.kind == "dense":
+    if layer.kind != "conv":
         return F.linear(x.reshape(len(x), -1), w).numpy()
     return F.conv2d(x, w, stride=layer.stride, padding=layer.padding).numpy()
 
@@ -127,7 +149,7 @@ def _effective(layer, in_scale, in_offset):
     """(W', b'): the layer on integer input activations, average pooling as sum pooling."""
     weight = layer.weight / _area(layer.pool)
     scale_map = _channel_map(in_scale, layer.in_shape)
-    if layer.kind == "dense":
+    if layer.kind != "conv":
         if layer.pool != (1, 1):
             kh, kw = layer.pool
             scale_map = scale_map[:, :scale_map.shape[1] // kh * kh:kh,
@@ -178,12 +200,47 @@ def _active_inputs(layer, inputs):
     return np.broadcast_to(a.reshape(len(a), -1).any(axis=0)[None, :], layer.weight.shape)
 
 
-def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits, balance):
-    qmax = (1 << (weight_bits - 1)) - 1
+def _output_steps(layer, channels, levels, balance, min_step):
+    """Per output channel the step ``s_out`` of the ReLU output, from its pre-activations
+    ``channels`` (one row per channel), at least ``min_step``."""
+    if layer.cap is not None:          # ReLU6, clamp(0, t): the top level sits at t
+        return np.maximum(np.full(len(channels), layer.cap / levels), min_step)
+    s_channel = np.array([_best_step(c, levels) for c in channels])
+    s_layer = _best_step(channels.reshape(-1), levels)
+    return np.maximum(s_channel ** (1 - balance) * s_layer ** balance, min_step)
+
+
+def _ramps(s_out, min_step, weight_bits, levels):
+    """``(R, δ)`` per channel: the integer ramp ``R = floor(s_out/δ_min)`` and the weight
+    step ``δ = s_out/R``. Beyond ``2**(weight_bits + act_bits)`` a finer weight step no
+    longer changes the output (rounding error far below one output step) but widens the
+    membrane: the ramp is capped there. A ramp ``R < 1`` does not exist, so a channel whose
+    weights need it gets a coarser step (``s_out ≥ δ_min``, see :func:`_output_steps`)."""
+    ramp_cap = 1 << (weight_bits + (levels.bit_length()))
+    with np.errstate(divide="ignore"):
+        ramp = np.where(min_step > 0, np.floor(s_out / np.maximum(min_step, 1e-300)), ramp_cap)
+    ramp = np.clip(ramp, 1, ramp_cap).astype(np.int64)
+    return ramp, s_out / ramp
+
+
+def _integers(values, steps, qmax):
+    """``values`` in units of the per-row ``steps``, rounded and clipped to ``±qmax``."""
+    steps = steps.reshape((-1,) + (1,) * (values.ndim - 1))
+    return np.clip(np.round(values / steps), -qmax, qmax).astype(np.int64)
+
+
+def _row_max(layer, weight_eff, inputs):
+    """Per output row the largest ``|W'|`` over the inputs that fire on the calibration
+    data."""
     active = _active_inputs(layer, inputs)
     if not active.any():
         active = np.ones_like(active)
-    rows = np.where(active, np.abs(weight_eff), 0).reshape(len(weight_eff), -1).max(axis=1)
+    return np.where(active, np.abs(weight_eff), 0).reshape(len(weight_eff), -1).max(axis=1)
+
+
+def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits, balance):
+    qmax = (1 << (weight_bits - 1)) - 1
+    rows = _row_max(layer, weight_eff, inputs)
     if levels is None:  # readout: one step for every class
         step = rows.max() / qmax if rows.max() > 0 else 1.0
         weight = np.clip(np.round(weight_eff / step), -qmax, qmax).astype(np.int64)
@@ -192,45 +249,98 @@ def _quantize_layer(layer, weight_eff, bias_eff, inputs, levels, weight_bits, ba
     pre = _with_bias(_linear(layer, inputs, weight_eff), bias_eff, layer.kind)
     channels = np.moveaxis(pre, 1, 0).reshape(len(weight_eff), -1)
     min_step = rows / qmax
-    # One output step per channel (the next layer folds it into its weights); a ramp
-    # R < 1 does not exist, so a channel whose weights need it gets a coarser step.
-    if layer.cap is not None:          # ReLU6, clamp(0, t): the top level sits at t
-        s_out = np.maximum(np.full(len(channels), layer.cap / levels), min_step)
-    else:
-        s_channel = np.array([_best_step(c, levels) for c in channels])
-        s_layer = _best_step(channels.reshape(-1), levels)
-        s_out = np.maximum(s_channel ** (1 - balance) * s_layer ** balance, min_step)
-    # Beyond 2**(weight_bits + act_bits) a finer weight step no longer changes the output
-    # (rounding error far below one output step) but widens the membrane: cap the ramp.
-    ramp_cap = 1 << (weight_bits + (levels.bit_length()))
-    with np.errstate(divide="ignore"):
-        ramp = np.where(min_step > 0, np.floor(s_out / np.maximum(min_step, 1e-300)), ramp_cap)
-    ramp = np.clip(ramp, 1, ramp_cap).astype(np.int64)
-    steps = s_out / ramp
-    weight = np.clip(np.round(weight_eff / steps.reshape((-1,) + (1,) * (weight_eff.ndim - 1))),
-                     -qmax, qmax).astype(np.int64)
+    # One output step per channel (the next layer folds it into its weights).
+    s_out = _output_steps(layer, channels, levels, balance, min_step)
+    ramp, steps = _ramps(s_out, min_step, weight_bits, levels)
+    weight = _integers(weight_eff, steps, qmax)
     per_bias = _channel(steps, layer.kind) if bias_eff.ndim > 1 else steps
     bias = np.round(bias_eff / per_bias).astype(np.int64)
     bias = bias + (_channel(ramp // 2, layer.kind) if bias.ndim > 1 else ramp // 2)
     return weight, bias, ramp, s_out
 
 
-def float_forward(layers, x):
-    """The float network's logits on ``x`` (batch, *input_shape)."""
+def _recurrence(drive, recurrent, cap):
+    """The float ReLU recurrence ``h_t = relu(drive_t + recurrent·h_{t−1})``, ``h_{−1} = 0``,
+    over ``drive`` (batch, steps, outputs): ``(states, pre-activations)``, both that shape."""
+    h = np.zeros((len(drive), drive.shape[2]))
+    states, pre = np.zeros_like(drive), np.zeros_like(drive)
+    for t in range(drive.shape[1]):
+        pre[:, t] = drive[:, t] + h @ recurrent.T
+        h = states[:, t] = np.clip(pre[:, t], 0.0, np.inf if cap is None else cap)
+    return states, pre
+
+
+def _quantize_recurrent(layer, acts, in_scale, in_offset, act_bits, weight_bits, balance):
+    """``(Recurrent, its integer states (batch, steps, outputs), output steps s_h)`` of a
+    float recurrent layer fed by the integer ``acts`` (batch, steps, *in_shape)."""
+    levels, qmax = (1 << act_bits) - 1, (1 << (weight_bits - 1)) - 1
+    weight_eff, bias_eff = _effective(layer, in_scale, in_offset)
+    batch, steps = acts.shape[:2]
+    frames = acts.reshape(batch * steps, -1)
+    drive = (frames @ weight_eff.T + bias_eff).reshape(batch, steps, -1)
+    pre = _recurrence(drive, layer.recurrent, layer.cap)[1]
+    rows = _row_max(layer, weight_eff, frames)
+    s_out = _output_steps(layer, pre.reshape(-1, pre.shape[2]).T, levels, balance,
+                          rows / qmax)
+    # the state weights W_h·s_h share the row's step: raise s_h until they fit (a state
+    # that never fires on the calibration data, whose s_h is arbitrary, does not count)
+    fires = (pre > 0).reshape(-1, pre.shape[2]).any(axis=0)
+    for _ in range(16):
+        state_rows = np.abs(layer.recurrent * np.where(fires, s_out, 0)[None, :]).max(axis=1)
+        min_step = np.maximum(rows, state_rows) / qmax
+        if np.all(min_step <= s_out):
+            break
+        s_out = np.maximum(s_out, min_step)
+    ramp, weight_steps = _ramps(s_out, min_step, weight_bits, levels)
+    weight = _integers(weight_eff, weight_steps, qmax)
+    recurrent = _integers(layer.recurrent * s_out[None, :], weight_steps, qmax)
+    bias = np.round(bias_eff / weight_steps).astype(np.int64) + ramp // 2
+    ir = Recurrent(in_shape=layer.in_shape, weight=weight, recurrent=recurrent, bias=bias,
+                   ramp=ramp, act_bits=act_bits, scale=s_out)
+    inputs = (frames @ weight.T).reshape(batch, steps, -1) + bias
+    h, states = np.zeros((batch, len(weight)), np.int64), []
+    for t in range(steps):             # the contract's update, in exact integers
+        h = np.clip(np.floor_divide(inputs[:, t] + h @ recurrent.T, ramp), 0, levels)
+        states.append(h)
+    return ir, np.stack(states, axis=1), s_out
+
+
+def _float_layer(layer, x):
     import torch
     import torch.nn.functional as F
 
+    if layer.kind == "maxpool":
+        return F.max_pool2d(torch.as_tensor(x), layer.kernel, layer.stride,
+                            layer.padding).numpy()
+    # _linear sum-pools; the float layer average-pools
+    x = _with_bias(_linear(layer, x, layer.weight / _area(layer.pool)), layer.bias,
+                   layer.kind)
+    if layer.relu:
+        x = np.clip(x, 0.0, np.inf if layer.cap is None else layer.cap)
+    return x
+
+
+def _per_step(function, x):
+    """``function`` of a batch applied to every frame of ``x`` (batch, steps, ...)."""
+    out = function(x.reshape((-1,) + x.shape[2:]))
+    return out.reshape(x.shape[:2] + out.shape[1:])
+
+
+def float_forward(layers, x):
+    """The float network's logits on ``x`` (batch, *input_shape); a sequence model's
+    ``x`` is (batch, steps, *frame)."""
     x = np.asarray(x, dtype=np.float64)
-    for layer in layers:
-        if layer.kind == "maxpool":
-            x = F.max_pool2d(torch.as_tensor(x), layer.kernel, layer.stride,
-                             layer.padding).numpy()
-            continue
-        # _linear sum-pools; the float layer average-pools
-        x = _with_bias(_linear(layer, x, layer.weight / _area(layer.pool)), layer.bias,
-                       layer.kind)
-        if layer.relu:
-            x = np.clip(x, 0.0, np.inf if layer.cap is None else layer.cap)
+    last = _last_recurrent(layers)
+    for index, layer in enumerate(layers):
+        if layer.kind == "recurrent":
+            drive = _per_step(lambda f: f.reshape(len(f), -1) @ layer.weight.T + layer.bias, x)
+            x = _recurrence(drive, layer.recurrent, layer.cap)[0]
+        elif index < last:
+            x = _per_step(lambda f: _float_layer(layer, f), x)
+        else:
+            x = _float_layer(layer, x)
+        if index == last:
+            x = x[:, -1]
     return x
 
 
@@ -263,31 +373,51 @@ def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=N
 
 def _quantize(input_shape, layers, calib, act_bits, weight_bits, balance, input_bits):
     """(network, its integer logits on the calibration data)."""
-    encoder = _encoder(calib, input_shape, input_bits, balance)
+    last = _last_recurrent(layers)
+    steps = input_shape[0] if last >= 0 else None
+    encoder = _encoder(calib, input_shape[1:] if steps else input_shape, input_bits,
+                       balance, steps)
     in_scale, in_offset = encoder.scale, encoder.offset
     acts = encoder.encode(calib)
     ir_layers = []
     for index, layer in enumerate(layers):
-        if layer.kind == "maxpool":
-            ir = MaxPool(in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
-                         padding=layer.padding)
-            ir_layers.append(ir)
-            acts = _max_pool(layer, acts)
-            continue
-        readout = index == len(layers) - 1
-        weight_eff, bias_eff = _effective(layer, in_scale, in_offset)
-        weight, bias, ramp, scale = _quantize_layer(
-            layer, weight_eff, bias_eff, acts, None if readout else (1 << act_bits) - 1,
-            weight_bits, balance)
-        common = dict(in_shape=layer.in_shape, weight=weight, bias=bias, ramp=ramp,
-                      act_bits=None if readout else act_bits, scale=scale, pool=layer.pool)
-        ir = Dense(**common) if layer.kind == "dense" else \
-            Conv(**common, stride=layer.stride, padding=layer.padding)
+        if layer.kind == "recurrent":
+            ir, acts, in_scale = _quantize_recurrent(layer, acts, in_scale, in_offset,
+                                                     act_bits, weight_bits, balance)
+        else:
+            per_step = index < last        # a frame at a time: (batch·steps, *shape)
+            flat = acts.reshape((-1,) + acts.shape[2:]) if per_step else acts
+            ir, out, in_scale = _quantize_feedforward(
+                layer, flat, in_scale, in_offset, index == len(layers) - 1, act_bits,
+                weight_bits, balance)
+            acts = out.reshape(acts.shape[:2] + out.shape[1:]) if per_step else out
         ir_layers.append(ir)
-        y = _with_bias(_linear(layer, acts, weight), bias, layer.kind)
-        if readout:
-            return Network(encoder, tuple(ir_layers)), y.reshape(len(y), -1)
-        # Exact: every |value| is below the layer's membrane bound, far under 2**53.
-        acts = np.clip(np.floor_divide(np.rint(y).astype(np.int64),
-                                       _channel(ramp, layer.kind)), 0, ir.levels)
-        in_scale, in_offset = scale, np.zeros(1)
+        if layer.kind != "maxpool":
+            in_offset = np.zeros(1)
+        if index == last:
+            acts = acts[:, -1]
+    return Network(encoder, tuple(ir_layers)), acts
+
+
+def _quantize_feedforward(layer, acts, in_scale, in_offset, readout, act_bits, weight_bits,
+                          balance):
+    """``(IR layer, its integer outputs (the logits of a readout), its output scale)``."""
+    if layer.kind == "maxpool":
+        ir = MaxPool(in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
+                     padding=layer.padding)
+        return ir, _max_pool(layer, acts), in_scale
+    weight_eff, bias_eff = _effective(layer, in_scale, in_offset)
+    weight, bias, ramp, scale = _quantize_layer(
+        layer, weight_eff, bias_eff, acts, None if readout else (1 << act_bits) - 1,
+        weight_bits, balance)
+    common = dict(in_shape=layer.in_shape, weight=weight, bias=bias, ramp=ramp,
+                  act_bits=None if readout else act_bits, scale=scale, pool=layer.pool)
+    ir = Dense(**common) if layer.kind == "dense" else \
+        Conv(**common, stride=layer.stride, padding=layer.padding)
+    y = _with_bias(_linear(layer, acts, weight), bias, layer.kind)
+    if readout:
+        return ir, y.reshape(len(y), -1), scale
+    # Exact: every |value| is below the layer's membrane bound, far under 2**53.
+    acts = np.clip(np.floor_divide(np.rint(y).astype(np.int64),
+                                   _channel(ramp, layer.kind)), 0, ir.levels)
+    return ir, acts, scale
