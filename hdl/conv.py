@@ -23,8 +23,9 @@ class ConvCore(NeuronCore):
     ``ceil(kh/sh)·ceil(kw/sw)·groups``), none for taps that fall into padding, between
     strides or off the map. Every geometry value has its own height and width, so a 1-D
     convolution is the height-1 case.
-    State words are ``(group, oy, ox)``; each has its own biases (a position-dependent
-    bias of a normalized first layer is honoured) and its channels' ramps.
+    State words are ``(group, oy, ox)``; their constants are stored per group where the
+    bias is per channel, per state word where it depends on the position (a normalized
+    first layer's input offset meeting zero padding).
     """
 
     def __init__(self, layer: Conv, *, in_levels: int, widths: LayerWidths, lanes: int,
@@ -36,6 +37,12 @@ class ConvCore(NeuronCore):
                                     "with a Linear layer"))
         super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
                          use_dsp=use_dsp, sorted_firing=sorted_firing)
+
+    @property
+    def shared_constants(self):
+        """A bias per channel on a map of several positions: one constants row per group
+        of lanes (a position-dependent bias needs one per state word)."""
+        return self._layer.bias.ndim == 1 and self.positions > 1
 
     @property
     def positions(self):

@@ -13,6 +13,7 @@ with per-spike bounds) and how a word and lane name an output neuron
 """
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -117,6 +118,8 @@ class NeuronCore(wiring.Component):
         """``(bias, ramp)`` per state word and lane, ``(words, lanes)`` each."""
         raise NotImplementedError
 
+    shared_constants = False            # every position of a group has the same constants
+
     # -- sizes -------------------------------------------------------------------------
     @property
     def inputs(self):
@@ -217,16 +220,54 @@ class NeuronCore(wiring.Component):
         padded[:len(values)] = values
         return padded.reshape(self.groups, self.lanes)
 
+    @property
+    def constant_rows(self):
+        """Rows of the constants memory: one per group of lanes where the positions of a
+        group share their constants (:attr:`shared_constants`: a convolution's bias per
+        channel), else one per state word (a bias that depends on the position)."""
+        return self.groups if self.shared_constants else self.words
+
     def _constant_words(self):
-        """``U0 = bias − A·R`` and ``R`` per word and lane; padding lanes get ``U0 = −1``,
-        ``R = 0`` (they never fire)."""
+        """``U0 = bias − A·R`` and ``R`` per constants row and lane (:attr:`constant_rows`);
+        padding lanes get ``U0 = −1``, ``R = 0`` (they never fire)."""
         bias, ramp = self.neuron_constants()
         real = np.zeros((self.words, self.lanes), dtype=bool)
         real.reshape(self.groups, -1, self.lanes)[:] = \
             self._channel_lanes(np.ones(self._channels), 0)[:, None, :].astype(bool)
         levels = 0 if self._layer.is_readout else self._layer.levels
-        u0 = np.where(real, bias - levels * ramp, -1)
-        return u0, np.where(real, ramp, 0)
+        u0, ramp = np.where(real, bias - levels * ramp, -1), np.where(real, ramp, 0)
+        if self.shared_constants:       # the first position of each group stands for all
+            u0, ramp = (v.reshape(self.groups, -1, self.lanes)[:, 0] for v in (u0, ramp))
+        return u0, ramp
+
+    def _constants_port(self, m, constants):
+        """The constants read port as phase 2 sees it: addressed by state word (``addr``,
+        ``en``, ``data``). Shared constants are read at the word's group: phase 2 asks in
+        each cycle for the word it asked for before, the next word or word 0, so the group
+        follows from the last one, counted with the position (no division)."""
+        port = constants.read_port()
+        if not self.shared_constants:
+            return port
+        view = SimpleNamespace(addr=Signal(range(self.words), name="constants_word"),
+                               en=Signal(init=1, name="constants_en"), data=port.data)
+        positions = self.positions
+        at = Signal.like(view.addr, name="constants_at")      # the word asked for last
+        group, place = Signal(range(self.groups)), Signal(range(positions))
+        row, here = Signal.like(group), Signal.like(place)
+        wraps = place == positions - 1
+        with m.If(view.addr == 0):
+            m.d.comb += [row.eq(0), here.eq(0)]
+        with m.Elif(view.addr[0] ^ at[0]):                    # the next word
+            m.d.comb += [row.eq(group + wraps), here.eq(Mux(wraps, 0, place + 1))]
+        with m.Else():
+            m.d.comb += [row.eq(group), here.eq(place)]
+        m.d.sync += [at.eq(view.addr), group.eq(row), place.eq(here)]
+        m.d.comb += [port.addr.eq(self._constant_row(row)), port.en.eq(view.en)]
+        return view
+
+    def _constant_row(self, group):
+        """The constants row of ``group`` (a planted fault overrides it)."""
+        return group
 
     # -- hardware ----------------------------------------------------------------------
     def elaborate(self, platform):
@@ -245,7 +286,7 @@ class NeuronCore(wiring.Component):
         lane = data.StructLayout({"u0": membrane,
                                   slope: range(max(int(ramp.max(initial=0)), 1) + 1)})
         m.submodules.constants = constants = memory.Memory(
-            shape=data.ArrayLayout(lane, lanes), depth=self.words,
+            shape=data.ArrayLayout(lane, lanes), depth=self.constant_rows,
             init=[[{"u0": u, slope: r} for u, r in zip(*word)]
                   for word in zip(u0.tolist(), ramp.tolist())])
         state = data.ArrayLayout(membrane, lanes)
@@ -262,7 +303,7 @@ class NeuronCore(wiring.Component):
                           membranes.read_port(transparent_for=[write]), full, restore)
         phase2 = self._readout if self._layer.is_readout else \
             functools.partial(sorted_firing, self) if self._sorted else self._firing
-        phase2(m, membranes.read_port(), constants.read_port(), full, restore)
+        phase2(m, membranes.read_port(), self._constants_port(m, constants), full, restore)
         return m
 
     def _spike_multiple(self, step):

@@ -3,7 +3,9 @@ layer in, the golden stream into the next layer out."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Mux
 
+from onespike.hdl.conv import ConvCore
 from onespike.hdl.streams import discard
 from onespike.ir import Conv
 
@@ -52,5 +54,31 @@ def test_a_planted_fault_is_caught(faulty):
     core = layer_core(net, n, lanes=lanes, layer=flipped_weight(net, n, a0) if faulty else None)
     right = discard(layer_core(net, n, lanes=lanes)).weight_contents
     assert np.count_nonzero(core.weight_contents != right) == int(faulty)
+    mismatch = check_layer(core, net, n, a0, idle=0.3, backpressure=0.5)
+    assert (mismatch is not None) == faulty, mismatch
+
+
+def test_constants_follow_the_bias():
+    """One constants row per group where the bias is per channel, one per state word where
+    it depends on the position."""
+    rows = {}
+    for net, n, _ in LAYERS:
+        core = discard(layer_core(net, n, lanes=2))
+        rows[net.layers[n].bias.ndim] = (core.constant_rows, core.groups, core.words)
+    assert rows[1][0] == rows[1][1] < rows[1][2]
+    assert rows[3][0] == rows[3][2]
+
+
+@pytest.mark.parametrize("sorted_firing", [False, True], ids=["sweep", "sorted"])
+@pytest.mark.parametrize("faulty", [False, True], ids=["as built", "next channel's constants"])
+def test_a_constant_read_for_the_wrong_channel_is_caught(faulty, sorted_firing, monkeypatch):
+    """The planted fault: every word of a group reads the constants (U0, ramp) of the next
+    group, at one lane the next channel's."""
+    net, n, a0 = LAYERS[2]
+    if faulty:
+        monkeypatch.setattr(ConvCore, "_constant_row",
+                            lambda self, group: Mux(group == self.groups - 1, 0, group + 1))
+    core = layer_core(net, n, lanes=1, sorted_firing=sorted_firing)
+    assert core.shared_constants and core.constant_rows == core.groups > 1
     mismatch = check_layer(core, net, n, a0, idle=0.3, backpressure=0.5)
     assert (mismatch is not None) == faulty, mismatch
