@@ -53,6 +53,16 @@ So after all steps ``V + θ·c = Q`` with the charge ``Q = T·b + A_in·Σ_j w_j
    ``T ≠ A_n``: rate coding then computes a network with ``T`` levels, another
    quantization (decoded ``c·A/T``), and the bipolar variant before its correction steps.
 
+**Sequences.** A recurrent layer's spikes of sequence step ``t − 1`` are fed back in step
+``t``'s window as they were sent (a delay of one window): each spike of ``h_{t−1}`` adds
+``A_h·u`` like any input spike, so ``Q = T·b + A_x·Σ w·c_x + A_h·Σ u·c_h``. Per-step layers
+run once per sequence step, each step its own ``T + correction`` steps; the layers after the
+last recurrent one see its last step. Claim 2 carries over layer by layer and step by step:
+a recurrent layer's inputs of step ``t`` are silent once ``x_t`` and the fed-back
+``h_{t−1}`` are, so its bound grows by ``T`` per sequence step
+(:func:`sufficient_correction_steps` computes it); unipolar recurrent layers are fed by
+spikes and not exact.
+
 Costs per sample: ``positive_spikes`` / ``negative_spikes`` of neurons in spiking layers
 (max-pool outputs and the input not counted, as in the golden model), ``input_spikes``,
 ``synaptic_ops`` (spike-driven ``V += w`` additions: spikes of either sign × fan-out, input
@@ -67,7 +77,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from onespike.errors import OnespikeError
-from onespike.ir import MaxPool, Network
+from onespike.ir import MaxPool, Network, Recurrent
+from onespike.sim.golden import _run as _run_layers
 from onespike.sim.golden import (_bias, _check_input, _max_pool, _weighted_sum,
                                  synaptic_fanout)
 
@@ -88,7 +99,9 @@ class RateTrace:
     ``silent_from[i]`` per sample: the step from which map ``i`` has no more spikes (0 if it
     never spiked; the analog input counts as ``T``). ``logits`` are ``T`` times the decoded
     logits. ``trains`` (only with ``keep_trains``) holds the signed spike trains, shape
-    ``(total_steps, batch, *shape)``.
+    ``(total_steps, batch, *shape)``. A sequence network's per-step maps carry the sequence
+    step after the batch: counts ``(batch, steps, *shape)``, trains ``(total_steps, batch,
+    steps, *shape)`` (each sequence step's window from its own step 0).
     """
     steps: int
     total_steps: int
@@ -119,20 +132,42 @@ def _check_steps(steps, name="steps", minimum=1):
 
 
 def _spiking_inputs(net: Network, input_coding: str) -> int:
-    """Spiking layers whose input is a spike train (all but an analog-fed first one)."""
+    """Spiking layers whose input is a spike train (all but an analog-fed first one; a
+    recurrent layer over two or more steps is fed by its own spikes)."""
     count, analog = 0, input_coding == "analog"
     for layer in net.layers[:-1]:
         if isinstance(layer, MaxPool):
             continue
-        count += not analog
+        count += not analog or (isinstance(layer, Recurrent) and (net.steps or 1) > 1)
         analog = False
     return count
 
 
+def _settled_by(net: Network, steps: int, input_coding: str) -> int:
+    """The step of a window by which every spiking layer's bipolar count has settled, in
+    every sequence step (claim 2: ``T`` steps after its inputs fall silent and the bias
+    steps are over; a recurrent layer's fed-back state is silent when it was in the step
+    before)."""
+    analog, latest, own = input_coding == "analog", 0, {}
+    windows = net.steps or 1
+    for t in range(windows):
+        silent, fed = (0 if analog else steps), not analog
+        stop = net.per_step_layers if t < windows - 1 else len(net.layers) - 1
+        for i, layer in enumerate(net.layers[:stop]):
+            if isinstance(layer, MaxPool):
+                continue
+            if isinstance(layer, Recurrent) and t > 0:
+                silent, fed = max(silent, own[i]), True
+            silent = max(silent, steps) + steps if fed else steps
+            own[i], fed, latest = silent, True, max(latest, silent)
+    return latest
+
+
 def sufficient_correction_steps(net: Network, steps: int, input_coding="analog") -> int:
     """Extra steps after the ``T`` input steps that guarantee settled bipolar counts:
-    ``T`` per spiking layer fed by spikes (claim 2 of the module docstring)."""
-    return _check_steps(steps) * _spiking_inputs(net, input_coding)
+    ``T`` per spiking layer fed by spikes (claim 2 of the module docstring); for a
+    sequence, the bound over all its steps (``T`` more per step for a recurrent layer)."""
+    return max(0, _settled_by(net, _check_steps(steps), input_coding) - steps)
 
 
 def guaranteed_exact(net: Network, *, steps: int, bipolar=False, input_coding="analog",
@@ -220,21 +255,37 @@ def _readout(layer, counts, analog, in_levels, steps):
 
 
 def _run(net, a0, steps, total, bipolar, analog):
-    """Signed spike trains (``None`` for an analog map) of every layer input, and logits."""
-    source = a0 if analog else input_trains(a0, net.encoder.levels, steps, total)
-    trains = []
-    for i, layer in enumerate(net.layers):
-        trains.append(None if analog else source)
+    """Signed spike trains, time first (``None`` for an analog map), of every layer input;
+    the logits; the recurrent layers' trains ``{layer: (total, batch, steps, outputs)}``.
+
+    The golden model's layer walk drives it (once per sequence step for the per-step
+    layers); since that walk stacks per-step maps on axis 1, trains travel batch first
+    between the layers and are turned time first here."""
+    first = next((i for i, l in enumerate(net.layers) if not isinstance(l, MaxPool)), 0)
+
+    def layer_step(i, source, state):
+        layer, is_analog = net.layers[i], analog and i <= first
+        if not is_analog:
+            source = input_trains(source, net.encoder.levels, steps, total) if i == 0 \
+                else np.moveaxis(source, 1, 0)
         if isinstance(layer, MaxPool):
-            source = _max_pool(source, layer) if analog else _pool_trains(source, layer)
-            continue
+            return _max_pool(source, layer) if is_analog \
+                else np.moveaxis(_pool_trains(source, layer), 0, 1)
         if layer.is_readout:
-            counts = source if analog else source.sum(axis=0, dtype=np.int64)
-            return trains, _readout(layer, counts, analog, net.in_levels(i), steps)
-        charge = _charge(layer, source, analog, net.in_levels(i), steps, total)
+            counts = source if is_analog else source.sum(axis=0, dtype=np.int64)
+            return _readout(layer, counts, is_analog, net.in_levels(i), steps)
+        charge = _charge(layer, source, is_analog, net.in_levels(i), steps, total)
+        if state is not None and state.ndim == 3:   # h_{t−1}'s trains (zeros before t = 0)
+            charge += layer.levels * (np.moveaxis(state, 1, 0) @ layer.recurrent.T)
         threshold = layer.per_channel(layer.ramp * layer.levels)
-        source = _fire(charge, threshold, steps, bipolar)
-        analog = False
+        return np.moveaxis(_fire(charge, threshold, steps, bipolar), 0, 1)
+
+    maps, logits, states = _run_layers(net, a0, layer_step)
+    trains = [None if analog else input_trains(maps[0], net.encoder.levels, steps, total)]
+    for i, m in enumerate(maps[1:], start=1):
+        trains.append(None if analog and i <= first
+                      else np.moveaxis(m, 2 if net.per_step(i) else 1, 0))
+    return trains, logits, {i: np.moveaxis(h, 2, 0) for i, h in states.items()}
 
 
 def rate_sim(net: Network, a0, *, steps: int, bipolar=False, correction_steps=None,
@@ -258,12 +309,12 @@ def rate_sim(net: Network, a0, *, steps: int, bipolar=False, correction_steps=No
         extra = sufficient_correction_steps(net, steps, input_coding)
     else:
         extra = _check_steps(correction_steps, "correction_steps", 0)
-    trains, logits = _run(net, a0, steps, steps + extra, bipolar, analog)
-    return _trace(net, a0, trains, logits, steps=steps, extra=extra, bipolar=bipolar,
+    trains, logits, states = _run(net, a0, steps, steps + extra, bipolar, analog)
+    return _trace(net, a0, trains, logits, states, steps=steps, extra=extra, bipolar=bipolar,
                   input_coding=input_coding, keep_trains=keep_trains)
 
 
-def _trace(net, a0, trains, logits, *, steps, extra, bipolar, input_coding, keep_trains):
+def _trace(net, a0, trains, logits, states, *, steps, extra, bipolar, input_coding, keep_trains):
     batch = len(a0)
     zeros = np.zeros(batch, np.int64)
     counts, negative, silent = [], [], []
@@ -277,7 +328,7 @@ def _trace(net, a0, trains, logits, *, steps, extra, bipolar, input_coding, keep
             if not isinstance(layer, MaxPool):
                 macs = macs + _per_sample((analog_map > 0) * synaptic_fanout(layer))
             else:
-                analog_map = _max_pool(analog_map, layer)
+                analog_map = _pooled(analog_map, layer)
             continue
         pos = (train > 0).sum(axis=0, dtype=np.int64)
         neg = (train < 0).sum(axis=0, dtype=np.int64)
@@ -289,6 +340,12 @@ def _trace(net, a0, trains, logits, *, steps, extra, bipolar, input_coding, keep
         if i > 0 and not isinstance(net.layers[i - 1], MaxPool):
             pos_spikes = pos_spikes + _per_sample(pos)
             neg_spikes = neg_spikes + _per_sample(neg)
+    for i, h in states.items():      # h_0 … h_{T−2} also feed the layer itself
+        looped = np.abs(h[:, :, :-1]).sum(axis=0, dtype=np.int64)
+        synops = synops + _per_sample(looped) * net.layers[i].out_shape[0]
+        if not net.per_step(i + 1):      # the next layer sees the last step only
+            pos_spikes = pos_spikes + _per_sample((h[:, :, :-1] > 0).sum(axis=0))
+            neg_spikes = neg_spikes + _per_sample((h[:, :, :-1] < 0).sum(axis=0))
     input_spikes = zeros if input_coding == "analog" else _per_sample(counts[0])
     return RateTrace(steps=steps, total_steps=steps + extra, bipolar=bool(bipolar),
                      input_coding=input_coding, counts=tuple(counts),
@@ -297,6 +354,13 @@ def _trace(net, a0, trains, logits, *, steps, extra, bipolar, input_coding, keep
                      input_spikes=input_spikes, positive_spikes=pos_spikes,
                      negative_spikes=neg_spikes, synaptic_ops=synops, input_macs=macs,
                      trains=tuple(trains) if keep_trains else None)
+
+
+def _pooled(a, layer):
+    """Max-pool of a map, per sequence step where it has one."""
+    lead = a.shape[:a.ndim - len(layer.in_shape)]
+    flat = _max_pool(a.reshape((-1,) + tuple(layer.in_shape)), layer)
+    return flat.reshape(lead + tuple(layer.out_shape))
 
 
 def _per_sample(a):
@@ -308,7 +372,8 @@ def rate_quantized(net: Network, a0, *, steps: int, input_coding="analog"):
 
     Each spiking layer: ``c = clip(floor(Q / (R·A_n)), 0, T)`` with ``Q = T·b + s·Σ w·c_in``
     (``s = T`` on the analog input, else ``A_in``); max-pool takes the max; the readout's
-    ``Q`` is the logit vector. ``counts`` is laid out like :attr:`RateTrace.counts`. At
+    ``Q`` is the logit vector; a recurrent layer adds ``A_h·Σ u·c_{t−1}`` of its own counts
+    of the step before. ``counts`` is laid out like :attr:`RateTrace.counts`. At
     ``T = A_n`` for all spiking layers (and analog input or ``A_0 | T``) this is
     ``closed_form`` with logits multiplied by ``T``.
     """
@@ -316,20 +381,27 @@ def rate_quantized(net: Network, a0, *, steps: int, input_coding="analog"):
     steps = _check_steps(steps)
     if input_coding not in CODINGS:
         raise ValueError(f"input_coding must be one of {CODINGS}, not {input_coding!r}")
-    analog = input_coding == "analog"
-    c = a0 if analog else steps * a0 // net.encoder.levels
-    counts = []
-    for i, layer in enumerate(net.layers):
-        counts.append(c)
+    analog, levels = input_coding == "analog", net.encoder.levels
+    first = next((i for i, l in enumerate(net.layers) if not isinstance(l, MaxPool)), 0)
+
+    def layer_step(i, c, h):
+        layer, is_analog = net.layers[i], analog and i <= first
+        if i == 0 and not analog:
+            c = steps * c // levels
         if isinstance(layer, MaxPool):
-            c = _max_pool(c, layer)
-            continue
-        scale = steps if analog else net.in_levels(i)
-        q = steps * _bias(layer) + scale * _weighted_sum(layer, c)
+            return _max_pool(c, layer)
+        q = steps * _bias(layer) + (steps if is_analog else net.in_levels(i)) \
+            * _weighted_sum(layer, c)
+        if h is not None:                # the state of the step before: A_h per count
+            q = q + layer.levels * (h @ layer.recurrent.T)
         if layer.is_readout:
-            return tuple(counts), q.reshape(len(q), -1)
-        c = np.clip(q // layer.per_channel(layer.ramp * layer.levels), 0, steps)
-        analog = False
+            return q.reshape(len(q), -1)
+        return np.clip(q // layer.per_channel(layer.ramp * layer.levels), 0, steps)
+
+    maps, logits, _ = _run_layers(net, a0, layer_step)
+    if not analog:
+        maps[0] = steps * maps[0] // levels
+    return tuple(maps), logits
 
 
 def rate_summary(net: Network, x, labels=None, *, steps: int, bipolar=False,

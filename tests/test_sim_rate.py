@@ -7,7 +7,7 @@ import pytest
 
 from onespike.ir import Dense, Encoder, MaxPool, Network
 from onespike.sim import (closed_form, guaranteed_exact, random_inputs, random_network,
-                          rate_quantized, rate_sim, rate_summary,
+                          random_recurrent_network, rate_quantized, rate_sim, rate_summary,
                           sufficient_correction_steps, synaptic_fanout)
 
 
@@ -249,3 +249,60 @@ def test_arguments_are_checked():
         rate_sim(net, a0, steps=3, input_coding="poisson")
     with pytest.raises(ValueError, match="0..3"):
         rate_sim(net, a0 + 3, steps=3)
+
+
+# -- recurrent layers: h_{t−1}'s trains fed back in step t's window ------------------------
+@pytest.mark.parametrize("coding", ["analog", "spikes"])
+def test_recurrent_bipolar_after_correction_is_the_quantized_network(coding):
+    rng = np.random.default_rng(20 + (coding == "spikes"))
+    for _ in range(12):
+        bits = int(rng.integers(1, 4))
+        net = random_recurrent_network(rng, max_steps=5, act_bits=bits, max_width=6)
+        a0 = random_inputs(rng, net, 4)
+        steps = (1 << bits) - 1
+        q = closed_form(net, a0)
+        assert guaranteed_exact(net, steps=steps, bipolar=True, input_coding=coding)
+        r = rate_sim(net, a0, steps=steps, bipolar=True, input_coding=coding)
+        for got, want in zip(r.counts[1:], q.activations[1:]):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(r.logits, steps * q.logits)
+        # a recurrent layer settles T steps later in every sequence step
+        assert r.total_steps == steps + sufficient_correction_steps(net, steps, coding)
+        assert sufficient_correction_steps(net, steps, coding) >= steps * (net.steps - 1)
+        other = int(rng.integers(1, 8))
+        r = rate_sim(net, a0, steps=other, bipolar=True, input_coding=coding)
+        counts, logits = rate_quantized(net, a0, steps=other, input_coding=coding)
+        assert all(np.array_equal(g, w) for g, w in zip(r.counts, counts))
+        np.testing.assert_array_equal(r.logits, logits)
+
+
+def test_recurrent_one_step_code_equals_the_golden_model():
+    # A = T = 1: every charge, fed-back state included, arrives in the window's one step, so
+    # even the unipolar neuron is exact, and its spikes and additions are the golden model's
+    rng = np.random.default_rng(30)
+    for _ in range(15):
+        net = random_recurrent_network(rng, act_bits=1, max_steps=8)
+        a0 = random_inputs(rng, net, 5)
+        q = closed_form(net, a0)
+        r = rate_sim(net, a0, steps=1, input_coding="spikes")
+        for got, want in zip(r.counts, q.activations):
+            np.testing.assert_array_equal(got, want)
+            assert got.shape == want.shape
+        np.testing.assert_array_equal(r.classes, q.classes)
+        np.testing.assert_array_equal(r.positive_spikes, q.spikes)
+        np.testing.assert_array_equal(r.synaptic_ops, q.synaptic_ops)
+        np.testing.assert_array_equal(r.input_spikes, q.input_spikes)
+
+
+def test_recurrent_unipolar_is_not_guaranteed():
+    net = random_recurrent_network(np.random.default_rng(4), max_steps=5)
+    while net.steps < 2:
+        net = random_recurrent_network(np.random.default_rng(net.steps + 40), max_steps=5)
+    levels = {l.levels for l in net.layers[:-1] if not isinstance(l, MaxPool)}
+    steps = max(levels)
+    assert not guaranteed_exact(net, steps=steps)
+    a0 = random_inputs(np.random.default_rng(1), net, 3)
+    summary, classes = rate_summary(net, net.encoder.encode(a0 * 1.0), steps=steps,
+                                    bipolar=True)
+    assert summary["total_steps"] == steps + sufficient_correction_steps(net, steps)
+    assert len(classes) == 3
