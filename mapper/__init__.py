@@ -4,11 +4,12 @@ from onespike.mapper.frontend import load_exported, parse_exported, parse_module
 from onespike.mapper.finetune import finetune
 from onespike.mapper.quantize import check_bits, quantize
 
-__all__ = ["convert", "convert_exported", "finetune", "TunedNetwork"]
+__all__ = ["convert", "convert_exported", "convert_onnx", "finetune", "TunedNetwork"]
 
 
 def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
-    """Map a ``torch.nn.Module`` (eval mode) to a :class:`~onespike.ir.Network`.
+    """Map a ``torch.nn.Module`` (eval mode), or an ONNX model (``onnx.ModelProto`` or a
+    ``.onnx`` path, see :func:`convert_onnx`), to a :class:`~onespike.ir.Network`.
 
     ``calib`` is a representative float array of shape ``(samples, *input_shape)``, fed as
     the model sees its inputs (raw, scaled or normalized); for a ReLU RNN (``nn.RNN``, an
@@ -18,6 +19,22 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     :class:`TunedNetwork` from :func:`finetune` converts to the network it trained (its
     quantizers were fixed before training; ``calib`` is only checked for its shape).
     """
+    calib = _calibration(calib)
+    from onespike.mapper.tuned import TunedNetwork
+
+    if isinstance(model, TunedNetwork):
+        return _tuned(model, calib, act_bits, input_bits)
+    act_bits = 4 if act_bits is None else act_bits
+    if _is_onnx(model):
+        return convert_onnx(model, calib, act_bits=act_bits, weight_bits=weight_bits,
+                            input_bits=input_bits)
+    check_bits(act_bits, weight_bits, input_bits)
+    input_shape, layers = parse_module(model, calib[0])
+    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
+                    input_bits=input_bits)
+
+
+def _calibration(calib):
     import numpy as np
 
     from onespike.errors import OnespikeError
@@ -26,15 +43,7 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     if calib.ndim < 2 or len(calib) == 0:
         raise OnespikeError(f"calibration array has shape {calib.shape}; it needs a "
                             f"leading samples axis and at least one sample")
-    from onespike.mapper.tuned import TunedNetwork
-
-    if isinstance(model, TunedNetwork):
-        return _tuned(model, calib, act_bits, input_bits)
-    act_bits = 4 if act_bits is None else act_bits
-    check_bits(act_bits, weight_bits, input_bits)
-    input_shape, layers = parse_module(model, calib[0])
-    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
-                    input_bits=input_bits)
+    return calib
 
 
 def _tuned(model, calib, act_bits, input_bits):
@@ -59,6 +68,35 @@ def convert_exported(path, calib, *, act_bits=4, weight_bits=8, input_bits=None)
     input_shape, layers = parse_exported(load_exported(path))
     return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
                     input_bits=input_bits)
+
+
+def convert_onnx(model, calib, *, act_bits=4, weight_bits=8, input_bits=None, notes=None):
+    """Map an ONNX model (``onnx.ModelProto`` or ``.onnx`` path) like a PyTorch one.
+
+    ``calib`` holds inputs as the model takes them; for a channels-last model (``NHWC``
+    input, then a ``Transpose``) the network takes them channels-first, which is said in
+    ``notes`` (a list, when given, that receives such remarks one line each).
+    """
+    from onespike.mapper.onnx_frontend import load_onnx, parse_onnx
+
+    check_bits(act_bits, weight_bits, input_bits)
+    calib = _calibration(calib)
+    chain = parse_onnx(load_onnx(model), calib[0])
+    if chain.input_axes is not None and notes is not None:
+        axes = ", ".join(map(str, (0,) + tuple(a + 1 for a in chain.input_axes)))
+        notes.append(f"the model takes channels-last inputs; the network takes them "
+                     f"channels-first: feed it x.transpose({axes})")
+    return quantize(chain.input_shape, chain.layers, chain.network_inputs(calib),
+                    act_bits=act_bits, weight_bits=weight_bits, input_bits=input_bits)
+
+
+def _is_onnx(model):
+    from pathlib import PurePath
+
+    if isinstance(model, (str, PurePath)):
+        return str(model).lower().endswith(".onnx")
+    kind = type(model)
+    return kind.__name__ == "ModelProto" and kind.__module__.startswith("onnx")
 
 
 def __getattr__(name):

@@ -63,15 +63,22 @@ def _emit(args, result: dict, lines):
 def cmd_convert(args):
     from onespike.ir import save
     from onespike.report import describe
-    from onespike.mapper import convert_exported
+    from onespike.mapper import convert_exported, convert_onnx
 
     calib = _load_array(args.calib, "calibration")
-    net = convert_exported(args.model, calib, act_bits=args.act_bits,
-                           weight_bits=args.weight_bits, input_bits=args.input_bits)
+    bits = dict(act_bits=args.act_bits, weight_bits=args.weight_bits,
+                input_bits=args.input_bits)
+    notes = []
+    if Path(args.model).suffix.lower() == ".onnx":
+        net = convert_onnx(args.model, calib, **bits, notes=notes)
+    else:
+        net = convert_exported(args.model, calib, **bits)
     save(net, args.output)
     result = {"output": str(args.output), "layers": [l.kind for l in net.layers],
-              "latency_steps": net.latency_steps, "num_classes": net.num_classes}
-    _emit(args, result, [f"wrote {args.output}"] + describe(net))
+              "latency_steps": net.latency_steps, "num_classes": net.num_classes,
+              "notes": notes}
+    _emit(args, result, [f"wrote {args.output}"] + [f"note: {n}" for n in notes]
+          + describe(net))
 
 
 def cmd_finetune(args):
@@ -488,12 +495,16 @@ def build_parser():
                        metavar="N",
                        help="signed weight bits 2..16 (default %(default)s)")
 
-    p = add("convert", cmd_convert, "map a torch.export program (.pt2) to a TTFS network",
+    p = add("convert", cmd_convert, "map a torch.export program (.pt2) or an ONNX model "
+            "(.onnx) to a TTFS network",
             "Map a trained ReLU network, saved with torch.export.save(torch.export.export("
-            "model.eval(), (example,)), 'model.pt2'), to an integer TTFS network (.npz).\n"
+            "model.eval(), (example,)), 'model.pt2') or exported to ONNX (.onnx: "
+            "torch.onnx.export, tf2onnx, ...; needs the onnx extra), to an integer TTFS "
+            "network (.npz).\n"
             "The calibration array (.npy, shape (samples, *input_shape)) holds representative "
             "inputs exactly as the model sees them; it sets every scale.")
-    p.add_argument("model", help="torch.export program (.pt2); loaded without unpickling")
+    p.add_argument("model", help="torch.export program (.pt2; loaded without unpickling) "
+                   "or ONNX model (.onnx; read, never run)")
     p.add_argument("--calib", required=True, help="calibration inputs (.npy)")
     p.add_argument("-o", "--output", required=True, type=Path, help="network file to write "
                    "(.npz: arrays + JSON header, see onespike/ir.py)")
