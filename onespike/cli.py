@@ -139,7 +139,8 @@ def cmd_simulate(args):
         what = f"{args.coding} coding, T = {steps}"
     if args.predictions:
         np.save(args.predictions, classes)
-    lines = [f"{result['samples']} samples, {what}"]
+    sequences = f" (sequences of {net.steps} steps)" if net.steps else ""
+    lines = [f"{result['samples']} samples{sequences}, {what}"]
     if labels is not None:
         lines.append(f"accuracy            {result['accuracy']:.4f}")
     lines += [f"spikes per neuron   {result['spikes_per_neuron']:.3f}",
@@ -393,8 +394,15 @@ def cmd_report(args):
 
 
 def cmd_demo(args):
-    from onespike.demo import run_demo
+    from onespike.demo import run_demo, run_rnn_demo
 
+    if args.rnn:
+        if args.board is not None:
+            raise OnespikeError("--board applies to the MLP demo, not --rnn")
+        result, lines = run_rnn_demo(Path(args.out) / "rnn", act_bits=args.act_bits,
+                                     weight_bits=args.weight_bits, progress=not args.json)
+        _emit(args, result, lines)
+        return 0
     board = None
     if args.board is not None:
         from onespike.boards.platforms import board_named
@@ -716,6 +724,10 @@ def build_parser():
                    help="test images verified in RTL (default %(default)s)")
     p.add_argument("--board", metavar="NAME", help="also build a bitstream for this board "
                    "(see `onespike boards`)")
+    p.add_argument("--rnn", action="store_true",
+                   help="instead: a ReLU RNN reading the digits row by row (8 steps of 8 "
+                        "pixels), trained on the integer grid, converted, run as a spiking "
+                        "network and rate-coded; files under OUT/rnn")
     add_bits(p, run_demo)
 
     p = add("prove", cmd_prove, "prove the cores' stream, counting, width and reset properties",

@@ -42,6 +42,10 @@ def describe(net: Network) -> list:
     starts = net.window_starts()
     lines = [f"input    {net.encoder.shape}  act_bits {net.encoder.act_bits}  "
              f"fires in steps [0, {net.encoder.levels}]"]
+    if net.steps is not None:
+        lines.append(f"sequence of {net.steps} steps: layers 0..{net.per_step_layers - 1} "
+                     f"run once per step (windows below are one step's), the rest on the "
+                     f"last step")
     for i, (layer, widths) in enumerate(zip(net.layers, net.widths())):
         head = f"{i:<3}{layer.kind:<9}{str(layer.in_shape):>14} -> {str(layer.out_shape):<14}"
         if isinstance(layer, MaxPool):

@@ -184,8 +184,47 @@ def mnist_cnn():
         nn.Linear(288, 10))
 
 
-def train(model, data: Dataset, *, epochs=30, batch=64, lr=2e-3, seed=0, progress=False):
-    """Adam + cross-entropy with a cosine schedule; returns the model in eval mode."""
+def row_rnn(features, hidden, classes, *, cap=1.0):
+    """A ReLU RNN over the rows of an image, ``(batch, rows, features)`` → logits.
+
+    ``h_t = clamp(W_x·x_t + W_h·h_{t−1} + b, 0, cap)`` from ``h_{−1} = 0`` (two Linear layers
+    in a loop over the rows: ``onespike.mapper`` maps it as an ``nn.RNN``), the last state
+    into a Linear readout; ``W_h`` starts as the identity (an IRNN). The cap puts the
+    mapper's top level at ``cap``, so setting ``model.bits = A`` trains on the grid the
+    integer network uses: the input on steps of ``1/(2**A − 1)`` and the state on steps of
+    ``cap/(2**A − 1)``, rounded with a straight-through gradient (training mode only).
+    """
+    import torch
+    import torch.nn as nn
+
+    def grid(x, step, top):
+        return x + (torch.clamp(torch.round(x / step), 0, top) * step - x).detach()
+
+    class RowRNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x, self.h = nn.Linear(features, hidden), nn.Linear(hidden, hidden, bias=False)
+            self.out, self.bits = nn.Linear(hidden, classes), None
+            with torch.no_grad():
+                self.h.weight.copy_(torch.eye(hidden))
+
+        def forward(self, x):
+            levels = (1 << self.bits) - 1 if self.training and self.bits else None
+            h = x.new_zeros(x.shape[0], hidden)
+            for t in range(x.shape[1]):
+                frame = x[:, t] if levels is None else grid(x[:, t], 1 / levels, levels)
+                h = (self.x(frame) + self.h(h)).clamp(0, cap)
+                if levels is not None:
+                    h = grid(h, cap / levels, levels)
+            return self.out(h)
+
+    return RowRNN()
+
+
+def train(model, data: Dataset, *, epochs=30, batch=64, lr=2e-3, seed=0, progress=False,
+          clip=None):
+    """Adam + cross-entropy with a cosine schedule; returns the model in eval mode.
+    ``clip``: the largest gradient norm (recurrent networks), or None."""
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -202,6 +241,8 @@ def train(model, data: Dataset, *, epochs=30, batch=64, lr=2e-3, seed=0, progres
         for idx in torch.randperm(len(x), generator=gen).split(batch):
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
         sched.step()
     return model.eval()

@@ -209,3 +209,50 @@ def test_defaults_shown_are_the_librarys(monkeypatch, capsys, command, module, o
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert shown in " ".join(capsys.readouterr().out.split())
+
+
+def test_sequences_convert_simulate_and_info(capsys, tmp_path, torch):
+    """A ReLU RNN (.pt2) takes (samples, steps, features) calibration and inputs; other
+    shapes are one clear line."""
+    import torch.nn as nn
+
+    class Rows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(3, 8, nonlinearity="relu", batch_first=True)
+            self.out = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.out(self.rnn(x)[1][-1])
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((60, 5, 3)).astype(np.float32)
+    model, path = Rows().eval(), tmp_path / "rnn.pt2"
+    with pytest.warns(UserWarning):         # nn.RNN's flat weights, assigned while traced
+        program = torch.export.export(model, (torch.as_tensor(x[:1]),))
+    torch.export.save(program, path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(60) % 4)
+    np.save(tmp_path / "flat.npy", x[:, 0])
+    net = tmp_path / "rnn.npz"
+    code, out, _ = run(capsys, "convert", path, "--calib", tmp_path / "x.npy", "-o", net)
+    assert code == 0 and "recurrent" in out and "sequence of 5 steps" in out
+    code, out, _ = run(capsys, "info", net)
+    assert code == 0 and "sequence of 5 steps: layers 0..0 run once per step" in out
+    results = {}
+    for coding in ("ttfs", "rate-bipolar"):
+        code, out, _ = run(capsys, "simulate", net, "--inputs", tmp_path / "x.npy",
+                           "--labels", tmp_path / "y.npy", "--coding", coding, "--json")
+        assert code == 0
+        results[coding] = json.loads(out)
+    assert results["rate-bipolar"]["guaranteed_exact"]
+    assert results["rate-bipolar"]["accuracy"] == results["ttfs"]["accuracy"]
+    code, out, _ = run(capsys, "simulate", net, "--inputs", tmp_path / "x.npy")
+    assert code == 0 and "60 samples (sequences of 5 steps)" in out
+    code, _, err = run(capsys, "convert", path, "--calib", tmp_path / "flat.npy", "-o",
+                       tmp_path / "bad.npz")
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "(samples, 5, 3) (samples, steps, features)" in err
+    assert not (tmp_path / "bad.npz").exists()
+    code, _, err = run(capsys, "simulate", net, "--inputs", tmp_path / "flat.npy")
+    assert code != 0 and "the network expects (5, 3)" in err
