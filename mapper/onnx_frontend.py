@@ -70,7 +70,8 @@ class OnnxChain:
         x = np.asarray(x)
         if self.input_axes is None:
             return x
-        return np.ascontiguousarray(np.transpose(x, (0,) + tuple(a + 1 for a in self.input_axes)))
+        axes = (0,) + tuple(a + 1 for a in self.input_axes)
+        return np.ascontiguousarray(np.transpose(x, axes))
 
 
 # -- loading --------------------------------------------------------------------------------

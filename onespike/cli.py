@@ -23,6 +23,7 @@ typical flow:
   onespike demo                                   train, convert and simulate on digits
   onespike convert model.pt2 --calib x.npy -o net.npz
   onespike info net.npz                           layers, windows and register widths
+  onespike export net.npz -o net.onnx             the integer network as exact int64 ONNX
   onespike simulate net.npz --inputs x.npy --labels y.npy [--coding rate-bipolar]
   onespike generate net.npz --lanes 8 -o rtl/   Verilog (onespike_top) + manifest
   onespike verify net.npz --rtl rtl/ --sim verilator --inputs x.npy
@@ -109,6 +110,20 @@ def cmd_info(args):
     net = load(args.net)
     result = net.header()
     _emit(args, result, describe(net))
+
+
+def cmd_export(args):
+    from onespike.ir import load
+    from onespike.mapper.onnx_export import save_onnx
+
+    net = load(args.net)
+    save_onnx(net, args.output, encoder=args.encoder)
+    source = "x (float64, as the model takes it)" if args.encoder else \
+        "a0 (int64, net.encoder.encode(x))"
+    _emit(args, {"output": str(args.output), "input": "x" if args.encoder else "a0",
+                 "outputs": ["logits", "class"]},
+          [f"wrote {args.output}: input {source} -> logits (int64), class; onnxruntime "
+           f"gives the golden model's logits bit for bit"])
 
 
 def cmd_simulate(args):
@@ -550,6 +565,18 @@ def build_parser():
     p = add("info", cmd_info, "show a network's layers, time windows and register widths",
             "Show a network file's layers, time windows, ramps and register widths.")
     p.add_argument("net", help="network file (.npz) from `onespike convert`")
+
+    p = add("export", cmd_export, "write the integer network as an ONNX graph (exact, int64)",
+            "Write a network file as a standard ONNX graph in int64 arithmetic (MatMul, "
+            "floor division by the ramp, clip), so that another engine (onnxruntime, ...) "
+            "checks the integer network: its logits and classes equal the golden model's "
+            "bit for bit. Needs the onnx extra.\n\nexample: onespike export net.npz -o "
+            "net.onnx --encoder")
+    p.add_argument("net", help="network file (.npz) from `onespike convert`")
+    p.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write")
+    p.add_argument("--encoder", action="store_true",
+                   help="take float64 inputs x as the model does and encode them in the graph "
+                        "(default: take the integer activations a0 = net.encoder.encode(x))")
 
     p = add("simulate", cmd_simulate, "run the golden model on inputs, report accuracy",
             "Run the golden model: by default the event-by-event simulation of the neuron "

@@ -216,8 +216,9 @@ def test_channels_last_graph_maps_like_its_channels_first_twin(torch, one_d):
     from onespike.mapper import convert_onnx
     got = convert_onnx(last, x_last, notes=notes)
     same_network(got, convert(first, x_first))
+    axes = "0, 2, 1" if one_d else "0, 3, 1, 2"
     assert notes == [f"the model takes channels-last inputs; the network takes them "
-                     f"channels-first: feed it x.transpose({'0, 2, 1' if one_d else '0, 3, 1, 2'})"]
+                     f"channels-first: feed it x.transpose({axes})"]
 
 
 def test_channels_last_twin_computes_the_onnx_function(torch):
@@ -371,7 +372,7 @@ def test_batch_axis_must_stay_first():
 
 
 def conv_model(conv_attrs, *, pool=None, weight=(3, 1, 3, 3)):
-    """x (1, 6, 6) → Conv → Relu (→ pool) → Flatten → MatMul (its weight sized to fit)."""
+    """x (C, 6, 6) → Conv → Relu (→ pool) → Flatten → MatMul (its weight sized to fit)."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", **conv_attrs),
              helper.make_node("Relu", ["c"], ["r"])]
     last = "r"
