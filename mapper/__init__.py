@@ -7,7 +7,7 @@ from onespike.mapper.quantize import check_bits, quantize
 __all__ = ["convert", "convert_exported", "convert_onnx", "finetune", "TunedNetwork"]
 
 
-def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
+def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, notes=None):
     """Map a ``torch.nn.Module`` (eval mode), or an ONNX model (``onnx.ModelProto`` or a
     ``.onnx`` path, see :func:`convert_onnx`), to a :class:`~onespike.ir.Network`.
 
@@ -18,6 +18,9 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     hidden layers' windows, ``input_bits`` (default ``act_bits``) the input's. A
     :class:`TunedNetwork` from :func:`finetune` converts to the network it trained (its
     quantizers were fixed before training; ``calib`` is only checked for its shape).
+    ``notes``, a list when given, receives what the conversion costs, one line each: the
+    agreement of the integer network's classes with the float network's on ``calib``, and
+    a warning naming the costliest setting when more than 1 % of them change.
     """
     calib = _calibration(calib)
     from onespike.mapper.tuned import TunedNetwork
@@ -27,11 +30,11 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None):
     act_bits = 4 if act_bits is None else act_bits
     if _is_onnx(model):
         return convert_onnx(model, calib, act_bits=act_bits, weight_bits=weight_bits,
-                            input_bits=input_bits)
+                            input_bits=input_bits, notes=notes)
     check_bits(act_bits, weight_bits, input_bits)
     input_shape, layers = parse_module(model, calib[0])
     return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
-                    input_bits=input_bits)
+                    input_bits=input_bits, notes=notes)
 
 
 def _calibration(calib):
@@ -62,12 +65,41 @@ def _tuned(model, calib, act_bits, input_bits):
     return net
 
 
-def convert_exported(path, calib, *, act_bits=4, weight_bits=8, input_bits=None):
+def convert_exported(path, calib, *, act_bits=4, weight_bits=8, input_bits=None,
+                     notes=None):
     """Map a ``torch.export`` program saved as ``.pt2`` (loaded without unpickling)."""
     check_bits(act_bits, weight_bits, input_bits)
+    _refuse_checkpoint(path)
     input_shape, layers = parse_exported(load_exported(path))
     return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
-                    input_bits=input_bits)
+                    input_bits=input_bits, notes=notes)
+
+
+def _refuse_checkpoint(path):
+    """Refuse a ``torch.save`` file (a pickle, or a zip with ``NAME/data.pkl`` and no
+    ``archive_format``) in one line: reading it would run its pickled code."""
+    import zipfile
+    from pathlib import Path
+
+    from onespike.errors import OnespikeError
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        pickled = any(n.count("/") == 1 and n.endswith("/data.pkl") for n in names) \
+            and not any(n.endswith("/archive_format") for n in names)
+    else:
+        with open(path, "rb") as f:
+            pickled = f.read(1) == b"\x80"          # a pickle's protocol opcode
+    if pickled:
+        raise OnespikeError(f"{path} is a torch.save checkpoint (pickled weights or module), "
+                            f"which onespike does not unpickle; export the model instead: "
+                            f"torch.export.save(torch.export.export(model.eval(), "
+                            f"(example,)), 'model.pt2') or torch.onnx.export(..., "
+                            f"'model.onnx')")
 
 
 def convert_onnx(model, calib, *, act_bits=4, weight_bits=8, input_bits=None, notes=None):
@@ -87,7 +119,8 @@ def convert_onnx(model, calib, *, act_bits=4, weight_bits=8, input_bits=None, no
         notes.append(f"the model takes channels-last inputs; the network takes them "
                      f"channels-first: feed it x.transpose({axes})")
     return quantize(chain.input_shape, chain.layers, chain.network_inputs(calib),
-                    act_bits=act_bits, weight_bits=weight_bits, input_bits=input_bits)
+                    act_bits=act_bits, weight_bits=weight_bits, input_bits=input_bits,
+                    notes=notes)
 
 
 def _is_onnx(model):

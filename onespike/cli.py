@@ -73,13 +73,13 @@ def cmd_convert(args):
     if Path(args.model).suffix.lower() == ".onnx":
         net = convert_onnx(args.model, calib, **bits, notes=notes)
     else:
-        net = convert_exported(args.model, calib, **bits)
+        net = convert_exported(args.model, calib, **bits, notes=notes)
     save(net, args.output)
     result = {"output": str(args.output), "layers": [l.kind for l in net.layers],
               "latency_steps": net.latency_steps, "num_classes": net.num_classes,
               "notes": notes}
-    _emit(args, result, [f"wrote {args.output}"] + [f"note: {n}" for n in notes]
-          + describe(net))
+    _emit(args, result, [f"wrote {args.output}"] + [
+        n if n.startswith("warning:") else f"note: {n}" for n in notes] + describe(net))
 
 
 def cmd_finetune(args):

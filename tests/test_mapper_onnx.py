@@ -217,8 +217,8 @@ def test_channels_last_graph_maps_like_its_channels_first_twin(torch, one_d):
     got = convert_onnx(last, x_last, notes=notes)
     same_network(got, convert(first, x_first))
     axes = "0, 2, 1" if one_d else "0, 3, 1, 2"
-    assert notes == [f"the model takes channels-last inputs; the network takes them "
-                     f"channels-first: feed it x.transpose({axes})"]
+    assert notes[0] == (f"the model takes channels-last inputs; the network takes them "
+                        f"channels-first: feed it x.transpose({axes})")
 
 
 def test_channels_last_twin_computes_the_onnx_function(torch):
