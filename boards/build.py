@@ -12,8 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from onespike import ir
+from onespike.boards.capacity import (capacity_text, fewer_weight_bits, floor_of,
+                                      larger_boards, shortfall)
 from onespike.boards.clocks import pll_for
-from onespike.boards.memories import MemoryPlan, inventory, load_image, plan_memories
+from onespike.boards.memories import (MemoryPlan, load_image, plan_memories, sized_inventory,
+                                      skeleton)
 from onespike.boards.platforms import Board, tool_environment
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
@@ -200,11 +203,39 @@ class LinkOptions:
         return accelerator
 
 
+_MEMO = {}     # (function, id(net), arguments) -> (net, result), for one fit() call
+
+
+def _memo(function):
+    """``function(net, ...)`` computed once per network and arguments within a
+    :func:`fit` call (the planner asks for the same lane configurations again and again)."""
+    def cached(net, *args):
+        key = (function.__name__, id(net), *(tuple(a) if isinstance(a, list) else a
+                                             for a in args))
+        hit = _MEMO.get(key)
+        if hit is None or hit[0] is not net:
+            hit = _MEMO[key] = (net, function(net, *args))
+        return hit[1]
+    return cached
+
+
+def _frame(net, spike_cycles, link, top):
+    """The design's memories but the neuron cores' (:func:`~.memories.skeleton`), once per
+    network, link and encoder form: the rest does not depend on the lanes."""
+    key = ("_frame", id(net), spike_cycles, link)
+    if key not in _MEMO or _MEMO[key][0] is not net:
+        _MEMO[key] = (net, skeleton(top))
+    return _MEMO[key][1]
+
+
+@_memo
 def _plan(net, board, lanes, link, lut_budget) -> Fit:
     top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, **link.options))
     lanes = tuple(top.link.accelerator.lanes)
     core = link.logic_luts(net, lanes, board.family, top.link.accelerator.firing)
-    plan = plan_memories(inventory(top.link), board,
+    frame = _frame(net, getattr(top.link.accelerator.encoder, "spike_cycles", None), link,
+                   top.link)
+    plan = plan_memories(sized_inventory(top.link, frame), board,
                          lut_budget=lut_budget / board.packing - core)
     cycles = link.cycles(top.link.accelerator)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
@@ -212,6 +243,7 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
                use_dsp=link.use_dsp, firing=top.link.accelerator.firing)
 
 
+@_memo
 def _steady(net, lanes, link) -> int:
     """Cycles per sample back to back of the accelerator at ``lanes`` (cycle model; the
     accelerator is built for its sizes only, never elaborated)."""
@@ -220,12 +252,18 @@ def _steady(net, lanes, link) -> int:
 
 def _trim(net, lanes, link) -> tuple:
     """``lanes`` with every layer lowered to the fewest lanes that keep the cycles per
-    sample: a layer that is not the bottleneck needs no more (it saves logic and memory)."""
+    sample: a layer that is not the bottleneck needs no more (it saves logic and memory).
+    Only the fewest lanes of each group count are tried: more lanes for the same groups
+    take the same cycles."""
     lanes, steady = list(lanes), _steady(net, lanes, link)
     for n, layer in enumerate(net.layers):
-        for q in range(1, lanes[n]):
+        if not hasattr(layer, "weight"):
+            continue
+        size = layer.weight.shape[0]       # the fewest lanes for each count of groups
+        fewest = sorted({-(-size // groups) for groups in range(1, size + 1)})
+        for q in (q for q in fewest if q < lanes[n]):
             trial = lanes[:n] + [q] + lanes[n + 1:]
-            if hasattr(layer, "weight") and _steady(net, trial, link) <= steady:
+            if _steady(net, trial, link) <= steady:
                 lanes = trial
                 break
     return tuple(lanes)
@@ -302,13 +340,64 @@ def _refine(net, board, link, lut_budget, placed, tries=4):
     return placed
 
 
+def _sorted_planned() -> bool:
+    """Whether a plan of this :func:`fit` call sorted a layer (else planning again with
+    every layer sweeping would try the same configurations)."""
+    return any(key[0] == "_plan" and "sorted" in placed.firing
+               for key, (_, placed) in _MEMO.items())
+
+
+def _memory_luts(net, board, share):
+    """LUT4 a board has for memories in logic once the 1-lane cores' logic is placed."""
+    layers = len(net.layers)
+    return board.luts * share / board.packing - _core_luts(net, [1] * layers, board.family)
+
+
+def _refuse_from_bits(net, board, share):
+    """Refuse ``net`` when its memory floor (:mod:`~onespike.boards.capacity`: every
+    weight, both banks of every membrane) is over what ``board``'s memories of every kind
+    hold, before any component is built; the refusal says what would fit."""
+    luts = _memory_luts(net, board, share)
+    floor = floor_of(net)
+    short = shortfall(floor, board, luts)
+    if not short:
+        return
+    raise OnespikeError(
+        f"the network does not fit {board.name} ({board.device}) at any lane count: its "
+        f"weights take at least {floor.weights // 1024} kbit and its membranes "
+        f"{floor.membranes // 1024} kbit (both banks), the board has {capacity_text(board)} "
+        f"and ~{max(int(luts), 0)} LUT4 for memories in logic ({short} LUT4 short); "
+        f"{_advice(net, board, share, weight_bits=True)}")
+
+
+def _advice(net, board, share, weight_bits=False) -> str:
+    """What may fit where ``net`` does not: with ``weight_bits`` (the refusal came from
+    the memory floor) the most weight bits at which its floor fits ``board`` (a floor: the
+    plan at those bits says the lanes), and the boards whose memory holds its floor."""
+    advice = []
+    bits = fewer_weight_bits(net, board, _memory_luts(net, board, share)) \
+        if weight_bits else None
+    if bits is not None:
+        advice.append(f"{bits}-bit weights (convert again with --weight-bits {bits}; the "
+                      f"weights then take {floor_of(net, bits).weights // 1024} kbit, within "
+                      f"the board's memory)")
+    boards = larger_boards(net, board, lambda b: _memory_luts(net, b, share))
+    advice.append(f"a board with more memory (the floor fits {', '.join(boards)})"
+                  if boards else "no supported board holds it")
+    return "what may fit: " + " or ".join(advice)
+
+
 def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) -> Fit:
     """:func:`_fit`; with ``firing="auto"``, when the sorted layers' lists and logic do
-    not fit, every layer sweeps instead (and the reason says so)."""
+    not fit, every layer sweeps instead (and the reason says so). A TTFS network whose
+    memory floor is over the board's memory is refused first, from its bits alone."""
+    _MEMO.clear()
+    if link.coding == "ttfs":
+        _refuse_from_bits(net, board, 1.0 if lanes is not None else lut_share)
     try:
         return _fit(net, board, lanes, link, lut_share)
     except OnespikeError as e:
-        if link.coding != "ttfs" or link.firing != "auto":
+        if link.coding != "ttfs" or link.firing != "auto" or not _sorted_planned():
             raise
         try:
             placed = _fit(net, board, lanes, replace(link, firing="sweep"), lut_share)
@@ -345,7 +434,8 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
         most = max(lanes) if isinstance(lanes, (list, tuple)) else lanes
         fits, _ = _uniform(net, board, link, board.luts, most=most - 1) if most > 1 \
             else (0, None)
-        advice = f"--lanes {fits} fits" if fits else "no lane count fits; use a larger board"
+        advice = f"--lanes {fits} fits" if fits else \
+            f"no lane count fits; {_advice(net, board, 1.0)}"
         raise OnespikeError(f"the network at {lanes} lane(s) does not fit {board.name} "
                             f"({board.device}): {'; '.join(problems)}; {advice}")
     budget = int(board.luts * lut_share)
@@ -353,14 +443,24 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
     if placed is None:
         problems = _plan(net, board, 1, link, budget).problems(board, budget)
         raise OnespikeError(f"the network does not fit {board.name} ({board.device}) even "
-                            f"at 1 lane: {'; '.join(problems)}; use a larger board")
+                            f"at 1 lane: {'; '.join(problems)} (the board has "
+                            f"{capacity_text(board)}); {_advice(net, board, lut_share)}")
     refined = _refine(net, board, link, budget, placed)
-    reason = (f"{p} lane(s) is the most that fits (memories: {_kinds(refined.plan)}; "
-              f"~{refined.luts} of {board.luts} LUTs estimated)")
+    reason = (f"{_lanes_text(placed.lanes)} fit: {p} lane(s) a layer at most"
+              + (", fewer where a layer does not bound the cycles per sample"
+                 if max(placed.lanes) < p or placed.lanes != tuple(layer_lanes(net, p))
+                 else "")
+              + f" (memories: {_kinds(refined.plan)}; ~{refined.luts} of {board.luts} LUTs "
+                f"estimated)")
     if refined.lanes != placed.lanes:
-        reason += (f"; then more lanes for the slowest layers: {list(refined.lanes)}, "
+        reason += (f"; then more lanes for the slowest layers: {_lanes_text(refined.lanes)}, "
                    f"{placed.steady} -> {refined.steady} cycles per sample")
     return replace(refined, reason=reason)
+
+
+def _lanes_text(lanes) -> str:
+    """Lanes per layer and their total, as the messages state them."""
+    return f"lanes {list(lanes)} ({sum(lanes)} in all)"
 
 
 def _kinds(plan: MemoryPlan) -> str:
@@ -380,8 +480,10 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     """Plan, elaborate and write the tool scripts into ``out_dir/build`` (nothing
     elsewhere); returns ``(fit, top, root, clock_hz, pll)``."""
     clock_hz, pll = _clock(board, clock_mhz)
+    planning = time.monotonic()
     placed = fit(net, board, lanes, link, lut_share)
-    log(f"lanes per layer {list(placed.lanes)}: {placed.reason}")
+    log(f"{_lanes_text(placed.lanes)}, planned in {time.monotonic() - planning:.1f} s: "
+        f"{placed.reason}")
     firing = link.firing if "sorted" in placed.firing else \
         "sweep" if link.coding == "ttfs" else "auto"    # as planned (fit may fall back)
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
@@ -441,7 +543,8 @@ def _run_tools(board, root, log):
                                            "no BELs remaining"))
         if misfit:
             reason = "the design does not fit the device: " + reason
-        failure = BuildFailed(f"building for {board.name} failed after {seconds:.0f} s: "
+        failure = BuildFailed(f"building for {board.name} failed (this place-and-route "
+                              f"attempt: {seconds:.0f} s): "
                               f"{reason} (full log: {root / 'build.log'})")
         failure.misfit = misfit
         raise failure
@@ -466,8 +569,19 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
                                   f"that place and route did not bear out: build without "
                                   f"--lanes (the planner then retries with fewer lanes) "
                                   f"or ask for fewer lanes") from None
-            if not failure.misfit or attempt == retries:
-                raise
+            if not failure.misfit:
+                raise BuildFailed(f"{failure}; the tools stopped on an error that is not a "
+                                  f"lack of room: the log names it (a different netlist, "
+                                  f"e.g. --no-dsp or other --lanes, may avoid a tool "
+                                  f"fault)") from None
+            if attempt == retries:
+                fewer = max(1, max(prepared[0].lanes) // 2)
+                failure = BuildFailed(f"{failure}; {retries + 1} plans, each within fewer "
+                                      f"LUTs, were too full for place and route: ask for "
+                                      f"fewer lanes (e.g. --lanes {fewer}) or use a larger "
+                                      f"board")
+                failure.misfit = True
+                raise failure from None
             share *= 0.8
             log(f"place and route found {board.name} too full at lanes "
                 f"{list(prepared[0].lanes)}; planning again within {share:.0%} of the LUTs")
@@ -486,10 +600,18 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     link = LinkOptions(baud, coding, use_dsp, firing)    # impossible options are refused
     _clock(board, clock_mhz)                             # first, then an impossible clock
     net = ir.load(net_path)
-    log(f"building {net_path} for {board.name} ({board.device}): synthesis, place and "
-        f"route, packing (a few minutes; log in {Path(out_dir)}/build/build.log)")
-    placed, top, root, clock_hz, pll, seconds = _place(net, board, out_dir, lanes, link,
-                                                       clock_mhz, log)
+    started = time.monotonic()
+    log(f"building {net_path} for {board.name} ({board.device}): planning (seconds), then "
+        f"synthesis, place and route, packing (minutes; log in "
+        f"{Path(out_dir)}/build/build.log)")
+    try:
+        placed, top, root, clock_hz, pll, seconds = _place(net, board, out_dir, lanes, link,
+                                                           clock_mhz, log)
+    except BuildFailed as failure:
+        whole = BuildFailed(f"{failure} [the build ran {time.monotonic() - started:.0f} s "
+                            f"in all]")
+        whole.misfit = failure.misfit
+        raise whole from None
     out_dir, plan = Path(out_dir), placed.plan
     report = json.loads((root / "report.json").read_text())
     (fmax_entry,) = report["fmax"].values()       # the design has one clock

@@ -107,11 +107,53 @@ def test_lanes_that_cannot_fit_are_refused_with_numbers(digits_mlp_net):
     assert fit(net, board_named("icebreaker"), largest).plan.blocks <= 30
 
 
+@pytest.fixture(scope="module")
+def mnist_shaped_net(torch):
+    """An untrained 784-128-10 MLP (the MNIST MLP's memory, without the data set)."""
+    from onespike import zoo
+    from onespike.mapper import convert
+
+    torch.manual_seed(0)
+    calib = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+    return convert(zoo.mlp([784, 128, 10]).eval(), calib)
+
+
+def test_a_network_over_the_memory_floor_is_refused_from_its_bits(mnist_shaped_net,
+                                                                  monkeypatch):
+    """Before any component is built, counting every memory kind (SPRAM on the iCE40),
+    with what may fit: fewer weight bits where those fit the floor, boards that hold it."""
+    import time
+    from onespike.boards import build as flow
+    from onespike.boards.capacity import floor_of, shortfall
+
+    def built(*args, **kwargs):
+        raise AssertionError("a component was built")
+    monkeypatch.setattr(flow, "BoardTop", built)
+    board = board_named("tang-nano-9k")
+    started = time.monotonic()
+    with pytest.raises(OnespikeError) as refused:
+        fit(mnist_shaped_net, board)
+    assert time.monotonic() - started < 5
+    message = str(refused.value)
+    assert "at any lane count" in message and "26 BSRAM blocks (468 kbit)" in message
+    bits = int(message.split("--weight-bits ")[1].split(";")[0])
+    luts = flow._memory_luts(mnist_shaped_net, board, flow.LUT_SHARE)
+    assert shortfall(floor_of(mnist_shaped_net, bits), board, luts) == 0
+    assert shortfall(floor_of(mnist_shaped_net, bits + 1), board, luts) > 0
+    assert "ulx3s-85f" in message.split("a board with more memory")[1]
+    from onespike import zoo
+    from onespike.mapper import convert
+    calib = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+    wide = convert(zoo.mlp([784, 512, 10]).eval(), calib)      # 3.2 Mbit of weights
+    with pytest.raises(OnespikeError, match=r"4 SPRAM \(1024 kbit, weights only\)"):
+        fit(wide, board_named("icebreaker"))
+
+
 def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_net):
     net, _ = digits_mlp_net
     board = board_named("icebreaker")
     chosen = fit(net, board)
-    assert "is the most that fits" in chosen.reason
+    assert f"lanes {list(chosen.lanes)} ({sum(chosen.lanes)} in all) fit" in chosen.reason
     assert chosen.plan.blocks <= board.blocks and chosen.plan.spram_plan.sprams <= 4
     assert chosen.steady < fit(net, board, 1).steady
     assert chosen.luts <= board.luts * 0.85

@@ -9,12 +9,14 @@ from amaranth.hdl import Fragment
 
 from onespike.boards import protocol as proto
 from onespike.boards.build import fit
+from onespike.boards.link import LinkedAccelerator
 from onespike.boards.memories import (MemoryMapper, MemoryRecord, OnPlatform,
                                      all_weights_in_spram, inventory, load_image,
-                                     plan_memories)
+                                     plan_memories, sized_inventory, skeleton)
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
-from onespike.sim import closed_form
+from onespike.hdl.streams import discard
+from onespike.sim import closed_form, random_network
 from helpers import CLOCK_HZ, infer, new_link, random_dense, run_link
 
 
@@ -137,3 +139,28 @@ def test_small_roms_stay_in_logic_on_ecp5(board, rows, width, kind):
                        write_ports=0, weights=False, varying=width - 2)
     plan = plan_memories([rom], board_named(board))
     assert plan.kinds["layer0.constants"] == kind
+
+
+def _sized_case(seed, lanes, firing):
+    net = random_network(np.random.default_rng(seed), conv=seed % 2 == 1)
+    widest = max(l.weight.shape[0] for l in net.layers if hasattr(l, "weight"))
+    return lambda: LinkedAccelerator(net, lanes=min(lanes, widest), divisor=10,
+                                     timeout=1000, clock_hz=1_000_000, firing=firing)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_planner_sizes_the_memories_inventory_finds(seed):
+    """The planner's inventory from the cores' sizes (no elaboration of their memories)
+    equals the elaborated one: names, shapes, ports, varying ROM bits, weight rows; and a
+    skeleton of one lane configuration serves another."""
+    def key(r):
+        return (r.name, r.width, r.depth, r.read_ports, r.write_ports, r.weights, r.varying)
+    frame = skeleton(_sized_case(seed, 1, "sweep")())
+    for lanes in (1, 3):
+        for firing in ("sweep", "sorted"):
+            make = _sized_case(seed, lanes, firing)
+            real, sized = inventory(make()), sized_inventory(make())
+            again = sized_inventory(discard(make()), frame)
+            assert [key(r) for r in sized] == [key(r) for r in real], (lanes, firing)
+            assert [r.init for r in sized if r.weights] == [r.init for r in real if r.weights]
+            assert [key(r) for r in again] == [key(r) for r in real]
