@@ -635,6 +635,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         "lutram_estimate": plan.lutram, "luts_estimate": placed.luts,
         "spram_planned": plan.spram_plan.sprams, "load_bytes": plan.spram_plan.load_bytes,
         "memories": plan.kinds, "cycles_per_sample": placed.steady,
+        "sequence_steps": net.steps,       # a sample is a sequence of that many steps
         "build_seconds": round(seconds, 1),
     }
     (out_dir / "build.json").write_text(json.dumps(summary, indent=1) + "\n")

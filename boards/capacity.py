@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from onespike.boards.platforms import BOARDS
-from onespike.ir import signed_bits
+from onespike.hdl.recurrent import joint_layer
+from onespike.ir import Recurrent, signed_bits
 
 __all__ = ["Floor", "floor_of", "shortfall", "capacity_text", "larger_boards",
            "fewer_weight_bits"]
@@ -38,6 +39,12 @@ def _varying(weight, bits) -> int:
                ~int(np.bitwise_and.reduce(masked))).count("1")
 
 
+def _weights(layer):
+    """The weights one memory of ``layer``'s core holds: a recurrent layer's input and
+    state weights side by side (:func:`~onespike.hdl.recurrent.joint_layer`)."""
+    return joint_layer(layer).weight if isinstance(layer, Recurrent) else layer.weight
+
+
 def floor_of(net, weight_bits=None) -> Floor:
     """The memory floor of ``net``; ``weight_bits``: as if its weights had that many bits
     (each weight word one bit narrower per bit less, its membranes as they are)."""
@@ -45,11 +52,12 @@ def floor_of(net, weight_bits=None) -> Floor:
     for layer, width in zip(net.layers, net.widths()):
         if not hasattr(layer, "weight"):
             continue
-        bits = signed_bits(int(np.abs(layer.weight).max(initial=0)))
-        used = _varying(layer.weight, bits)
+        weight = _weights(layer)
+        bits = signed_bits(int(np.abs(weight).max(initial=0)))
+        used = _varying(weight, bits)
         if weight_bits is not None:
             used = max(used - max(bits - weight_bits, 0), 0)
-        weights += layer.weight.size * used
+        weights += weight.size * used
         membranes += 2 * int(np.prod(layer.out_shape)) * width.membrane_bits
     return Floor(weights, membranes)
 
@@ -97,7 +105,7 @@ def larger_boards(net, current, luts_left) -> list:
 def fewer_weight_bits(net, board, luts):
     """The most weight bits (below the network's) at which its floor fits ``board``, or
     None."""
-    bits = max((signed_bits(int(np.abs(layer.weight).max(initial=0)))
+    bits = max((signed_bits(int(np.abs(_weights(layer)).max(initial=0)))
                 for layer in net.layers if hasattr(layer, "weight")), default=0)
     return next((b for b in range(bits - 1, 1, -1)
                  if shortfall(floor_of(net, b), board, luts) == 0), None)

@@ -132,9 +132,27 @@ class BoardClient:
                 progress(len(chunk))
 
 
+def _flat_samples(a0, net, identity) -> np.ndarray:
+    """``a0`` as one row of activations per sample (a sequence's steps one after the other,
+    as the board takes them), refused in one line when its samples are not the network's:
+    of another size, or (with ``net``) sequences of another length."""
+    a0 = np.asarray(a0)
+    shape = a0.shape[1:]
+    sequence = net is not None and net.steps is not None
+    takes = f"{identity.inputs} values per sample"
+    if sequence:
+        takes = f"sequences {tuple(net.encoder.sample_shape)} (steps, features...), {takes}"
+    if a0.ndim < 2 or (sequence and a0.ndim > 2 and shape[0] != net.steps) or \
+            int(np.prod(shape)) != identity.inputs:
+        raise OnespikeError(f"inputs have shape {shape} per sample ({int(np.prod(shape))} "
+                            f"values); the board's network takes {takes}")
+    return a0.reshape(len(a0), -1)
+
+
 def run_inputs(client: BoardClient, a0, *, net=None, weights=None, spikes=False,
                progress=True) -> dict:
-    """Stream integer activations ``a0`` (samples, inputs) to a board; checks the board
+    """Stream integer activations ``a0`` (samples, inputs), or for a sequence network
+    (samples, steps, features...), one ``INFER`` frame a sample, to a board; checks the board
     holds ``net`` (when given), loads its run-time ``weights`` (the build's load image) if
     it has not got them yet, and compares every answer with the golden model."""
     from tqdm import tqdm
@@ -145,10 +163,7 @@ def run_inputs(client: BoardClient, a0, *, net=None, weights=None, spikes=False,
                             f"{identity.checksum:08x}, this one is "
                             f"{proto.network_checksum(net):08x}); build and load its bitstream "
                             f"with `onespike build`")
-    a0 = np.asarray(a0).reshape(len(a0), -1)
-    if a0.shape[1] != identity.inputs:
-        raise OnespikeError(f"inputs have {a0.shape[1]} values per sample; the board's network "
-                            f"takes {identity.inputs}")
+    a0 = _flat_samples(a0, net, identity)
     if a0.min() < 0 or a0.max() > identity.levels:
         raise OnespikeError(f"activations must be integers 0..{identity.levels}; pass the "
                             f"network (--net) to encode float inputs")
@@ -186,7 +201,7 @@ def run_inputs(client: BoardClient, a0, *, net=None, weights=None, spikes=False,
         from onespike.sim import closed_form
         from onespike.sim.observed import window_steps
 
-        golden = closed_form(net, a0.reshape((len(a0),) + tuple(net.encoder.shape)))
+        golden = closed_form(net, a0.reshape((len(a0),) + tuple(net.encoder.sample_shape)))
         bad = (golden.classes != np.array(classes)) | \
             (golden.logits != np.array(logits)).any(axis=1)
         if spikes:

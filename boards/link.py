@@ -8,11 +8,18 @@ thrown away; a frame that breaks half-way (framing error, overrun, timeout) rese
 accelerator through the same ``rst`` path the mid-inference reset tests cover. Either way
 the host gets an ``ERROR`` answer.
 
+A sequence network's accelerator takes a sample as ``T`` windows, and its encoder holds one
+sequence step per bank, not the whole sample: a slow step would hold the UART back and
+overrun it. So the link of a sequence network puts a :class:`SampleBuffer` of one whole
+``INFER`` payload (``T`` × features activations) between the handler and the accelerator;
+the host sends the sequence at the line's speed and the accelerator takes it at its own.
+
 The link is a chain of components joined by streams (what flows between them below)::
 
     UARTReceiver    --bytes, line faults--> FrameReceiver
     FrameReceiver   --frame events-->       CommandHandler <--activations, class--> Accelerator
     CommandHandler  --reply requests-->     Replies        <--taps--                Accelerator
+    (a sequence network: CommandHandler --activations--> SampleBuffer --> Accelerator)
     Replies         --header, body-->       FrameSender    --bytes-->               UARTTransmitter
 
 :class:`~.frames.FrameReceiver` parses and checks frames, :class:`~.commands.CommandHandler`
@@ -22,7 +29,7 @@ feeds the accelerator (activations in, class out), loads weights and decides eac
 """
 
 from amaranth.hdl import Module, ResetInserter
-from amaranth.lib import wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from onespike.boards import protocol as proto
@@ -32,9 +39,39 @@ from onespike.boards.replies import Replies
 from onespike.boards.uart import UARTReceiver, UARTTransmitter
 from onespike.errors import OnespikeError
 from onespike.hdl.generate import CODINGS, accelerator
-from onespike.hdl.streams import refuse
+from onespike.hdl.streams import activation_layout, refuse
 
-__all__ = ["LinkedAccelerator", "LoadSignature", "CODINGS"]
+__all__ = ["LinkedAccelerator", "SampleBuffer", "LoadSignature", "CODINGS"]
+
+
+class SampleBuffer(wiring.Component):
+    """A first-in first-out buffer of ``depth`` input activations (``0..levels``), ``i``
+    to ``o``: ``i`` is ready whenever fewer than ``depth`` are held, so a producer sending
+    at most ``depth`` before it waits for an answer is never held back. Its storage is a
+    memory with a synchronous read port (``fifo.storage``, block RAM on a board)."""
+
+    def __init__(self, *, levels: int, depth: int):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            refuse(self, ValueError(f"Buffer depth must be a positive integer, not "
+                                    f"{depth!r}"))
+        self._depth = depth
+        layout = activation_layout(levels)
+        super().__init__({"i": In(stream.Signature(layout)),
+                          "o": Out(stream.Signature(layout))})
+
+    @property
+    def depth(self):
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.i.payload.shape().size
+        m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
+        m.d.comb += [queue.w_data.eq(self.i.payload), queue.w_en.eq(self.i.valid),
+                     self.i.ready.eq(queue.w_rdy),
+                     self.o.payload.eq(queue.r_data), self.o.valid.eq(queue.r_rdy),
+                     queue.r_en.eq(self.o.ready)]
+        return m
 
 
 class LinkedAccelerator(wiring.Component):
@@ -94,6 +131,13 @@ class LinkedAccelerator(wiring.Component):
         m.submodules.receiver = receiver = FrameReceiver(timeout=self._timeout)
         m.submodules.handler = handler = CommandHandler(self._identity)
         m.submodules.accelerator = ResetInserter(handler.abort)(acc)
+        if net.steps is None:          # the encoder holds a whole sample
+            wiring.connect(m, handler.activations, acc.i)
+        else:
+            buffer = SampleBuffer(levels=net.encoder.levels, depth=self._identity.inputs)
+            m.submodules.buffer = ResetInserter(handler.abort)(buffer)
+            wiring.connect(m, handler.activations, buffer.i)
+            wiring.connect(m, buffer.o, acc.i)
         last = len(net.layers) - 1
         tap = getattr(acc, f"tap_{last}")
         m.submodules.replies = replies = Replies(
@@ -107,7 +151,6 @@ class LinkedAccelerator(wiring.Component):
                      replies.capture.eq(handler.capture)]
         wiring.connect(m, rx.o, receiver.i)
         wiring.connect(m, receiver.o, handler.i)
-        wiring.connect(m, handler.activations, acc.i)
         wiring.connect(m, acc.o, handler.result)
         wiring.connect(m, wiring.flipped(self.load), handler.load)
         wiring.connect(m, acc.tap_logits, replies.tap_logits)

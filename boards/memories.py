@@ -23,6 +23,7 @@ from amaranth.lib import data, memory, wiring
 
 from onespike.errors import OnespikeError
 from onespike.hdl.core import NeuronCore
+from onespike.hdl.recurrent import RecurrentCore
 from onespike.hdl.streams import discard
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "load_image", "MemoryPlan",
@@ -222,6 +223,13 @@ class _Sized:
         return m
 
 
+def _neuron_core(core):
+    """The neuron core that holds ``core``'s memories: itself, or a recurrent core's inner
+    dense core (the merge and the tee hold none); None for the cores without neurons."""
+    core = core.core if isinstance(core, RecurrentCore) else core
+    return core if isinstance(core, NeuronCore) else None
+
+
 def skeleton(top) -> list:
     """:func:`inventory` of ``top`` (a design whose ``accelerator`` holds ``cores``, or an
     accelerator) with each neuron core left unelaborated: its records, in order, with the
@@ -230,7 +238,8 @@ def skeleton(top) -> list:
     accelerator = getattr(top, "accelerator", top)
     sized = {}
     for n, core in enumerate(getattr(accelerator, "cores", ())):
-        if isinstance(core, NeuronCore):
+        core = _neuron_core(core)
+        if core is not None:
             stand_in = _Sized()
             core.elaborate = stand_in.elaborate        # on this instance only
             sized[id(stand_in.marker)] = (n, discard(core))
@@ -253,7 +262,7 @@ def sized_inventory(top, frame=None) -> list:
     out = []
     for entry in frame:
         out += [entry] if isinstance(entry, MemoryRecord) else \
-            core_records(cores[entry[0]], entry[1])
+            core_records(_neuron_core(cores[entry[0]]), entry[1])
     return out
 
 

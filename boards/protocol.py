@@ -121,7 +121,8 @@ class Identity:
     layout :attr:`FORMAT`)."""
     version: int
     checksum: int          # network_checksum of the loaded network
-    inputs: int            # input neurons: INFER payload length
+    inputs: int            # input activations per sample (a sequence's steps × features):
+                           # INFER payload length
     levels: int            # A: activations are 0..A
     classes: int
     logit_bytes: int
@@ -148,7 +149,7 @@ class Identity:
     @classmethod
     def of(cls, net, *, clock_hz, load_bytes=0, loaded=True):
         return cls(version=VERSION, checksum=network_checksum(net),
-                   inputs=int(np.prod(net.encoder.shape)), levels=net.encoder.levels,
+                   inputs=int(np.prod(net.encoder.sample_shape)), levels=net.encoder.levels,
                    classes=net.num_classes,
                    logit_bytes=logit_bytes(net.widths()[-1].membrane_bits),
                    spiking=int(np.prod(net.layers[-1].in_shape)), load_bytes=load_bytes,

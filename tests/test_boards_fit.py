@@ -149,6 +149,28 @@ def test_a_network_over_the_memory_floor_is_refused_from_its_bits(mnist_shaped_n
         fit(wide, board_named("icebreaker"))
 
 
+def test_a_row_rnn_is_planned_with_both_weight_matrices(torch):
+    """An untrained 28-128-10 row RNN (the MNIST RNN's memories): the floor counts its
+    input and state weights; the iCEBreaker plan holds the layer's joint weights in SPRAM
+    at the lanes it plans (once refused for the memories of the first lanes tried)."""
+    from onespike import zoo
+    from onespike.boards.capacity import floor_of
+    from onespike.mapper import convert
+
+    torch.manual_seed(0)
+    calib = np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)
+    net = convert(zoo.row_rnn(28, 128, 10).eval(), calib)
+    assert floor_of(net).weights == ((28 + 128) * 128 + 128 * 10) * 8
+    board = board_named("icebreaker")
+    placed = fit(net, board)
+    weights = next(r for r in placed.plan.records
+                   if r.name == "accelerator.layer0.core.weights")
+    lanes = placed.lanes[0]
+    assert (weights.width, weights.depth) == (8 * lanes, (28 + 128) * -(-128 // lanes))
+    assert placed.plan.kinds[weights.name] == "spram"
+    assert not placed.problems(board, board.luts) and placed.lanes[0] > 1
+
+
 def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_net):
     net, _ = digits_mlp_net
     board = board_named("icebreaker")

@@ -12,7 +12,7 @@ from onespike.boards import protocol as proto
 from onespike.boards.host import BoardClient, run_inputs
 from onespike.boards.simboard import SimulatedBoard
 from onespike.errors import OnespikeError
-from onespike.sim import closed_form
+from onespike.sim import closed_form, random_inputs, random_recurrent_network
 from onespike.sim.random_net import random_network
 from helpers import new_link, random_dense
 
@@ -100,3 +100,55 @@ def test_onespike_run_loads_spram_weights_then_classifies(tmp_path, capsys):
     assert result["weights_loaded_bytes"] == plan.load_bytes > 0
     assert result["golden_mismatches"] == 0
     assert result["classes"] == list(closed_form(net, a0).classes)
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    """A small random recurrent network (4 steps of 7 features) and sequences for it."""
+    rng = np.random.default_rng(7)
+    net = random_recurrent_network(rng, max_steps=6, max_width=10)
+    return net, random_inputs(rng, net, 3)
+
+
+def test_sequences_are_answered_like_the_golden_model(sequences):
+    """One INFER frame a sequence (its steps one after the other), one answer a sequence."""
+    net, a0 = sequences
+    with board_for(net) as board:
+        with BoardClient(board.port, baud=BAUD, timeout=30) as client:
+            result = run_inputs(client, a0, net=net, spikes=True, progress=False)
+    golden = closed_form(net, a0)
+    assert result["samples"] == len(a0)
+    assert result["classes"] == list(golden.classes)
+    assert result["logits"] == golden.logits.tolist()
+    assert result["golden_mismatches"] == 0
+
+
+def test_sequences_of_the_wrong_shape_are_refused_in_one_line(sequences, tmp_path, capsys):
+    """Refused before any inference: sequences one step short (integers, from Python) and
+    float inputs of another shape (``onespike run --build``), each in one line."""
+    import json
+
+    from onespike.cli import main
+    from onespike.ir import save
+
+    net, a0 = sequences
+    steps, features = net.steps, net.encoder.shape[0]
+    build_dir = tmp_path / "bit"
+    build_dir.mkdir()
+    save(net, build_dir / "network.npz")
+    (build_dir / "build.json").write_text(json.dumps({"baud": BAUD}))
+    np.save(tmp_path / "flat.npy", a0.reshape(len(a0), -1).astype(np.float64))
+    with board_for(net) as board:
+        with BoardClient(board.port, baud=BAUD, timeout=30) as client:
+            with pytest.raises(OnespikeError) as refused:
+                run_inputs(client, a0[:, 1:], net=net, progress=False)
+        status = main(["run", "--build", str(build_dir), "--port", board.port, "--inputs",
+                       str(tmp_path / "flat.npy"), "--timeout", "30"])
+    assert str(refused.value) == (
+        f"inputs have shape ({steps - 1}, {features}) per sample "
+        f"({(steps - 1) * features} values); the board's network takes sequences "
+        f"({steps}, {features}) (steps, features...), {steps * features} values per sample")
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == (f"onespike: error: inputs have shape ({steps * features},) per sample, "
+                   f"the network expects ({steps}, {features}) (steps, features...)\n")

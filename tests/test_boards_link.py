@@ -7,7 +7,8 @@ import pytest
 from helpers import (CLOCK_HZ, DIVISOR, TIMEOUT, infer, infer_spikes, new_link, random_dense,
                      run_link)
 from onespike.boards import protocol as proto
-from onespike.sim import closed_form
+from onespike.boards.link import SampleBuffer
+from onespike.sim import closed_form, random_inputs, random_recurrent_network
 from onespike.sim.observed import window_steps
 
 
@@ -98,3 +99,38 @@ def test_every_fault_is_answered_and_the_link_recovers(small):
     assert out[-3][0] == proto.Reply.SPIKES
     assert out[-2] == (proto.Reply.ERROR, bytes([proto.Fault.OVERRUN]))
     assert out[-1][0] == proto.Reply.SPIKES
+
+
+@pytest.mark.parametrize("seed", [5, 7])
+def test_a_sequence_network_answers_each_sequence_like_the_golden_model(seed):
+    """A recurrent network behind the link: an INFER frame carries a whole sequence (steps
+    × features activations, C order), its answer the class, logits and last hidden spikes
+    of that sequence. The steps these networks take are slower than the UART's bytes (the
+    link overran before its sample buffer)."""
+    rng = np.random.default_rng(seed)
+    net = random_recurrent_network(rng, max_steps=6, max_width=10)
+    a0 = random_inputs(rng, net, 3)
+    assert net.steps > 1 and a0.shape[1:] == net.encoder.sample_shape
+    identity = proto.Identity.of(net, clock_hz=CLOCK_HZ)
+    assert identity.inputs == net.steps * int(np.prod(net.encoder.shape))
+    golden = closed_form(net, a0)
+
+    async def script(ctx, line):
+        answers = []
+        for k, a in enumerate(a0):
+            await line.send(ctx, (infer_spikes if k % 2 else infer)(a.reshape(-1)))
+            answers.append(await line.reply(ctx))
+        return answers
+
+    for k, (kind, payload) in enumerate(run_link(new_link(net), script)):
+        assert kind == (proto.Reply.SPIKES if k % 2 else proto.Reply.RESULT), (k, payload)
+        cls, logits, steps = proto.decode_result(payload, identity, spikes=bool(k % 2))
+        assert (cls, logits) == (golden.classes[k], list(golden.logits[k])), f"sample {k}"
+        if k % 2:
+            np.testing.assert_array_equal(steps, window_steps(net, golden.times[-1][k], -1)
+                                          .reshape(-1))
+
+
+def test_a_sample_buffer_needs_a_positive_depth():
+    with pytest.raises(ValueError, match="^Buffer depth must be a positive integer, not 0$"):
+        SampleBuffer(levels=3, depth=0)

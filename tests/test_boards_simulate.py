@@ -3,10 +3,12 @@ real frames to the generated Verilog and get the golden model's answers back."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from onespike.boards.simulate import simulate_board
 from onespike.ir import Network
+from onespike.sim import random_inputs, random_recurrent_network
 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
@@ -38,3 +40,13 @@ def test_weights_in_ice40_spram_cells_load_and_answer(digits_mlp_net, tmp_path):
     a0 = net.encoder.encode(data.x_test[:2])
     assert simulate_board(net, a0, tmp_path, lanes=2, spram=True) == {"answered": 2,
                                                                       "failures": []}
+
+
+def test_board_top_answers_sequences_like_the_golden_model(tmp_path):
+    """A recurrent network on the board top's UART pins: one frame a sequence (its steps
+    one after the other), the class, logits and last hidden spikes of each."""
+    rng = np.random.default_rng(7)
+    net = random_recurrent_network(rng, max_steps=6, max_width=10)
+    a0 = random_inputs(rng, net, 3)
+    assert net.steps > 1
+    assert simulate_board(net, a0, tmp_path, lanes=2) == {"answered": 3, "failures": []}
