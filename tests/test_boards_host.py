@@ -152,3 +152,37 @@ def test_sequences_of_the_wrong_shape_are_refused_in_one_line(sequences, tmp_pat
     assert status == 2
     assert err == (f"onespike: error: inputs have shape ({steps * features},) per sample, "
                    f"the network expects ({steps}, {features}) (steps, features...)\n")
+
+
+@pytest.mark.slow
+def test_onespike_run_answers_row_rnn_sequences_with_weights_in_spram(torch, tmp_path,
+                                                                     capsys):
+    """`onespike run --build DIR` with float (samples, 28, 28) sequences for an untrained
+    28-128-10 row RNN (the MNIST RNN's shape) at the iCEBreaker's planned lanes [6, 1],
+    its weights in (modelled) SPRAM loaded first: every answer the golden model's."""
+    import json
+
+    from onespike import zoo
+    from onespike.boards.memories import all_weights_in_spram, load_image
+    from onespike.cli import main
+    from onespike.ir import save
+    from onespike.mapper import convert
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)
+    net = convert(zoo.row_rnn(28, 128, 10).eval(), x)
+    top, board_link, plan = all_weights_in_spram(
+        lambda load_bytes: new_link(net, lanes=[6, 1], timeout=400, load_bytes=load_bytes),
+        model=True)
+    build_dir = tmp_path / "bit"
+    build_dir.mkdir()
+    save(net, build_dir / "network.npz")
+    (build_dir / "build.json").write_text(json.dumps({"baud": BAUD}))
+    (build_dir / "weights.bin").write_bytes(load_image(plan))
+    np.save(tmp_path / "x.npy", x[:2].astype(np.float64))
+    with SimulatedBoard(board_link, top=top) as board:
+        status = main(["run", "--build", str(build_dir), "--port", board.port, "--inputs",
+                       str(tmp_path / "x.npy"), "--timeout", "120", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0 and result["golden_mismatches"] == 0
+    assert result["classes"] == list(closed_form(net, net.encoder.encode(x[:2])).classes)

@@ -50,3 +50,5 @@ def test_board_top_answers_sequences_like_the_golden_model(tmp_path):
     a0 = random_inputs(rng, net, 3)
     assert net.steps > 1
     assert simulate_board(net, a0, tmp_path, lanes=2) == {"answered": 3, "failures": []}
+    assert simulate_board(net, a0[:2], tmp_path / "spram", lanes=2, spram=True) == \
+        {"answered": 2, "failures": []}            # its weights in iCE40 SPRAM cells
