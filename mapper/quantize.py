@@ -62,10 +62,17 @@ def _check_calibration(calib, input_shape):
     if calib.dtype.kind not in "fiub":
         raise OnespikeError(f"calibration data must be numeric, not {calib.dtype}")
     calib = calib.astype(np.float64)
-    if calib.shape[1:] == signal_shape(input_shape):
-        calib = calib.reshape((len(calib),) + tuple(input_shape))   # a 1-D signal
+    frame = _step_frame(input_shape)
+    if calib.shape[1:] == signal_shape(input_shape) or frame and calib.shape[1:] in (
+            (input_shape[0],) + frame, (input_shape[0], int(np.prod(frame)))):
+        # a 1-D signal; a sequence of maps, each step (C, L) or flat as the model reads it
+        calib = calib.reshape((len(calib),) + tuple(input_shape))
     if calib.ndim != len(input_shape) + 1 or calib.shape[1:] != tuple(input_shape):
         what = " (samples, steps, features)" if _is_sequence_shape(input_shape) else ""
+        if frame:
+            what = (f" (samples, steps, *map), or (samples, {input_shape[0]}, "
+                    f"{', '.join(map(str, frame))}) or (samples, {input_shape[0]}, "
+                    f"{int(np.prod(frame))})")
         raise OnespikeError(f"calibration array has shape {calib.shape}; the model expects "
                             f"(samples, {', '.join(map(str, input_shape))}){what}")
     if len(calib) == 0:
@@ -75,8 +82,16 @@ def _check_calibration(calib, input_shape):
     return calib
 
 
+def _step_frame(input_shape):
+    """Each step's map in a sequence of maps ``(steps, C, H, W)``, a signal as ``(C, L)``;
+    None for other shapes."""
+    if len(input_shape) != 4:
+        return None
+    return signal_shape(input_shape[1:]) or tuple(input_shape[1:])
+
+
 def _is_sequence_shape(input_shape):
-    return len(input_shape) == 2        # (steps, features): frames are vectors
+    return len(input_shape) in (2, 4)   # (steps, features) or (steps, C, H, W)
 
 
 def _last_recurrent(layers):
@@ -352,7 +367,13 @@ def quantize(input_shape, layers, calib, *, act_bits=4, weight_bits=8, balance=N
     given, receives what the conversion costs on the calibration data (:func:`_costs`)."""
     check_bits(act_bits, weight_bits, input_bits)
     input_bits = act_bits if input_bits is None else input_bits
+    given = np.shape(calib)[1:]
     calib = _check_calibration(calib, input_shape)
+    frame = _step_frame(input_shape)
+    if notes is not None and frame and given[1:] not in (frame, tuple(input_shape[1:])):
+        notes.append(f"the network takes each step as the {frame} map its first "
+                     f"convolution reads: feed it x.reshape(len(x), {input_shape[0]}, "
+                     f"{', '.join(map(str, frame))})")
     if balance is not None and not 0 <= balance <= 1:
         raise OnespikeError(f"balance must be in [0, 1], not {balance}")
     if balance is not None and notes is None:

@@ -2,6 +2,8 @@
 the same integer network; the integer recurrence tracks the float one; the rest is refused
 with the module's name."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -268,3 +270,200 @@ def test_calibration_must_be_sequences(torch):
     with pytest.raises(OnespikeError, match=r"expects \(samples, 5, 3\) \(samples, steps, "
                                             r"features\)"):
         quantize(shape, layers, np.zeros((8, 4, FEATURES)))
+
+
+# -- the CRNN shape: 1-D convolutions over each step's features before the recurrence ------
+
+LENGTH, CHANNELS = 8, 3
+
+
+class CRNN(nn.Module):
+    """Conv1d (+ BatchNorm1d) → ReLU → pooling on each step's features, then a ReLU RNN;
+    spelled with the steps folded into the batch (``reshape``, or ``time-major`` through a
+    transpose), or per step in a loop (``x[:, t].unsqueeze(1)`` with an ``nn.RNNCell``,
+    ``x[:, t:t + 1]`` with two Linears). Every spelling takes the parameters of one model."""
+
+    def __init__(self, spelling, pool="max", seed=0):
+        super().__init__()
+        import torch
+
+        torch.manual_seed(seed)
+        self.spelling, self.pool = spelling, pool
+        self.conv, self.bn = nn.Conv1d(1, CHANNELS, 3, padding=1), nn.BatchNorm1d(CHANNELS)
+        self.rnn = nn.RNN(CHANNELS * LENGTH // 2, HIDDEN, nonlinearity="relu",
+                          batch_first=spelling != "time-major")
+        self.out = nn.Linear(HIDDEN, CLASSES)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.2, 0.2)
+            self.bn.running_var.uniform_(0.5, 2.0)
+            self.bn.weight.uniform_(0.5, 1.5)
+            self.rnn.weight_hh_l0.mul_(0.6)
+        if spelling == "loop":
+            self.cell = nn.RNNCell(CHANNELS * LENGTH // 2, HIDDEN, nonlinearity="relu")
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.cell, name).data = getattr(self.rnn, f"{name}_l0").data.clone()
+
+    def features(self, frames):
+        y = self.bn(self.conv(frames)).relu()
+        pool = nn.functional.max_pool1d if self.pool == "max" else nn.functional.avg_pool1d
+        return pool(y, 2)
+
+    def forward(self, x):
+        batch, steps = x.shape[:2]
+        if self.spelling == "reshape":
+            y = self.features(x.reshape(batch * steps, 1, LENGTH)).reshape(batch, steps, -1)
+            return self.out(self.rnn(y)[1][-1])
+        if self.spelling == "time-major":
+            y = self.features(x.transpose(0, 1).reshape(steps * batch, 1, LENGTH))
+            return self.out(self.rnn(y.reshape(steps, batch, -1))[0][-1])
+        h = x.new_zeros(batch, HIDDEN)
+        for t in range(steps):
+            if self.spelling == "loop":
+                h = self.cell(self.features(x[:, t].unsqueeze(1)).flatten(1), h)
+            else:                                               # "slice": Linear layers
+                frame = self.features(x[:, t:t + 1]).flatten(1)
+                h = (nn.functional.linear(frame, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
+                     + nn.functional.linear(h, self.rnn.weight_hh_l0,
+                                            self.rnn.bias_hh_l0)).relu()
+        return self.out(h)
+
+
+CRNN_SPELLINGS = ("reshape", "time-major", "loop", "slice")
+
+
+def signals(n=200, seed=1):
+    return np.random.default_rng(seed).random((n, STEPS, LENGTH)) * 2 - 0.5
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_crnn_spellings_give_identical_integer_networks(torch, pool):
+    # average pooling before the recurrence is folded into its input weights (a recurrent
+    # layer takes no sum pooling); max pooling stays a layer of its own
+    x = signals()
+    models = [CRNN(s, pool).eval() for s in CRNN_SPELLINGS]
+    want = float_logits(torch, models[0], x)
+    for model in models[1:]:
+        np.testing.assert_allclose(float_logits(torch, model, x), want, atol=1e-5)
+    nets = [convert(m, x, act_bits=8, weight_bits=16) for m in models]
+    first = nets[0]
+    kinds = ["conv"] + ["maxpool"] * (pool == "max") + ["recurrent", "dense"]
+    assert [l.kind for l in first.layers] == kinds and first.per_step_layers == len(kinds) - 1
+    assert first.encoder.shape == (1, 1, LENGTH) and first.steps == STEPS
+    for net in nets[1:]:
+        assert net.header() == first.header()
+        for name, array in first.arrays().items():
+            np.testing.assert_array_equal(net.arrays()[name], array, err_msg=name)
+    # the integer network follows the float one; the network takes each step as (1, L)
+    a0 = first.encoder.encode(x.reshape(len(x), STEPS, 1, LENGTH))
+    trace = closed_form(first, a0)
+    got = trace.logits * first.layers[-1].scale
+    assert np.sqrt(np.mean((got - want) ** 2)) < 0.03 * want.std()
+    assert np.mean(trace.classes == want.argmax(1)) >= 0.97
+    assert first_mismatch(first, closed_form(first, a0[:20]), event_sim(first, a0[:20])) is None
+
+
+class Grouped(nn.Module):
+    """Each step's features as 2 channels of 4 (a model on (batch, steps, 2, 4) or on flat
+    steps it reshapes), two convolutions, a global mean, a per-step Linear, an RNN."""
+
+    def __init__(self, flat):
+        super().__init__()
+        import torch
+
+        torch.manual_seed(2)
+        self.flat = flat
+        self.c1, self.c2 = nn.Conv1d(2, 4, 3, padding=1), nn.Conv1d(4, 4, 1)
+        self.fc, self.rnn = nn.Linear(4, 5), nn.RNN(5, HIDDEN, nonlinearity="relu",
+                                                    batch_first=True)
+        self.out = nn.Linear(HIDDEN, CLASSES)
+
+    def forward(self, x):
+        batch, steps = x.shape[:2]
+        y = self.c2(self.c1(x.reshape(batch * steps, 2, 4)).relu()).relu().mean(-1)
+        return self.out(self.rnn(self.fc(y).relu().reshape(batch, steps, -1))[0][:, -1])
+
+
+def test_crnn_frames_of_channels_and_the_convert_note(torch):
+    x = signals(150, seed=3)
+    notes = []
+    flat = convert(Grouped(True).eval(), x, notes=notes)
+    assert [l.kind for l in flat.layers] == ["conv", "conv", "dense", "recurrent", "dense"]
+    assert flat.encoder.shape == (2, 1, 4)
+    assert notes[0] == ("the network takes each step as the (2, 4) map its first "
+                        "convolution reads: feed it x.reshape(len(x), 5, 2, 4)")
+    shaped = convert(Grouped(False).eval(), x.reshape(150, STEPS, 2, 4), notes=(none := []))
+    assert not none[0].startswith("the network takes")
+    for name, array in flat.arrays().items():
+        np.testing.assert_array_equal(shaped.arrays()[name], array, err_msg=name)
+    a0 = flat.encoder.encode(x.reshape(150, STEPS, 2, 4))
+    assert np.mean(closed_form(flat, a0).classes
+                   == float_logits(torch, Grouped(True).eval(), x).argmax(1)) >= 0.9
+    assert first_mismatch(flat, closed_form(flat, a0[:20]), event_sim(flat, a0[:20])) is None
+
+
+def test_crnn_with_a_dynamic_batch(torch):
+    from onespike.mapper import parse_exported
+    from onespike.mapper.frontend import parse_module
+
+    model = CRNN("reshape", "avg").eval()
+    example = torch.zeros(3, STEPS, LENGTH)
+    with warnings.catch_warnings():     # nn.RNN re-assigns its flat weights while traced
+        warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
+        program = torch.export.export(model, (example,),
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+    shape, layers = parse_exported(program)
+    want_shape, want = parse_module(model, signals(1)[0])
+    assert shape == want_shape == (STEPS, 1, 1, LENGTH)
+    for got, layer in zip(layers, want, strict=True):
+        np.testing.assert_array_equal(got.weight, layer.weight)
+
+
+class Refused(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv1d({"time": LENGTH, "steps": STEPS}.get(kind, 1), CHANNELS, 3,
+                              padding=1)
+        self.bn = nn.BatchNorm1d(CHANNELS)
+        size = {"time": CHANNELS, "steps": LENGTH, "folded": LENGTH}.get(kind,
+                                                                          CHANNELS * LENGTH)
+        self.rnn = nn.RNN(size, HIDDEN, nonlinearity="relu", batch_first=True)
+        self.out = nn.Linear(HIDDEN, CLASSES)
+
+    def forward(self, x):
+        b, t = x.shape[:2]
+        if self.kind == "time":          # a convolution over the steps
+            y = self.conv(x.transpose(1, 2)).relu().transpose(1, 2)
+        elif self.kind == "steps":       # the steps taken as channels
+            y = self.conv(x).relu()
+        elif self.kind == "folded":      # never reshaped back to (batch, steps, features)
+            y = self.conv(x.reshape(b * t, 1, LENGTH)).relu()
+        elif self.kind == "mixed":
+            y = self.conv(x.reshape(b * t, 1, LENGTH)).relu().reshape(b, t * CHANNELS, LENGTH)
+            y = y.reshape(b, t, -1)
+        elif self.kind == "pool-first":
+            y = nn.functional.max_pool1d(self.conv(x.reshape(b * t, 1, LENGTH)), 1).relu()
+            y = y.reshape(b, t, -1)
+        else:                            # "norm-after-relu"
+            y = self.bn(self.conv(x.reshape(b * t, 1, LENGTH)).relu()).reshape(b, t, -1)
+        return self.out(self.rnn(y)[1][-1])
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("time", r"^'conv' \(Conv1d\): convolves over the sequence's steps \(its input is \(batch, "
+             r"features, steps\)\); the recurrence needs per-step inputs: convolve each "
+             r"step's features, x.reshape\(B \* T, C, F // C\) → Conv1d → .reshape\(B, T, -1\) "
+             r"→ nn.RNN \(or the convolution on x\[:, t\].unsqueeze\(1\) in the loop\)$"),
+    ("steps", r"'conv' \(Conv1d\): convolves a whole sequence \(batch, steps, ...\), its "
+              r"steps as channels; the recurrence needs per-step inputs"),
+    ("folded", r"'rnn' \(RNN\): its input has the steps folded into the batch .*"
+               r"reshape it back to \(batch, steps, features\) first"),
+    ("mixed", r"reshapes the sequence \(5, 3, 8\) to \(1, 15, 8\), which mixes its steps"),
+    ("pool-first", r"max-pools the output of 'conv' \(Conv1d\) before its ReLU; put the ReLU "
+                   r"first"),
+    ("norm-after-relu", r"'bn' \(BatchNorm1d\): batch norm must follow a per-step "
+                        r"convolution or Linear layer directly"),
+], ids=lambda v: v if " " not in v else "")
+def test_unsupported_crnn_shapes_are_named(torch, kind, message):
+    with pytest.raises(OnespikeError, match=message):
+        convert(Refused(kind).eval(), signals(8))
