@@ -21,7 +21,15 @@ input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
   heads, the spikes and the marker);
 * max pooling: ``(1 + span²)·S + 2·A + pooled neurons`` (fired bits cleared after the window);
 * encoder: ``inputs + 1`` to load, ``2·A0 + c·S0`` to send (``c`` its ``spike_cycles``);
-  readout: ``classes + groups + 1``.
+  readout: ``classes + groups + 1``;
+* a recurrent layer (:mod:`~onespike.hdl.recurrent`) per sequence step: its integration
+  takes the spikes of ``x_t`` and of ``h_{t−1}`` (``S_h``, as many cycles each as an input
+  spike) and three cycles per step of its window ``P`` (the merge's phases); integration
+  and firing overlap but are coupled through the state, so a step costs
+  ``max(integration, firing) + S_h``.
+
+In a sequence network every per-step stage runs ``T`` times a sample (``T`` windows), the
+stages after the last recurrent layer once.
 
 A chain's time is the slower side plus the coupling: every spike the producer sends while
 the consumer is still busy with the previous one waits, which costs about one cycle per
@@ -35,8 +43,26 @@ import numpy as np
 
 from onespike.hdl.firing import firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
+from onespike.hdl.recurrent import RecurrentCore
 
-__all__ = ["cycle_estimate", "event_chains", "integration_cycles"]
+__all__ = ["cycle_estimate", "event_chains", "integration_cycles", "stage_layer"]
+
+
+def stage_layer(name):
+    """The layer number of a cycle-model stage named ``layer<n>_…`` (None for the others)."""
+    return int(name[5:name.index("_")]) if name.startswith("layer") else None
+
+
+def _per_sequence(net, stages):
+    """Per-window ``stages`` as cycles per sample: ``T`` times for the per-step ones (the
+    encoder's send included), once for the others."""
+    if net.steps is None:
+        return stages
+    def windows(name):
+        n = 0 if name == "encoder_send" else \
+            int(name[6:]) if name.startswith("stream") else stage_layer(name)
+        return net.steps if n is not None and net.per_step(n) else 1
+    return {k: v * windows(k) for k, v in stages.items()}
 
 
 def integration_cycles(core, spikes):
@@ -189,6 +215,11 @@ def event_chains(top, maps) -> dict:
     return chains
 
 
+#: The share of a recurrent layer's neurons assumed to spike in a step whose spikes the
+#: model sees no count of (the last recurrent layer's, which only loop back).
+SHARE_OF_OUTPUTS = 1.0
+
+
 def _count(spikes):
     return float(spikes) if np.ndim(spikes) == 0 else \
         float((np.asarray(spikes) != 0).reshape(len(np.asarray(spikes)), -1).sum(1).mean()) \
@@ -206,7 +237,8 @@ def cycle_estimate(top, spikes=None) -> dict:
     sizes = [int(np.prod(net.encoder.shape))] + [int(np.prod(l.out_shape))
                                                   for l in net.layers]
     spikes = list(sizes[:-1] if spikes is None else spikes)
-    counts = [_count(s) for s in spikes]
+    counts = [_count(s) / (net.steps if np.ndim(s) > 1 and net.per_step(n) else 1)
+              for n, s in enumerate(spikes)]                  # per window
     levels = [net.in_levels(n) for n in range(len(net.layers))]
     stages = {"encoder_load": sizes[0] + 1}
     chain = {"encoder_send": 2 * levels[0] + top.encoder.spike_cycles * counts[0]}
@@ -224,18 +256,27 @@ def cycle_estimate(top, spikes=None) -> dict:
             chain[f"layer{n}_maxpool"] = core.fan_out * counts[n] + 2 * levels[n] \
                 + core.fired_memory_bits
             continue
-        chain[f"layer{n}_integrate"] = integration_cycles(core, spikes[n]) + levels[n] + 2 \
-            + core.words + 2
+        integrate = integration_cycles(core, counts[n] if net.steps else spikes[n]) \
+            + levels[n] + 2 + core.words + 2
+        if isinstance(core, RecurrentCore):
+            state = counts[n + 1] if net.per_step(n + 1) else \
+                SHARE_OF_OUTPUTS * sizes[n + 1]
+            integrate += state * core.groups + 3 * core.window
+            fire = firing_cycles(core.words, net.layers[n].levels, state, core.sorted_firing)
+            chain[f"layer{n}_integrate"] = max(integrate, fire) + state
+            close(f"stream{n}")
+            continue
+        chain[f"layer{n}_integrate"] = integrate
         close(f"stream{n}")
         if n < len(top.cores) - 1:
             layer = net.layers[n]
             chain[f"layer{n}_fire"] = firing_cycles(core.words, layer.levels, counts[n + 1],
                                                     core.sorted_firing)
     stages["readout"] = sizes[-1] + top.cores[-1].groups + 1
-    if all(np.ndim(m) > 1 for m in spikes):          # activation maps: replay them
+    if net.steps is None and all(np.ndim(m) > 1 for m in spikes):   # maps: replay them
         chains = event_chains(top, spikes)
-    stages = {k: int(round(v)) for k, v in stages.items()}
-    chains = {k: int(round(v)) for k, v in chains.items()}
+    stages = {k: int(round(v)) for k, v in _per_sequence(net, stages).items()}
+    chains = {k: int(round(v)) for k, v in _per_sequence(net, chains).items()}
     latency = stages["encoder_load"] + sum(chains.values()) + stages["readout"] + 1
     return {"stages": {**stages, **chains}, "chains": chains,
             "steady": max(max(stages.values()), max(chains.values())), "latency": latency}

@@ -2,6 +2,7 @@
 :class:`~onespike.hdl.top.Accelerator`, computed by multiply-accumulate over activation
 streams instead of spikes (``--coding dense``)."""
 
+from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
 from onespike.hdl.encoder import flag
 from onespike.hdl.mac import ActivationMaxPool, ActivationSource, MacCore
@@ -29,6 +30,10 @@ class DenseAccelerator(LayerPipeline):
     """
 
     def __init__(self, net: Network, *, lanes=1, skip_zeros=True, use_dsp=True):
+        if net.steps is not None:
+            refuse(self, OnespikeError(
+                "the dense coding has no recurrent core: build this sequence network with "
+                "--coding ttfs (the default)"))
         self._take(net, lanes, use_dsp)
         try:
             self._skip_zeros = flag(skip_zeros, "skip_zeros")

@@ -144,6 +144,8 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
                  "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
                  "inputs": core.inputs,
                  "input_window": [starts[n], starts[n] + net.in_levels(n)]}
+        if net.per_step(n):
+            entry["input_steps"] = net.steps
         if isinstance(core, MaxPoolCore):
             entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
                          fired_memory_bits=core.fired_memory_bits)
@@ -169,7 +171,8 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
         "ports": _ports(top),
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
         "encoder_memory_bits": top.encoder.memory_bits,
-        "classes": net.num_classes, "latency_steps": net.latency_steps, "layers": layers,
+        "classes": net.num_classes, "latency_steps": net.latency_steps,
+        "sequence_steps": net.steps, "layers": layers,
         "memory_bits": _memory_totals(top, layers),
         "cycles": {
             "every_neuron_spiking": worst,

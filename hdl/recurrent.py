@@ -21,7 +21,7 @@ counters (reset by ``rst``) mark where one ends.
 """
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import C, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -123,6 +123,10 @@ class RecurrentCore(wiring.Component):
                   & (spikes.payload.step == last_step)):
             m.d.sync += window.eq(Mux(final, 0, window + 1))
 
+    def _state_input(self, neuron):
+        """The joint layer's input row of ``h_{t−1}``'s ``neuron`` (after those of ``x``)."""
+        return self.inputs + neuron
+
     def _merge(self, m, joint, state):
         """Per step of the window: the spikes of ``x_t`` (``i``), those of ``h_{t−1}``
         (``state``), one marker; a source's own markers are taken, not passed on."""
@@ -130,6 +134,11 @@ class RecurrentCore(wiring.Component):
         h_delay = self._window - self._layer.levels
         window = Signal(range(self._steps), name="in_window")
         step = Signal(index_shape(self._window), name="merge_step")
+
+        def waiting(delay):
+            """The steps before a source with fewer levels joins (none: a constant, which
+            Verilator would otherwise flag as an always-false unsigned comparison)."""
+            return step < delay if delay else C(0, 1)
 
         def forward(source, delay, index, following):
             """Pass ``source``'s spikes of this step on; on its marker go to ``following``."""
@@ -142,16 +151,16 @@ class RecurrentCore(wiring.Component):
 
         with m.FSM(name="merge"):
             with m.State("X"):
-                with m.If(step < x_delay):
+                with m.If(waiting(x_delay)):
                     m.next = "H"
                 with m.Else():
                     forward(self.i, x_delay, flat_index(self.i.payload.index,
                                                         self._layer.in_shape), "H")
             with m.State("H"):
-                with m.If((window == 0) | (step < h_delay)):
+                with m.If((window == 0) | waiting(h_delay)):
                     m.next = "END"
                 with m.Else():
-                    forward(state, h_delay, self.inputs + state.payload.index, "END")
+                    forward(state, h_delay, self._state_input(state.payload.index), "END")
             with m.State("END"):
                 m.d.comb += [joint.valid.eq(1), joint.payload.end.eq(1),
                              joint.payload.step.eq(step)]

@@ -13,7 +13,7 @@ from onespike.hdl.core import NeuronCore
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.encoder import SpikeEncoder, flag
 from onespike.hdl.recurrent import RecurrentCore
-from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.cycles import cycle_estimate, stage_layer
 from onespike.hdl.firing import FIRINGS, sorting_pays
 from onespike.hdl.streams import (TapSignature, activation_layout, class_layout, discard,
                                   refuse)
@@ -55,11 +55,6 @@ def encoder_spike_cycles(consumer) -> int:
     that the second cycle costs nothing, else 1."""
     per_spike = getattr(consumer, "spike_cycles", None)      # None: a max-pooling core
     return 2 if per_spike is not None and int(np.min(per_spike)) >= 2 else 1
-
-
-def stage_layer(name):
-    """The layer number of a cycle-model stage named ``layer<n>_…`` (None for the others)."""
-    return int(name[5:name.index("_")]) if name.startswith("layer") else None
 
 
 def more_lanes(layer, lanes):

@@ -71,7 +71,10 @@ def cmd_convert(args):
                 input_bits=args.input_bits)
     notes = []
     if Path(args.model).suffix.lower() == ".onnx":
-        net = convert_onnx(args.model, calib, **bits, notes=notes)
+        net = convert_onnx(args.model, calib, **bits, notes=notes,
+                           recalibrate=args.recalibrate)
+    elif args.recalibrate:
+        raise OnespikeError("--recalibrate applies to quantized ONNX models (QONNX, QCDQ)")
     else:
         net = convert_exported(args.model, calib, **bits, notes=notes)
     save(net, args.output)
@@ -392,7 +395,7 @@ def cmd_run(args):
 
 def cmd_report(args):
     from onespike.ir import load
-    from onespike.report import write_report
+    from onespike.report import REPORT_LANES, write_report
 
     net = load(args.net)
     x = None if args.inputs is None else _load_array(args.inputs, "inputs")
@@ -411,19 +414,20 @@ def cmd_report(args):
 def cmd_demo(args):
     from onespike.demo import run_demo, run_rnn_demo
 
+    if args.rtl_samples < 1:
+        raise OnespikeError(f"--rtl-samples must be a positive integer, not {args.rtl_samples}")
     if args.rnn:
         if args.board is not None:
             raise OnespikeError("--board applies to the MLP demo, not --rnn")
         result, lines = run_rnn_demo(Path(args.out) / "rnn", act_bits=args.act_bits,
-                                     weight_bits=args.weight_bits, progress=not args.json)
+                                     weight_bits=args.weight_bits, simulator=args.sim,
+                                     rtl_samples=args.rtl_samples, progress=not args.json)
         _emit(args, result, lines)
-        return 0
+        return 1 if result["rtl_mismatches"] else 0
     board = None
     if args.board is not None:
         from onespike.boards.platforms import board_named
         board = board_named(args.board)
-    if args.rtl_samples < 1:
-        raise OnespikeError(f"--rtl-samples must be a positive integer, not {args.rtl_samples}")
     result, lines = run_demo(Path(args.out), act_bits=args.act_bits,
                              weight_bits=args.weight_bits, simulator=args.sim,
                              rtl_samples=args.rtl_samples, board=board,
@@ -488,7 +492,7 @@ def build_parser():
     from onespike.hdl.generate import CODINGS, generate
     from onespike.mapper import convert_exported
     from onespike.mapper.finetune import finetune
-    from onespike.report import write_report
+    from onespike.report import REPORT_LANES, write_report
     from onespike.sim.evaluate import MODES, evaluate
     from onespike.sim.formal import prove
     from onespike.sim.verify import (BENCHES, EDGE_SAMPLES, RANDOM_SAMPLES, SIMULATORS,
@@ -535,6 +539,10 @@ def build_parser():
     p.add_argument("--input-bits", type=_bits, metavar="N",
                    help="bits 1..8 of the input window (default: --act-bits); a finer input "
                         "for networks whose hidden layers use few steps")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="a quantized ONNX model (QONNX, QCDQ) whose quantizers cannot be held "
+                        "exactly: replace them by onespike's own calibration (bits from the "
+                        "model unless given) instead of refusing")
 
     p = add("finetune", cmd_finetune, "fine-tune a converted network as the integer network",
             "Train a converted network (.npz from `onespike convert`) as the exact integer "
@@ -727,8 +735,9 @@ def build_parser():
                    "random activations)")
     p.add_argument("--labels", help="integer labels (.npy) for the accuracy section")
     p.add_argument("--samples", type=int, metavar="N", help="only the first N inputs")
-    p.add_argument("--lanes", type=int, default=_default(write_report, "lanes"), metavar="P",
-                   help="lanes for the cycle figures (default %(default)s)")
+    p.add_argument("--lanes", type=int, metavar="P",
+                   help=f"lanes for the cycle figures (default {REPORT_LANES}, at most the "
+                        f"largest layer's neurons)")
     p.add_argument("--measure", type=int, default=_default(write_report, "measure"),
                    metavar="N",
                    help="samples run in the Amaranth simulator for measured cycles "

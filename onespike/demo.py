@@ -92,17 +92,22 @@ def run_demo(out: Path = Path("build/demo"), *, act_bits=4, weight_bits=8, lanes
 
 
 def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=8,
-                 hidden=32, epochs=(20, 30), progress=True):
+                 hidden=32, epochs=(20, 30), lanes=4, simulator="icarus", rtl_samples=20,
+                 progress=True):
     """A ReLU RNN reading scikit-learn's digits row by row (8 steps of 8 pixels), trained
-    on the integer network's grid, converted and run as a spiking network; returns
-    ``(summary dict, report lines)``. Nothing downloads; about half a minute on one core."""
+    on the integer network's grid, converted, run as a spiking network, and its Verilog
+    checked against the golden model at every sequence step on ``rtl_samples`` test
+    sequences; returns ``(summary dict, report lines)``. Nothing downloads; about a minute
+    on one core."""
     import torch
 
     from onespike import zoo
+    from onespike.hdl.generate import generate
     from onespike.ir import save
     from onespike.mapper import check_bits, convert
     from onespike.sim.evaluate import evaluate
     from onespike.sim.rate import rate_summary
+    from onespike.sim.verify import EDGE_SAMPLES, stimulus, verify
 
     check_bits(act_bits, weight_bits)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +115,7 @@ def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=
     flat = zoo.digits()
     data = zoo.Dataset("digits-rows", flat.x_train.reshape(-1, 8, 8) / 16.0, flat.y_train,
                        flat.x_test.reshape(-1, 8, 8) / 16.0, flat.y_test)
-    say(f"1/3 training a ReLU RNN (8 rows of 8 pixels, {hidden} hidden) on the "
+    say(f"1/4 training a ReLU RNN (8 rows of 8 pixels, {hidden} hidden) on the "
         f"{act_bits}-bit grid")
     torch.manual_seed(0)
     model = zoo.row_rnn(8, hidden, 10)
@@ -119,17 +124,23 @@ def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=
     model = zoo.train(model, data, epochs=epochs[1], batch=32, lr=1e-3, clip=1.0, seed=1)
     model.bits = None
     float_acc = zoo.float_accuracy(model, data.x_test, data.y_test)
-    say("2/3 converting to an integer TTFS network over the sequence")
+    say("2/4 converting to an integer TTFS network over the sequence")
     net = convert(model, data.x_train, act_bits=act_bits, weight_bits=weight_bits)
     net_path = save(net, out / "digits_rnn.npz")
     for name, array in (("calib", data.x_train), ("test_x", data.x_test),
                         ("test_y", data.y_test)):
         np.save(out / f"{name}.npy", array)
-    say("3/3 running the golden model (closed form, event simulation) and rate coding")
+    say("3/4 running the golden model (closed form, event simulation) and rate coding")
     quant, _ = evaluate(net, data.x_test, data.y_test, mode="closed", progress=False)
     spiking, _ = evaluate(net, data.x_test, data.y_test, mode="event", progress=False)
     rate, _ = rate_summary(net, data.x_test, data.y_test, steps=net.layers[0].levels,
                            bipolar=True)
+    say(f"4/4 generating the Verilog and verifying {rtl_samples} test sequences on "
+        f"{simulator}, every layer at every step")
+    rtl = out / "rtl"
+    generate(net, rtl, lanes=lanes)
+    checked = verify(net, stimulus(net, data.x_test, rtl_samples), rtl=rtl,
+                     simulator=simulator, build_root=out / "verify", progress=progress)
     result = {"dataset": "digits rows", "steps": net.steps, "hidden": hidden,
               "test_samples": int(len(data.y_test)), "act_bits": act_bits,
               "weight_bits": weight_bits, "float_accuracy": float_acc,
@@ -138,7 +149,11 @@ def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=
               "rate_bipolar_accuracy": rate["accuracy"],
               "rate_bipolar_spikes_per_inference": rate["spikes_per_inference"],
               "rate_bipolar_steps_per_window": rate["total_steps"],
-              "latency_steps": net.latency_steps, "net": str(net_path)}
+              "latency_steps": net.latency_steps, "net": str(net_path), "rtl": str(rtl),
+              "simulator": simulator, "rtl_samples": checked["samples"] - EDGE_SAMPLES,
+              "rtl_values_compared": checked["values_compared"],
+              "rtl_mismatches": checked["mismatches"],
+              "cycles_per_sequence": checked["cycles_per_inference"]}
     lines = [
         f"digits row by row: ReLU RNN 8-{hidden}-10 over {net.steps} steps, "
         f"{len(data.y_test)} test sequences, act_bits {act_bits}, weight_bits {weight_bits}",
@@ -149,7 +164,11 @@ def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=
         f"  rate       accuracy {rate['accuracy']:.4f}   (bipolar, T = {rate['steps']}, "
         f"{rate['total_steps']} steps per window, {rate['spikes_per_inference']:.1f} spikes "
         f"per sequence{', exact' if rate['guaranteed_exact'] else ''})",
-        f"  next: onespike simulate {net_path} --inputs {out / 'test_x.npy'} --labels "
-        f"{out / 'test_y.npy'}",
+        f"  RTL        {result['rtl_samples']} test sequences + {EDGE_SAMPLES} edge cases on "
+        f"{simulator}: {checked['values_compared']:,} spike times (every layer, every step), "
+        f"logits and classes compared, {checked['mismatches']} mismatches, "
+        f"{checked['cycles_per_inference']:,.0f} cycles per sequence",
+        f"  next: onespike verify {net_path} --rtl {rtl} --sim verilator --inputs "
+        f"{out / 'test_x.npy'}",
     ]
     return result, lines

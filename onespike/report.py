@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from onespike.errors import OnespikeError
-from onespike.ir import MaxPool, Network
+from onespike.ir import MaxPool, Network, Recurrent
 
 __all__ = ["describe", "operations", "ENERGY_PJ", "write_report"]
 
@@ -61,6 +61,11 @@ def describe(net: Network) -> list:
     return lines
 
 
+def _windows(net, n) -> int:
+    """Windows layer ``n`` integrates per sample (a sequence's steps for a per-step layer)."""
+    return net.steps if net.per_step(n) else 1
+
+
 def operations(net: Network, trace) -> dict:
     """Mean operations per inference of the golden ``trace`` (a ``closed_form`` result).
 
@@ -70,17 +75,15 @@ def operations(net: Network, trace) -> dict:
     from onespike.sim.golden import synaptic_fanout
 
     samples = max(len(trace.logits), 1)
-    macs = skip = 0
+    macs = 0
     for n, layer in enumerate(net.layers):
-        if isinstance(layer, MaxPool):
-            continue
-        fanout = synaptic_fanout(layer)
-        acts = np.asarray(trace.activations[n])
-        macs += int(fanout.sum()) * samples
-        skip += int(((acts > 0) * fanout).sum())
+        if not isinstance(layer, MaxPool):
+            macs += int(synaptic_fanout(layer).sum()) * _windows(net, n)
+        if isinstance(layer, Recurrent):          # h_0 … h_{T−2} through W_h
+            macs += layer.recurrent.size * (net.steps - 1)
+    additions = float(np.sum(trace.synaptic_ops)) / samples
     spikes = float(np.sum(trace.spikes)) / samples
-    return {"ttfs_additions": float(np.sum(trace.synaptic_ops)) / samples,
-            "dense_macs_skip": skip / samples, "dense_macs": macs / samples,
+    return {"ttfs_additions": additions, "dense_macs_skip": additions, "dense_macs": macs,
             "spikes": spikes, "input_spikes": float(np.sum(trace.input_spikes)) / samples}
 
 
@@ -170,7 +173,10 @@ def _cycles(net, lanes, a0, measure) -> dict:
     spikes = [float((np.asarray(t) >= 0).sum()) / len(a0) for t in trace.times]
     top = discard(Accelerator(net, lanes=lanes))
     model = cycle_estimate(top, spikes)
-    bounds = [math.ceil(layer.weight.shape[0] / core.lanes) * (spikes[n] + net.in_levels(n))
+    def looped(n):                                # h_{t−1}'s spikes: inputs again
+        return spikes[n + 1] if isinstance(net.layers[n], Recurrent) else 0
+    bounds = [math.ceil(layer.weight.shape[0] / core.lanes)
+              * (spikes[n] + looped(n) + net.in_levels(n) * _windows(net, n))
               for n, (core, layer) in enumerate(zip(top.cores, net.layers))
               if not isinstance(layer, MaxPool)]
     out = {"model_steady": model["steady"], "model_latency": model["latency"],
@@ -310,11 +316,17 @@ def _energy_section(ops):
                      ("dense, no skipping", f"{e['dense'] / 1e3:.2f} nJ")]), ""], e
 
 
+#: The lanes the report's cycle figures assume unless told.
+REPORT_LANES = 8
+
+
 def write_report(net: Network, out_dir, *, x=None, labels=None, float_accuracy=None,
-                 lanes=8, build_dirs=(), measure=4, sample=0, title="onespike report") -> dict:
+                 lanes=None, build_dirs=(), measure=4, sample=0,
+                 title="onespike report") -> dict:
     """Write ``out_dir/report.md`` and ``out_dir/figures/*.png``; returns the numbers.
 
     ``x`` are float inputs as fed to the model (without them, 16 seeded random samples);
+    ``lanes`` for the cycle figures (None: :data:`REPORT_LANES`, at most the largest layer);
     ``measure`` samples run in the Amaranth simulator for the measured cycles (0: none)."""
     from onespike.sim.golden import closed_form
 
@@ -323,9 +335,12 @@ def write_report(net: Network, out_dir, *, x=None, labels=None, float_accuracy=N
         a0 = net.encoder.encode(np.asarray(x))
     else:
         a0 = np.random.default_rng(0).integers(0, net.encoder.levels + 1,
-                                               size=(16,) + tuple(net.encoder.shape))
+                                               size=(16,) + tuple(net.encoder.sample_shape))
     if len(a0) == 0:
         raise OnespikeError("no inputs to report on")
+    if lanes is None:
+        lanes = min(REPORT_LANES, max(layer.weight.shape[0] for layer in net.layers
+                                      if not isinstance(layer, MaxPool)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".report-"))

@@ -47,7 +47,7 @@ def stimulus(net: Network, x=None, samples=None, seed=0) -> np.ndarray:
     saturated), then the first ``samples`` of ``x`` encoded by ``net.encoder`` (all of them
     when ``samples`` is None), or ``samples`` seeded random activations
     (:data:`RANDOM_SAMPLES` when ``samples`` is None) without ``x``."""
-    shape = tuple(net.encoder.shape)
+    shape = tuple(net.encoder.sample_shape)
     if samples is not None and (isinstance(samples, bool) or samples < 1):
         raise OnespikeError(f"samples must be a positive integer, not {samples}")
     edges = np.stack([np.zeros(shape, np.int64), np.full(shape, net.encoder.levels)])
@@ -146,9 +146,10 @@ def shard_slices(samples: int, shards: int) -> list:
 
 def _check_inputs(net, a0, bench, jobs, shard):
     a0 = np.asarray(a0, dtype=np.int64)
-    if a0.ndim < 2 or a0[0].size != int(np.prod(net.encoder.shape)):
+    shape = tuple(net.encoder.sample_shape)
+    if a0.ndim < 2 or a0[0].size != int(np.prod(shape)):
         raise OnespikeError(f"inputs of shape {a0.shape} do not fit the network's input "
-                            f"{tuple(net.encoder.shape)}")
+                            f"{shape}" + (" (steps, features...)" if net.steps else ""))
     if len(a0) == 0:
         raise OnespikeError("no samples to verify")
     if a0.min() < 0 or a0.max() > net.encoder.levels:
@@ -159,7 +160,7 @@ def _check_inputs(net, a0, bench, jobs, shard):
         raise OnespikeError(f"--jobs must be a positive integer, not {jobs}")
     if shard is not None and jobs != 1:
         raise OnespikeError("--shard runs one slice in one process; leave out --jobs")
-    return a0.reshape((len(a0),) + tuple(net.encoder.shape))
+    return a0.reshape((len(a0),) + shape)
 
 
 def _net_digest(net) -> str:
