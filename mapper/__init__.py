@@ -7,7 +7,8 @@ from onespike.mapper.quantize import check_bits, quantize
 __all__ = ["convert", "convert_exported", "convert_onnx", "finetune", "TunedNetwork"]
 
 
-def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, notes=None):
+def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, notes=None,
+            recalibrate=False):
     """Map a ``torch.nn.Module`` (eval mode), or an ONNX model (``onnx.ModelProto`` or a
     ``.onnx`` path, see :func:`convert_onnx`), to a :class:`~onespike.ir.Network`.
 
@@ -21,16 +22,17 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, note
     ``notes``, a list when given, receives what the conversion costs, one line each: the
     agreement of the integer network's classes with the float network's on ``calib``, and
     a warning naming the costliest setting when more than 1 % of them change.
+    ``recalibrate`` concerns quantized ONNX models only (see :func:`convert_onnx`).
     """
     calib = _calibration(calib)
     from onespike.mapper.tuned import TunedNetwork
 
     if isinstance(model, TunedNetwork):
         return _tuned(model, calib, act_bits, input_bits)
-    act_bits = 4 if act_bits is None else act_bits
     if _is_onnx(model):
         return convert_onnx(model, calib, act_bits=act_bits, weight_bits=weight_bits,
-                            input_bits=input_bits, notes=notes)
+                            input_bits=input_bits, notes=notes, recalibrate=recalibrate)
+    act_bits = 4 if act_bits is None else act_bits
     check_bits(act_bits, weight_bits, input_bits)
     input_shape, layers = parse_module(model, calib[0])
     return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
@@ -102,18 +104,31 @@ def _refuse_checkpoint(path):
                             f"'model.onnx')")
 
 
-def convert_onnx(model, calib, *, act_bits=4, weight_bits=8, input_bits=None, notes=None):
+def convert_onnx(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, notes=None,
+                 recalibrate=False):
     """Map an ONNX model (``onnx.ModelProto`` or ``.onnx`` path) like a PyTorch one.
 
     ``calib`` holds inputs as the model takes them; for a channels-last model (``NHWC``
     input, then a ``Transpose``) the network takes them channels-first, which is said in
     ``notes`` (a list, when given, that receives such remarks one line each).
+
+    A quantized model (QONNX ``Quant`` nodes or QCDQ, as Brevitas exports them) maps with
+    its own quantizers, exactly, and the bit widths are the model's
+    (:mod:`onespike.mapper.qonnx`); what cannot be held exactly is refused with the reason
+    unless ``recalibrate`` asks for the mapper's own calibration of its float layers (bits
+    from the model unless given), which ``notes`` then names.
     """
     from onespike.mapper.onnx_frontend import load_onnx, parse_onnx
+    from onespike.mapper.qonnx import convert_quantized, is_quantized
 
-    check_bits(act_bits, weight_bits, input_bits)
     calib = _calibration(calib)
-    chain = parse_onnx(load_onnx(model), calib[0])
+    loaded = load_onnx(model)
+    if is_quantized(loaded):
+        return convert_quantized(loaded, calib, recalibrate=recalibrate, act_bits=act_bits,
+                                 weight_bits=weight_bits, input_bits=input_bits, notes=notes)
+    act_bits = 4 if act_bits is None else act_bits
+    check_bits(act_bits, weight_bits, input_bits)
+    chain = parse_onnx(loaded, calib[0])
     if chain.input_axes is not None and notes is not None:
         axes = ", ".join(map(str, (0,) + tuple(a + 1 for a in chain.input_axes)))
         notes.append(f"the model takes channels-last inputs; the network takes them "

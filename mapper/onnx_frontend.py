@@ -207,12 +207,14 @@ def _check_operators(nodes):
     for node in nodes:
         label, op = _label(node), node.op_type
         if node.domain not in _DEFAULT_DOMAINS:
-            raise OnespikeError(f"unsupported layer {label}: a custom operator (QONNX "
-                                f"quantizers are not read yet); onespike reads the standard "
-                                f"operators {', '.join(SUPPORTED_ONNX)}")
+            raise OnespikeError(f"unsupported layer {label}: a custom operator; onespike "
+                                f"reads QONNX Quant nodes and the standard operators "
+                                f"{', '.join(SUPPORTED_ONNX)}")
         if op in _QUANTIZED:
-            raise OnespikeError(f"unsupported layer {label}: a quantized (QDQ) ONNX graph; "
-                                f"export the float model and let onespike quantize it")
+            raise OnespikeError(f"unsupported layer {label}: an integer ONNX operator; "
+                                f"onespike reads quantized models as QONNX (Brevitas' "
+                                f"export_qonnx) or QCDQ (QuantizeLinear, Clip, "
+                                f"DequantizeLinear), or the float model to quantize itself")
         if op in ("Softmax", "LogSoftmax"):
             raise OnespikeError(f"{label}: remove the softmax after the readout layer; the "
                                 f"class is the argmax of the integer logits")
@@ -422,7 +424,7 @@ class _ChainParser(_Parser):
                 if name and name in self.graph.users or name == self.graph.output:
                     raise OnespikeError(f"{_label(node)}: its second output '{name}' is used; "
                                         f"onespike maps single-output layers")
-            _STEPS[node.op_type](self, node)
+            getattr(self, _STEPS[node.op_type])(node)
             self.value = node.output[0]
         if self.pending_affine is not None:
             raise OnespikeError("batch norm after the readout layer is not supported")
@@ -642,17 +644,18 @@ def _channel_vector(node, c, shape, channels, channels_last):
     return per_channel[0, :, 0].copy()
 
 
-_STEPS = {"Gemm": _ChainParser.gemm, "MatMul": _ChainParser.matmul,
-          "Conv": _ChainParser.conv, "BatchNormalization": _ChainParser.batch_normalization,
-          "Add": _ChainParser.elementwise, "Sub": _ChainParser.elementwise,
-          "Mul": _ChainParser.elementwise, "Div": _ChainParser.elementwise,
-          "Relu": _ChainParser.relu_node, "Clip": _ChainParser.clip,
-          "MaxPool": _ChainParser.max_pool_node, "AveragePool": _ChainParser.average_pool,
-          "GlobalAveragePool": _ChainParser.global_pool,
-          "ReduceMean": _ChainParser.reduce_mean, "Flatten": _ChainParser.reshape,
-          "Reshape": _ChainParser.reshape, "Squeeze": _ChainParser.reshape,
-          "Unsqueeze": _ChainParser.reshape, "Transpose": _ChainParser.transpose,
-          "Dropout": _ChainParser.identity, "Identity": _ChainParser.identity}
+# operator → the parser's method (looked up on the instance, so subclasses refine it)
+_STEPS = {"Gemm": "gemm", "MatMul": "matmul",
+          "Conv": "conv", "BatchNormalization": "batch_normalization",
+          "Add": "elementwise", "Sub": "elementwise",
+          "Mul": "elementwise", "Div": "elementwise",
+          "Relu": "relu_node", "Clip": "clip",
+          "MaxPool": "max_pool_node", "AveragePool": "average_pool",
+          "GlobalAveragePool": "global_pool",
+          "ReduceMean": "reduce_mean", "Flatten": "reshape",
+          "Reshape": "reshape", "Squeeze": "reshape",
+          "Unsqueeze": "reshape", "Transpose": "transpose",
+          "Dropout": "identity", "Identity": "identity"}
 
 
 def parse_onnx(model, example=None) -> OnnxChain:

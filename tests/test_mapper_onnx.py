@@ -275,9 +275,13 @@ def test_custom_and_quantized_operators_are_refused():
     model = dense_graph()
     model.graph.node[1].CopyFrom(custom)
     model.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
-    assert refused(model).startswith("unsupported layer node 'q' "
-                                     "(qonnx.custom_op.general:Quant): a custom operator")
-    assert "QDQ" in refused(dense_graph(op="DequantizeLinear"))
+    assert refused(model) == ("node 'q' (qonnx.custom_op.general:Quant): a Quant node takes "
+                              "4 inputs (x, scale, zero point, bit width), not 1")
+    model.graph.node[1].domain = "example.custom"
+    assert refused(model).startswith("unsupported layer node 'q' (example.custom:Quant): a "
+                                     "custom operator")
+    assert "export_qonnx" in refused(dense_graph(op="DequantizeLinear"))
+    assert "QONNX (Brevitas' export_qonnx)" in refused(dense_graph(op="QLinearMatMul"))
 
 
 def test_softmax_at_the_end_is_refused():
