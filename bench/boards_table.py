@@ -126,7 +126,7 @@ def main():
         else:
             rng = np.random.default_rng(0)
             a0 = rng.integers(0, net.encoder.levels + 1,
-                              size=(args.samples,) + tuple(net.encoder.shape))
+                              size=(args.samples,) + tuple(net.encoder.sample_shape))
         latency, steady = cycles(net, report["lanes"], a0)
         rows.append(f"{report['board']:<12} {report['lanes'][0]:>5} {report['luts']:>6} "
                     f"{report['ffs']:>6} {report['bram']:>5} {report['spram']:>5} "

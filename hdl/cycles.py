@@ -55,11 +55,11 @@ def stage_layer(name):
 
 def _per_sequence(net, stages):
     """Per-window ``stages`` as cycles per sample: ``T`` times for the per-step ones (the
-    encoder's send included), once for the others."""
+    encoder's, which holds one step, included), once for the others."""
     if net.steps is None:
         return stages
     def windows(name):
-        n = 0 if name == "encoder_send" else \
+        n = 0 if name.startswith("encoder") else \
             int(name[6:]) if name.startswith("stream") else stage_layer(name)
         return net.steps if n is not None and net.per_step(n) else 1
     return {k: v * windows(k) for k, v in stages.items()}
@@ -215,11 +215,6 @@ def event_chains(top, maps) -> dict:
     return chains
 
 
-#: The share of a recurrent layer's neurons assumed to spike in a step whose spikes the
-#: model sees no count of (the last recurrent layer's, which only loop back).
-SHARE_OF_OUTPUTS = 1.0
-
-
 def _count(spikes):
     return float(spikes) if np.ndim(spikes) == 0 else \
         float((np.asarray(spikes) != 0).reshape(len(np.asarray(spikes)), -1).sum(1).mean()) \
@@ -259,8 +254,7 @@ def cycle_estimate(top, spikes=None) -> dict:
         integrate = integration_cycles(core, counts[n] if net.steps else spikes[n]) \
             + levels[n] + 2 + core.words + 2
         if isinstance(core, RecurrentCore):
-            state = counts[n + 1] if net.per_step(n + 1) else \
-                SHARE_OF_OUTPUTS * sizes[n + 1]
+            state = counts[n + 1]       # per step (the last step's, when only it goes on)
             integrate += state * core.groups + 3 * core.window
             fire = firing_cycles(core.words, net.layers[n].levels, state, core.sorted_firing)
             chain[f"layer{n}_integrate"] = max(integrate, fire) + state
