@@ -16,7 +16,10 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, note
     the model sees its inputs (raw, scaled or normalized); for a ReLU RNN (``nn.RNN``, an
     ``nn.RNNCell`` loop or Linear layers in a loop, :mod:`onespike.mapper.sequence`)
     ``(samples, steps, features)``, the steps fixed by it. ``act_bits`` (default 4) sets the
-    hidden layers' windows, ``input_bits`` (default ``act_bits``) the input's. A
+    hidden layers' windows, ``input_bits`` (default ``act_bits``) the input's;
+    ``input_bits="auto"`` (``onespike convert``'s default) takes the fewest bits from
+    ``act_bits`` up that cost the float network nothing measurable on ``calib``
+    (:mod:`onespike.mapper.input_bits`), saying so in ``notes``. A
     :class:`TunedNetwork` from :func:`finetune` converts to the network it trained (its
     quantizers were fixed before training; ``calib`` is only checked for its shape).
     ``notes``, a list when given, receives what the conversion costs, one line each: the
@@ -28,13 +31,27 @@ def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, note
     from onespike.mapper.tuned import TunedNetwork
 
     if isinstance(model, TunedNetwork):
-        return _tuned(model, calib, act_bits, input_bits)
+        return _tuned(model, calib, act_bits, None if input_bits == "auto" else input_bits)
     if _is_onnx(model):
         return convert_onnx(model, calib, act_bits=act_bits, weight_bits=weight_bits,
                             input_bits=input_bits, notes=notes, recalibrate=recalibrate)
     act_bits = 4 if act_bits is None else act_bits
-    check_bits(act_bits, weight_bits, input_bits)
+    check_bits(act_bits, weight_bits, _pinned(input_bits))
     input_shape, layers = parse_module(model, calib[0])
+    return _quantize(input_shape, layers, calib, act_bits, weight_bits, input_bits, notes)
+
+
+def _pinned(input_bits):
+    """``input_bits`` as :func:`check_bits` takes it (``"auto"`` is chosen later)."""
+    return None if input_bits == "auto" else input_bits
+
+
+def _quantize(input_shape, layers, calib, act_bits, weight_bits, input_bits, notes):
+    """:func:`quantize`, after choosing ``input_bits="auto"`` from the calibration data."""
+    if input_bits == "auto":
+        from onespike.mapper.input_bits import choose_input_bits
+
+        input_bits = choose_input_bits(input_shape, layers, calib, act_bits, notes)
     return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
                     input_bits=input_bits, notes=notes)
 
@@ -70,11 +87,10 @@ def _tuned(model, calib, act_bits, input_bits):
 def convert_exported(path, calib, *, act_bits=4, weight_bits=8, input_bits=None,
                      notes=None):
     """Map a ``torch.export`` program saved as ``.pt2`` (loaded without unpickling)."""
-    check_bits(act_bits, weight_bits, input_bits)
+    check_bits(act_bits, weight_bits, _pinned(input_bits))
     _refuse_checkpoint(path)
     input_shape, layers = parse_exported(load_exported(path))
-    return quantize(input_shape, layers, calib, act_bits=act_bits, weight_bits=weight_bits,
-                    input_bits=input_bits, notes=notes)
+    return _quantize(input_shape, layers, calib, act_bits, weight_bits, input_bits, notes)
 
 
 def _refuse_checkpoint(path):
@@ -127,15 +143,14 @@ def convert_onnx(model, calib, *, act_bits=None, weight_bits=8, input_bits=None,
         return convert_quantized(loaded, calib, recalibrate=recalibrate, act_bits=act_bits,
                                  weight_bits=weight_bits, input_bits=input_bits, notes=notes)
     act_bits = 4 if act_bits is None else act_bits
-    check_bits(act_bits, weight_bits, input_bits)
+    check_bits(act_bits, weight_bits, _pinned(input_bits))
     chain = parse_onnx(loaded, calib[0])
     if chain.input_axes is not None and notes is not None:
         axes = ", ".join(map(str, (0,) + tuple(a + 1 for a in chain.input_axes)))
         notes.append(f"the model takes channels-last inputs; the network takes them "
                      f"channels-first: feed it x.transpose({axes})")
-    return quantize(chain.input_shape, chain.layers, chain.network_inputs(calib),
-                    act_bits=act_bits, weight_bits=weight_bits, input_bits=input_bits,
-                    notes=notes)
+    return _quantize(chain.input_shape, chain.layers, chain.network_inputs(calib), act_bits,
+                     weight_bits, input_bits, notes)
 
 
 def _is_onnx(model):

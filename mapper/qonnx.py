@@ -685,6 +685,7 @@ def convert_quantized(model, calib, *, recalibrate=False, act_bits=None, weight_
     from onespike.mapper.onnx_frontend import _OnnxGraph
     from onespike.mapper.quantize import quantize
 
+    input_bits = None if input_bits == "auto" else input_bits
     stripped = strip_quantizers(model)
     parser = _parser_class()(_OnnxGraph(stripped.model, calib[0]), stripped)
     chain = parser.run()

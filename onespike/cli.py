@@ -467,6 +467,10 @@ def _bits(value):
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
 
 
+def _input_bits(value):
+    return value if value == "auto" else _bits(value)
+
+
 FINETUNE_HELP = {
     "epochs": "passes over the training samples",
     "lr": "Adam learning rate, in units of the weight range, cosine decay (default: 0.1 / "
@@ -536,9 +540,11 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, type=Path, help="network file to write "
                    "(.npz: arrays + JSON header, see onespike/ir.py)")
     add_bits(p, convert_exported)
-    p.add_argument("--input-bits", type=_bits, metavar="N",
-                   help="bits 1..8 of the input window (default: --act-bits); a finer input "
-                        "for networks whose hidden layers use few steps")
+    p.add_argument("--input-bits", type=_input_bits, default="auto", metavar="N",
+                   help="bits 1..8 of the input window, or auto (default): the fewest from "
+                        "--act-bits up whose rounding changes no more of the float network's "
+                        "classes on the calibration data than 8 bits (measured, said in a "
+                        "note); a finer input for networks whose hidden layers use few steps")
     p.add_argument("--recalibrate", action="store_true",
                    help="a quantized ONNX model (QONNX, QCDQ) whose quantizers cannot be held "
                         "exactly: replace them by onespike's own calibration (bits from the "

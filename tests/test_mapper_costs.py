@@ -51,8 +51,9 @@ def test_command_line_prints_the_costs(small_mlp, tmp_path, capsys, torch):
     assert main(["convert", str(tmp_path / "m.pt2"), "--calib", str(tmp_path / "x.npy"),
                  "--weight-bits", "2", "-o", str(tmp_path / "n.npz")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith("note: the integer network's classes agree")
-    assert lines[2].startswith("warning: ") and lines[2].endswith("raise --weight-bits")
+    assert lines[1].startswith("note: input bits ")            # chosen: --input-bits auto
+    assert lines[2].startswith("note: the integer network's classes agree")
+    assert lines[3].startswith("warning: ") and lines[3].endswith("raise --weight-bits")
 
 
 @pytest.mark.parametrize("what", ["state_dict", "module", "legacy pickle"])
