@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_demo", "run_rnn_demo"]
+__all__ = ["run_demo", "run_rnn_demo", "train_digits_rnn"]
 
 
 def run_demo(out: Path = Path("build/demo"), *, act_bits=4, weight_bits=8, lanes=8,
@@ -91,6 +91,26 @@ def run_demo(out: Path = Path("build/demo"), *, act_bits=4, weight_bits=8, lanes
     return result, lines
 
 
+def train_digits_rnn(*, act_bits=4, hidden=32, epochs=(20, 30)):
+    """``(model, data)``: :func:`onespike.zoo.row_rnn` on scikit-learn's digits read row by
+    row (8 steps of 8 pixels in 0..1), ``epochs[0]`` in float, then ``epochs[1]`` on the
+    ``act_bits`` grid the integer network will use."""
+    import torch
+
+    from onespike import zoo
+
+    flat = zoo.digits()
+    data = zoo.Dataset("digits-rows", flat.x_train.reshape(-1, 8, 8) / 16.0, flat.y_train,
+                       flat.x_test.reshape(-1, 8, 8) / 16.0, flat.y_test)
+    torch.manual_seed(0)
+    model = zoo.row_rnn(8, hidden, 10)
+    zoo.train(model, data, epochs=epochs[0], batch=32, lr=3e-3, clip=1.0)
+    model.bits = act_bits
+    model = zoo.train(model, data, epochs=epochs[1], batch=32, lr=1e-3, clip=1.0, seed=1)
+    model.bits = None
+    return model, data
+
+
 def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=8,
                  hidden=32, epochs=(20, 30), lanes=4, simulator="icarus", rtl_samples=20,
                  progress=True):
@@ -99,8 +119,6 @@ def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=
     checked against the golden model at every sequence step on ``rtl_samples`` test
     sequences; returns ``(summary dict, report lines)``. Nothing downloads; about a minute
     on one core."""
-    import torch
-
     from onespike import zoo
     from onespike.hdl.generate import generate
     from onespike.ir import save
@@ -112,17 +130,9 @@ def run_rnn_demo(out: Path = Path("build/demo-rnn"), *, act_bits=4, weight_bits=
     check_bits(act_bits, weight_bits)
     out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *_: None)
-    flat = zoo.digits()
-    data = zoo.Dataset("digits-rows", flat.x_train.reshape(-1, 8, 8) / 16.0, flat.y_train,
-                       flat.x_test.reshape(-1, 8, 8) / 16.0, flat.y_test)
     say(f"1/4 training a ReLU RNN (8 rows of 8 pixels, {hidden} hidden) on the "
         f"{act_bits}-bit grid")
-    torch.manual_seed(0)
-    model = zoo.row_rnn(8, hidden, 10)
-    zoo.train(model, data, epochs=epochs[0], batch=32, lr=3e-3, clip=1.0)
-    model.bits = act_bits
-    model = zoo.train(model, data, epochs=epochs[1], batch=32, lr=1e-3, clip=1.0, seed=1)
-    model.bits = None
+    model, data = train_digits_rnn(act_bits=act_bits, hidden=hidden, epochs=epochs)
     float_acc = zoo.float_accuracy(model, data.x_test, data.y_test)
     say("2/4 converting to an integer TTFS network over the sequence")
     net = convert(model, data.x_train, act_bits=act_bits, weight_bits=weight_bits)

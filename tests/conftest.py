@@ -50,6 +50,17 @@ def digits_mlp_net(digits_mlp):
 
 
 @pytest.fixture(scope="session")
+def digits_rnn_net(torch):
+    """(net, data): a ReLU RNN 8-16-10 reading the digits row by row (the demo's, trained
+    briefly), mapped at act_bits 4, weight_bits 8."""
+    from onespike.demo import train_digits_rnn
+    from onespike.mapper import convert
+
+    model, data = train_digits_rnn(hidden=16, epochs=(10, 10))
+    return convert(model, data.x_train), data
+
+
+@pytest.fixture(scope="session")
 def digits_cnn_net(torch):
     """(net, data): the digits CNN (BatchNorm, MaxPool, AvgPool, mean/std-normalized
     input, padding at a normalized first layer) mapped at act_bits 4, weight_bits 8."""

@@ -87,3 +87,19 @@ def test_demo_runs_the_main_job(tmp_path, capsys, torch):
     assert result["spiking_accuracy"] == result["quantized_accuracy"]
     assert result["float_accuracy"] > 0.9
     assert Path(result["report"]).is_file() and figures_referenced(Path(result["report"]))
+
+
+def test_rnn_demo_checks_its_rtl_at_every_step(tmp_path, torch):
+    """``demo --rnn`` on a small, briefly trained RNN: the golden model, rate coding and
+    the RTL at every sequence step agree."""
+    from onespike.demo import run_rnn_demo
+
+    result, lines = run_rnn_demo(tmp_path / "rnn", hidden=8, epochs=(3, 3), rtl_samples=4,
+                                 progress=False)
+    assert result["rtl_samples"] == 4 and result["rtl_mismatches"] == 0
+    # per sequence: the input at each of 8 steps (8 pixels), the state that reaches the
+    # readout (8), 10 logits and the class; 4 test sequences and 2 edge cases
+    assert result["rtl_values_compared"] == (4 + 2) * (8 * 8 + 8 + 10 + 1)
+    assert result["spiking_accuracy"] == result["quantized_accuracy"]
+    assert result["rate_bipolar_accuracy"] == result["quantized_accuracy"]
+    assert any("0 mismatches" in line for line in lines)

@@ -14,7 +14,8 @@ from onespike.cli import main
 from onespike.errors import OnespikeError
 from onespike.hdl.generate import generate
 from onespike.ir import Dense, Encoder, Network, save
-from onespike.sim import closed_form, random_inputs, random_network
+from onespike.sim import (closed_form, random_inputs, random_network,
+                          random_recurrent_network)
 from onespike.sim.verify import shard_slices, stimulus, verify
 
 SIMULATORS = ["icarus", "verilator"]
@@ -26,8 +27,10 @@ def build_root(tmp_path_factory):
 
 
 def expected_comparisons(net, samples):
-    """Every neuron of every spike stream, every logit and the class, for every sample."""
-    streams = [int(np.prod(layer.in_shape)) for layer in net.layers]
+    """Every neuron of every spike stream (at every step of a sequence where the stream
+    runs per step), every logit and the class, for every sample."""
+    streams = [int(np.prod(layer.in_shape)) * (net.steps if net.per_step(n) else 1)
+               for n, layer in enumerate(net.layers)]
     return samples * (sum(streams) + net.num_classes + 1)
 
 
@@ -426,3 +429,36 @@ def test_each_multiply_form_gets_its_own_build(tmp_path):
     manifests = {p.parent.parent.name.endswith("-nodsp"): json.loads(p.read_text())
                  for p in tmp_path.glob("*/rtl/manifest.json")}
     assert {k: m["use_dsp"] for k, m in manifests.items()} == {False: True, True: False}
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_random_sequence_network(simulator, build_root):
+    """Two recurrent layers over five steps, every layer at every step; junk sequences
+    interrupted by a reset first."""
+    net = random_recurrent_network(np.random.default_rng(24), max_steps=6, max_width=6)
+    assert net.steps == 5 and sum(layer.kind == "recurrent" for layer in net.layers) == 2
+    a0 = stimulus(net, None, 6, seed=2)
+    result = verify(net, a0, lanes=2, simulator=simulator, build_root=build_root,
+                    interrupt_cycles=300, progress=False)
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["values_compared"] == expected_comparisons(net, len(a0))
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_trained_digits_rnn(simulator, digits_rnn_net, build_root):
+    net, data = digits_rnn_net
+    a0 = stimulus(net, data.x_test, 20)
+    result = verify(net, a0, lanes=4, simulator=simulator, build_root=build_root,
+                    progress=False)
+    assert result["mismatches"] == 0, result["first_mismatch"]
+    assert result["values_compared"] == expected_comparisons(net, 22)
+
+
+def test_sequence_inputs_of_the_wrong_shape(tmp_path, capsys):
+    net = random_recurrent_network(np.random.default_rng(24), max_steps=6, max_width=6)
+    save(net, tmp_path / "net.npz")
+    np.save(tmp_path / "flat.npy", np.zeros((3,) + net.encoder.shape))
+    assert main(["verify", str(tmp_path / "net.npz"), "--inputs",
+                 str(tmp_path / "flat.npy")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "(5, 5) (steps, features...)" in err
