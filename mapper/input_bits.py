@@ -5,7 +5,7 @@ property of the *float* network and the data, not of the hidden layers: feed the
 network the encoder's decoded inputs (``offset + scale·a``) and count the calibration
 samples whose class changes against the raw inputs. ``input_bits="auto"`` (the default of
 ``onespike convert``) takes the fewest bits from ``act_bits`` up to 8 whose count exceeds
-that of 8 bits by at most :data:`TOLERANCE` of the samples (at least none more), measured on
+that of 8 bits by at most :data:`TOLERANCE` of the samples (none), measured on
 at most :data:`SAMPLES` of them with the two extreme encoder balances (per-feature and
 shared steps), the worse one counting.
 """
@@ -20,8 +20,11 @@ from onespike.mapper.quantize import _check_calibration, _encoder, _last_recurre
 __all__ = ["input_costs", "choose_input_bits", "TOLERANCE", "SAMPLES"]
 
 #: share of the calibration samples whose class may change beyond 8 bits' and still count
-#: as nothing measurable
-TOLERANCE = 0.001
+#: as nothing measurable: none, since calibration samples are usually training samples,
+#: farther from the float network's decision boundaries than unseen ones (on a synthetic
+#: StandardScaler MLP, 2 changes in 2000 calibration samples at 5 bits were 19 more than
+#: 8 bits' in 1000 held-out ones, and 0.7 points of accuracy)
+TOLERANCE = 0.0
 #: calibration samples measured at most
 SAMPLES = 2000
 

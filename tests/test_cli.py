@@ -174,7 +174,7 @@ def test_an_unknown_firing_is_refused_with_the_choices(small_net, tmp_path, caps
     ("build", "onespike.boards.top", None, "DEFAULT_BAUD", 115_200, "default 115200"),
     ("run", "onespike.boards.top", None, "DEFAULT_BAUD", 115_200, "or 115200"),
     ("run", "onespike.boards.host", "BoardClient.__init__", "timeout", 7.5, "default 7.5"),
-    ("report", "onespike.report", "write_report", "lanes", 37, "default 37"),
+    ("report", "onespike.report", None, "REPORT_LANES", 37, "default 37"),
     ("report", "onespike.report", "write_report", "measure", 41, "default 41"),
     ("demo", "onespike.demo", "run_demo", "out", "elsewhere/demo", "default elsewhere/demo"),
     ("demo", "onespike.demo", "run_demo", "rtl_samples", 41, "default 41"),

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from onespike.cli import main
+from onespike.ir import load
 from onespike.mapper import convert
+from onespike.mapper.frontend import parse_module
+from onespike.mapper.input_bits import TOLERANCE, input_costs
 from onespike.sim import closed_form
 
 torch = pytest.importorskip("torch")
@@ -42,18 +45,24 @@ def accuracy(net, x, y):
 
 
 def test_auto_takes_the_fewest_input_bits_that_cost_nothing():
+    """The rule, checked against costs measured here (the trained weights, hence the exact
+    count, differ between CPUs; 4 bits cost this task about 3 % of its classes, 6 none),
+    and held-out samples: the chosen bits change no more of the float network's classes
+    than 8 bits (0.5 % slack), 4 bits do."""
     model, calib, x_test, y_test = standardized_mlp()
-    with torch.no_grad():
-        float_accuracy = float(np.mean(model(torch.tensor(x_test)).argmax(1).numpy() == y_test))
     notes = []
     net = convert(model, calib, input_bits="auto", notes=notes)
-    assert net.encoder.act_bits == 6 and {l.act_bits for l in net.layers[:-1]} == {4}
-    assert notes[0].startswith("input bits 6: the float network's class changes on "
-                               "quantized inputs for 4 bits 3.3%, 5 bits 0.2%, 6 bits 0.1% "
-                               "of 2000 calibration samples (8 bits: 0.0%); --input-bits N "
-                               "pins it")
-    assert accuracy(net, x_test, y_test) >= float_accuracy - 0.003     # 84.9 % vs 84.5 %
-    assert accuracy(convert(model, calib), x_test, y_test) < float_accuracy - 0.01
+    bits = net.encoder.act_bits
+    costs, samples = input_costs(*parse_module(model, calib[0]), calib, range(4, 9))
+    allowed = costs[8] + int(TOLERANCE * samples)
+    assert costs[bits] <= allowed and all(costs[b] > allowed for b in range(4, bits))
+    assert bits > 4 and {l.act_bits for l in net.layers[:-1]} == {4}
+    assert notes[0].startswith(f"input bits {bits}: the float network's class changes on "
+                               f"quantized inputs for 4 bits {costs[4] / samples:.1%}, ")
+    assert notes[0].endswith(f"of {samples} calibration samples (8 bits: "
+                             f"{costs[8] / samples:.1%}); --input-bits N pins it")
+    held_out, tests = input_costs(*parse_module(model, calib[0]), x_test, (4, bits, 8))
+    assert held_out[bits] <= held_out[8] + 0.005 * tests < held_out[4]
 
 
 def test_inputs_on_a_grid_of_act_bits_levels_keep_act_bits():
@@ -71,7 +80,10 @@ def test_convert_command_chooses_by_default_and_input_bits_pins(tmp_path, capsys
     args = ["convert", str(path), "--calib", str(tmp_path / "x.npy"), "-o",
             str(tmp_path / "net.npz")]
     assert main(args) == 0
-    assert "note: input bits 6: the float network's class changes" in capsys.readouterr().out
+    bits = load(tmp_path / "net.npz").encoder.act_bits
+    assert bits > 4
+    assert f"note: input bits {bits}: the float network's class changes" in \
+        capsys.readouterr().out
     assert main(args + ["--input-bits", "4"]) == 0
     out = capsys.readouterr().out
     assert "input bits" not in out and "raise --input-bits" in out
