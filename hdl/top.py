@@ -19,7 +19,7 @@ from onespike.hdl.streams import (TapSignature, activation_layout, class_layout,
                                   refuse)
 from onespike.ir import Conv, MaxPool, Network, Recurrent
 
-__all__ = ["Accelerator", "LayerPipeline", "encoder_spike_cycles", "layer_lanes"]
+__all__ = ["Accelerator", "LayerPipeline", "encoder_spike_cycles", "layer_lanes", "neuron_core"]
 
 
 def layer_lanes(net: Network, lanes) -> list:
@@ -55,6 +55,19 @@ def encoder_spike_cycles(consumer) -> int:
     that the second cycle costs nothing, else 1."""
     per_spike = getattr(consumer, "spike_cycles", None)      # None: a max-pooling core
     return 2 if per_spike is not None and int(np.min(per_spike)) >= 2 else 1
+
+
+def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_firing=False):
+    """The neuron core of weighted layer ``i`` of ``net`` (a :class:`RecurrentCore` for a
+    recurrent layer, told the sequence's steps and whether every step goes on), at
+    register ``widths``."""
+    layer = net.layers[i]
+    if isinstance(layer, Recurrent):
+        return RecurrentCore(layer, in_levels=net.in_levels(i), widths=widths, lanes=lanes,
+                             steps=net.steps, all_steps=net.per_step(i + 1), use_dsp=use_dsp,
+                             sorted_firing=sorted_firing)
+    return core_class(layer)(layer, in_levels=net.in_levels(i), widths=widths, lanes=lanes,
+                             use_dsp=use_dsp, sorted_firing=sorted_firing)
 
 
 def more_lanes(layer, lanes):
@@ -253,17 +266,10 @@ class Accelerator(LayerPipeline):
         for i, layer in enumerate(net.layers):
             if isinstance(layer, MaxPool):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
-            elif isinstance(layer, Recurrent):
-                self.cores.append(RecurrentCore(
-                    layer, in_levels=net.in_levels(i), widths=widths[i], lanes=self._lanes[i],
-                    steps=net.steps, all_steps=net.per_step(i + 1), use_dsp=use_dsp,
-                    sorted_firing=per_layer[i] == "sorted"))
             else:
-                core = core_class(layer)
-                sort = per_layer[i] == "sorted"
-                self.cores.append(core(layer, in_levels=net.in_levels(i), widths=widths[i],
-                                       lanes=self._lanes[i], use_dsp=use_dsp,
-                                       sorted_firing=sort))
+                self.cores.append(neuron_core(net, i, widths=widths[i], lanes=self._lanes[i],
+                                              use_dsp=use_dsp,
+                                              sorted_firing=per_layer[i] == "sorted"))
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
                                     spike_cycles=encoder_spike_cycles(self.cores[0]))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)

@@ -45,13 +45,13 @@ from amaranth.lib import data
 
 from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
-from onespike.hdl.conv import core_class
 from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.firing import firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.streams import discard, flat_index
-from onespike.hdl.top import encoder_spike_cycles, firing_per_layer, layer_lanes
-from onespike.ir import LayerWidths, MaxPool, Network
+from onespike.hdl.top import (encoder_spike_cycles, firing_per_layer, layer_lanes,
+                               neuron_core)
+from onespike.ir import LayerWidths, MaxPool, Network, Recurrent
 
 __all__ = ["PROPERTIES", "Target", "Harness", "targets", "prove", "run_check", "tool_env"]
 
@@ -79,6 +79,8 @@ class Target:
     properties: tuple
     widths: LayerWidths = None      # neuron cores: the IR's bounds
     make_wide: Callable = None      # neuron cores: the same core, WIDER bits more
+    i_windows: int = 1              # input windows per sample (a sequence's steps)
+    o_windows: int = 1              # output windows per sample (1: the last step only)
 
 
 def _neurons(shape):
@@ -126,7 +128,7 @@ class Harness(Elaboratable):
         self.live = live
         self._drive(m, core)
         stable(m, core.i, live, Assume)
-        in_done = INPUTS[t.i_kind](m, self, core.i)
+        in_done = every(m, INPUTS[t.i_kind](m, self, core.i), t.i_windows, "in_window")
         check = CHECKS[self.prop]
         check(m, self, core, in_done)
         return m
@@ -311,10 +313,20 @@ def _conserve(m, h, core, in_done):
         m.d.sync += [seen.eq(0), out_bank.eq(~out_bank)]
 
 
+def every(m, strobe, count, name):
+    """``strobe`` on each ``count``-th time it is high (windows to whole sequences)."""
+    if count == 1:
+        return strobe
+    seen = Signal(range(count), name=f"{name}s_seen")
+    with m.If(strobe):
+        m.d.sync += seen.eq(Mux(seen == count - 1, 0, seen + 1))
+    return strobe & (seen == count - 1)
+
+
 def _out_done(m, h, s):
     kind = h.target.o_kind
     if kind == "spikes":
-        return _SpikesOut(m, h, s).close
+        return every(m, _SpikesOut(m, h, s).close, h.target.o_windows, "out_window")
     go = s.valid & s.ready & h.live
     return go & s.payload.last if kind == "logits" else go
 
@@ -386,7 +398,7 @@ def _encoder_target(net, lanes):
     if isinstance(layer, MaxPool):
         cycles = encoder_spike_cycles(None)
     else:
-        probe = core_class(layer)(layer, in_levels=net.in_levels(0), widths=net.widths()[0], lanes=lanes)
+        probe = neuron_core(net, 0, widths=net.widths()[0], lanes=lanes)
         cycles = encoder_spike_cycles(probe)
         discard(probe)
     return Target("encoder",
@@ -398,20 +410,22 @@ def _encoder_target(net, lanes):
 
 def _neuron_target(net, i, lanes, firing="sweep"):
     layer, widths = net.layers[i], net.widths()[i]
-    kind = core_class(layer)
     in_levels = net.in_levels(i)
     sort = firing == "sorted"
 
     def make(w=widths):
-        return kind(layer, in_levels=in_levels, widths=w, lanes=lanes,
-                    sorted_firing=sort and not layer.is_readout)
+        return neuron_core(net, i, widths=w, lanes=lanes,
+                           sorted_firing=sort and not layer.is_readout)
 
     probe = make()
     words, fan_out, reset = probe.words, probe.fan_out, probe.reset_cycles
     sort = probe.sorted_firing
     discard(probe)
     n_in, n_out = _neurons(layer.in_shape), _neurons(layer.out_shape)
-    integrate = in_levels * (words + 1) + n_in * (fan_out + 1) + 2
+    windows = net.steps if net.per_step(i) else 1
+    looped = n_out if isinstance(layer, Recurrent) else 0       # h_{t−1}'s spikes come in
+    window = max(in_levels, layer.levels) if looped else in_levels
+    integrate = window * (words + (4 if looped else 1)) + (n_in + looped) * (fan_out + 1) + 2
     fire = firing_cycles(words, max(layer.levels, 1), n_out, sort) + 2
     readout = layer.is_readout
     properties = ("reset", "stable", "samples", "logits", "widths") if readout else \
@@ -420,9 +434,10 @@ def _neuron_target(net, i, lanes, firing="sweep"):
     return Target(f"layer{i} ({kind_name})", make,
                   "spikes", "logits" if readout else "spikes", layer.in_shape, in_levels,
                   layer.out_shape, n_out if readout else layer.levels,
-                  reset_bound=reset, depth=reset + integrate + fire + 4,
+                  reset_bound=reset, depth=reset + windows * (integrate + fire) + 4,
                   properties=properties, widths=widths,
-                  make_wide=lambda: make(_wider(widths)))
+                  make_wide=lambda: make(_wider(widths)), i_windows=windows,
+                  o_windows=windows if net.per_step(i + 1) else 1)
 
 
 def _maxpool_target(net, i):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, save
+from onespike.ir import Conv, Dense, Encoder, MaxPool, Network, Recurrent, save
 from onespike.sim.faults import FAULTS, planted
 from onespike.sim.formal import PROPERTIES, Harness, prove, run_check, targets, tool_env
 
@@ -196,4 +196,41 @@ def test_a_fault_in_a_sorted_core_is_caught(tools, tmp_path, prop, fault):
     target, wrap = planted(_sorted_target(), fault)
     result = run_check(Harness(target, prop, wrap), tmp_path / prop, target.depth,
                        induction=False)
+    assert result["status"] == "failed", result
+
+
+def _recurrent():
+    """2 inputs (A0 = 1) over 2 steps → recurrent 2 (A = 1, ``W_h`` with both signs) →
+    readout 2: the loop-back's merge, tee and sequence counters in the smallest core."""
+    enc = Encoder(shape=(2,), act_bits=1, scale=np.ones(1), offset=np.zeros(1), steps=2)
+    rnn = Recurrent(in_shape=(2,), weight=np.array([[2, -1], [1, 1]]),
+                    recurrent=np.array([[1, -2], [2, 1]]), bias=np.array([0, -1]),
+                    ramp=np.array([2, 2]), act_bits=1, scale=1.0)
+    readout = Dense(in_shape=(2,), weight=np.array([[1, -1], [2, 1]]), bias=np.array([0, 1]),
+                    ramp=None, act_bits=None, scale=1.0, pool=1)
+    return Network(enc, (rnn, readout))
+
+
+def test_a_recurrent_core_has_the_spike_properties():
+    target = _target(_recurrent(), "layer0")
+    assert target.name == "layer0 (recurrent)" and target.i_windows == 2
+    assert target.o_windows == 1                  # only the last step reaches the readout
+    assert set(target.properties) == {"reset", "stable", "steps", "markers", "window", "once",
+                                      "samples", "widths"}
+
+
+@pytest.mark.parametrize("prop", ["reset", "stable", "markers", "window",
+                                  pytest.param("once", marks=pytest.mark.slow),     # 50 s
+                                  pytest.param("samples", marks=pytest.mark.slow),  # 12 min
+                                  pytest.param("widths", marks=pytest.mark.slow)])
+def test_recurrent_core_properties(tools, tmp_path, prop):
+    result = _check(tmp_path, _recurrent(), "layer0", prop)
+    assert result["status"] in ("proven", "bounded"), result
+
+
+@pytest.mark.parametrize("prop, fault", [
+    ("once", "dup"), ("samples", "spurious"),
+    pytest.param("widths", "narrow_membrane", marks=pytest.mark.slow)])  # > 10 min
+def test_a_fault_in_a_recurrent_core_is_caught(tools, tmp_path, prop, fault):
+    result = _check(tmp_path, _recurrent(), "layer0", prop, fault)
     assert result["status"] == "failed", result
