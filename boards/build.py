@@ -528,17 +528,31 @@ def synthesize(net, board: Board, out_dir, *, lanes=None, link=LinkOptions(),
     return {"fit": placed, "stat": synth_counts(board, text), "mapped": mapped}
 
 
-def _run_tools(board, root, log):
+def _ending(build_log):
+    """``", the log ends: <its last line>"``, or nothing for an empty log."""
+    lines = [line.strip() for line in build_log.splitlines() if line.strip()]
+    return f", the log ends: {lines[-1]}" if lines else ""
+
+
+def _run_tools(board, root, log, crash_retries=1):
+    """Run the build script; a tool that stops without an ``ERROR`` line (a crash, not a
+    reported error) is run again, up to ``crash_retries`` times."""
     env = tool_environment()
     started = time.monotonic()
-    with open(root / "build.log", "w") as output:
-        result = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=root, env=env,
-                                stdout=output, stderr=subprocess.STDOUT)
-    seconds = time.monotonic() - started
-    build_log = (root / "build.log").read_text(errors="replace")
-    if result.returncode != 0:
+    for attempt in range(crash_retries + 1):
+        with open(root / "build.log", "w") as output:
+            result = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=root, env=env,
+                                    stdout=output, stderr=subprocess.STDOUT)
+        build_log = (root / "build.log").read_text(errors="replace")
         errors = [line.strip() for line in build_log.splitlines() if "ERROR" in line]
-        reason = errors[-1] if errors else f"exit status {result.returncode}"
+        if result.returncode == 0 or errors or attempt == crash_retries:
+            break
+        log(f"the tools stopped without an error message (exit status "
+            f"{result.returncode}{_ending(build_log)}); running them again")
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        reason = errors[-1] if errors else \
+            f"exit status {result.returncode}{_ending(build_log)}"
         misfit = any(k in reason for k in ("utilisation", "legal placement", "expand region",
                                            "no BELs remaining"))
         if misfit:

@@ -1,10 +1,13 @@
 """The supported boards: their amaranth-boards platform, device resources, and how their
 memories are mapped (board files map pins and memories; ``hdl/`` stays board-agnostic)."""
 
+import fcntl
 import math
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,6 +234,26 @@ def tool_environment() -> dict:
                                 f"(`pip install -e .`) to get the YoWASP FPGA tools")
         env[variable] = path
     env["OPENFPGALOADER"] = "true"       # ULX3S asks for it even when not programming
+    _warm(env, [env[variable] for variable, tool in tools.items()
+                if tool.startswith("yowasp-")])
     return env
+
+
+_warmed = set()
+
+
+def _warm(env, tools):
+    """Run each YoWASP tool once (``--version``) while holding a lock: its first run compiles
+    the WebAssembly and writes a machine-code cache that yowasp-runtime neither locks nor
+    writes atomically, so builds started side by side on a cold cache can read each
+    other's half-written file and crash."""
+    cold = [tool for tool in tools if tool not in _warmed]
+    if not cold:
+        return
+    with open(Path(tempfile.gettempdir()) / "onespike-yowasp.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for tool in cold:
+            subprocess.run([tool, "--version"], env=env, capture_output=True)
+            _warmed.add(tool)
 
 

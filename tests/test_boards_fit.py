@@ -239,6 +239,29 @@ def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_
     assert len(attempts) == 1
 
 
+@pytest.mark.parametrize("script, fails, raised", [
+    ("echo crashed; exit 3", 1, None),                      # a crash, then a good run
+    ("echo crashed; exit 3", 2, "exit status 3, the log ends: crashed"),
+    ("echo 'ERROR: no clock'; exit 1", 1, "ERROR: no clock")])   # reported: not rerun
+def test_tools_that_crash_are_run_again_once(tmp_path, script, fails, raised):
+    """A tool stopping without an ERROR line (a crash, e.g. a WebAssembly trap) is run
+    once more; a reported error is not; the failure quotes the log's last line."""
+    from onespike.boards import build as flow
+
+    counter = tmp_path / "runs"
+    (tmp_path / f"build_{flow.NAME}.sh").write_text(
+        f"echo x >> {counter}\n[ $(wc -l < {counter}) -gt {fails} ] && exit 0\n{script}\n")
+    lines = []
+    if raised is None:
+        flow._run_tools(board_named("icebreaker"), tmp_path, lines.append)
+        assert any("running them again" in line for line in lines)
+        assert len(counter.read_text().split()) == 2
+    else:
+        with pytest.raises(flow.BuildFailed, match=raised):
+            flow._run_tools(board_named("icebreaker"), tmp_path, lines.append)
+        assert len(counter.read_text().split()) == fails
+
+
 def fake_tools(board, root, log):
     """What build() reads from the tools, without running them: a timing report, the
     bitstream and the synthesis log."""
