@@ -105,7 +105,7 @@ class Board:
     block_ram: BlockRAM
     blocks: int
     dsps: int
-    default_lanes: int       # shown by `onespike boards`; `build` plans its own lanes
+    default_lanes: int       # the lanes bench and tests build at; `build` plans its own
     spram: int = 0           # iCE40 UP5K single-port 256 kbit RAMs
     distributed: DistributedRAM = None    # LUT RAM, if the family has it
     lutram_units: int = 0    # distributed-RAM units the device can place

@@ -20,10 +20,12 @@ from onespike.hdl.dense_top import DenseAccelerator
 from onespike.hdl.firing import FIRINGS
 from onespike.hdl.mac import ActivationMaxPool
 from onespike.hdl.maxpool import MaxPoolCore
+from onespike.hdl.streams import discard
 from onespike.hdl.top import Accelerator
 from onespike.ir import Network
 
-__all__ = ["generate", "TOP_NAME", "CODINGS", "accelerator", "check_firing"]
+__all__ = ["generate", "TOP_NAME", "CODINGS", "accelerator", "check_firing", "plan",
+           "plan_options", "PLAN_FORMAT"]
 
 #: ``coding`` → (accelerator class, payload fields of ``tap_<n>``)
 CODINGS = {"ttfs": (Accelerator, ["index", "step", "end"]),
@@ -36,6 +38,8 @@ def check_firing(coding, firing):
     coding (it has no firing phase)."""
     if coding not in CODINGS:
         raise OnespikeError(f"coding must be one of {', '.join(CODINGS)}, not {coding!r}")
+    if not isinstance(firing, str) and coding == "ttfs":
+        return                                  # one per layer: the accelerator checks it
     if firing not in FIRINGS:
         raise OnespikeError(f"firing must be one of {', '.join(FIRINGS)}, not {firing!r}")
     if coding == "dense" and firing != "auto":
@@ -287,3 +291,48 @@ def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
+
+
+PLAN_FORMAT = "onespike-plan/1"
+#: the accelerator's own arguments in a plan; the rest of a plan describes what they build
+PLAN_OPTIONS = ("coding", "lanes", "firing", "use_dsp", "skip_zeros")
+
+
+def plan(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
+         firing="auto") -> dict:
+    """What :func:`generate` builds with these arguments, as plain data and without
+    generating it: ``options`` (the arguments resolved: lanes and firing per layer, the
+    readout's and max pooling's firing None) and the manifest's description of the result
+    (per layer its geometry, memories, multipliers and firing; memory totals; cycles if
+    every neuron spikes), without the Verilog and ports. :func:`plan_options` turns a plan,
+    hand-edited or not, back into :func:`generate`'s arguments."""
+    top = discard(accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
+                              use_dsp=use_dsp, firing=firing))
+    info = manifest(top, "", "")
+    for key in ("top", "verilog", "verilog_sha256", "ports", "tap_payload"):
+        info.pop(key, None)
+    options = {"coding": coding, "lanes": list(top.lanes),
+               "firing": list(top.firing) if coding == "ttfs" else "auto",
+               "use_dsp": top.use_dsp, "skip_zeros": skip_zeros}
+    return {"format": PLAN_FORMAT, "options": options, **info}
+
+
+def plan_options(net: Network, plan: dict) -> dict:
+    """:func:`generate`'s arguments from a :func:`plan` (as read back from JSON), refused
+    with the reason when it is not a plan or was made for a network of other layers."""
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise OnespikeError(f"not an accelerator plan (no \"format\": \"{PLAN_FORMAT}\"); "
+                            f"write one with `onespike plan NET --json > plan.json`")
+    options = plan.get("options")
+    if not isinstance(options, dict) or set(options) != set(PLAN_OPTIONS):
+        raise OnespikeError(f"the plan's \"options\" must hold exactly "
+                            f"{', '.join(PLAN_OPTIONS)}")
+    layers = [(l.get("kind"), l.get("in_shape"), l.get("out_shape"))
+              for l in plan.get("layers", ()) if isinstance(l, dict)]
+    ours = [(l.kind, list(l.in_shape), list(l.out_shape)) for l in net.layers]
+    if layers != ours:
+        raise OnespikeError(f"the plan was made for a network of other layers "
+                            f"({len(layers)} layers, not these {len(ours)} of "
+                            f"{', '.join(k for k, _, _ in ours)}); make it again with "
+                            f"`onespike plan NET --json`")
+    return dict(options)

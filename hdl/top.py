@@ -19,7 +19,8 @@ from onespike.hdl.streams import (TapSignature, activation_layout, class_layout,
                                   refuse)
 from onespike.ir import Conv, MaxPool, Network, Recurrent
 
-__all__ = ["Accelerator", "LayerPipeline", "encoder_spike_cycles", "layer_lanes", "neuron_core"]
+__all__ = ["Accelerator", "LayerPipeline", "balance_lanes", "encoder_spike_cycles", "layer_lanes",
+           "neuron_core", "spend_lanes"]
 
 
 def layer_lanes(net: Network, lanes) -> list:
@@ -91,10 +92,14 @@ def firing_per_layer(net, lanes, firing) -> list:
             raise OnespikeError(f"firing must be one of {', '.join(FIRINGS)}, not {firing!r}")
         return choose_firing(net, lanes) if firing == "auto" else [firing] * len(net.layers)
     firing = list(firing)
-    if len(firing) != len(net.layers) or not set(firing) <= {"sweep", "sorted"}:
+    phaseless = [isinstance(layer, MaxPool) or layer.is_readout for layer in net.layers]
+    if len(firing) != len(net.layers) or any(
+            f not in ("sweep", "sorted") and not (f is None and none_ok)
+            for f, none_ok in zip(firing, phaseless)):
         raise OnespikeError(f"firing per layer must give sweep or sorted for each of the "
-                            f"{len(net.layers)} layers, not {firing!r}")
-    return firing
+                            f"{len(net.layers)} layers (or None for the readout and "
+                            f"max-pooling layers, which have no firing phase), not {firing!r}")
+    return [f or "sweep" for f in firing]
 
 
 def choose_firing(net, lanes, spikes=None) -> list:
@@ -154,6 +159,32 @@ def balance_lanes(net, total: int, spikes=None) -> list:
         if q is None or sum(lanes) - lanes[n] + q > total:
             return best[1]
         lanes[n] = q
+
+
+def spend_lanes(net, lanes, spikes=None, firing="auto") -> tuple:
+    """``(lanes per layer, how, cycles)`` for ``--lanes``: a list is taken as it is
+    (``how`` ``"as given"``, ``cycles`` empty); one count ``P`` is a budget, the lanes that
+    ``P`` everywhere would take (:func:`layer_lanes`), spent where the work is
+    (:func:`balance_lanes` on ``spikes``) when the cycle model finds that faster with the
+    ``firing`` the accelerator will get (``how`` ``"by work"``), else ``P`` everywhere
+    (``"uniform"``); ``cycles``: the steady cycles per sample of each (``{"uniform": …,
+    "by work": …}``) where both were estimated."""
+    if not (isinstance(lanes, int) and not isinstance(lanes, bool)):
+        return layer_lanes(net, lanes), "as given", {}
+    uniform = layer_lanes(net, lanes)
+    if sum(uniform) == len(uniform):                  # one lane each: nothing to spend
+        return uniform, "uniform", {}
+    balanced = balance_lanes(net, sum(uniform), spikes)
+    if balanced == uniform:
+        return uniform, "uniform", {}
+    spikes = _assumed_spikes(net) if spikes is None else spikes
+    cycles = {how: cycle_estimate(discard(Accelerator(
+                  net, lanes=per_layer, firing=firing_per_layer(net, per_layer, firing))),
+                  spikes)["steady"]
+              for how, per_layer in (("uniform", uniform), ("by work", balanced))}
+    if cycles["by work"] < cycles["uniform"]:
+        return balanced, "by work", cycles
+    return uniform, "uniform", cycles
 
 
 class LayerPipeline(wiring.Component):

@@ -193,6 +193,96 @@ def _coding(args) -> dict:
             "use_dsp": not args.no_dsp, "firing": _firing(args)}
 
 
+def _lane_counts(text):
+    """``--lanes``: one count ``P`` or one per layer, ``P1,P2,...``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a lane count P nor one count "
+                                         f"per layer P1,P2,...") from None
+    if any(p < 1 for p in counts):
+        raise argparse.ArgumentTypeError(f"lane counts must be positive integers, not {text}")
+    return counts[0] if len(counts) == 1 else counts
+
+
+LANES_HELP = ("P: a budget, the lanes that P in every layer takes (capped at each layer's "
+              "size), spent where the work is when the cycle model finds that faster (TTFS "
+              "coding; the output says which; --uniform-lanes: P everywhere); P1,P2,...: one "
+              "count per layer, a max-pooling layer taking 1")
+
+
+def _add_lanes(p, default, what):
+    p.add_argument("--lanes", type=_lane_counts, default=default, metavar="P|P1,P2,...",
+                   help=f"{what}: {LANES_HELP}" + (f" (default {default})" if default
+                                                   else ""))
+    p.add_argument("--uniform-lanes", action="store_true",
+                   help="--lanes P in every layer, not spent by work")
+    p.set_defaults(lanes_default=default)
+
+
+def _spend_lanes(net, args, coding) -> tuple:
+    """``--lanes`` and ``--uniform-lanes`` as the accelerator takes them, and the line
+    that says how they were spent (None: as asked)."""
+    from onespike.hdl.top import layer_lanes, spend_lanes
+
+    if args.uniform_lanes and isinstance(args.lanes, list):
+        raise OnespikeError("--uniform-lanes takes one lane count, not one per layer")
+    if args.lanes is None or args.uniform_lanes or isinstance(args.lanes, list) \
+            or coding["coding"] != "ttfs":
+        return args.lanes, None
+    lanes, how, cycles = spend_lanes(net, args.lanes, firing=coding["firing"])
+    if how != "by work":
+        return args.lanes, None
+    return lanes, (f"--lanes {args.lanes}: its {sum(layer_lanes(net, args.lanes))} lanes spent "
+                   f"where the work is, {lanes}: the cycle model (a quarter of the neurons "
+                   f"spiking) gives {cycles['by work'] / cycles['uniform']:.2f}x the cycles "
+                   f"per sample of {args.lanes} everywhere (--uniform-lanes)")
+
+
+def _add_accelerator(p, lanes_default, lanes_what, net=True):
+    """The arguments that choose an accelerator: the network (``net``), ``--lanes``,
+    ``--uniform-lanes``, the coding options and ``--plan``."""
+    if net:
+        p.add_argument("net", help="network file (.npz)")
+    _add_lanes(p, lanes_default, lanes_what)
+    _add_coding(p)
+    _add_plan(p)
+
+
+def _add_plan(p):
+    p.add_argument("--plan", type=Path, metavar="FILE",
+                   help="build exactly the accelerator a plan describes (`onespike plan NET "
+                        "--json > FILE`, edited or not: lanes and firing per layer, coding, "
+                        "DSP use), instead of --lanes and the coding options")
+
+
+def _accelerator_args(net, args) -> tuple:
+    """``generate``'s arguments from ``--plan FILE``, or from ``--lanes``,
+    ``--uniform-lanes`` and the coding options; and the line that says where they came
+    from (None: as asked)."""
+    from onespike.hdl.generate import plan_options
+
+    if getattr(args, "plan", None) is None:
+        coding = _coding(args)
+        lanes, spent = _spend_lanes(net, args, coding)
+        return {"lanes": lanes, **coding}, spent
+    beside = [flag for flag, given in (
+        ("--lanes", args.lanes != args.lanes_default), ("--uniform-lanes", args.uniform_lanes),
+        ("--coding", args.coding != "ttfs"), ("--firing", args.firing != "auto"),
+        ("--no-dsp", args.no_dsp), ("--no-skip-zeros", args.no_skip_zeros)) if given]
+    if beside:
+        raise OnespikeError(f"--plan fixes the accelerator's options; drop {', '.join(beside)} "
+                            f"or edit the plan")
+    if not args.plan.is_file():
+        raise OnespikeError(f"plan file {args.plan} does not exist")
+    try:
+        plan = json.loads(args.plan.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OnespikeError(f"{args.plan} is not JSON ({str(e)[:80]}); write a plan with "
+                            f"`onespike plan NET --json > {args.plan}`") from None
+    return plan_options(net, plan), f"options from the plan {args.plan}"
+
+
 def _add_firing(p):
     from onespike.hdl.firing import FIRINGS
     from onespike.hdl.generate import generate
@@ -227,7 +317,8 @@ def cmd_generate(args):
 
     net = load(args.net)
     start = time.perf_counter()
-    info = generate(net, args.output, lanes=args.lanes, **_coding(args))
+    options, spent = _accelerator_args(net, args)
+    info = generate(net, args.output, **options)
     seconds = time.perf_counter() - start
     files = [str(Path(args.output) / name) for name in info["verilog"]]
     result = {"verilog": files, "manifest": str(Path(args.output) / "manifest.json"),
@@ -235,23 +326,58 @@ def cmd_generate(args):
               "firing": [l.get("firing") for l in info["layers"]],
               "weight_memory_bits": info["memory_bits"]["weights"],
               "memory_bits": info["memory_bits"],
+              "lanes_from": spent or "as asked",
               "coding": info["coding"], "latency_steps": net.latency_steps,
               "seconds": round(seconds, 3),
               "cycles": info["cycles"].get("every_neuron_spiking")
               or info["cycles"]["every_neuron_active"]}
-    worst = result["cycles"]
-    slowest = max(worst["stages"], key=worst["stages"].get)
     lines = [f"wrote {files[0]} and {result['manifest']} in {seconds:.1f} s",
-             f"lanes per layer {result['lanes']}; memory "
-             f"{info['memory_bits']['total']:,} bits ("
-             + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
-                         info["memory_bits"].items() if k != "total") + ")",
-             f"if every neuron spikes: about {worst['steady']} cycles per sample "
-             f"back to back (slowest stage {slowest}), latency about "
-             f"{worst['latency']} cycles"]
+             *_accelerator_lines(info, spent)]
+    _emit(args, result, lines)
+
+
+def _accelerator_lines(info, spent) -> list:
+    """What a manifest or plan says of the accelerator, in a few lines: how the lanes were
+    chosen, the lanes and firing per layer, memory, cycles if every neuron spikes."""
+    worst = info["cycles"].get("every_neuron_spiking") or info["cycles"]["every_neuron_active"]
+    slowest = max(worst["stages"], key=worst["stages"].get)
+    lines = [spent] if spent else []
+    lines.append(f"lanes per layer {[l.get('lanes', 1) for l in info['layers']]}; memory "
+                 f"{info['memory_bits']['total']:,} bits ("
+                 + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in
+                             info["memory_bits"].items() if k != "total") + ")")
     if info["coding"] == "ttfs":
-        lines.insert(2, "firing per layer: " + " ".join(f or "-" for f in result["firing"])
+        lines.append("firing per layer: " + " ".join(l.get("firing") or "-"
+                                                     for l in info["layers"])
                      + " (-: no firing phase)")
+    lines.append(f"if every neuron spikes: about {worst['steady']} cycles per sample back to "
+                 f"back (slowest stage {slowest}), latency about {worst['latency']} cycles")
+    return lines
+
+
+def cmd_plan(args):
+    from onespike.hdl.generate import plan
+    from onespike.ir import load
+
+    net = load(args.net)
+    options, spent = _accelerator_args(net, args)
+    result = plan(net, **options)
+    multiplies = ("plain multiplies (DSP blocks where synthesis puts them)"
+                  if result["use_dsp"] else "shifted adds (no DSP blocks)")
+    lines = [f"{args.net}: the {result['coding']} accelerator, lane multiplies as "
+             f"{multiplies}",
+             f"{'layer':<6}{'kind':<10}{'neurons':>8}{'lanes':>6}  {'firing':<7}"
+             f"{'weight memory':>16}{'state bits':>11}{'multipliers':>12}"]
+    for l in result["layers"]:
+        weights = l.get("weight_memory") or {}
+        shape = f"{weights['depth']} x {weights['width']}" if weights else "-"
+        lines.append(f"{l['index']:<6}{l['kind']:<10}{l.get('neurons', '-'):>8}"
+                     f"{l.get('lanes', '-'):>6}  {l.get('firing') or '-':<7}{shape:>16}"
+                     f"{l.get('state_memory_bits', l.get('fired_memory_bits', 0)):>11,}"
+                     f"{l.get('multipliers', 0):>12}")
+    lines += _accelerator_lines(result, spent)
+    lines.append(f"to pin it: onespike plan {args.net} ... --json > plan.json, then "
+                 f"onespike generate|verify {args.net} --plan plan.json")
     _emit(args, result, lines)
 
 
@@ -270,11 +396,13 @@ def cmd_verify(args):
             raise OnespikeError(f"--{name} must be in [0, 1), not {getattr(args, name)}")
     x = None if args.inputs is None else _load_array(args.inputs, "inputs")
     a0 = stimulus(net, x, args.samples, args.seed)
-    result = verify(net, a0, rtl=args.rtl, lanes=args.lanes, simulator=args.sim,
+    options, spent = _accelerator_args(net, args) if args.rtl is None else ({
+        "lanes": args.lanes, **_coding(args)}, None)
+    result = verify(net, a0, rtl=args.rtl, simulator=args.sim,
                     waves=args.waves, idle=args.idle, backpressure=args.backpressure,
                     seed=args.seed, interrupt_cycles=args.reset_after,
                     build_root=args.build_dir, progress=not args.json, bench=args.bench,
-                    jobs=args.jobs, shard=shard, **_coding(args))
+                    jobs=args.jobs, shard=shard, **options)
     if shard is None:
         result["input_samples"] = result["samples"] - EDGE_SAMPLES
         what = (f"{result['samples']} samples ({EDGE_SAMPLES} edge cases + "
@@ -288,6 +416,8 @@ def cmd_verify(args):
     lines = [f"{what} on {result['simulator']}{jobs}: "
              f"{result['values_compared']} spike times, logits and classes compared, "
              f"{result['mismatches']} mismatches"]
+    if spent:
+        lines.insert(0, spent)
     if result["first_mismatch"]:
         lines.append(f"first mismatch: {result['first_mismatch']}")
     if result["cycles_per_inference"]:
@@ -306,27 +436,33 @@ def cmd_boards(args):
 
     rows = [{"name": b.name, "description": b.description, "family": b.family,
              "device": b.device, "clock_mhz": b.clock_hz / 1e6, "luts": b.luts,
-             "block_ram": f"{b.blocks} x {b.block_ram.name}", "spram": b.spram,
+             "block_ram": f"{b.blocks} x {b.block_ram.name}", "spram": b.spram, "dsp": b.dsps,
              "default_lanes": b.default_lanes} for b in BOARDS.values()]
-    lines = [f"{'board':<14} {'device':<22} {'clock':>7}  {'LUTs':>6}  block RAM"]
+    lines = [f"{'board':<14} {'device':<22} {'clock':>7}  {'LUTs':>6}  {'DSP':>3}  "
+             f"block RAM"]
     lines += [f"{r['name']:<14} {r['device']:<22} {r['clock_mhz']:>4g} MHz  {r['luts']:>6}  "
-              f"{r['block_ram']}" for r in rows]
-    lines.append("build with: onespike build NET.npz --board NAME -o DIR")
+              f"{b.dsps:>3}  {r['block_ram']}" + (f" + {b.spram} SPRAM" if b.spram else "")
+              for r, b in zip(rows, BOARDS.values())]
+    lines.append("build with: onespike build NET.npz --board NAME -o DIR (without --lanes "
+                 "the planner takes the fastest lanes that fit the board)")
     _emit(args, {"boards": rows}, lines)
 
 
 def cmd_build(args):
     from onespike.boards.build import BuildFailed, build
     from onespike.boards.platforms import board_named
+    from onespike.ir import load
 
     board = board_named(args.board)
-    if args.lanes is not None and args.lanes < 1:
-        raise OnespikeError(f"--lanes must be a positive integer, not {args.lanes}")
+    lanes, spent = _spend_lanes(load(args.net), args, {"coding": args.coding,
+                                                       "firing": _firing(args)})
     if args.clock is not None and not 1 <= args.clock <= 400:
         raise OnespikeError(f"--clock must be in MHz, 1..400, not {args.clock}")
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    if spent:
+        log(spent)
     try:
-        summary = build(args.net, board, args.output, lanes=args.lanes, baud=args.baud,
+        summary = build(args.net, board, args.output, lanes=lanes, baud=args.baud,
                         clock_mhz=args.clock, coding=args.coding, use_dsp=not args.no_dsp,
                         firing=_firing(args), log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
@@ -620,12 +756,20 @@ def build_parser():
             "DIR/manifest.json (ports, widths, memories, lanes, firing). The same inputs "
             "give the "
             "same bytes.")
-    p.add_argument("net", help="network file (.npz)")
-    p.add_argument("--lanes", type=int, default=_default(generate, "lanes"), metavar="P",
-                   help="neurons (dense) or output channels (conv) updated per cycle in "
-                        "each layer (capped at the layer's size; default %(default)s)")
-    _add_coding(p)
+    _add_accelerator(p, _default(generate, "lanes"), "neurons (dense) or output channels "
+                     "(conv) updated per cycle")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+
+    p = add("plan", cmd_plan, "show the accelerator generate would build, without building it",
+            "Resolve the accelerator's options (lanes spent by work, firing chosen per "
+            "layer) and show what they build: per layer its lanes, firing, weight memory, "
+            "state bits and multipliers; memory totals; cycles if every neuron spikes. "
+            "With --json the plan is plain data: save it, edit it if you like (lanes or "
+            "firing of a layer), and `generate` or `verify` it with --plan FILE to build "
+            "exactly that accelerator.\n\nexample: onespike plan net.npz --lanes 8 --json > "
+            "plan.json && onespike generate net.npz --plan plan.json -o rtl/")
+    _add_accelerator(p, _default(generate, "lanes"), "neurons (dense) or output channels "
+                     "(conv) updated per cycle")
 
     p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
             "Simulate the generated Verilog (Icarus or Verilator, through cocotb) and compare "
@@ -639,9 +783,7 @@ def build_parser():
     p.add_argument("--rtl", type=Path, metavar="DIR",
                    help="folder from `onespike generate` to verify (default: generate one "
                         "with --lanes)")
-    p.add_argument("--lanes", type=int, default=_default(verify, "lanes"), metavar="P",
-                   help="lanes when generating (default %(default)s)")
-    _add_coding(p)
+    _add_accelerator(p, _default(verify, "lanes"), "lanes when generating", net=False)
     p.add_argument("--sim", choices=SIMULATORS, default=_default(verify, "simulator"),
                    help="simulator (default %(default)s)")
     p.add_argument("--inputs", help="float inputs (.npy), as fed to the model")
@@ -689,9 +831,8 @@ def build_parser():
     p.add_argument("net", help="network file (.npz)")
     p.add_argument("--board", required=True, metavar="NAME",
                    help="board name (see `onespike boards`)")
-    p.add_argument("--lanes", type=int, metavar="P",
-                   help="neurons updated per cycle (default: the board's, see `onespike "
-                        "boards`)")
+    _add_lanes(p, None, "neurons updated per cycle (default: the planner's choice, the "
+               "fastest that fits the board)")
     p.add_argument("--clock", type=float, metavar="MHZ",
                    help="clock in MHz: a PLL makes it from the board's oscillator (iCE40, "
                         "ECP5; default: the oscillator's, see `onespike boards`)")

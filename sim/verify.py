@@ -227,9 +227,12 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     digest = _net_digest(net)
     root = Path(build_root)
     if rtl is None:
+        fired = firing if isinstance(firing, str) else \
+            "".join("-" if f is None else f[1] for f in firing)  # per layer: w(eep), o(rted)
+        per_layer = lanes if isinstance(lanes, int) else "x".join(map(str, lanes))
         variant = ("" if coding == "ttfs" else f"-{coding}{'' if skip_zeros else '-all'}") \
-            + ("" if use_dsp else "-nodsp") + ("" if firing == "auto" else f"-{firing}")
-        rtl = root / f"{digest}-p{lanes}{variant}" / "rtl"
+            + ("" if use_dsp else "-nodsp") + ("" if fired == "auto" else f"-{fired}")
+        rtl = root / f"{digest}-p{per_layer}{variant}" / "rtl"
         if not (rtl / "manifest.json").is_file():
             generate(net, rtl, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
                      use_dsp=use_dsp, firing=firing)

@@ -168,6 +168,109 @@ def test_an_unknown_firing_is_refused_with_the_choices(small_net, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("lanes, error", [
+    ("2,x", "argument --lanes: '2,x' is neither a lane count P nor one count per layer"),
+    ("0", "argument --lanes: lane counts must be positive integers, not 0")])
+def test_lanes_that_are_not_counts_are_refused(small_net, tmp_path, capsys, lanes, error):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", str(small_net), "-o", str(tmp_path / "out"), "--lanes", lanes])
+    assert exit_.value.code == 2 and error in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_lanes_per_layer_are_taken_as_given(small_net, tmp_path, capsys):
+    from onespike.ir import load
+
+    sizes = [layer.weight.shape[0] for layer in load(small_net).layers]
+    lanes = [max(1, n - 1) for n in sizes]
+    code, out, _ = run(capsys, "generate", small_net, "-o", tmp_path / "out",
+                       "--lanes", ",".join(map(str, lanes)), "--json")
+    assert code == 0 and json.loads(out)["lanes"] == lanes
+    code, _, err = run(capsys, "generate", small_net, "-o", tmp_path / "out2", "--lanes",
+                       ",".join(map(str, lanes)), "--uniform-lanes")
+    assert code == 2 and "--uniform-lanes takes one lane count" in err
+
+
+def test_a_lane_count_on_a_cnn_is_spent_where_the_work_is(digits_cnn_net, tmp_path, capsys):
+    """``--lanes 4`` on the digits CNN: the lanes 4 everywhere takes, spent by the cycle
+    model where the work is, said in the output; ``--uniform-lanes``: 4 everywhere; the
+    accelerator with the spent lanes matches the golden model on Icarus."""
+    from onespike.hdl.top import layer_lanes, spend_lanes
+    from onespike.ir import save
+
+    net, data = digits_cnn_net
+    path = save(net, tmp_path / "cnn.npz")
+    lanes, how, cycles = spend_lanes(net, 4)
+    assert how == "by work" and cycles["by work"] < cycles["uniform"]
+    code, out, _ = run(capsys, "generate", path, "-o", tmp_path / "out", "--lanes", 4)
+    assert code == 0 and f"lanes spent where the work is, {lanes}" in out
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [layer.get("lanes", 1) for layer in manifest["layers"]] == lanes
+    code, out, _ = run(capsys, "generate", path, "-o", tmp_path / "uniform",
+                       "--lanes", 4, "--uniform-lanes", "--json")
+    assert json.loads(out)["lanes"] == layer_lanes(net, 4) != lanes
+    np.save(tmp_path / "x.npy", data.x_test[:3])
+    code, out, _ = run(capsys, "verify", path, "--lanes", 4, "--inputs",
+                       tmp_path / "x.npy", "--build-dir", tmp_path / "sim", "--json")
+    assert code == 0 and json.loads(out)["mismatches"] == 0
+
+
+@pytest.mark.parametrize("options", [["--lanes", "3"], ["--lanes", "2", "--coding", "dense"],
+                                     ["--lanes", "2,1", "--firing", "sorted", "--no-dsp"]])
+def test_a_plan_rebuilds_the_same_verilog(small_net, tmp_path, capsys, options):
+    """``plan --json`` then ``generate --plan``: the Verilog of ``generate`` with the same
+    options, byte for byte."""
+    code, out, _ = run(capsys, "plan", small_net, *options, "--json")
+    assert code == 0
+    (tmp_path / "plan.json").write_text(out)
+    assert run(capsys, "generate", small_net, "--plan", tmp_path / "plan.json",
+               "-o", tmp_path / "planned")[0] == 0
+    assert run(capsys, "generate", small_net, *options, "-o", tmp_path / "direct")[0] == 0
+    verilog = [(tmp_path / d / "onespike_top.v").read_bytes() for d in ("planned", "direct")]
+    assert verilog[0] == verilog[1]
+
+
+def test_an_edited_plan_is_built_as_edited_and_verified(small_net, tmp_path, capsys):
+    from onespike.ir import load
+
+    net = load(small_net)
+    code, out, _ = run(capsys, "plan", small_net, "--lanes", "1", "--json")
+    plan = json.loads(out)
+    hidden = next(n for n, layer in enumerate(net.layers) if not layer.is_readout)
+    plan["options"]["firing"][hidden] = "sorted"
+    plan["options"]["lanes"][hidden] = 2
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    code, out, _ = run(capsys, "verify", small_net, "--plan", tmp_path / "plan.json",
+                       "--samples", 4, "--build-dir", tmp_path / "sim", "--json")
+    assert code == 0 and json.loads(out)["mismatches"] == 0
+    rtl = next((tmp_path / "sim").glob("*/rtl/manifest.json"))
+    layer = json.loads(rtl.read_text())["layers"][hidden]
+    assert layer["firing"] == "sorted" and layer["lanes"] == 2
+
+
+@pytest.mark.parametrize("edit, beside, error", [
+    (lambda p: p.update(format="x"), [], "not an accelerator plan"),
+    (lambda p: p["layers"].pop(), [], "made for a network of other layers"),
+    (lambda p: p["options"].pop("lanes"), [], "must hold exactly coding, lanes"),
+    (lambda p: p["options"]["firing"].__setitem__(0, None), [], "sweep or sorted for each"),
+    (lambda p: None, ["--lanes", "2"], "--plan fixes the accelerator's options; drop --lanes"),
+    (None, [], "is not JSON")])
+def test_a_plan_that_does_not_fit_is_refused(small_net, tmp_path, capsys, edit, beside,
+                                             error):
+    code, out, _ = run(capsys, "plan", small_net, "--json")
+    plan = json.loads(out)
+    path = tmp_path / "plan.json"
+    if edit is None:
+        path.write_text(out[:40])
+    else:
+        edit(plan)
+        path.write_text(json.dumps(plan))
+    code, out, err = run(capsys, "generate", small_net, "--plan", path, *beside,
+                         "-o", tmp_path / "out")
+    assert code == 2 and out == "" and error in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("command, module, owner, name, value, shown", [
     ("generate", "onespike.hdl.generate", "generate", "lanes", 37, "default 37"),
     ("generate", "onespike.hdl.generate", "generate", "coding", "dense", "default dense"),

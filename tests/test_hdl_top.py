@@ -94,6 +94,44 @@ def test_reset_in_the_middle_of_an_inference(cycles):
         assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, f"lanes {lanes}"
 
 
+def test_a_lane_count_is_a_budget_spent_where_the_model_finds_it_faster():
+    """hdl.top.spend_lanes (``--lanes P``): never more lanes than P everywhere takes; the
+    lanes by work only where the cycle model gives fewer cycles than P everywhere (checked
+    here with the firing the accelerator gets), else P everywhere; a list as it is. The
+    accelerator with lanes spent by work matches the golden model."""
+    from onespike.hdl.cycles import cycle_estimate
+    from onespike.hdl.streams import discard
+    from onespike.hdl.top import firing_per_layer, layer_lanes, spend_lanes
+
+    def steady(net, lanes):
+        top = Accelerator(net, lanes=lanes, firing=firing_per_layer(net, lanes, "auto"))
+        return cycle_estimate(discard(top), spikes)["steady"]
+
+    spent = []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        net = random_network(rng, conv=seed % 2 == 1)
+        spikes = [0.25 * np.prod(net.encoder.shape)] + [0.25 * np.prod(layer.out_shape)
+                                                        for layer in net.layers[:-1]]
+        budget = min(4, max(getattr(layer, "weight", np.zeros(1)).shape[0]
+                            for layer in net.layers))
+        uniform = layer_lanes(net, budget)
+        lanes, how, cycles = spend_lanes(net, budget)
+        assert sum(lanes) <= sum(uniform) and layer_lanes(net, lanes) == lanes
+        if how == "by work":
+            assert cycles["by work"] == steady(net, lanes) < steady(net, uniform) \
+                == cycles["uniform"], seed
+            spent.append((net, lanes, rng))
+        else:
+            assert how == "uniform" and lanes == uniform
+        assert spend_lanes(net, uniform)[:2] == (uniform, "as given")
+    assert spent, "no random network had its lanes spent by work"
+    net, lanes, rng = spent[0]
+    a0 = random_inputs(rng, net, 3)
+    hw = run(Accelerator(net, lanes=lanes), a0, backpressure=0.3, max_cycles=200_000)
+    assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, lanes
+
+
 def test_balanced_lanes_spend_the_budget_on_the_slowest_layer():
     """hdl.top.balance_lanes: never more lanes than the budget, each layer a valid count,
     the model's cycles no worse than one lane everywhere, and on a random network whose
