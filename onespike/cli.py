@@ -454,10 +454,10 @@ def cmd_build(args):
     from onespike.ir import load
 
     board = board_named(args.board)
-    lanes, spent = _spend_lanes(load(args.net), args, {"coding": args.coding,
-                                                       "firing": _firing(args)})
     if args.clock is not None and not 1 <= args.clock <= 400:
         raise OnespikeError(f"--clock must be in MHz, 1..400, not {args.clock}")
+    lanes, spent = (args.lanes, None) if args.lanes is None else _spend_lanes(
+        load(args.net), args, {"coding": args.coding, "firing": _firing(args)})
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     if spent:
         log(spent)
