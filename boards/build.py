@@ -484,8 +484,7 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     placed = fit(net, board, lanes, link, lut_share)
     log(f"{_lanes_text(placed.lanes)}, planned in {time.monotonic() - planning:.1f} s: "
         f"{placed.reason}")
-    firing = link.firing if "sorted" in placed.firing else \
-        "sweep" if link.coding == "ttfs" else "auto"    # as planned (fit may fall back)
+    firing = list(placed.firing) if link.coding == "ttfs" else "auto"   # as planned
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
                    **{**link.options, "use_dsp": placed.use_dsp, "firing": firing},
                    memory_plan=placed.plan, pll=pll)
@@ -544,7 +543,10 @@ def _run_tools(board, root, log, crash_retries=1):
             result = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=root, env=env,
                                     stdout=output, stderr=subprocess.STDOUT)
         build_log = (root / "build.log").read_text(errors="replace")
-        errors = [line.strip() for line in build_log.splitlines() if "ERROR" in line]
+        synthesis = root / f"{NAME}.rpt"          # yosys -q keeps some errors to its log
+        errors = [line.strip() for text in (synthesis.read_text(errors="replace")
+                                            if synthesis.is_file() else "", build_log)
+                  for line in text.splitlines() if "ERROR" in line]
         if result.returncode == 0 or errors or attempt == crash_retries:
             break
         log(f"the tools stopped without an error message (exit status "
@@ -561,15 +563,18 @@ def _run_tools(board, root, log, crash_retries=1):
                               f"attempt: {seconds:.0f} s): "
                               f"{reason} (full log: {root / 'build.log'})")
         failure.misfit = misfit
+        failure.fault = not errors or any("Assert" in e for e in errors)   # the tool's own
         raise failure
     return seconds
 
 
 def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
     """Plan and run the tools; when the planner chose the lanes and place and route still
-    finds the device too full (the LUT estimate is a fit, not a count), plan again with a
-    smaller share of the LUTs, at most ``retries`` times. Returns ``_prepare``'s tuple and
-    the tools' seconds."""
+    finds the device too full (the LUT estimate is a fit, not a count), or a tool fails on
+    an internal fault (a failed assertion or a crash, seen in yosys 0.70's ABC9 pass on
+    some netlists: other lanes give another netlist), plan again with a smaller share of
+    the LUTs, at most ``retries`` times. Returns ``_prepare``'s tuple and the tools'
+    seconds."""
     share = LUT_SHARE
     for attempt in range(retries + 1):
         prepared = _prepare(net, board, out_dir, lanes, link, clock_mhz, log, share)
@@ -583,7 +588,8 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
                                   f"that place and route did not bear out: build without "
                                   f"--lanes (the planner then retries with fewer lanes) "
                                   f"or ask for fewer lanes") from None
-            if not failure.misfit:
+            if not failure.misfit and (lanes is not None or not getattr(failure, "fault", 0)
+                                       or attempt == retries):
                 raise BuildFailed(f"{failure}; the tools stopped on an error that is not a "
                                   f"lack of room: the log names it (a different netlist, "
                                   f"e.g. --no-dsp or other --lanes, may avoid a tool "
@@ -597,7 +603,8 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
                 failure.misfit = True
                 raise failure from None
             share *= 0.8
-            log(f"place and route found {board.name} too full at lanes "
+            log((f"place and route found {board.name} too full" if failure.misfit else
+                 f"the tools failed on a fault of their own") + f" at lanes "
                 f"{list(prepared[0].lanes)}; planning again within {share:.0%} of the LUTs")
 
 
@@ -611,6 +618,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     ``clock_mhz`` other than the board's oscillator puts a PLL in front of the design.
     ``coding``, ``use_dsp``, ``firing``: the accelerator (:class:`LinkOptions`).
     Everything is written below ``out_dir``."""
+    firing = firing if isinstance(firing, str) else tuple(firing)     # one per layer
     link = LinkOptions(baud, coding, use_dsp, firing)    # impossible options are refused
     _clock(board, clock_mhz)                             # first, then an impossible clock
     net = ir.load(net_path)

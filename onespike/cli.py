@@ -269,7 +269,8 @@ def _accelerator_args(net, args) -> tuple:
     beside = [flag for flag, given in (
         ("--lanes", args.lanes != args.lanes_default), ("--uniform-lanes", args.uniform_lanes),
         ("--coding", args.coding != "ttfs"), ("--firing", args.firing != "auto"),
-        ("--no-dsp", args.no_dsp), ("--no-skip-zeros", args.no_skip_zeros)) if given]
+        ("--no-dsp", args.no_dsp), ("--no-skip-zeros", getattr(args, "no_skip_zeros", False)))
+        if given]
     if beside:
         raise OnespikeError(f"--plan fixes the accelerator's options; drop {', '.join(beside)} "
                             f"or edit the plan")
@@ -456,15 +457,24 @@ def cmd_build(args):
     board = board_named(args.board)
     if args.clock is not None and not 1 <= args.clock <= 400:
         raise OnespikeError(f"--clock must be in MHz, 1..400, not {args.clock}")
-    lanes, spent = (args.lanes, None) if args.lanes is None else _spend_lanes(
-        load(args.net), args, {"coding": args.coding, "firing": _firing(args)})
+    if args.plan is not None:
+        options, spent = _accelerator_args(load(args.net), args)
+        lanes, firing, use_dsp, coding = (options[k] for k in ("lanes", "firing", "use_dsp",
+                                                                "coding"))
+        if not options["skip_zeros"]:
+            raise OnespikeError("a board's dense baseline skips zeros: build --plan takes no "
+                                "plan with skip_zeros false")
+    else:
+        firing, use_dsp, coding = _firing(args), not args.no_dsp, args.coding
+        lanes, spent = (args.lanes, None) if args.lanes is None else _spend_lanes(
+            load(args.net), args, {"coding": args.coding, "firing": firing})
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     if spent:
         log(spent)
     try:
         summary = build(args.net, board, args.output, lanes=lanes, baud=args.baud,
-                        clock_mhz=args.clock, coding=args.coding, use_dsp=not args.no_dsp,
-                        firing=_firing(args), log=log)
+                        clock_mhz=args.clock, coding=coding, use_dsp=use_dsp,
+                        firing=firing, log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
         print(f"onespike: {e}", file=sys.stderr)
         return 1
@@ -848,6 +858,7 @@ def build_parser():
                         "dense one per lane, TTFS two per hidden lane and one per readout "
                         "lane; TTFS falls back to shifted adds when they do not fit)")
     _add_firing(p)
+    _add_plan(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
     p = add("run", cmd_run, "classify inputs on a board over its UART",

@@ -35,8 +35,14 @@ def working_folder(root, name):
     return root / f"{name}-cwd"
 
 
+# the middle ECP5 sizes build like the 12F and the 85F beside them: in the slow run only
+MIDDLE = ("ulx3s-25f", "ulx3s-45f")
+BOARD_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in MIDDLE else name
+                for name in BOARDS]
+
+
 @pytest.fixture(scope="module")
-def builds(digits_mlp_net, tmp_path_factory):
+def builds(digits_mlp_net, tmp_path_factory, request):
     """Every board's build of the digits MLP, two through a PLL, one at an impossible
     clock and the dense baseline with DSP multipliers, two at a time (each build is a
     chain of single-threaded tools), each run from an empty working folder of its own."""
@@ -45,8 +51,9 @@ def builds(digits_mlp_net, tmp_path_factory):
     path = save(net, root / "digits.npz")
     # the planner's own lanes where the device is small; the large ECP5s at their
     # measured lanes (at the lanes the planner picks, 64, place and route takes long)
+    quick = "not slow" in request.config.getoption("markexpr", "")
     jobs = {name: (board, board.default_lanes if board.luts > 20000 else None, None)
-            for name, board in BOARDS.items()}
+            for name, board in BOARDS.items() if not (quick and name in MIDDLE)}
     jobs["icebreaker-18mhz"] = (BOARDS["icebreaker"], 2, 18)    # through the PLL
     jobs["ulx3s-50mhz"] = (BOARDS["ulx3s-12f"], 4, 50)
     jobs["ulx3s-300mhz"] = (BOARDS["ulx3s-12f"], 2, 300)        # no design meets that
@@ -63,7 +70,7 @@ def builds(digits_mlp_net, tmp_path_factory):
         return dict(zip(jobs, results)), root
 
 
-@pytest.mark.parametrize("name", list(BOARDS))
+@pytest.mark.parametrize("name", BOARD_PARAMS)
 def test_digits_mlp_bitstream_meets_timing(builds, name):
     results, root = builds
     board, summary = BOARDS[name], results[name]

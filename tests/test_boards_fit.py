@@ -239,6 +239,41 @@ def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_
     assert len(attempts) == 1
 
 
+def test_a_tool_fault_on_planned_lanes_is_planned_around(digits_mlp_net, tmp_path,
+                                                         monkeypatch):
+    """A tool that fails on a fault of its own (yosys 0.70 asserts in ABC9 on some
+    netlists) at lanes the planner chose: planned again (other lanes, another netlist);
+    at lanes the user asked for, or on an error the tools report, it is the failure."""
+    from onespike.boards import build as flow
+
+    net, _ = digits_mlp_net
+    board, attempts, lines = board_named("ulx3s-12f"), [], []
+
+    def fails_once(reason, fault):
+        def run(board, root, log):
+            attempts.append(root)
+            if len(attempts) == 1:
+                failure = flow.BuildFailed(reason)
+                failure.misfit, failure.fault = False, fault
+                raise failure
+            return 1.0
+        return run
+
+    monkeypatch.setattr(flow, "_run_tools", fails_once("ERROR: Assert `x' failed", True))
+    first = fit(net, board)
+    placed, *_, seconds = flow._place(net, board, tmp_path / "out", None, flow.LinkOptions(),
+                                      None, lines.append)
+    assert len(attempts) == 2 and seconds == 1.0 and placed.lanes != first.lanes
+    assert any("a fault of their own" in line for line in lines)
+    for lanes, fault in [(4, True), (None, False)]:
+        attempts.clear()
+        monkeypatch.setattr(flow, "_run_tools", fails_once("ERROR: no such cell", fault))
+        with pytest.raises(flow.BuildFailed, match="not a lack of room"):
+            flow._place(net, board, tmp_path / "out", lanes, flow.LinkOptions(), None,
+                        lines.append)
+        assert len(attempts) == 1
+
+
 @pytest.mark.parametrize("script, fails, raised", [
     ("echo crashed; exit 3", 1, None),                      # a crash, then a good run
     ("echo crashed; exit 3", 2, "exit status 3, the log ends: crashed"),
@@ -301,6 +336,26 @@ def test_the_plan_and_the_build_agree_on_firing(tmp_path, monkeypatch):
             build(path, board, tmp_path / "refused", coding=coding, firing=firing,
                   log=lambda _: None)
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_build_takes_a_plan_as_written(tmp_path, monkeypatch, capsys):
+    """``onespike build --plan``: the lanes and firing a (hand-edited) plan gives, in the
+    built design and build.json. Tools faked."""
+    from onespike.boards import build as flow
+    from onespike.cli import main
+
+    net = random_net(8, conv=True)
+    path = save(net, tmp_path / "net.npz")
+    assert main(["plan", str(path), "--firing", "sweep", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    plan["options"]["firing"][0] = "sorted"
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    monkeypatch.setattr(flow, "_run_tools", fake_tools)
+    assert main(["build", str(path), "--board", "icebreaker", "--plan",
+                 str(tmp_path / "plan.json"), "-o", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert summary["firing"] == plan["options"]["firing"]
+    assert summary["lanes"] == plan["options"]["lanes"]
 
 
 @pytest.fixture(scope="module")
