@@ -33,6 +33,8 @@ _MAX_POOL = {"aten.max_pool2d.default", "aten.max_pool1d.default"}
 _AVG_POOL = {"aten.avg_pool2d.default", "aten.avg_pool1d.default"}
 _ADAPTIVE_POOL = {"aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default",
                   "aten.adaptive_avg_pool1d.default"}
+_ADAPTIVE_MAX_POOL = {"aten.adaptive_max_pool2d.default", "aten.adaptive_max_pool1d.default"}
+_PAD = {"aten.pad.default", "aten.constant_pad_nd.default"}
 _RELU = {"aten.relu.default", "aten.relu_.default"}
 # spellings of a ReLU, or of a ReLU that saturates at some t (ReLU6, Hardtanh(0, t),
 # clamp(0, t)): the quantizer's top level is then placed at t
@@ -46,6 +48,7 @@ _BATCH_NORM = {"aten.batch_norm.default",
                "aten._native_batch_norm_legit_no_training.default"}
 SUPPORTED = ("Linear", "Conv1d/2d", "BatchNorm1d/2d", "ReLU (also clamp(min=0), "
              "threshold(0, 0), ReLU6, Hardtanh(0, t), clamp(0, t))", "MaxPool1d/2d",
+             "AdaptiveMaxPool1d/2d (integer factor)", "ZeroPad1d/2d before a convolution",
              "AvgPool1d/2d", "AdaptiveAvgPool1d/2d (integer factor), mean over the length or "
              "(H, W)", "Flatten", "Dropout", "Identity")
 
@@ -77,11 +80,18 @@ class FloatLayer:
 
 
 def _module_name(node) -> str:
+    """The submodule that made ``node`` (``'fc1' (Linear)``), or for an operation written
+    in a ``forward`` itself, that operation (``torch.relu 'relu_1' in Net.forward``)."""
     stack = node.meta.get("nn_module_stack") or {}
+    if node.op == "placeholder":
+        return f"the input '{node.name}'"
     if stack:
         path, kind = list(stack.values())[-1]
         kind = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1])
-        return f"'{path}' ({kind})" if path else f"({kind})"
+        if path:
+            return f"'{path}' ({kind})"
+        operation = str(node.target).removeprefix("aten.").split(".")[0]
+        return f"torch.{operation} '{node.name}' in {kind}.forward"
     return f"'{node.name}'"
 
 
@@ -118,8 +128,12 @@ def _geometry(value, default, one_d):
 
 
 def _shape(node):
-    """Per-sample shape of a node's value; a 1-D map ``(C, L)`` as the image ``(C, 1, L)``."""
-    shape = tuple(int(d) for d in node.meta["val"].shape[1:])
+    """Per-sample shape of a node's value; a 1-D map ``(C, L)`` as the image ``(C, 1, L)``.
+    Of an operator with several results (adaptive max pooling's values and indices), the
+    first."""
+    value = node.meta["val"]
+    value = value[0] if isinstance(value, (list, tuple)) else value
+    shape = tuple(int(d) for d in value.shape[1:])
     return (shape[0], 1, shape[1]) if len(shape) == 2 else shape
 
 
@@ -185,10 +199,12 @@ class _Parser:
         self.map_shape = self.input_shape   # the spike map the next layer reads
         self.pending_pool = (1, 1)
         self.pending_affine = None          # (factor, shift) per channel, from a BatchNorm
+        self.pending_pad = None             # (height, width) of a zero padding, for a conv
 
     def run(self):
         while True:
-            users = [u for u in self.current.users if str(u.target) not in _SHAPE_QUERIES]
+            users = [u for u in self.current.users if str(u.target) not in _SHAPE_QUERIES
+                     and not _unused_extra_result(u)]
             if len(users) != 1:
                 names = ", ".join(_module_name(u) for u in users)
                 raise OnespikeError(
@@ -211,7 +227,11 @@ class _Parser:
         if target == "<built-in function getitem>" and node.args[1] == 0:
             return
         args = _args(node) if _op_schema(node.target) is not None else {}
-        if target in _AFFINE:
+        if target not in _AFFINE | _IDENTITY:
+            self.check_no_pad(name)
+        if target in _PAD:
+            self.pending_pad = _zero_padding(args, name)
+        elif target in _AFFINE:
             self.affine(node, name, args)
         elif target in _BATCH_NORM:
             self.batch_norm(node, name, args)
@@ -219,6 +239,10 @@ class _Parser:
             self.relu(name, _relu_cap(target, args, name))
         elif target in _MAX_POOL:
             self.max_pool(node, name, args, one_d=target.endswith("1d.default"))
+        elif target in _ADAPTIVE_MAX_POOL:
+            factor = _integer_factor(_shape(node.args[0]), _shape(node), name)
+            self.max_pool(node, name, {"ceil_mode": False, "dilation": 1, "padding": 0,
+                                       "kernel_size": factor, "stride": factor}, one_d=False)
         elif target in _AVG_POOL or target in _ADAPTIVE_POOL or target in _MEAN:
             factor = _avg_pool_factor(node, target, args, name)
             self.pending_pool = tuple(a * b for a, b in zip(self.pending_pool, factor))
@@ -236,6 +260,12 @@ class _Parser:
         else:
             raise OnespikeError(f"unsupported layer {name}: operator {target}; supported "
                                 f"layers are {', '.join(SUPPORTED)}")
+
+    def check_no_pad(self, name):
+        """Refuse an operation between a zero padding and the convolution it folds into."""
+        if self.pending_pad is not None:
+            raise OnespikeError(f"{name} follows a zero padding; a padding folds only into "
+                                f"the padding of a convolution right after it")
 
     def affine(self, node, name, args):
         layers = self.layers
@@ -256,7 +286,11 @@ class _Parser:
         layer = FloatLayer("dense" if weight.ndim == 2 else "conv", name, self.map_shape,
                            weight, bias, pool=self.pending_pool)
         if layer.kind == "conv":
-            _conv_geometry(layer, args, weight, name, one_d)
+            _conv_geometry(layer, args, weight, name, one_d, self.pending_pad or (0, 0))
+        elif self.pending_pad is not None:
+            raise OnespikeError(f"{name}: a zero padding before a Linear layer does not fold; "
+                                f"only a convolution's padding takes it")
+        self.pending_pad = None
         if self.pending_affine is not None:
             _fold_input_affine(layer, *self.pending_affine)
             self.pending_affine = None
@@ -315,7 +349,24 @@ class _Parser:
         self.map_shape = _shape(node)
 
 
-def _conv_geometry(layer, args, weight, name, one_d):
+def _zero_padding(args, name):
+    """``(height, width)`` of a symmetric zero padding (``nn.ZeroPad2d``, ``F.pad``), to
+    fold into the next convolution's padding."""
+    pad, value = [int(p) for p in args["pad"]], args.get("value") or 0
+    if args.get("mode", "constant") != "constant":
+        raise OnespikeError(f"{name}: {args['mode']} padding; only zero padding folds into "
+                            f"a convolution")
+    if value != 0:
+        raise OnespikeError(f"{name}: padding with {value}; only zero padding folds into a "
+                            f"convolution")
+    if len(pad) not in (2, 4) or pad[0] != pad[1] or pad[2:3] != pad[3:4] or min(pad) < 0:
+        raise OnespikeError(f"{name}: padding {pad} (left, right[, top, bottom]) is not the "
+                            f"same on both sides of each spatial axis, so it cannot fold "
+                            f"into a convolution's padding")
+    return (pad[2] if len(pad) == 4 else 0, pad[0])
+
+
+def _conv_geometry(layer, args, weight, name, one_d, extra_padding=(0, 0)):
     if args["groups"] != 1 or _geometry(args["dilation"], 1, one_d) != (1, 1):
         raise OnespikeError(f"{name}: grouped or dilated convolution is not supported")
     padding = args["padding"]
@@ -328,7 +379,7 @@ def _conv_geometry(layer, args, weight, name, one_d):
             raise OnespikeError(f"{name}: padding='same' with an even kernel pads unevenly; "
                                 f"use explicit padding")
     layer.stride = _geometry(args["stride"], 1, one_d)
-    layer.padding = _geometry(padding, 0, one_d)
+    layer.padding = tuple(p + e for p, e in zip(_geometry(padding, 0, one_d), extra_padding))
     layer.kernel = tuple(weight.shape[2:])
     if any(p >= k for p, k in zip(layer.padding, layer.kernel)):
         raise OnespikeError(f"{name}: padding {layer.padding} is not smaller than the kernel "
@@ -431,7 +482,18 @@ def _avg_pool_factor(node, target, args, name):
             raise OnespikeError(f"{name}: only non-overlapping average pooling (stride = "
                                 f"kernel, no padding, no ceil_mode) is supported")
         return kernel
-    out = _shape(node)
+    return _integer_factor(in_shape, _shape(node), name)
+
+
+def _unused_extra_result(node) -> bool:
+    """Whether ``node`` takes a result other than the first of an operator with several
+    (adaptive max pooling's indices) and nothing reads it."""
+    return str(node.target) == "<built-in function getitem>" and node.args[1] != 0 \
+        and not node.users
+
+
+def _integer_factor(in_shape, out, name):
+    """``(height, width)`` factor of an adaptive pooling from ``in_shape`` to ``out``."""
     factor = tuple(i // o for i, o in zip(in_shape[1:], out[1:]))
     if any(o * f != i for i, o, f in zip(in_shape[1:], out[1:], factor)):
         raise OnespikeError(f"{name}: adaptive pooling {in_shape[1:]} → {out[1:]} is not an "

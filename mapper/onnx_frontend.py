@@ -27,7 +27,7 @@ import numpy as np
 
 from onespike.errors import OnespikeError
 from onespike.mapper.frontend import (_Parser, _avg_pool_factor, _finish, _pooled_shape,
-                                      _relu_cap, _shape)
+                                      _relu_cap, _shape, _zero_padding)
 
 __all__ = ["OnnxChain", "load_onnx", "parse_onnx", "SUPPORTED_ONNX", "FIRST_OPSET"]
 
@@ -36,7 +36,8 @@ SUPPORTED_ONNX = ("Gemm", "MatMul (+ Add)", "Conv (1-D, 2-D)", "Relu", "Clip (mi
                   "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean (spatial axes)",
                   "BatchNormalization", "Add/Sub/Mul/Div by a per-channel constant",
                   "Flatten", "Reshape/Squeeze/Unsqueeze (to a flat vector)",
-                  "Transpose (of a channels-last input)", "Dropout", "Identity")
+                  "Transpose (of a channels-last input)", "Dropout", "Identity",
+                  "Pad (zeros, before a Conv)")
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 # operators that only move or cast constants: folded when all their inputs are constant
 _FOLDABLE = ("Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze")
@@ -391,7 +392,7 @@ class _ChainParser(_Parser):
                                 f"(features,), signals (channels, length) or images "
                                 f"(channels, height, width)")
         self.layers, self.map_shape = [], self.input_shape
-        self.pending_pool, self.pending_affine = (1, 1), None
+        self.pending_pool, self.pending_affine, self.pending_pad = (1, 1), None, None
         self.column_order = None        # the flatten of a map turned channels-last
         self.raw_layout = self.input_axes is not None   # channels-last until the Transpose
 
@@ -424,6 +425,8 @@ class _ChainParser(_Parser):
                 if name and name in self.graph.users or name == self.graph.output:
                     raise OnespikeError(f"{_label(node)}: its second output '{name}' is used; "
                                         f"onespike maps single-output layers")
+            if node.op_type not in ("Conv", "Dropout", "Identity"):
+                self.check_no_pad(_label(node))
             getattr(self, _STEPS[node.op_type])(node)
             self.value = node.output[0]
         if self.pending_affine is not None:
@@ -545,6 +548,27 @@ class _ChainParser(_Parser):
         self.advance(node, "aten.clamp.default")
         self.relu(_label(node), _relu_cap("aten.clamp.default", args, _label(node)))
 
+    def pad(self, node):
+        """A zero ``Pad`` of the spatial axes, folded into the next convolution's padding."""
+        attrs, rank = _attrs(node), self.current.meta["val"].dim()
+        pads = self.graph.constant(node, 1, "pads")
+        pads = list(attrs.get("pads", [])) if pads is None else pads.tolist()
+        value = self.graph.constant(node, 2, "constant_value")
+        axes = self.graph.constant(node, 3, "axes")
+        axes = list(range(rank)) if axes is None else [a % rank for a in axes.tolist()]
+        begin = dict(zip(axes, pads[:len(axes)]))
+        end = dict(zip(axes, pads[len(axes):]))
+        if any(begin.get(a, 0) or end.get(a, 0) for a in (0, 1)) or self.raw_layout:
+            raise OnespikeError(f"{_label(node)}: pads the batch or channel axis; only a "
+                                f"padding of the spatial axes folds into a convolution")
+        self.advance(node, "aten.pad.default")
+        torch_order = [p for a in reversed(range(2, rank))
+                       for p in (begin.get(a, 0), end.get(a, 0))]     # last axis first
+        self.pending_pad = _zero_padding({
+            "pad": torch_order, "mode": attrs.get("mode", "constant"),
+            "value": 0 if value is None else float(np.asarray(value).reshape(-1)[0])},
+            _label(node))
+
     def window_args(self, node):
         attrs = _attrs(node)
         kernel = list(attrs["kernel_shape"])
@@ -655,7 +679,7 @@ _STEPS = {"Gemm": "gemm", "MatMul": "matmul",
           "ReduceMean": "reduce_mean", "Flatten": "reshape",
           "Reshape": "reshape", "Squeeze": "reshape",
           "Unsqueeze": "reshape", "Transpose": "transpose",
-          "Dropout": "identity", "Identity": "identity"}
+          "Dropout": "identity", "Identity": "identity", "Pad": "pad"}
 
 
 def parse_onnx(model, example=None) -> OnnxChain:

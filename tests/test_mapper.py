@@ -113,9 +113,27 @@ class Residual(nn.Module):
         return self.b(h + x)
 
 
-def test_residual_is_refused(torch):
-    with pytest.raises(OnespikeError, match="plain chain"):
+class ResidualBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.act(self.fc1(x))
+        return self.out(nn.functional.relu(self.fc2(h)) + h)
+
+
+def test_residual_is_refused_naming_where_it_branches(torch):
+    """The refusal names the operation whose output branches and what it feeds, a
+    submodule by its path, an operation written in ``forward`` by itself."""
+    with pytest.raises(OnespikeError, match=r"the output of the input 'x' feeds 2 operations "
+                                            r"\('a' \(Linear\), torch.add 'add' in "
+                                            r"Residual.forward\); only a plain chain"):
         convert(Residual().eval(), np.ones((8, 4)))
+    with pytest.raises(OnespikeError, match=r"the output of 'act' \(ReLU\) feeds 2 "
+                                            r"operations \('fc2' \(Linear\), torch.add"):
+        convert(ResidualBlock().eval(), np.ones((8, 4)))
 
 
 def test_nan_weight_and_bad_calibration(torch):
@@ -132,3 +150,81 @@ def test_nan_weight_and_bad_calibration(torch):
         model[0].weight[1, 2] = float("nan")
     with pytest.raises(OnespikeError, match=r"'0' \(Linear\): parameters contain NaN"):
         convert(model, np.ones((8, 4)))
+
+
+def _same_arrays(a, b):
+    arrays_a, arrays_b = a.arrays(), b.arrays()
+    assert arrays_a.keys() == arrays_b.keys()
+    assert all(np.array_equal(v, arrays_b[k]) for k, v in arrays_a.items())
+
+
+def _twin(padded, plain, x):
+    """``plain`` with ``padded``'s parameters (state dicts in layer order)."""
+    params = [p for m in padded if list(m.parameters()) for p in m.state_dict().values()]
+    keys = [k for k in plain.state_dict()]
+    plain.load_state_dict(dict(zip(keys, params)))
+    return convert(padded.eval(), x), convert(plain.eval(), x)
+
+
+def test_zero_padding_folds_into_the_next_convolution(torch):
+    """``nn.ZeroPad2d``/``ConstantPad1d(p, 0)`` (and ``F.pad``) before a convolution: its
+    padding, at the input and after a ReLU; the IR equals the padded convolution's."""
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 8, 8).numpy()
+    padded = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.ZeroPad2d(1),
+                           nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(400, 3))
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(400, 3))
+    a, b = _twin(padded, plain, x)
+    assert [l.padding for l in a.layers[:2]] == [(1, 1), (2, 2)]
+    _same_arrays(a, b)
+    signal = torch.rand(40, 2, 10).numpy()
+    a, b = _twin(nn.Sequential(nn.ConstantPad1d(2, 0.0), nn.Conv1d(2, 3, 5), nn.ReLU(),
+                               nn.Flatten(), nn.Linear(30, 2)),
+                 nn.Sequential(nn.Conv1d(2, 3, 5, padding=2), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(30, 2)), signal)
+    assert a.layers[0].padding == (0, 2)
+    _same_arrays(a, b)
+
+
+@pytest.mark.parametrize("pad, message", [
+    ("asymmetric", r"padding \[1, 0, 1, 1\] .* is not the same on both sides"),
+    ("value", "padding with 0.5; only zero padding"),
+    ("reflect", "reflect padding; only zero padding"),
+    ("before a pool", r"'3' \(MaxPool2d\) follows a zero padding")])
+def test_padding_that_does_not_fold_is_refused(torch, pad, message):
+    import torch.nn.functional as F
+
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.out = nn.Conv2d(1, 2, 3), nn.Linear(2, 2)
+
+        def forward(self, x):
+            x = {"asymmetric": lambda: F.pad(x, (1, 0, 1, 1)),
+                 "value": lambda: F.pad(x, (1, 1, 1, 1), value=0.5),
+                 "reflect": lambda: F.pad(x, (1, 1, 1, 1), mode="reflect")}[pad]()
+            return self.out(self.conv(x).relu().mean((2, 3)))
+
+    model = Padded() if pad != "before a pool" else nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.ZeroPad2d(1), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(2 * 9, 2))
+    with pytest.raises(OnespikeError, match=message):
+        convert(model.eval(), torch.rand(10, 1, 6, 6).numpy())
+
+
+def test_adaptive_max_pooling_by_an_integer_factor_is_a_max_pool(torch):
+    torch.manual_seed(1)
+    x = torch.rand(40, 1, 8, 8).numpy()
+    a, b = _twin(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(3),
+                               nn.Flatten(), nn.Linear(36, 3)),
+                 nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                               nn.Linear(36, 3)), x)
+    assert (a.layers[1].kernel, a.layers[1].stride) == ((2, 2), (2, 2))
+    _same_arrays(a, b)
+    with pytest.raises(OnespikeError, match=r"adaptive pooling \(6, 6\) → \(4, 4\) is not an "
+                                            r"integer factor"):
+        convert(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(4),
+                              nn.Flatten(), nn.Linear(64, 3)).eval(), x)

@@ -538,3 +538,20 @@ def test_command_line_converts_an_onnx_file(tmp_path, capsys):
                  "-o", str(tmp_path / "net.npz")]) == 0
     same_network(load(tmp_path / "net.npz"), convert(dense_graph(), CALIB))
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'net.npz'}")
+
+
+def test_a_zero_pad_before_a_convolution_folds_as_in_torch(torch, tmp_path):
+    """``nn.ZeroPad2d`` exported as ONNX ``Pad`` (dynamo exporter; the legacy one computes
+    the pads in the graph, refused as ConstantOfShape): the same network as from PyTorch."""
+    exporter = "dynamo"
+    from onespike.mapper import convert
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 3, 3), nn.ReLU(), nn.ZeroPad2d(2),
+                          nn.Conv2d(3, 2, 5), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 8 * 8, 3)).eval()
+    x = torch.rand(30, 1, 8, 8).numpy()
+    path = export(torch, model, x, exporter, tmp_path / "pad.onnx")
+    from_onnx, from_torch = convert(str(path), x), convert(model, x)
+    assert [l.padding for l in from_onnx.layers[:2]] == [(1, 1), (2, 2)]
+    same_network(from_onnx, from_torch)
