@@ -1,10 +1,13 @@
 """The mapper: a trained ReLU network and calibration data → integer TTFS network (IR)."""
 
+from pathlib import PurePath
+
 from onespike.mapper.frontend import load_exported, parse_exported, parse_module
 from onespike.mapper.finetune import finetune
 from onespike.mapper.quantize import check_bits, quantize
 
-__all__ = ["convert", "convert_exported", "convert_onnx", "finetune", "TunedNetwork"]
+__all__ = ["convert", "convert_exported", "convert_onnx", "finetune", "float_logits",
+           "TunedNetwork"]
 
 
 def convert(model, calib, *, act_bits=None, weight_bits=8, input_bits=None, notes=None,
@@ -151,6 +154,34 @@ def convert_onnx(model, calib, *, act_bits=None, weight_bits=8, input_bits=None,
                      f"channels-first: feed it x.transpose({axes})")
     return _quantize(chain.input_shape, chain.layers, chain.network_inputs(calib), act_bits,
                      weight_bits, input_bits, notes)
+
+
+def float_logits(model, x):
+    """The float network's logits on ``x`` (batch first, as the integer network takes its
+    inputs): ``model`` (an ``nn.Module``, a ``.pt2`` or ``.onnx`` path) read by the front
+    end ``convert`` uses, its layers in float64 with batch norms folded, as the model
+    computes them. A quantized ONNX model is refused: its float network is not what it
+    was trained to compute."""
+    from onespike.errors import OnespikeError
+    from onespike.mapper.quantize import float_forward
+
+    x = _calibration(x)
+    if _is_onnx(model):
+        from onespike.mapper.onnx_frontend import load_onnx, parse_onnx
+        from onespike.mapper.qonnx import is_quantized
+
+        loaded = load_onnx(model)
+        if is_quantized(loaded):
+            raise OnespikeError("the model is quantized (QONNX/QCDQ): its accuracy is its "
+                                "own quantized network's, not a float one; give it as a "
+                                "number (--float-accuracy)")
+        layers = parse_onnx(loaded, x[0]).layers
+    elif isinstance(model, (str, PurePath)):
+        _refuse_checkpoint(model)
+        layers = parse_exported(load_exported(model))[1]
+    else:
+        layers = parse_module(model, x[0])[1]
+    return float_forward(layers, x)
 
 
 def _is_onnx(model):

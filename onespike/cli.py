@@ -539,6 +539,28 @@ def cmd_run(args):
     return 1 if result["golden_mismatches"] else 0
 
 
+def _float_accuracy(args, x, labels):
+    """The float model's accuracy for the report: ``--float-accuracy``, or measured with
+    ``--model`` on ``--inputs``/``--labels``; None when neither is given."""
+    from onespike.mapper import float_logits
+
+    if args.model is not None and args.float_accuracy is not None:
+        raise OnespikeError("give --model or --float-accuracy, not both")
+    if args.float_accuracy is not None:
+        if not 0 <= args.float_accuracy <= 1:
+            raise OnespikeError(f"--float-accuracy is a fraction in [0, 1], not "
+                                f"{args.float_accuracy}")
+        return args.float_accuracy
+    if args.model is None:
+        return None
+    if labels is None:
+        raise OnespikeError("--model measures the float accuracy on --inputs and --labels; "
+                            "give both")
+    if not Path(args.model).is_file():
+        raise OnespikeError(f"model file {args.model} does not exist")
+    return float(np.mean(float_logits(args.model, x).argmax(axis=1) == labels))
+
+
 def cmd_report(args):
     from onespike.ir import load
     from onespike.report import REPORT_LANES, write_report
@@ -552,8 +574,10 @@ def cmd_report(args):
         x, labels = x[:args.samples], None if labels is None else labels[:args.samples]
     if args.measure < 0:
         raise OnespikeError(f"--measure must be 0 or more, not {args.measure}")
+    float_accuracy = _float_accuracy(args, x, labels)
     result = write_report(net, args.output, x=x, labels=labels, lanes=args.lanes,
-                          build_dirs=args.build or (), measure=args.measure)
+                          build_dirs=args.build or (), measure=args.measure,
+                          float_accuracy=float_accuracy)
     _emit(args, result, [f"wrote {result['report']} and {len(result['figures'])} figures"])
 
 
@@ -892,6 +916,12 @@ def build_parser():
     p.add_argument("--inputs", help="float inputs (.npy), as fed to the model (default: "
                    "random activations)")
     p.add_argument("--labels", help="integer labels (.npy) for the accuracy section")
+    p.add_argument("--model", metavar="FILE",
+                   help="the float model the network came from (.pt2 or .onnx, as given to "
+                        "convert): its accuracy on --inputs/--labels fills the float row")
+    p.add_argument("--float-accuracy", type=float, metavar="A",
+                   help="the float model's accuracy as a fraction, for the float row "
+                        "(instead of --model)")
     p.add_argument("--samples", type=int, metavar="N", help="only the first N inputs")
     p.add_argument("--lanes", type=int, metavar="P",
                    help=f"lanes for the cycle figures (default {REPORT_LANES}, at most the "

@@ -103,6 +103,36 @@ def test_help_teaches(capsys):
     assert "onespike demo" in out
 
 
+def test_report_fills_its_float_row_from_the_model(exported, capsys, tmp_path, digits_mlp,
+                                                  torch):
+    """``report --model model.pt2``: the float row is the model's accuracy on the inputs
+    (its float64 twin's, computed here); ``--float-accuracy`` is taken as given; both at
+    once, or --model without labels, are one clear error."""
+    model, data = digits_mlp
+    net = tmp_path / "net.npz"
+    assert run(capsys, "convert", exported / "model.pt2", "--calib", exported / "calib.npy",
+               "-o", net)[0] == 0
+    with torch.no_grad():
+        twin = torch.nn.Sequential(*model).double()
+        expected = float(np.mean(twin(torch.as_tensor(data.x_test, dtype=torch.float64))
+                                 .argmax(1).numpy() == data.y_test))
+    data_args = ["--inputs", exported / "x.npy", "--labels", exported / "y.npy"]
+    code, _, _ = run(capsys, "report", net, *data_args, "--model", exported / "model.pt2",
+                     "-o", tmp_path / "r", "--measure", 0)
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert code == 0 and f"| float (the trained model) | {expected:.4f} |" in report
+    code, _, _ = run(capsys, "report", net, *data_args, "--float-accuracy", 0.9123,
+                     "-o", tmp_path / "r2", "--measure", 0)
+    assert code == 0 and "| float (the trained model) | 0.9123 |" in (
+        tmp_path / "r2" / "report.md").read_text()
+    for extra, message in [(["--model", exported / "model.pt2", "--float-accuracy", 0.9],
+                            "give --model or --float-accuracy, not both"),
+                           (["--float-accuracy", 91], "is a fraction in [0, 1]")]:
+        code, _, err = run(capsys, "report", net, *data_args, *extra, "-o", tmp_path / "r3")
+        assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r3").exists()
+
+
 def test_simulate_rate_coding_reports_exactness(exported, capsys, tmp_path):
     """One hidden layer at T = A: rate coding is proved exact, so its accuracy is the TTFS
     one; --steps 3 is a coarser network and says it is not guaranteed."""
