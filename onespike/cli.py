@@ -356,13 +356,43 @@ def _accelerator_lines(info, spent) -> list:
     return lines
 
 
+def _fit_to_board(net, name, options) -> tuple:
+    """``(options, fit, board)``: the board planner's answer for ``options`` (its lanes,
+    firing and DSP use; the planner's own lanes where ``options["lanes"]`` is None)."""
+    from onespike.boards.build import LinkOptions, fit
+    from onespike.boards.platforms import board_named
+
+    board = board_named(name)
+    firing = options["firing"]
+    link = LinkOptions(coding=options["coding"], use_dsp=options["use_dsp"],
+                       firing=firing if isinstance(firing, str) else tuple(firing))
+    placed = fit(net, board, options["lanes"], link)
+    return ({**options, "lanes": list(placed.lanes), "use_dsp": placed.use_dsp,
+             "firing": list(placed.firing) if options["coding"] == "ttfs" else "auto"},
+            placed, board)
+
+
 def cmd_plan(args):
     from onespike.hdl.generate import plan
     from onespike.ir import load
 
     net = load(args.net)
-    options, spent = _accelerator_args(net, args)
+    if args.board is not None and args.plan is None and args.lanes == args.lanes_default \
+            and not args.uniform_lanes:
+        options, spent = {"lanes": None, **_coding(args)}, None   # the board's planner
+    else:
+        options, spent = _accelerator_args(net, args)
+    fitted = None if args.board is None else _fit_to_board(net, args.board, options)
+    if fitted is not None:
+        options, placed, board = fitted
     result = plan(net, **options)
+    if fitted is not None:
+        result["board"] = {
+            "name": board.name, "device": board.device, "luts_estimated": placed.luts,
+            "luts": board.luts, "blocks": placed.plan.blocks, "blocks_available": board.blocks,
+            "spram": placed.spram_plan.sprams, "spram_available": board.spram,
+            "dsps": placed.dsps, "dsps_available": board.dsps,
+            "memories": placed.plan.kinds, "reason": placed.reason}
     multiplies = ("plain multiplies (DSP blocks where synthesis puts them)"
                   if result["use_dsp"] else "shifted adds (no DSP blocks)")
     lines = [f"{args.net}: the {result['coding']} accelerator, lane multiplies as "
@@ -377,8 +407,15 @@ def cmd_plan(args):
                      f"{l.get('state_memory_bits', l.get('fired_memory_bits', 0)):>11,}"
                      f"{l.get('multipliers', 0):>12}")
     lines += _accelerator_lines(result, spent)
+    if fitted is not None:
+        b = result["board"]
+        lines.append(f"on {b['name']} ({b['device']}): ~{b['luts_estimated']:,} of "
+                     f"{b['luts']:,} LUTs estimated, {b['blocks']}/{b['blocks_available']} "
+                     f"block RAMs" + (f", {b['spram']}/{b['spram_available']} SPRAM"
+                                      if b["spram_available"] else "")
+                     + f", {b['dsps']}/{b['dsps_available']} DSP; {b['reason']}")
     lines.append(f"to pin it: onespike plan {args.net} ... --json > plan.json, then "
-                 f"onespike generate|verify {args.net} --plan plan.json")
+                 f"onespike generate|verify|build {args.net} --plan plan.json")
     _emit(args, result, lines)
 
 
@@ -804,6 +841,10 @@ def build_parser():
             "plan.json && onespike generate net.npz --plan plan.json -o rtl/")
     _add_accelerator(p, _default(generate, "lanes"), "neurons (dense) or output channels "
                      "(conv) updated per cycle")
+    p.add_argument("--board", metavar="NAME",
+                   help="plan for this board as `build` does (without --lanes the "
+                        "planner's lanes): adds the LUT estimate, block RAM, SPRAM and DSP "
+                        "use against the board's limits; `build --plan` builds it")
 
     p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
             "Simulate the generated Verilog (Icarus or Verilator, through cocotb) and compare "

@@ -356,6 +356,20 @@ def test_a_build_takes_a_plan_as_written(tmp_path, monkeypatch, capsys):
     summary = json.loads((tmp_path / "out" / "build.json").read_text())
     assert summary["firing"] == plan["options"]["firing"]
     assert summary["lanes"] == plan["options"]["lanes"]
+    # plan --board: the planner's choice, which build --plan builds as it is
+    capsys.readouterr()
+    assert main(["plan", str(path), "--board", "icebreaker", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    (tmp_path / "board.json").write_text(json.dumps(planned))
+    default = fit(net, board_named("icebreaker"))
+    assert planned["options"]["lanes"] == list(default.lanes)
+    assert planned["board"]["luts_estimated"] == default.luts
+    assert main(["build", str(path), "--board", "icebreaker", "--plan",
+                 str(tmp_path / "board.json"), "-o", str(tmp_path / "planned")]) == 0
+    summary = json.loads((tmp_path / "planned" / "build.json").read_text())
+    assert [summary[k] for k in ("lanes", "firing", "use_dsp")] == [
+        planned["options"][k] for k in ("lanes", "firing", "use_dsp")]
+    assert summary["memories"] == planned["board"]["memories"]
 
 
 @pytest.fixture(scope="module")
