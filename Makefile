@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # MNIST / Fashion-MNIST IDX files for tests and benches (a user's own copy: --data DIR)
 export ONESPIKE_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test test-all bench bench-boards system-deps clean
+.PHONY: demo test test-all bench bench-boards docs system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: $(STAMP)
 
 bench-boards: $(STAMP)
 	$(BIN)/python bench/boards_table.py --mnist
+
+docs: $(STAMP)
+	$(BIN)/python -m onespike.hdl.generate docs/accelerator.md
 
 clean:
 	rm -rf build sim_build .pytest_cache
