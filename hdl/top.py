@@ -110,8 +110,22 @@ def choose_firing(net, lanes, spikes=None) -> list:
     :data:`SPIKE_SHARE` of every stream), else sweep everywhere: the sweep's cores are
     smaller."""
     lanes = layer_lanes(net, lanes)
-    spikes = _assumed_spikes(net) if spikes is None else spikes
+    if spikes is None:                       # the planners ask again and again: once each
+        if _CHOSEN.get("net") is not net:
+            _CHOSEN.clear()
+            _CHOSEN["net"] = net
+        if tuple(lanes) not in _CHOSEN:
+            _CHOSEN[tuple(lanes)] = _choose_firing(net, lanes, _assumed_spikes(net))
+        return list(_CHOSEN[tuple(lanes)])
+    return _choose_firing(net, lanes, spikes)
 
+
+_CHOSEN = {}
+""":func:`choose_firing`'s answers at the assumed activity for one network (``"net"``), by
+lanes: every accelerator built with ``firing="auto"`` and every planner step asks."""
+
+
+def _choose_firing(net, lanes, spikes) -> list:
     def estimate(firing):
         top = discard(Accelerator(net, lanes=lanes, firing=firing))
         estimate = cycle_estimate(top, spikes)

@@ -432,3 +432,26 @@ def test_mnist_mlp_builds_on_icebreaker_at_four_lanes(tmp_path):
                     log=lambda _: None)
     assert summary["timing_met"] and summary["lanes"] == [4, 4]
     assert Path(tmp_path / "out" / "weights.bin").stat().st_size == summary["load_bytes"]
+
+
+def test_fit_chooses_firing_once_per_lane_configuration(monkeypatch):
+    """The planner asks for the firing of the same lanes again and again (each accelerator
+    built with firing auto asks too): hdl.top answers each configuration once."""
+    import onespike.hdl.top as top
+
+    made, asked = [], set()
+    choose, inner = top.choose_firing, top._choose_firing
+
+    def counting_choose(net, lanes, spikes=None):
+        asked.add(tuple(top.layer_lanes(net, lanes)))
+        return choose(net, lanes, spikes)
+
+    def counting_inner(net, lanes, spikes):
+        made.append(tuple(lanes))
+        return inner(net, lanes, spikes)
+
+    monkeypatch.setattr(top, "choose_firing", counting_choose)
+    monkeypatch.setattr(top, "_choose_firing", counting_inner)
+    net = random_network(np.random.default_rng(4), conv=False, max_layers=4)
+    fit(net, board_named("icebreaker"))
+    assert len(made) == len(set(made)) == len(asked) > 1
