@@ -24,7 +24,7 @@ typical flow:
   onespike convert model.pt2 --calib x.npy -o net.npz
   onespike info net.npz                           layers, windows and register widths
   onespike export net.npz -o net.onnx             the integer network as exact int64 ONNX
-  onespike simulate net.npz --inputs x.npy --labels y.npy [--coding rate-bipolar]
+  onespike simulate net.npz --inputs x.npy --labels y.npy [--code rate-bipolar]
   onespike generate net.npz --lanes 8 -o rtl/   Verilog (onespike_top) + manifest
   onespike verify net.npz --rtl rtl/ --sim verilator --inputs x.npy
                                                   cocotb regression against the golden model
@@ -139,9 +139,13 @@ def cmd_simulate(args):
     labels = None if args.labels is None else _load_array(args.labels, "labels", integer=True)
     if args.batch < 1:
         raise OnespikeError(f"--batch must be a positive integer, not {args.batch}")
-    if args.coding == "ttfs":
+    if args.old_coding is not None:        # the name before 2026-12: --code now
+        print("onespike: simulate --coding is now --code (generate's --coding chooses the "
+              "accelerator)", file=sys.stderr)
+        args.code = args.old_coding
+    if args.code == "ttfs":
         if args.steps is not None:
-            raise OnespikeError("--steps applies to --coding rate or rate-bipolar only")
+            raise OnespikeError("--steps applies to --code rate or rate-bipolar only")
         result, classes = evaluate(net, x, labels, mode=args.mode, batch=args.batch,
                                    progress=not args.json)
         what = f"{args.mode} simulation"
@@ -152,9 +156,9 @@ def cmd_simulate(args):
         if steps < 1:
             raise OnespikeError(f"--steps must be a positive integer, not {steps}")
         result, classes = rate_summary(net, x, labels, steps=steps,
-                                       bipolar=args.coding == "rate-bipolar",
+                                       bipolar=args.code == "rate-bipolar",
                                        batch=args.batch)
-        what = f"{args.coding} coding, T = {steps}"
+        what = f"{args.code} coding, T = {steps}"
     if args.predictions:
         np.save(args.predictions, classes)
     sequences = f" (sequences of {net.steps} steps)" if net.steps else ""
@@ -164,7 +168,7 @@ def cmd_simulate(args):
     lines += [f"spikes per neuron   {result['spikes_per_neuron']:.3f}",
               f"synaptic ops/inf.   {result['synaptic_ops_per_inference']:.0f}",
               f"latency             {result['latency_steps']} time steps"]
-    if args.coding != "ttfs":
+    if args.code != "ttfs":
         lines += [f"negative spikes     {result['negative_spikes_per_inference']:.2f} per "
                   f"inference; input MACs {result['input_macs_per_inference']:.0f} (analog "
                   f"input)",
@@ -808,13 +812,16 @@ def build_parser():
     p.add_argument("--labels", help="integer labels (.npy) to report accuracy")
     p.add_argument("--mode", choices=MODES, default=_default(evaluate, "mode"),
                    help="event simulation or closed form (default %(default)s)")
-    p.add_argument("--coding", choices=("ttfs", "rate", "rate-bipolar"), default="ttfs",
-                   help="ttfs: one spike per neuron, as the accelerator (default); rate, "
-                        "rate-bipolar: for comparison, the same integer network with "
-                        "integrate-and-fire neurons (reset by subtraction) over --steps T; "
-                        "bipolar neurons undo over-firing with negative spikes")
+    codes = ("ttfs", "rate", "rate-bipolar")
+    p.add_argument("--code", choices=codes, default="ttfs",
+                   help="the spike code simulated: ttfs, one spike per neuron, as the "
+                        "accelerator (default); rate, rate-bipolar: for comparison, the same "
+                        "integer network with integrate-and-fire neurons (reset by "
+                        "subtraction) over --steps T; bipolar neurons undo over-firing with "
+                        "negative spikes")
+    p.add_argument("--coding", choices=codes, dest="old_coding", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, metavar="T",
-                   help="rate coding: time steps (default: A of the first hidden layer, "
+                   help="--code rate: time steps (default: A of the first hidden layer, "
                         "where the first layer is exact)")
     p.add_argument("--batch", type=int, default=_default(evaluate, "batch"),
                    help="samples per batch (default %(default)s)")

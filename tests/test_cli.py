@@ -141,15 +141,16 @@ def test_simulate_rate_coding_reports_exactness(exported, capsys, tmp_path):
                "-o", net)[0] == 0
     data = ["--inputs", exported / "x.npy", "--labels", exported / "y.npy", "--json"]
     ttfs = json.loads(run(capsys, "simulate", net, *data, "--mode", "closed")[1])
-    code, out, _ = run(capsys, "simulate", net, *data, "--coding", "rate-bipolar")
+    code, out, _ = run(capsys, "simulate", net, *data, "--code", "rate-bipolar")
     rate = json.loads(out)
     assert code == 0 and rate["guaranteed_exact"] and rate["accuracy"] == ttfs["accuracy"]
     assert rate["spikes_per_inference"] > ttfs["spikes_per_inference"]
-    coarse = json.loads(run(capsys, "simulate", net, *data, "--coding", "rate",
-                            "--steps", "3")[1])
+    code, out, err = run(capsys, "simulate", net, *data, "--coding", "rate", "--steps", "3")
+    coarse = json.loads(out)              # the old name still works, and says the new one
+    assert code == 0 and "simulate --coding is now --code" in err
     assert not coarse["guaranteed_exact"] and coarse["steps"] == 3
     code, _, err = run(capsys, "simulate", net, *data, "--steps", "3")
-    assert code == 2 and "--steps applies to --coding rate" in err and err.count("\n") == 1
+    assert code == 2 and "--steps applies to --code rate" in err and err.count("\n") == 1
 
 
 @pytest.fixture
@@ -375,7 +376,7 @@ def test_sequences_convert_simulate_and_info(capsys, tmp_path, torch):
     results = {}
     for coding in ("ttfs", "rate-bipolar"):
         code, out, _ = run(capsys, "simulate", net, "--inputs", tmp_path / "x.npy",
-                           "--labels", tmp_path / "y.npy", "--coding", coding, "--json")
+                           "--labels", tmp_path / "y.npy", "--code", coding, "--json")
         assert code == 0
         results[coding] = json.loads(out)
     assert results["rate-bipolar"]["guaranteed_exact"]
