@@ -161,3 +161,22 @@ def test_no_build_outputs_are_tracked():
                  ".config", ".vcd", ".fst", ".pt2")
     wrong = [f for f in listed.stdout.splitlines() if f.endswith(generated)]
     assert not wrong, wrong
+
+
+def test_the_package_offers_the_commands_python_forms_without_importing_torch():
+    """``onespike.convert``, ``finetune``, ``plan``, ``generate``, ``verify``: the functions
+    behind the commands, imported when first asked for (``import onespike`` stays light)."""
+    code = (
+        "import sys\n"
+        "import onespike\n"
+        "assert 'torch' not in sys.modules and 'amaranth' not in sys.modules\n"
+        "from onespike.hdl.generate import generate, plan\n"
+        "from onespike.sim.verify import verify\n"
+        "assert (onespike.plan, onespike.generate, onespike.verify) == (plan, generate, verify)\n"
+        "assert 'torch' not in sys.modules\n"
+        "from onespike.mapper import convert, finetune\n"
+        "assert (onespike.convert, onespike.finetune) == (convert, finetune)\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT.parent)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
