@@ -460,6 +460,7 @@ def cmd_verify(args):
              f"{result['mismatches']} mismatches"]
     if spent:
         lines.insert(0, spent)
+        result["lanes_from"] = spent
     if result["first_mismatch"]:
         lines.append(f"first mismatch: {result['first_mismatch']}")
     if result["cycles_per_inference"]:
