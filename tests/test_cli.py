@@ -199,13 +199,17 @@ def test_an_unknown_firing_is_refused_with_the_choices(small_net, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("lanes, error", [
-    ("2,x", "argument --lanes: '2,x' is neither a lane count P nor one count per layer"),
-    ("0", "argument --lanes: lane counts must be positive integers, not 0")])
-def test_lanes_that_are_not_counts_are_refused(small_net, tmp_path, capsys, lanes, error):
+def test_lanes_that_are_not_counts_are_refused(small_net, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["generate", str(small_net), "-o", str(tmp_path / "out"), "--lanes", lanes])
-    assert exit_.value.code == 2 and error in capsys.readouterr().err
+        main(["generate", str(small_net), "-o", str(tmp_path / "out"), "--lanes", "2,x"])
+    assert exit_.value.code == 2
+    assert "argument --lanes: '2,x' is neither a lane count P nor one count per layer" in \
+        capsys.readouterr().err
+    for lanes, error in [("0", "lane count must be a positive integer, not 0"),
+                         ("0,1", "layer 0: lane count must be 1..")]:    # the library's
+        code, out, err = run(capsys, "generate", small_net, "-o", tmp_path / "out", "--lanes",
+                             lanes)
+        assert code == 2 and out == "" and error in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
 
 
