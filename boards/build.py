@@ -11,7 +11,10 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from onespike import ir
+from onespike.ir import Recurrent, signed_bits
 from onespike.boards.capacity import (capacity_text, fewer_weight_bits, floor_of,
                                       larger_boards, shortfall)
 from onespike.boards.clocks import pll_for
@@ -370,6 +373,35 @@ def _refuse_from_bits(net, board, share):
         f"{_advice(net, board, share, weight_bits=True)}")
 
 
+def _narrower(net, bits):
+    """``net`` with every weight word cut to ``bits`` (shifted right): the memories a
+    conversion at ``--weight-bits bits`` gives, for sizing only."""
+    def cut(weight):
+        shift = max(signed_bits(int(np.abs(weight).max(initial=0))) - bits, 0)
+        top = 2 ** (bits - 1) - 1                  # symmetric, as the mapper quantizes
+        return np.clip(np.asarray(weight) >> shift, -top, top)
+
+    layers = tuple(replace(layer, weight=cut(layer.weight),
+                           **({"recurrent": cut(layer.recurrent)}
+                              if isinstance(layer, Recurrent) else {}))
+                   if hasattr(layer, "weight") else layer for layer in net.layers)
+    return replace(net, layers=layers)
+
+
+def _planned_weight_bits(net, board, link, budget):
+    """The most weight bits (below the network's) at which the planner fits ``net`` on
+    ``board`` at one lane, or None: the block packing that the memory floor leaves out."""
+    bits = max((signed_bits(int(np.abs(layer.weight).max(initial=0)))
+                for layer in net.layers if hasattr(layer, "weight")), default=0)
+    for b in range(bits - 1, 1, -1):
+        try:
+            if not _plan(_narrower(net, b), board, 1, link, budget).problems(board, budget):
+                return b
+        except OnespikeError:
+            continue
+    return None
+
+
 def _advice(net, board, share, weight_bits=False) -> str:
     """What may fit where ``net`` does not: with ``weight_bits`` (the refusal came from
     the memory floor) the most weight bits at which its floor fits ``board`` (a floor: the
@@ -378,9 +410,10 @@ def _advice(net, board, share, weight_bits=False) -> str:
     bits = fewer_weight_bits(net, board, _memory_luts(net, board, share)) \
         if weight_bits else None
     if bits is not None:
-        advice.append(f"{bits}-bit weights (convert again with --weight-bits {bits}; the "
-                      f"weights then take {floor_of(net, bits).weights // 1024} kbit, within "
-                      f"the board's memory)")
+        advice.append(f"at most {bits}-bit weights (convert again with --weight-bits "
+                      f"{bits} or fewer; the weights then take "
+                      f"{floor_of(net, bits).weights // 1024} kbit, within the board's "
+                      f"memory bits; the planner then says whether its blocks pack them)")
     boards = larger_boards(net, board, lambda b: _memory_luts(net, b, share))
     advice.append(f"a board with more memory (the floor fits {', '.join(boards)})"
                   if boards else "no supported board holds it")
@@ -442,9 +475,13 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
     p, placed = _uniform(net, board, link, budget)
     if placed is None:
         problems = _plan(net, board, 1, link, budget).problems(board, budget)
+        bits = _planned_weight_bits(net, board, link, budget)
+        planned = f"{bits}-bit weights (convert again with --weight-bits {bits}: the " \
+                  f"planner fits that at 1 lane) or " if bits else ""
         raise OnespikeError(f"the network does not fit {board.name} ({board.device}) even "
                             f"at 1 lane: {'; '.join(problems)} (the board has "
-                            f"{capacity_text(board)}); {_advice(net, board, lut_share)}")
+                            f"{capacity_text(board)}); {_advice(net, board, lut_share)}"
+                            .replace("what may fit: ", "what may fit: " + planned, 1))
     refined = _refine(net, board, link, budget, placed)
     reason = (f"{_lanes_text(placed.lanes)} fit: {p} lane(s) a layer at most"
               + (", fewer where a layer does not bound the cycles per sample"

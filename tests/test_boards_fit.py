@@ -136,7 +136,7 @@ def test_a_network_over_the_memory_floor_is_refused_from_its_bits(mnist_shaped_n
     assert time.monotonic() - started < 5
     message = str(refused.value)
     assert "at any lane count" in message and "26 BSRAM blocks (468 kbit)" in message
-    bits = int(message.split("--weight-bits ")[1].split(";")[0])
+    bits = int(message.split("--weight-bits ")[1].split(" ")[0])
     luts = flow._memory_luts(mnist_shaped_net, board, flow.LUT_SHARE)
     assert shortfall(floor_of(mnist_shaped_net, bits), board, luts) == 0
     assert shortfall(floor_of(mnist_shaped_net, bits + 1), board, luts) > 0
@@ -147,6 +147,23 @@ def test_a_network_over_the_memory_floor_is_refused_from_its_bits(mnist_shaped_n
     wide = convert(zoo.mlp([784, 512, 10]).eval(), calib)      # 3.2 Mbit of weights
     with pytest.raises(OnespikeError, match=r"4 SPRAM \(1024 kbit, weights only\)"):
         fit(wide, board_named("icebreaker"))
+
+
+def test_a_refusal_at_one_lane_names_weight_bits_the_planner_fits(mnist_shaped_net):
+    """The floor's weight bits leave block packing out (the MNIST MLP at 6 bits still needs
+    37 BSRAM blocks of the Tang Nano 9K's 26): the planner's own refusal at one lane names
+    the most bits at which its plan fits, checked here by planning them."""
+    from onespike.boards.build import _narrower
+
+    board = board_named("tang-nano-9k")
+    floor_bits = 6
+    with pytest.raises(OnespikeError, match="even at 1 lane") as refused:
+        fit(_narrower(mnist_shaped_net, floor_bits), board)
+    bits = int(str(refused.value).split("--weight-bits ")[1].split(":")[0])
+    assert 2 <= bits < floor_bits
+    assert fit(_narrower(mnist_shaped_net, bits), board).lanes
+    with pytest.raises(OnespikeError, match="even at 1 lane"):
+        fit(_narrower(mnist_shaped_net, bits + 1), board)
 
 
 def test_a_row_rnn_is_planned_with_both_weight_matrices(torch):
