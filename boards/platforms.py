@@ -253,7 +253,8 @@ def _warm(env, tools):
     with open(Path(tempfile.gettempdir()) / "onespike-yowasp.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for tool in cold:
-            subprocess.run([tool, "--version"], env=env, capture_output=True)
+            subprocess.run([tool, "--version"], env=env, capture_output=True,
+                           stdin=subprocess.DEVNULL)
             _warmed.add(tool)
 
 
