@@ -91,6 +91,13 @@ def test_golden_model_imports_only_numpy_and_the_ir():
     assert not wrong, "\n".join(wrong)
 
 
+def _runs_fresh(code):
+    """``code`` prints ``ok`` in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT.parent)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_golden_model_runs_without_amaranth_or_cocotb():
     """Not only the imports we read: a fresh interpreter in which importing amaranth,
     cocotb or torch fails still runs the golden model and the checker."""
@@ -107,9 +114,7 @@ def test_golden_model_runs_without_amaranth_or_cocotb():
         "a0 = random_inputs(rng, net, 2)\n"
         "assert first_mismatch(net, closed_form(net, a0), event_sim(net, a0)) is None\n"
         "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT.parent)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    _runs_fresh(code)
 
 
 def test_only_the_command_line_imports_the_cli():
@@ -177,6 +182,4 @@ def test_the_package_offers_the_commands_python_forms_without_importing_torch():
         "from onespike.mapper import convert, finetune\n"
         "assert (onespike.convert, onespike.finetune) == (convert, finetune)\n"
         "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT.parent)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    _runs_fresh(code)
