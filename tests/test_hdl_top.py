@@ -128,8 +128,27 @@ def test_a_lane_count_is_a_budget_spent_where_the_model_finds_it_faster():
     assert spent, "no random network had its lanes spent by work"
     net, lanes, rng = spent[0]
     a0 = random_inputs(rng, net, 3)
+    golden = closed_form(net, a0)
     hw = run(Accelerator(net, lanes=lanes), a0, backpressure=0.3, max_cycles=200_000)
-    assert first_mismatch(net, closed_form(net, a0), hw.trace) is None, lanes
+    assert first_mismatch(net, golden, hw.trace) is None, lanes
+    # a fault planted at the same lanes (one weight off in the hardware) is caught
+    faulty = next(f for n, layer in enumerate(net.layers) if hasattr(layer, "weight")
+                  for k in range(min(layer.weight.size, 16)) for delta in (8, -8, 32, -32)
+                  for f in [_with_weight_moved(net, n, k, delta)]
+                  if first_mismatch(net, golden, closed_form(f, a0)) is not None)
+    hw = run(Accelerator(faulty, lanes=lanes), a0, max_cycles=200_000)
+    assert first_mismatch(net, golden, hw.trace) is not None
+
+
+def _with_weight_moved(net, n, k, delta):
+    """``net`` with weight ``k`` (flat) of layer ``n`` moved by ``delta``."""
+    import dataclasses
+
+    weight = np.array(net.layers[n].weight)
+    weight.reshape(-1)[k] += delta
+    layers = list(net.layers)
+    layers[n] = dataclasses.replace(layers[n], weight=weight)
+    return dataclasses.replace(net, layers=tuple(layers))
 
 
 def test_balanced_lanes_spend_the_budget_on_the_slowest_layer():
