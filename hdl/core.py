@@ -16,7 +16,7 @@ import functools
 from types import SimpleNamespace
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,6 +24,7 @@ from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.counters import Odometer, RangeCounter
 from onespike.hdl.encoder import flag, positive
 from onespike.hdl.firing import Reciprocals, sorted_firing
+from onespike.hdl.single_port import PACE, SinglePortMembranes, pace_domain
 from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
                                   spike_layout)
 from onespike.ir import LayerWidths, signed_bits
@@ -57,14 +58,18 @@ class NeuronCore(wiring.Component):
     """
 
     def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True, sorted_firing: bool = False):
+                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             refuse(self, ValueError(f"Lane count must be a positive integer, not {lanes!r}"))
         try:
             self._use_dsp = flag(use_dsp, "use_dsp")
             self._sorted = flag(sorted_firing, "sorted_firing") and not layer.is_readout
+            self._single_port = flag(single_port, "single_port")
         except TypeError as e:
             refuse(self, e)
+        if self._single_port and (layer.is_readout or self._sorted):
+            refuse(self, ValueError("single-port membranes are for hidden layers with sweep "
+                                    "firing (not the readout, not sorted firing)"))
         self._channels = layer.weight.shape[0]
         if lanes > self._channels:
             refuse(self, ValueError(f"Lane count {lanes} exceeds the layer's "
@@ -155,6 +160,17 @@ class NeuronCore(wiring.Component):
     @property
     def words(self):
         return self.groups * self.positions
+
+    @property
+    def single_port(self):
+        """The membranes are in one single-port RAM and the core takes one step every
+        :data:`~onespike.hdl.single_port.PACE` cycles (:mod:`~onespike.hdl.single_port`)."""
+        return self._single_port
+
+    @property
+    def pace(self):
+        """Clock cycles per step of the core's logic."""
+        return PACE if self._single_port else 1
 
     @property
     def is_readout(self):
@@ -272,6 +288,30 @@ class NeuronCore(wiring.Component):
     # -- hardware ----------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
+        if not self._single_port:
+            self._i, self._o = self.i, self.o
+            self._build(m)
+            return m
+        phase, step_end = pace_domain(m)
+        # the core's own view of its streams: a transfer only in a step's last cycle
+        self._i = SimpleNamespace(valid=Signal(), ready=Signal(),
+                                  payload=Signal(self.i.payload.shape()))
+        self._o = SimpleNamespace(valid=Signal(), ready=Signal(),
+                                  payload=Signal(self.o.payload.shape()))
+        m.d.comb += [self._i.valid.eq(self.i.valid & step_end), self._i.payload.eq(self.i.payload),
+                     self.i.ready.eq(self._i.ready & step_end),
+                     self.o.valid.eq(self._o.valid & step_end), self.o.payload.eq(self._o.payload),
+                     self._o.ready.eq(self.o.ready & step_end)]
+        self._build(m, SinglePortMembranes(shape=self._state_layout(), depth=self.state_depth,
+                                           phase=phase))
+        return EnableInserter(step_end)(m)
+
+    def _state_layout(self):
+        return data.ArrayLayout(signed(self._widths.membrane_bits), self._lanes)
+
+    def _build(self, m, membranes=None):
+        """The core's logic into ``m``; ``membranes``: the membrane memory, if not an
+        Amaranth ``Memory`` with one write and two read ports."""
         lanes = self._lanes
         membrane = signed(self._widths.membrane_bits)
         contents = self.weight_contents
@@ -289,9 +329,10 @@ class NeuronCore(wiring.Component):
             shape=data.ArrayLayout(lane, lanes), depth=self.constant_rows,
             init=[[{"u0": u, slope: r} for u, r in zip(*word)]
                   for word in zip(u0.tolist(), ramp.tolist())])
-        state = data.ArrayLayout(membrane, lanes)
-        m.submodules.membrane = membranes = memory.Memory(shape=state,
-                                                          depth=self.state_depth, init=[])
+        state = self._state_layout()
+        if membranes is None:
+            membranes = memory.Memory(shape=state, depth=self.state_depth, init=[])
+        m.submodules.membrane = membranes
         write = membranes.write_port()
         full = Signal(2)                     # bank belongs to phase 2
         # phase 2 writes U0 back into the words it is done with, in the cycles in which
@@ -304,7 +345,6 @@ class NeuronCore(wiring.Component):
         phase2 = self._readout if self._layer.is_readout else \
             functools.partial(sorted_firing, self) if self._sorted else self._firing
         phase2(m, membranes.read_port(), self._constants_port(m, constants), full, restore)
-        return m
 
     def _spike_multiple(self, step):
         """``A_in − s``: the steps from a spike's step to its window's end."""
@@ -318,7 +358,7 @@ class NeuronCore(wiring.Component):
     def _integration(self, m, weight, write, read, full, restore):
         lanes, last_tick = self._lanes, self._in_levels - 1
         bank = Signal()
-        spike = Signal(self.i.payload.index.shape())      # input neuron being added
+        spike = Signal(self._i.payload.index.shape())      # input neuron being added
         multiple = Signal(range(self._in_levels + 1))      # A_in − step of that spike
         counters = RangeCounter(self.synapse_sizes(), "synapse")
         ticks = Signal(range(self._in_levels))
@@ -357,9 +397,9 @@ class NeuronCore(wiring.Component):
                          s1["multiple"].eq(times)]
 
         def accept():
-            payload = self.i.payload
-            m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1) & restore["ready"])
-            with m.If(self.i.valid & self.i.ready):
+            payload = self._i.payload
+            m.d.comb += self._i.ready.eq(~full.bit_select(bank, 1) & restore["ready"])
+            with m.If(self._i.valid & self._i.ready):
                 with m.If(payload.end):
                     m.d.sync += ticks.eq(ticks + 1)
                     with m.If(ticks == last_tick):
@@ -498,11 +538,11 @@ class NeuronCore(wiring.Component):
                 for l in reversed(range(lanes)):
                     with m.If(pending[l]):
                         m.d.comb += chosen.eq(l)
-                m.d.comb += [self.o.valid.eq(1),
-                             self.o.payload.index.eq(self.neuron_index(held_where, chosen)),
-                             self.o.payload.step.eq(step)]
+                m.d.comb += [self._o.valid.eq(1),
+                             self._o.payload.index.eq(self.neuron_index(held_where, chosen)),
+                             self._o.payload.step.eq(step)]
                 rest = pending & (pending - 1)
-                with m.If(self.o.ready):
+                with m.If(self._o.ready):
                     m.d.sync += pending.eq(rest)
                     with m.If(rest == 0):
                         with m.If(held_last):
@@ -512,10 +552,10 @@ class NeuronCore(wiring.Component):
                             m.d.comb += [read.en.eq(1), constants.en.eq(1)]
                             m.next = "FIRE"
             with m.State("STEP_END"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.end.eq(1),
-                             self.o.payload.step.eq(step)]
+                m.d.comb += [self._o.valid.eq(1), self._o.payload.end.eq(1),
+                             self._o.payload.step.eq(step)]
                 first_word()
-                with m.If(self.o.ready):
+                with m.If(self._o.ready):
                     m.d.sync += step.eq(step + 1)
                     m.next = "FIRE"
                     with m.If(step == layer.levels - 1):
@@ -550,10 +590,10 @@ class NeuronCore(wiring.Component):
                 m.next = "SEND"
             with m.State("SEND"):
                 last = index == self._outputs - 1
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.index.eq(index),
-                             self.o.payload.value.eq(logits[lane]),
-                             self.o.payload.last.eq(last)]
-                with m.If(self.o.ready):
+                m.d.comb += [self._o.valid.eq(1), self._o.payload.index.eq(index),
+                             self._o.payload.value.eq(logits[lane]),
+                             self._o.payload.last.eq(last)]
+                with m.If(self._o.ready):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(last):
                         m.d.comb += nxt.eq(0)

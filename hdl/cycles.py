@@ -22,6 +22,8 @@ input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
 * max pooling: ``(1 + span²)·S + 2·A + pooled neurons`` (fired bits cleared after the window);
 * encoder: ``inputs + 1`` to load, ``2·A0 + c·S0`` to send (``c`` its ``spike_cycles``);
   readout: ``classes + groups + 1``;
+* a core with single-port membranes (:mod:`~onespike.hdl.single_port`): its integration
+  and firing ``PACE`` times the above (every step of its logic takes ``PACE`` cycles);
 * a recurrent layer (:mod:`~onespike.hdl.recurrent`) per sequence step: its integration
   takes the spikes of ``x_t`` and of ``h_{t−1}`` (``S_h``, as many cycles each as an input
   spike) and three cycles per step of its window ``P`` (the merge's phases); integration
@@ -106,11 +108,11 @@ class _Integrator:
     the next item after taking ``spike`` (a C-order number, None: a marker) at ``t``."""
 
     def __init__(self, core):
-        self.per = core.spike_cycles
+        self.per, self.pace = core.spike_cycles, core.pace
         self.done = 0
 
     def take(self, t, spike):
-        self.done = t + (1 if spike is None else max(int(self.per[spike]), 1))
+        self.done = t + self.pace * (1 if spike is None else max(int(self.per[spike]), 1))
         return self.done
 
 
@@ -140,30 +142,33 @@ class _Pool:
         return cycle - 1
 
 
-def _chain(steps, words, consumer, tail=0, lists=False, fetch=0):
+def _chain(steps, words, consumer, tail=0, lists=False, fetch=0, pace=1):
     """Cycles of one sample through a producer and ``consumer``: ``steps`` per step the
     spikes ``(word, neuron)`` in sending order; ``words`` the producer's state words
     (None: the encoder, which sends a list head, its spikes, a marker, with ``fetch``
     cycles before each spike); ``lists``: a core with sorted firing (a pass over its words,
-    then per step a list head, the spikes, a marker)."""
+    then per step a list head, the spikes, a marker); ``pace``: the producer's clock
+    cycles per step of its logic."""
     cur = ready = setup = 0
     if lists:          # the pass over the words: before the spikes, but while the consumer
         setup, words = words + 4, None     # still works on the sample before
 
     for spikes in steps:
         start, last = cur, None
-        cur = start + 1
+        cur = start + pace
         for word, spike in spikes:
             if words is not None and word != last:
-                cur = start + word + 2 if last is None else cur + word - last
+                cur = start + pace * (word + 2) if last is None else \
+                    cur + pace * (word - last)
                 last = word
             t = max(cur + fetch, ready)
-            ready, cur = consumer.take(t, spike), t + 1
+            ready, cur = consumer.take(t, spike), t + pace
         if words is not None:
-            cur = start + words + 1 if last is None else cur + words - 1 - last
+            cur = start + pace * (words + 1) if last is None else \
+                cur + pace * (words - 1 - last)
         t = max(cur, ready)
-        ready, cur = consumer.take(t, None), t + 1
-    producer = setup + cur + (words + 1 if words is not None else 0)   # U0 write-back
+        ready, cur = consumer.take(t, None), t + pace
+    producer = setup + cur + (pace * (words + 1) if words is not None else 0)  # U0 back
     return max(producer, consumer.done + tail)
 
 
@@ -204,13 +209,14 @@ def event_chains(top, maps) -> dict:
                 consumer, tail = _Pool(core, _Integrator(cores[n + 1])), \
                     core.fired_memory_bits + cores[n + 1].words + 2
             else:
-                consumer, tail = _Integrator(core), core.words + 2     # U0 write-back
+                consumer, tail = _Integrator(core), core.pace * (core.words + 2)  # U0 back
             lists = producer is not None and producer.sorted_firing
             steps = _stream_steps(levels, act, shape,
                                   None if producer is None else producer.lanes, lists)
             times.append(_chain(steps, None if producer is None else producer.words,
                                 consumer, tail, lists,
-                                top.encoder.spike_cycles - 1 if producer is None else 0))
+                                top.encoder.spike_cycles - 1 if producer is None else 0,
+                                getattr(producer, "pace", 1)))
         chains[f"stream{n}"] = float(np.mean(times))
     return chains
 
@@ -260,12 +266,12 @@ def cycle_estimate(top, spikes=None) -> dict:
             chain[f"layer{n}_integrate"] = max(integrate, fire) + state
             close(f"stream{n}")
             continue
-        chain[f"layer{n}_integrate"] = integrate
+        chain[f"layer{n}_integrate"] = integrate * core.pace
         close(f"stream{n}")
         if n < len(top.cores) - 1:
             layer = net.layers[n]
-            chain[f"layer{n}_fire"] = firing_cycles(core.words, layer.levels, counts[n + 1],
-                                                    core.sorted_firing)
+            chain[f"layer{n}_fire"] = core.pace * firing_cycles(
+                core.words, layer.levels, counts[n + 1], core.sorted_firing)
     stages["readout"] = sizes[-1] + top.cores[-1].groups + 1
     if net.steps is None and all(np.ndim(m) > 1 for m in spikes):   # maps: replay them
         chains = event_chains(top, spikes)

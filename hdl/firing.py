@@ -253,19 +253,19 @@ class _Sorter:
             pick(Cat(*[v.valid for v in values]), values)
         with m.State("WALK"):      # the link of ``cur`` is on the read port
             after = Array(r.data for _, r in self.links)[lane]
-            m.d.comb += [core.o.valid.eq(1), address.eq(cur),
-                         core.o.payload.index.eq(core.neuron_index(self.fields(cur), lane)),
-                         core.o.payload.step.eq(step)]
-            with m.If(core.o.ready):
+            m.d.comb += [core._o.valid.eq(1), address.eq(cur),
+                         core._o.payload.index.eq(core.neuron_index(self.fields(cur), lane)),
+                         core._o.payload.step.eq(step)]
+            with m.If(core._o.ready):
                 with m.If(after.valid):
                     m.d.sync += cur.eq(after.ptr)
                     m.d.comb += address.eq(after.ptr)
                 with m.Else():
                     pick(pending, firsts)
         with m.State("MARKER"):
-            m.d.comb += [core.o.valid.eq(1), core.o.payload.end.eq(1),
-                         core.o.payload.step.eq(step)]
-            with m.If(core.o.ready):
+            m.d.comb += [core._o.valid.eq(1), core._o.payload.end.eq(1),
+                         core._o.payload.step.eq(step)]
+            with m.If(core._o.ready):
                 m.d.comb += self.clearing.eq(1)
                 m.d.sync += step.eq(step + 1)
                 m.next = "PICK"

@@ -19,7 +19,7 @@ from onespike.hdl.streams import (TapSignature, activation_layout, class_layout,
                                   refuse)
 from onespike.ir import Conv, MaxPool, Network, Recurrent
 
-__all__ = ["Accelerator", "LayerPipeline", "balance_lanes", "encoder_spike_cycles", "layer_lanes",
+__all__ = ["Accelerator", "LayerPipeline", "MEMBRANES", "balance_lanes", "single_port_layers", "encoder_spike_cycles", "layer_lanes",
            "neuron_core", "spend_lanes"]
 
 
@@ -58,7 +58,8 @@ def encoder_spike_cycles(consumer) -> int:
     return 2 if per_spike is not None and int(np.min(per_spike)) >= 2 else 1
 
 
-def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_firing=False):
+def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_firing=False,
+                single_port=False):
     """The neuron core of weighted layer ``i`` of ``net`` (a :class:`RecurrentCore` for a
     recurrent layer, told the sequence's steps and whether every step goes on), at
     register ``widths``."""
@@ -68,7 +69,37 @@ def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_fir
                              steps=net.steps, all_steps=net.per_step(i + 1), use_dsp=use_dsp,
                              sorted_firing=sorted_firing)
     return core_class(layer)(layer, in_levels=net.in_levels(i), widths=widths, lanes=lanes,
-                             use_dsp=use_dsp, sorted_firing=sorted_firing)
+                             use_dsp=use_dsp, sorted_firing=sorted_firing,
+                             single_port=single_port)
+
+
+MEMBRANES = ("dual", "single")
+"""Membrane memories: ``dual`` (two reads and a write a cycle, the core at full speed) or
+``single`` (one single-port RAM, such as an iCE40 SPRAM; the core takes a step every
+:data:`~onespike.hdl.single_port.PACE` cycles, :mod:`~onespike.hdl.single_port`)."""
+
+
+def single_port_layers(net, membranes) -> list:
+    """``membranes`` (one of :data:`MEMBRANES` for every layer that can have single-port
+    membranes, or one per layer, None where a layer has none) as one flag per layer. Only
+    hidden, non-recurrent weighted layers can: the readout sends its membranes as logits
+    while they are read, a recurrent layer's state loops back."""
+    able = [hasattr(layer, "weight") and not layer.is_readout
+            and not isinstance(layer, Recurrent) for layer in net.layers]
+    if isinstance(membranes, str):
+        if membranes not in MEMBRANES:
+            raise OnespikeError(f"membranes must be one of {', '.join(MEMBRANES)}, not "
+                                f"{membranes!r}")
+        return [membranes == "single" and a for a in able]
+    membranes = list(membranes)
+    if len(membranes) != len(net.layers) or any(
+            m not in (None, "dual") and not (m == "single" and a)
+            for m, a in zip(membranes, able)):
+        raise OnespikeError(f"membranes per layer must give dual or single for each of the "
+                            f"{len(net.layers)} layers (single only for hidden dense and "
+                            f"convolution layers; None where a layer has no membranes), not "
+                            f"{membranes!r}")
+    return [m == "single" for m in membranes]
 
 
 def more_lanes(layer, lanes):
@@ -254,6 +285,13 @@ class LayerPipeline(wiring.Component):
                      else "sorted" if c.sorted_firing else "sweep" for c in self.cores)
 
     @property
+    def membranes(self):
+        """Per core: ``"single"``, ``"dual"`` or None (no membranes to choose for)."""
+        return tuple(("single" if c.single_port else "dual")
+                     if isinstance(c, NeuronCore) and not c.is_readout else None
+                     for c in self.cores)
+
+    @property
     def multipliers(self):
         """Lane multiplies of all cores: DSP blocks with ``use_dsp``."""
         return sum(getattr(core, "multipliers", 0) for core in self.cores)
@@ -300,10 +338,19 @@ class Accelerator(LayerPipeline):
     layers whose sweep limits the pipeline.
     """
 
-    def __init__(self, net: Network, *, lanes=1, use_dsp=True, firing="auto"):
+    def __init__(self, net: Network, *, lanes=1, use_dsp=True, firing="auto",
+                 membranes="dual"):
         self._take(net, lanes, use_dsp)
         try:
+            single = single_port_layers(net, membranes)
             per_layer = firing_per_layer(net, self._lanes, firing)
+            if not isinstance(firing, str) or firing == "sorted":
+                clash = [i for i, (f, s) in enumerate(zip(per_layer, single))
+                         if s and f == "sorted"]
+                if clash:
+                    raise OnespikeError(f"layer {clash[0]}: sorted firing needs dual-port "
+                                        f"membranes; give it sweep firing or dual membranes")
+            per_layer = ["sweep" if s else f for f, s in zip(per_layer, single)]
         except OnespikeError as e:
             refuse(self, e)
         widths = net.widths()
@@ -314,7 +361,8 @@ class Accelerator(LayerPipeline):
             else:
                 self.cores.append(neuron_core(net, i, widths=widths[i], lanes=self._lanes[i],
                                               use_dsp=use_dsp,
-                                              sorted_firing=per_layer[i] == "sorted"))
+                                              sorted_firing=per_layer[i] == "sorted",
+                                              single_port=single[i]))
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
                                     spike_cycles=encoder_spike_cycles(self.cores[0]))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
