@@ -89,7 +89,7 @@ def fit_table(boards, seeds, lanes_list):
                 f, st = r["fit"], r["stat"]
                 print(f"{name:<13} {shape:<22} {str(list(f.lanes)):<14} "
                       f"{f.plan.blocks:>4}/{st['block']:<4} {f.plan.lutram:>4}/"
-                      f"{st['distributed']:<4} {f.plan.spram_plan.sprams:>3}/{st['spram']:<3} "
+                      f"{st['distributed']:<4} {f.plan.sprams:>3}/{st['spram']:<3} "
                       f"{f.luts:>6}/{st['luts']:<6}")
 
 

@@ -25,7 +25,7 @@ from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
-from onespike.hdl.generate import accelerator, check_firing
+from onespike.hdl.generate import accelerator, check_firing, check_membranes
 from onespike.hdl.streams import discard
 from onespike.hdl.top import layer_lanes, more_lanes, stage_layer
 
@@ -60,6 +60,7 @@ class Fit:
     dsps: int = 0             # DSP multipliers the design asks for
     use_dsp: bool = False     # the lane multiplies in DSP blocks (else shifted adds)
     firing: tuple = ()        # per layer: "sorted", "sweep" or None (no firing phase)
+    membranes: tuple = ()     # per layer: "single", "dual" or None (no membranes to choose)
 
     @property
     def spram_plan(self):
@@ -77,7 +78,7 @@ class Fit:
         """What does not fit: one ``needed vs available`` phrase per resource."""
         needs = [(self.plan.blocks, board.blocks, board.block_ram.name + " blocks"),
                  (self.plan.lutram, board.lutram_units, "LUT-RAM units"),
-                 (self.plan.spram_plan.sprams, board.spram, "SPRAMs"),
+                 (self.plan.sprams, board.spram, "SPRAMs"),
                  (self.luts, lut_budget, "LUTs (estimated)"),
                  (self.dsps, board.dsps, "DSP multipliers (--no-dsp builds them from LUTs)")]
         return [f"{need} {what} needed, {have} available" for need, have, what in needs
@@ -164,23 +165,34 @@ class LinkOptions:
     """What goes behind the host link besides the network: the UART rate and the
     accelerator (``coding`` ttfs or dense; ``use_dsp``: its lane multiplies may take DSP
     blocks; ``firing``: how the TTFS hidden layers find their spikes, one of
-    :data:`~onespike.hdl.firing.FIRINGS`, resolved per layer at the lanes planned)."""
+    :data:`~onespike.hdl.firing.FIRINGS`, resolved per layer at the lanes planned;
+    ``membranes``: ``dual``, ``single`` (:data:`~onespike.hdl.top.MEMBRANES`), one per
+    layer, or ``auto``: dual unless the board's block RAM runs short and it has SPRAM, then
+    single-port in SPRAM for the largest membranes until the memories fit)."""
     baud: int = DEFAULT_BAUD
     coding: str = "ttfs"
     use_dsp: bool = True
     firing: str = "auto"
+    membranes: str = "auto"
 
     def __post_init__(self):
         check_firing(self.coding, self.firing)
+        if self.coding == "dense" and self.membranes not in ("auto", "dual"):
+            check_membranes(self.coding, self.membranes)
+
+    @property
+    def resolved(self):
+        """These options with ``membranes="auto"`` as dual everywhere."""
+        return replace(self, membranes="dual") if self.membranes == "auto" else self
 
     @property
     def options(self) -> dict:
         return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp,
-                "firing": self.firing}
+                "firing": self.firing, "membranes": self.resolved.membranes}
 
     def accelerator(self, net, lanes):
         return accelerator(net, lanes=lanes, coding=self.coding, use_dsp=self.use_dsp,
-                           firing=self.firing)
+                           firing=self.firing, membranes=self.resolved.membranes)
 
     def cycles(self, accelerator) -> dict:
         if self.coding == "dense":
@@ -231,8 +243,56 @@ def _frame(net, spike_cycles, link, top):
     return _MEMO[key][1]
 
 
-@_memo
 def _plan(net, board, lanes, link, lut_budget) -> Fit:
+    """The fit at ``lanes``, with ``membranes="auto"`` resolved: dual-port membranes;
+    where that does not fit a board with SPRAM, the largest membranes single-port, one
+    layer more at a time, until it fits (each such layer takes
+    :data:`~onespike.hdl.single_port.PACE` times the cycles)."""
+    if link.coding != "ttfs" or link.membranes != "auto":
+        return _plan_at(net, board, lanes, link, lut_budget)
+    placed = _plan_at(net, board, lanes, link.resolved, lut_budget)
+    if not board.spram or not placed.problems(board, lut_budget):
+        return placed
+    sizes = _membrane_bits(net, tuple(placed.lanes), link)
+    membranes = [None if m is None else "dual" for m in placed.membranes]
+    for n in sorted((n for n, b in enumerate(sizes) if b), key=lambda n: -sizes[n]):
+        membranes[n] = "single"
+        placed = _plan_at(net, board, lanes, replace(link, membranes=tuple(membranes)),
+                          lut_budget)
+        if not placed.problems(board, lut_budget):
+            break
+    else:
+        return placed
+    for n, record in enumerate(_single_port_records(placed)):   # in block RAM after all:
+        if record is not None and placed.plan.kinds[record] != "spram":    # full speed
+            membranes[n] = "dual"
+            trial = _plan_at(net, board, lanes, replace(link, membranes=tuple(membranes)),
+                             lut_budget)
+            if trial.problems(board, lut_budget):
+                membranes[n] = "single"
+            else:
+                placed = trial
+    return placed
+
+
+def _single_port_records(placed) -> list:
+    """Per layer the name of its single-port membrane memory in ``placed`` (or None)."""
+    names = {r.name: r for r in placed.plan.records if r.single_port}
+    return [f"accelerator.layer{n}.membrane.ram"
+            if f"accelerator.layer{n}.membrane.ram" in names else None
+            for n in range(len(placed.lanes))]
+
+
+@_memo
+def _membrane_bits(net, lanes, link) -> list:
+    """Per layer the bits of the membranes that may be single-port (0: none)."""
+    top = link.sized(net, list(lanes))
+    return [core.state_memory_bits if m is not None else 0
+            for core, m in zip(top.cores, top.membranes)]
+
+
+@_memo
+def _plan_at(net, board, lanes, link, lut_budget) -> Fit:
     top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, **link.options))
     lanes = tuple(top.link.accelerator.lanes)
     core = link.logic_luts(net, lanes, board.family, top.link.accelerator.firing)
@@ -243,7 +303,8 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
     cycles = link.cycles(top.link.accelerator)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
                cycles["steady"], cycles["stages"], dsps=link.dsps(top.link.accelerator),
-               use_dsp=link.use_dsp, firing=top.link.accelerator.firing)
+               use_dsp=link.use_dsp, firing=top.link.accelerator.firing,
+               membranes=getattr(top.link.accelerator, "membranes", ()))
 
 
 @_memo
@@ -346,7 +407,7 @@ def _refine(net, board, link, lut_budget, placed, tries=4):
 def _sorted_planned() -> bool:
     """Whether a plan of this :func:`fit` call sorted a layer (else planning again with
     every layer sweeping would try the same configurations)."""
-    return any(key[0] == "_plan" and "sorted" in placed.firing
+    return any(key[0] == "_plan_at" and "sorted" in placed.firing
                for key, (_, placed) in _MEMO.items())
 
 
@@ -503,8 +564,8 @@ def _lanes_text(lanes) -> str:
 def _kinds(plan: MemoryPlan) -> str:
     counts = plan.summary()["memories"]
     text = ", ".join(f"{n} in {kind}" for kind, n in counts.items() if n)
-    return f"{text}; {plan.blocks} blocks" + (f", {plan.spram_plan.sprams} SPRAM"
-                                             if plan.spram_plan.sprams else "")
+    return f"{text}; {plan.blocks} blocks" + (f", {plan.sprams} SPRAM"
+                                             if plan.sprams else "")
 def _clock(board, clock_mhz):
     """``(clock_hz, pll)``: the oscillator, or a PLL when ``clock_mhz`` differs."""
     if clock_mhz is not None and abs(clock_mhz * 1e6 - board.clock_hz) > 1:
@@ -521,9 +582,12 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     placed = fit(net, board, lanes, link, lut_share)
     log(f"{_lanes_text(placed.lanes)}, planned in {time.monotonic() - planning:.1f} s: "
         f"{placed.reason}")
-    firing = list(placed.firing) if link.coding == "ttfs" else "auto"   # as planned
+    ttfs = link.coding == "ttfs"
+    firing = list(placed.firing) if ttfs else "auto"   # as planned
+    membranes = list(placed.membranes) if ttfs else "dual"
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
-                   **{**link.options, "use_dsp": placed.use_dsp, "firing": firing},
+                   **{**link.options, "use_dsp": placed.use_dsp, "firing": firing,
+                      "membranes": membranes},
                    memory_plan=placed.plan, pll=pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
@@ -646,17 +710,17 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
-          coding="ttfs", use_dsp=True, firing="auto", log=print) -> dict:
+          coding="ttfs", use_dsp=True, firing="auto", membranes="auto", log=print) -> dict:
     """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
     to ``out_dir/build.json``). ``lanes`` (one count or one per layer) or, by default, the
     fastest configuration that fits (:func:`fit`). Raises :class:`OnespikeError` before
     running any tool when the design cannot fit, :class:`BuildFailed` when place and route
     fails or timing is not met (the bitstream is then still written, the report says so).
     ``clock_mhz`` other than the board's oscillator puts a PLL in front of the design.
-    ``coding``, ``use_dsp``, ``firing``: the accelerator (:class:`LinkOptions`).
-    Everything is written below ``out_dir``."""
-    firing = firing if isinstance(firing, str) else tuple(firing)     # one per layer
-    link = LinkOptions(baud, coding, use_dsp, firing)    # impossible options are refused
+    ``coding``, ``use_dsp``, ``firing``, ``membranes``: the accelerator
+    (:class:`LinkOptions`). Everything is written below ``out_dir``."""
+    firing, membranes = (v if isinstance(v, str) else tuple(v) for v in (firing, membranes))
+    link = LinkOptions(baud, coding, use_dsp, firing, membranes)   # impossible ones refused
     _clock(board, clock_mhz)                             # first, then an impossible clock
     net = ir.load(net_path)
     started = time.monotonic()
@@ -692,7 +756,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         "bram_available": board.blocks, "luts_available": board.luts,
         "memory_bits": plan.bits, "bram_estimate": plan.blocks,
         "lutram_estimate": plan.lutram, "luts_estimate": placed.luts,
-        "spram_planned": plan.spram_plan.sprams, "load_bytes": plan.spram_plan.load_bytes,
+        "spram_planned": plan.sprams, "load_bytes": plan.spram_plan.load_bytes,
         "memories": plan.kinds, "cycles_per_sample": placed.steady,
         "sequence_steps": net.steps,       # a sample is a sequence of that many steps
         "build_seconds": round(seconds, 1),

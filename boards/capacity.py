@@ -67,17 +67,18 @@ def _block_bits(board) -> int:
 
 
 def shortfall(floor: Floor, board, luts) -> int:
-    """LUT4 over ``luts`` that the floor needs in logic once the membranes fill LUT RAM and
-    block RAM and the weights SPRAM and the blocks left (0: the floor fits)."""
+    """LUT4 over ``luts`` that the floor needs in logic once the membranes fill LUT RAM,
+    and membranes and weights together fill block RAM and SPRAM (single-port membranes,
+    :mod:`~onespike.hdl.single_port`); what is left goes to logic, the weights first (a ROM
+    bit costs far fewer LUTs than a RAM bit). 0: the floor fits."""
     lutram = board.lutram_units * (board.distributed.width * board.distributed.depth
                                    if board.distributed else 0)
     blocks = board.blocks * _block_bits(board)
     spram = board.spram * 256 * 1024
     ram_rest = max(floor.membranes - lutram, 0)
-    blocks_left = max(blocks - ram_rest, 0)
-    ram_rest = max(ram_rest - blocks, 0)
-    rom_rest = max(floor.weights - spram - blocks_left, 0)
-    need = RAM_LUTS_PER_BIT * ram_rest + math.ceil(ROM_LUTS_PER_BIT * rom_rest)
+    rest = max(ram_rest + floor.weights - blocks - spram, 0)
+    rom_rest = min(rest, floor.weights)
+    need = RAM_LUTS_PER_BIT * (rest - rom_rest) + math.ceil(ROM_LUTS_PER_BIT * rom_rest)
     return max(need - max(int(luts), 0), 0)
 
 
@@ -87,7 +88,7 @@ def capacity_text(board) -> str:
     parts = [f"{board.blocks} {kind} blocks ({board.blocks * _block_bits(board) // 1024} "
              f"kbit)"]
     if board.spram:
-        parts.append(f"{board.spram} SPRAM ({board.spram * 256} kbit, weights only)")
+        parts.append(f"{board.spram} SPRAM ({board.spram * 256} kbit)")
     if board.lutram_units:
         bits = board.lutram_units * board.distributed.width * board.distributed.depth
         parts.append(f"{board.lutram_units} LUT-RAM units ({bits // 1024} kbit)")

@@ -87,11 +87,11 @@ class LinkedAccelerator(wiring.Component):
     dense baseline (:class:`~onespike.hdl.dense_top.DenseAccelerator`, multiplies from DSP
     blocks unless ``use_dsp=False``) behind the same link: the host sees the same answers,
     the last hidden layer's activations reported as the steps their spikes would take.
-    ``firing``: how the TTFS accelerator's hidden layers find their spikes
-    (:func:`onespike.hdl.generate.accelerator`).
+    ``firing``, ``membranes``: how the TTFS accelerator's hidden layers find their spikes
+    and keep their membranes (:func:`onespike.hdl.generate.accelerator`).
     """
     def __init__(self, net, *, lanes=1, divisor, timeout, clock_hz, load_bytes=0,
-                 coding="ttfs", use_dsp=True, firing="auto"):
+                 coding="ttfs", use_dsp=True, firing="auto", membranes="dual"):
         if timeout < 20 * divisor:
             refuse(self, ValueError(f"timeout of {timeout} cycles is shorter than two bytes "
                              f"({20 * divisor} cycles)"))
@@ -100,7 +100,7 @@ class LinkedAccelerator(wiring.Component):
                                     f"{coding!r}"))
         try:
             self.accelerator = accelerator(net, lanes=lanes, coding=coding, use_dsp=use_dsp,
-                                           firing=firing)
+                                           firing=firing, membranes=membranes)
         except OnespikeError as e:
             refuse(self, e)
         self._net = net

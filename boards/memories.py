@@ -13,25 +13,30 @@ looked up by name, after elaboration (no reliance on elaboration order).
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
-from amaranth.hdl import (Cat, ClockSignal, Const, Elaboratable, Fragment, Instance,
+from amaranth.hdl import (Cat, ClockSignal, Const, DomainRenamer, Elaboratable, Fragment,
+                          Instance, Value,
                           MemoryData, MemoryInstance, Module, Mux, Shape, Signal)
 from amaranth.lib import data, memory, wiring
 
 from onespike.errors import OnespikeError
 from onespike.hdl.core import NeuronCore
 from onespike.hdl.recurrent import RecurrentCore
+from onespike.hdl.single_port import SINGLE_PORT_ROLE
 from onespike.hdl.streams import discard
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "load_image", "MemoryPlan",
-           "plan_memories", "MemoryMapper", "SpramWeights", "SlicedWeights", "OnPlatform",
+           "plan_memories", "MemoryMapper", "SpramWeights", "SpramMembranes", "SlicedWeights",
+           "OnPlatform",
            "init_rows", "all_weights_in_spram", "sized_inventory", "core_records", "skeleton", "KINDS",
            "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
+SPRAM_TAIL = 4      # the most bits past a single-port RAM's last full SPRAM word kept in
+                    # block RAM instead of another SPRAM
 KINDS = ("block", "distributed", "logic", "spram", "sliced")   # where a memory can go
 
 
@@ -45,6 +50,7 @@ class MemoryRecord:
     weights: bool
     source: object = field(default=None, repr=False, compare=False)   # the Memory
     varying: int = None      # a ROM's data bits that are not the same in every row
+    single_port: bool = False   # a RAM read or written once a cycle (SPRAM may hold it)
 
     @property
     def used_width(self):
@@ -69,8 +75,18 @@ class MemoryRecord:
         return self.write_ports == 0
 
     @property
+    def spram_tail(self):
+        """Bits of a single-port RAM's word that go to block RAM beside its SPRAMs: the
+        few bits past its last full 16 (a 17- or 18-bit membrane takes one SPRAM and a
+        narrow block memory, not two SPRAMs)."""
+        rest = self.width % SPRAM_WIDTH
+        return rest if self.single_port and self.width > SPRAM_WIDTH and \
+            rest <= SPRAM_TAIL else 0
+
+    @property
     def spram_count(self):
-        return math.ceil(self.width / SPRAM_WIDTH) * math.ceil(self.depth / SPRAM_DEPTH)
+        return math.ceil((self.width - self.spram_tail) / SPRAM_WIDTH) * \
+            math.ceil(self.depth / SPRAM_DEPTH)
 
     @property
     def row_bytes(self):
@@ -140,10 +156,11 @@ def _varying_bits(mem) -> int:
 
 
 def _record(name, mem) -> MemoryRecord:
-    weights = mem.attrs.get("onespike_role") == "weights"
+    role = mem.attrs.get("onespike_role")
     varying = None if mem.write_ports else _varying_bits(mem)
     return MemoryRecord(name, Shape.cast(mem.shape).width, mem.depth, len(mem.read_ports),
-                        len(mem.write_ports), weights, mem, varying)
+                        len(mem.write_ports), role == "weights", mem, varying,
+                        role == SINGLE_PORT_ROLE)
 
 
 def inventory(top) -> list:
@@ -200,7 +217,9 @@ def core_records(core, path) -> list:
     records.append(MemoryRecord(f"{path}.constants", lanes * (membrane + slope),
                                 core.constant_rows, 1, 0, False,
                                 varying=_varying_columns(columns)))
-    records.append(MemoryRecord(f"{path}.membrane", lanes * membrane, core.state_depth, 2, 1,
+    records.append(MemoryRecord(f"{path}.membrane.ram", lanes * membrane, core.state_depth,
+                                1, 1, False, single_port=True) if core.single_port else
+                   MemoryRecord(f"{path}.membrane", lanes * membrane, core.state_depth, 2, 1,
                                 False))
     if core.sorted_firing:
         counters = [max(n, 1) for n in [core.groups] + core.position_sizes()]
@@ -320,11 +339,17 @@ class MemoryPlan:
     def names(self, kind):
         return [r.name for r in self.records if self.kinds[r.name] == kind]
 
+    @property
+    def sprams(self):
+        """SPRAMs of every memory in SPRAM: the weights' (loaded at run time) and the
+        single-port membranes'."""
+        return sum(r.spram_count for r in self.records if self.kinds[r.name] == "spram")
+
     def summary(self) -> dict:
         """Counts by kind, for reports: ``{"block": [memories, blocks], ...}``."""
         out = {kind: len(self.names(kind)) for kind in KINDS}
         return {"memories": out, "blocks": self.blocks, "lutram_units": self.lutram,
-                "sprams": self.spram_plan.sprams, "logic_luts": self.logic_luts}
+                "sprams": self.sprams, "logic_luts": self.logic_luts}
 
 
 def _usage(record, kind, board):
@@ -334,6 +359,8 @@ def _usage(record, kind, board):
         return ram.blocks(record), 0, 0
     if kind == "sliced":
         return ram.sliced_blocks(record), 0, 0
+    if kind == "spram" and record.spram_tail:
+        return ram.blocks(replace(record, width=record.spram_tail, read_ports=1)), 0, 0
     if kind == "distributed":
         units = lutram.units(record)
         return 0, units, units * lutram.luts_per_unit
@@ -367,9 +394,11 @@ def _fits(records, kinds, board, lut_budget):
 
 
 def _to_spram(records, kinds, board):
-    """iCE40 UltraPlus: the largest weight memories to SPRAM while the blocks run short."""
+    """iCE40 UltraPlus: the largest weight and single-port memories to SPRAM while the
+    blocks run short."""
     used = 0
-    for record in sorted((r for r in records if r.weights), key=lambda r: -r.bits):
+    for record in sorted((r for r in records if r.weights or r.single_port),
+                         key=lambda r: -r.bits):
         if _totals(records, kinds, board)[0] <= board.blocks:
             break
         if used + record.spram_count <= board.spram:
@@ -455,13 +484,28 @@ def plan_memories(records, board, *, lut_budget=None) -> MemoryPlan:
     _slice(records, kinds, board)
     _fill(records, kinds, board)
     blocks, units, luts = _totals(records, kinds, board)
-    spram = SpramPlan.of([r for r in records if kinds[r.name] == "spram"])
+    spram = SpramPlan.of([r for r in records if kinds[r.name] == "spram" and r.weights])
     return MemoryPlan(records, kinds, blocks, units, luts, spram)
 
 
+def _spram(m, name, address, data_in, mask, write, data_out, domain, model, select=1):
+    """One SB_SPRAM256KA (``model``: a behavioural model, for Amaranth's simulator);
+    ``DATAOUT`` holds in a cycle without ``select`` (``CHIPSELECT`` low)."""
+    if not model:
+        m.submodules[name] = Instance(
+            "SB_SPRAM256KA", i_ADDRESS=address, i_DATAIN=data_in, i_MASKWREN=mask,
+            i_WREN=write, i_CHIPSELECT=select, i_CLOCK=ClockSignal(domain), i_STANDBY=0,
+            i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=data_out)
+        return
+    m.submodules[name] = cells = memory.Memory(shape=SPRAM_WIDTH, depth=SPRAM_DEPTH, init=[])
+    w, r = cells.write_port(domain=domain, granularity=4), cells.read_port(domain=domain)
+    m.d.comb += [w.addr.eq(address), w.data.eq(data_in), w.en.eq(Mux(write, mask, 0)),
+                 r.addr.eq(address), r.en.eq(select), data_out.eq(r.data)]
+
+
 class SpramWeights(Elaboratable):
-    """A weight memory (one synchronous read port, always enabled) in SB_SPRAM256KA blocks,
-    written byte by byte from the link's ``load`` bus: image byte ``base + row * stride + k``
+    """A weight memory (one synchronous read port; its data held while not enabled) in
+    SB_SPRAM256KA blocks, written byte by byte from the link's ``load`` bus: image byte ``base + row * stride + k``
     is byte ``k`` of ``row`` (``model=True`` uses a behavioural model of the SPRAM, for
     simulation). A load byte is decoded (is it ours, which row, which byte of it) and then
     registered, so the write decision, the address select and the row start at flip-flops
@@ -472,19 +516,6 @@ class SpramWeights(Elaboratable):
         (self.read,) = mem.read_ports
         self.width, self.depth = Shape.cast(mem.shape).width, mem.depth
         self.load, self.base, self.model = load, base, model
-
-    def _spram(self, m, name, address, data_in, mask, write, data_out, domain):
-        if not self.model:
-            m.submodules[name] = Instance(
-                "SB_SPRAM256KA", i_ADDRESS=address, i_DATAIN=data_in, i_MASKWREN=mask,
-                i_WREN=write, i_CHIPSELECT=1, i_CLOCK=ClockSignal(domain), i_STANDBY=0,
-                i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=data_out)
-            return
-        m.submodules[name] = model = memory.Memory(shape=SPRAM_WIDTH, depth=SPRAM_DEPTH,
-                                                   init=[])
-        w, r = model.write_port(domain=domain, granularity=4), model.read_port(domain=domain)
-        m.d.comb += [w.addr.eq(address), w.data.eq(data_in), w.en.eq(Mux(write, mask, 0)),
-                     r.addr.eq(address), data_out.eq(r.data)]
 
     def elaborate(self, platform):
         m = Module()
@@ -518,8 +549,9 @@ class SpramWeights(Elaboratable):
             for s in range(wide):
                 out = Signal(SPRAM_WIDTH, name=f"spram{d}_{s}_out")
                 write = active & (bank == d) & ((this_byte >> 1) == s)
-                self._spram(m, f"spram{d}_{s}", address14, Cat(data, data),
-                            Mux(this_byte[0], 0b1100, 0b0011), write, out, read.domain)
+                _spram(m, f"spram{d}_{s}", address14, Cat(data, data),
+                       Mux(this_byte[0], 0b1100, 0b0011), write, out, read.domain, self.model,
+                       select=read.en | write)
                 slices.append(out)
             rows.append(Cat(*slices)[:self.width])
         word = rows[0]
@@ -527,6 +559,55 @@ class SpramWeights(Elaboratable):
             word = Mux(bank_read == d, rows[d], word)
         m.d.comb += read.data.as_value().eq(word)
         return m
+
+
+class SpramMembranes(Elaboratable):
+    """A single-port RAM (:class:`~onespike.hdl.single_port.SinglePortMembranes`: one
+    read and one write port, never both enabled in a cycle) in SB_SPRAM256KA blocks, which
+    need no initial contents (the core writes every word after a reset)."""
+
+    def __init__(self, mem, *, model=False):
+        (self.read,), (self.write,) = mem.read_ports, mem.write_ports
+        self.width, self.depth, self.model = Shape.cast(mem.shape).width, mem.depth, model
+
+    def elaborate(self, platform):
+        m = Module()
+        read, write = self.read, self.write
+        record = MemoryRecord("", self.width, self.depth, 1, 1, False, single_port=True)
+        tail = record.spram_tail
+        wide = math.ceil((self.width - tail) / SPRAM_WIDTH)
+        deep = math.ceil(self.depth / SPRAM_DEPTH)
+        address = Signal(range(max(self.depth, 2)))
+        m.d.comb += address.eq(Mux(write.en, write.addr, read.addr))
+        address14 = Signal(14)
+        m.d.comb += address14.eq(address)
+        bank = address[14:] if deep > 1 else Const(0, 1)
+        bank_read = Signal.like(bank)
+        m.d.sync += bank_read.eq(bank)          # renamed to the ports' domain below
+        data_in = Signal(wide * SPRAM_WIDTH + tail)
+        m.d.comb += data_in.eq(Value.cast(write.data))
+        rows = []
+        for d in range(deep):
+            slices = []
+            for s in range(wide):
+                out = Signal(SPRAM_WIDTH, name=f"spram{d}_{s}_out")
+                _spram(m, f"spram{d}_{s}", address14,
+                       data_in[s * SPRAM_WIDTH:(s + 1) * SPRAM_WIDTH], 0b1111,
+                       write.en & (bank == d), out, read.domain, self.model)
+                slices.append(out)
+            rows.append(Cat(*slices)[:self.width - tail])
+        word = rows[0]
+        for d in range(1, deep):
+            word = Mux(bank_read == d, rows[d], word)
+        if tail:           # the top bits in a block RAM, at the same address
+            m.submodules.tail = bits = memory.Memory(shape=tail, depth=self.depth, init=[])
+            bits.attrs["ram_style"] = "block"
+            w, r = bits.write_port(), bits.read_port()
+            m.d.comb += [w.addr.eq(address), w.en.eq(write.en), r.addr.eq(address),
+                         w.data.eq(data_in[self.width - tail:])]
+            word = Cat(word, r.data)
+        m.d.comb += read.data.as_value().eq(word)
+        return DomainRenamer({"sync": read.domain})(m)
 
 
 class SlicedWeights(Elaboratable):
@@ -591,6 +672,8 @@ class MemoryMapper(_Slots):
         kind = self.kinds.get(name)
         if kind is None and self.strict:
             raise OnespikeError(f"memory {name} is not in the board's memory plan")
+        if kind == "spram" and mem.attrs.get("onespike_role") == SINGLE_PORT_ROLE:
+            return SpramMembranes(mem, model=self.spram_model)
         if kind in ("spram", "sliced"):
             if mem.write_ports or len(mem.read_ports) != 1:
                 raise OnespikeError(f"memory {name} cannot go to {kind}: only weight "
@@ -621,11 +704,12 @@ class _Builtin(Elaboratable):
 
 def all_weights_in_spram(make_link, *, model=False):
     """``(top, link, plan)``: the link from ``make_link(load_bytes)`` with every weight
-    memory in SPRAM, ``top`` its :class:`OnPlatform` wrapper (simulation and tests)."""
-    weights = [r for r in inventory(make_link(0)) if r.weights]
-    plan = SpramPlan.of(weights)
+    memory and every single-port membrane memory in SPRAM, ``top`` its
+    :class:`OnPlatform` wrapper (simulation and tests)."""
+    records = [r for r in inventory(make_link(0)) if r.weights or r.single_port]
+    plan = SpramPlan.of([r for r in records if r.weights])
     link = make_link(plan.load_bytes)
-    platform = MemoryMapper().configure(kinds={r.name: "spram" for r in weights},
+    platform = MemoryMapper().configure(kinds={r.name: "spram" for r in records},
                                         spram_plan=plan, load_bus=link.load)
     platform.spram_model = model
     return OnPlatform(link, platform), link, plan

@@ -30,20 +30,23 @@ def ice40_cell_models() -> Path:
 
 
 def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
-                   clock_ns=10, hardware=None, spram=False) -> dict:
+                   clock_ns=10, hardware=None, spram=False, membranes="dual") -> dict:
     """Run :mod:`onespike.boards.testbench` on the board top of ``hardware`` (default
     ``net``) with inputs ``a0``, answers checked against ``net``'s golden model; returns
     ``{"answered": samples answered correctly, "failures": [...]}``.
 
     ``spram=True`` puts every weight memory in iCE40 SB_SPRAM256KA cells (yosys' own
-    simulation model of the cell, Icarus only), loaded over the link first."""
+    simulation model of the cell, Icarus only), loaded over the link first, and with it
+    every single-port membrane memory (``membranes``, :func:`~onespike.hdl.generate.
+    accelerator`)."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     clock_hz = round(1e9 / clock_ns)
 
     def link(load_bytes=0):
         return LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor,
-                                 timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes)
+                                 timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes,
+                                 membranes=membranes)
 
     if spram:
         top, _, plan = all_weights_in_spram(link)

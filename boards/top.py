@@ -22,11 +22,11 @@ class BoardTop(Elaboratable):
     each memory of the link goes, by name (the platform must be a
     :class:`~onespike.boards.memories.MemoryMapper`); weight memories it puts in SPRAM are
     loaded at run time. ``lanes``: one count or one per layer; ``coding``, ``use_dsp``,
-    ``firing``: as for :class:`~onespike.boards.link.LinkedAccelerator`.
+    ``firing``, ``membranes``: as for :class:`~onespike.boards.link.LinkedAccelerator`.
     """
 
     def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, memory_plan=None,
-                 pll=None, coding="ttfs", use_dsp=True, firing="auto"):
+                 pll=None, coding="ttfs", use_dsp=True, firing="auto", membranes="dual"):
         self.memory_plan, self.pll = memory_plan, pll
         load_bytes = memory_plan.spram_plan.load_bytes if memory_plan else 0
         if pll is not None:
@@ -34,7 +34,7 @@ class BoardTop(Elaboratable):
         self.link = LinkedAccelerator(net, lanes=lanes, divisor=divisor_for(clock_hz, baud),
                                       timeout=clock_hz // 20, clock_hz=clock_hz,
                                       load_bytes=load_bytes, coding=coding, use_dsp=use_dsp,
-                                      firing=firing)
+                                      firing=firing, membranes=membranes)
 
     def elaborate(self, platform):
         m = Module()

@@ -261,7 +261,7 @@ class NeuronCore(wiring.Component):
         ``en``, ``data``). Shared constants are read at the word's group: phase 2 asks in
         each cycle for the word it asked for before, the next word or word 0, so the group
         follows from the last one, counted with the position (no division)."""
-        port = constants.read_port()
+        port = self._read_port(m, constants)
         if not self.shared_constants:
             return port
         view = SimpleNamespace(addr=Signal(range(self.words), name="constants_word"),
@@ -289,10 +289,11 @@ class NeuronCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if not self._single_port:
-            self._i, self._o = self.i, self.o
+            self._i, self._o, self._step_end = self.i, self.o, None
             self._build(m)
             return m
         phase, step_end = pace_domain(m)
+        self._step_end = step_end
         # the core's own view of its streams: a transfer only in a step's last cycle
         self._i = SimpleNamespace(valid=Signal(), ready=Signal(),
                                   payload=Signal(self.i.payload.shape()))
@@ -305,6 +306,18 @@ class NeuronCore(wiring.Component):
         self._build(m, SinglePortMembranes(shape=self._state_layout(), depth=self.state_depth,
                                            phase=phase))
         return EnableInserter(step_end)(m)
+
+    def _read_port(self, m, mem):
+        """A read port of ROM ``mem``; in a paced core one in the ``pace`` domain that
+        reads only in a step's last cycle (explicitly: a board may build the memory after
+        the ``EnableInserter`` has run)."""
+        if self._step_end is None:
+            return mem.read_port()
+        port = mem.read_port(domain="pace")
+        view = SimpleNamespace(addr=port.addr, data=port.data,
+                               en=Signal(init=1, name=f"{port.addr.name}_en"))
+        m.d.comb += port.en.eq(view.en & self._step_end)
+        return view
 
     def _state_layout(self):
         return data.ArrayLayout(signed(self._widths.membrane_bits), self._lanes)
@@ -340,7 +353,7 @@ class NeuronCore(wiring.Component):
         restore = {"en": Signal(), "addr": Signal(range(self.state_depth)),
                    "data": Signal(state), "busy": Signal(), "ready": Signal(),
                    "writing": Signal(2)}          # integration writes into bank 0 / 1
-        self._integration(m, weights.read_port(), write,
+        self._integration(m, self._read_port(m, weights), write,
                           membranes.read_port(transparent_for=[write]), full, restore)
         phase2 = self._readout if self._layer.is_readout else \
             functools.partial(sorted_firing, self) if self._sorted else self._firing

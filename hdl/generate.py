@@ -32,6 +32,13 @@ CODINGS = {"ttfs": (Accelerator, ["index", "step", "end"]),
            "dense": (DenseAccelerator, ["index", "value", "end"])}
 
 
+def check_membranes(coding, membranes):
+    """Refuse single-port membranes for the dense coding (it has none)."""
+    if coding == "dense" and membranes not in ("auto", "dual"):
+        raise OnespikeError(f"membranes {membranes!r} apply to the ttfs coding only: the dense "
+                            f"coding has no membranes (leave membranes 'dual')")
+
+
 def check_firing(coding, firing):
     """Refuse a ``coding`` not in :data:`CODINGS`, a ``firing`` not in
     :data:`~onespike.hdl.firing.FIRINGS`, and any ``firing`` but ``"auto"`` for the dense
@@ -48,15 +55,17 @@ def check_firing(coding, firing):
 
 
 def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
-                firing="auto"):
+                firing="auto", membranes="dual"):
     """The accelerator for ``coding``: ``"ttfs"`` (:class:`~onespike.hdl.top.Accelerator`,
     with ``use_dsp`` and ``firing``) or ``"dense"``
     (:class:`~onespike.hdl.dense_top.DenseAccelerator`, with ``skip_zeros`` and
-    ``use_dsp``; it has no firing phase, so ``firing`` must stay ``"auto"``)."""
+    ``use_dsp``; it has no firing phase, so ``firing`` must stay ``"auto"``, nor
+    membranes, so ``membranes`` must stay ``"dual"``)."""
     check_firing(coding, firing)
+    check_membranes(coding, membranes)
     if coding == "dense":
         return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
-    return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing)
+    return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing, membranes=membranes)
 
 TOP_NAME = "onespike_top"
 
@@ -201,6 +210,7 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
                 "multipliers": core.multipliers,
                 "state_memory_bits": core.state_memory_bits})
         entry["firing"] = top.firing[n]
+        entry["membranes"] = top.membranes[n]
         layers.append(entry)
     worst = cycle_estimate(top)
     return {
@@ -293,7 +303,7 @@ def to_verilog(top) -> str:
 
 
 def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
-             use_dsp=True, firing="auto") -> dict:
+             use_dsp=True, firing="auto", membranes="dual") -> dict:
     """Write ``onespike_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
 
     ``coding``: ``"ttfs"`` (the spiking accelerator) or ``"dense"`` (the multiply-accumulate
@@ -301,12 +311,15 @@ def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
     multiplies as plain ``*`` (else shifted adds). ``firing`` (ttfs only, one of
     :data:`~onespike.hdl.firing.FIRINGS`): how a hidden layer finds its spikes; the
     manifest records what each layer got (``layers[n].firing``: ``"sweep"``, ``"sorted"``,
-    or null for the readout and max pooling). The manifest also records ``coding`` and the
+    or null for the readout and max pooling). ``membranes`` (ttfs only, one of
+    :data:`~onespike.hdl.top.MEMBRANES` or one per layer): ``"single"`` keeps a hidden
+    layer's membranes in one single-port RAM (:mod:`~onespike.hdl.single_port`), recorded
+    as ``layers[n].membranes``. The manifest also records ``coding`` and the
     ``tap_<n>`` payload fields (``tap_payload``). The same arguments give the same bytes.
     Files appear only when both are complete (written to a temporary folder first).
     """
     top = accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                      use_dsp=use_dsp, firing=firing)
+                      use_dsp=use_dsp, firing=firing, membranes=membranes)
     text = to_verilog(top)
     info = manifest(top, f"{TOP_NAME}.v", text)
     out_dir = Path(out_dir)
@@ -324,11 +337,13 @@ def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
 
 PLAN_FORMAT = "onespike-plan/1"
 #: the accelerator's own arguments in a plan; the rest of a plan describes what they build
-PLAN_OPTIONS = ("coding", "lanes", "firing", "use_dsp", "skip_zeros")
+PLAN_OPTIONS = ("coding", "lanes", "firing", "use_dsp", "skip_zeros", "membranes")
+#: options a plan may leave out (made before they existed), with what they then mean
+PLAN_DEFAULTS = {"membranes": "dual"}
 
 
 def plan(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
-         firing="auto") -> dict:
+         firing="auto", membranes="dual") -> dict:
     """What :func:`generate` builds with these arguments, as plain data and without
     generating it: ``options`` (the arguments resolved: lanes and firing per layer, the
     readout's and max pooling's firing None) and the manifest's description of the result
@@ -336,13 +351,14 @@ def plan(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
     every neuron spikes), without the Verilog and ports. :func:`plan_options` turns a plan,
     hand-edited or not, back into :func:`generate`'s arguments."""
     top = discard(accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                              use_dsp=use_dsp, firing=firing))
+                              use_dsp=use_dsp, firing=firing, membranes=membranes))
     info = manifest(top, "", "")
     for key in ("top", "verilog", "verilog_sha256", "ports", "tap_payload"):
         info.pop(key, None)
     options = {"coding": coding, "lanes": list(top.lanes),
                "firing": list(top.firing) if coding == "ttfs" else "auto",
-               "use_dsp": top.use_dsp, "skip_zeros": skip_zeros}
+               "use_dsp": top.use_dsp, "skip_zeros": skip_zeros,
+               "membranes": list(top.membranes) if coding == "ttfs" else "dual"}
     return {"format": PLAN_FORMAT, "options": options, **info}
 
 
@@ -353,7 +369,8 @@ def plan_options(net: Network, plan: dict) -> dict:
         raise OnespikeError(f"not an accelerator plan (no \"format\": \"{PLAN_FORMAT}\"); "
                             f"write one with `onespike plan NET --json > plan.json`")
     options = plan.get("options")
-    if not isinstance(options, dict) or set(options) != set(PLAN_OPTIONS):
+    if not isinstance(options, dict) or \
+            not set(PLAN_OPTIONS) - set(PLAN_DEFAULTS) <= set(options) <= set(PLAN_OPTIONS):
         raise OnespikeError(f"the plan's \"options\" must hold exactly "
                             f"{', '.join(PLAN_OPTIONS)}")
     layers = [(l.get("kind"), l.get("in_shape"), l.get("out_shape"))
@@ -364,7 +381,7 @@ def plan_options(net: Network, plan: dict) -> dict:
                             f"({len(layers)} layers, not these {len(ours)} of "
                             f"{', '.join(k for k, _, _ in ours)}); make it again with "
                             f"`onespike plan NET --json`")
-    return dict(options)
+    return {**PLAN_DEFAULTS, **options}
 
 
 if __name__ == "__main__":          # `make docs`: the generated part of docs/accelerator.md

@@ -73,10 +73,12 @@ def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_fir
                              single_port=single_port)
 
 
-MEMBRANES = ("dual", "single")
+MEMBRANES = ("auto", "dual", "single")
 """Membrane memories: ``dual`` (two reads and a write a cycle, the core at full speed) or
 ``single`` (one single-port RAM, such as an iCE40 SPRAM; the core takes a step every
-:data:`~onespike.hdl.single_port.PACE` cycles, :mod:`~onespike.hdl.single_port`)."""
+:data:`~onespike.hdl.single_port.PACE` cycles, :mod:`~onespike.hdl.single_port`);
+``auto`` is dual here, and a board's planner makes it single where its block RAM runs
+short (:func:`onespike.boards.build.fit`)."""
 
 
 def single_port_layers(net, membranes) -> list:
@@ -90,7 +92,7 @@ def single_port_layers(net, membranes) -> list:
         if membranes not in MEMBRANES:
             raise OnespikeError(f"membranes must be one of {', '.join(MEMBRANES)}, not "
                                 f"{membranes!r}")
-        return [membranes == "single" and a for a in able]
+        return [membranes == "single" and a for a in able]   # auto: dual
     membranes = list(membranes)
     if len(membranes) != len(net.layers) or any(
             m not in (None, "dual") and not (m == "single" and a)

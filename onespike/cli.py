@@ -193,8 +193,11 @@ def _coding(args) -> dict:
     dense coding only, ``--firing`` to the TTFS coding only)."""
     if args.coding == "ttfs" and args.no_skip_zeros:
         raise OnespikeError("--no-skip-zeros applies to --coding dense only")
+    if args.coding != "ttfs" and args.membranes not in ("auto", "dual"):
+        raise OnespikeError(f"--membranes {args.membranes} applies to --coding ttfs only (the "
+                            f"dense coding has no membranes)")
     return {"coding": args.coding, "skip_zeros": not args.no_skip_zeros,
-            "use_dsp": not args.no_dsp, "firing": _firing(args)}
+            "use_dsp": not args.no_dsp, "firing": _firing(args), "membranes": args.membranes}
 
 
 def _lane_counts(text):
@@ -271,6 +274,7 @@ def _accelerator_args(net, args) -> tuple:
     beside = [flag for flag, given in (
         ("--lanes", args.lanes != args.lanes_default), ("--uniform-lanes", args.uniform_lanes),
         ("--coding", args.coding != "ttfs"), ("--firing", args.firing != "auto"),
+        ("--membranes", args.membranes != "auto"),
         ("--no-dsp", args.no_dsp), ("--no-skip-zeros", getattr(args, "no_skip_zeros", False)))
         if given]
     if beside:
@@ -312,6 +316,19 @@ def _add_coding(p):
                    help="the lane multiplies from shifted adds, no DSP blocks (default: "
                         "plain multiplies that synthesis may put in DSP blocks)")
     _add_firing(p)
+    _add_membranes(p)
+
+
+def _add_membranes(p):
+    from onespike.hdl.top import MEMBRANES
+
+    p.add_argument("--membranes", choices=MEMBRANES, default="auto",
+                   help="where a hidden layer keeps its membranes: dual (a RAM with two "
+                        "reads and a write a cycle, the core at full speed) or single (one "
+                        "single-port RAM, such as an iCE40 SPRAM; the core takes a step every "
+                        "3 cycles, sweep firing); auto: dual, except that a board's planner "
+                        "(build, plan --board) makes the largest single, in SPRAM, where the "
+                        "block RAM runs short (default %(default)s)")
 
 
 def cmd_generate(args):
@@ -365,13 +382,15 @@ def _fit_to_board(net, name, options) -> tuple:
     from onespike.boards.platforms import board_named
 
     board = board_named(name)
-    firing = options["firing"]
-    link = LinkOptions(coding=options["coding"], use_dsp=options["use_dsp"],
-                       firing=firing if isinstance(firing, str) else tuple(firing))
+    firing, membranes = (options[k] if isinstance(options[k], str) else tuple(options[k])
+                         for k in ("firing", "membranes"))
+    link = LinkOptions(coding=options["coding"], use_dsp=options["use_dsp"], firing=firing,
+                       membranes=membranes)
     placed = fit(net, board, options["lanes"], link)
+    ttfs = options["coding"] == "ttfs"
     return ({**options, "lanes": list(placed.lanes), "use_dsp": placed.use_dsp,
-             "firing": list(placed.firing) if options["coding"] == "ttfs" else "auto"},
-            placed, board)
+             "firing": list(placed.firing) if ttfs else "auto",
+             "membranes": list(placed.membranes) if ttfs else "dual"}, placed, board)
 
 
 def cmd_plan(args):
@@ -392,7 +411,7 @@ def cmd_plan(args):
         result["board"] = {
             "name": board.name, "device": board.device, "luts_estimated": placed.luts,
             "luts": board.luts, "blocks": placed.plan.blocks, "blocks_available": board.blocks,
-            "spram": placed.spram_plan.sprams, "spram_available": board.spram,
+            "spram": placed.plan.sprams, "spram_available": board.spram,
             "dsps": placed.dsps, "dsps_available": board.dsps,
             "memories": placed.plan.kinds, "reason": placed.reason}
     multiplies = ("plain multiplies (DSP blocks where synthesis puts them)"
@@ -499,13 +518,14 @@ def cmd_build(args):
         raise OnespikeError(f"--clock must be in MHz, 1..400, not {args.clock}")
     if args.plan is not None:
         options, spent = _accelerator_args(load(args.net), args)
-        lanes, firing, use_dsp, coding = (options[k] for k in ("lanes", "firing", "use_dsp",
-                                                                "coding"))
+        lanes, firing, use_dsp, coding, membranes = (
+            options[k] for k in ("lanes", "firing", "use_dsp", "coding", "membranes"))
         if not options["skip_zeros"]:
             raise OnespikeError("a board's dense baseline skips zeros: build --plan takes no "
                                 "plan with skip_zeros false")
     else:
         firing, use_dsp, coding = _firing(args), not args.no_dsp, args.coding
+        membranes = args.membranes
         lanes, spent = (args.lanes, None) if args.lanes is None else _spend_lanes(
             load(args.net), args, {"coding": args.coding, "firing": firing})
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -514,7 +534,7 @@ def cmd_build(args):
     try:
         summary = build(args.net, board, args.output, lanes=lanes, baud=args.baud,
                         clock_mhz=args.clock, coding=coding, use_dsp=use_dsp,
-                        firing=firing, log=log)
+                        firing=firing, membranes=membranes, log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
         print(f"onespike: {e}", file=sys.stderr)
         return 1
@@ -929,6 +949,7 @@ def build_parser():
                         "dense one per lane, TTFS two per hidden lane and one per readout "
                         "lane; TTFS falls back to shifted adds when they do not fit)")
     _add_firing(p)
+    _add_membranes(p)
     _add_plan(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 

@@ -51,7 +51,7 @@ def check_against_yosys(net, board_name, lanes, out):
     placed, stat, mapped = result["fit"], result["stat"], result["mapped"]
     plan = placed.plan
     assert (stat["block"], stat["distributed"], stat["spram"]) == \
-        (plan.blocks, plan.lutram, plan.spram_plan.sprams), (stat, plan.summary())
+        (plan.blocks, plan.lutram, plan.sprams), (stat, plan.summary())
     # DSP blocks: exact on ECP5; synth_ice40 and synth_gowin leave small products in LUTs,
     # which the planner counts as blocks (never fewer than synthesis uses)
     assert stat["dsp"] == placed.dsps or \
@@ -66,7 +66,7 @@ def check_against_yosys(net, board_name, lanes, out):
                                            else (expected,)), (record, kind, mapped)
     return {"board": board_name, "lanes": list(placed.lanes), "blocks": plan.blocks,
             "stat_blocks": stat["block"], "lutram": plan.lutram,
-            "stat_lutram": stat["distributed"], "spram": plan.spram_plan.sprams,
+            "stat_lutram": stat["distributed"], "spram": plan.sprams,
             "stat_spram": stat["spram"], "luts_estimate": placed.luts, "luts": stat["luts"]}
 
 
@@ -193,7 +193,7 @@ def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_
     board = board_named("icebreaker")
     chosen = fit(net, board)
     assert f"lanes {list(chosen.lanes)} ({sum(chosen.lanes)} in all) fit" in chosen.reason
-    assert chosen.plan.blocks <= board.blocks and chosen.plan.spram_plan.sprams <= 4
+    assert chosen.plan.blocks <= board.blocks and chosen.plan.sprams <= 4
     assert chosen.steady < fit(net, board, 1).steady
     assert chosen.luts <= board.luts * 0.85
     # a large board takes every neuron in parallel

@@ -52,3 +52,16 @@ def test_board_top_answers_sequences_like_the_golden_model(tmp_path):
     assert simulate_board(net, a0, tmp_path, lanes=2) == {"answered": 3, "failures": []}
     assert simulate_board(net, a0[:2], tmp_path / "spram", lanes=2, spram=True) == \
         {"answered": 2, "failures": []}            # its weights in iCE40 SPRAM cells
+
+
+def test_membranes_in_ice40_spram_cells_answer(tmp_path):
+    """Single-port membranes (a conv layer's, 17+ bits wide: one SPRAM and a narrow block
+    memory beside it) in yosys' SB_SPRAM256KA cell model, weights in SPRAM as well: the
+    board's answers are the golden model's."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_hdl_core import conv_case
+
+    net, a0 = conv_case()
+    assert simulate_board(net, a0[:2], tmp_path, lanes=2, spram=True, membranes="single") == \
+        {"answered": 2, "failures": []}
