@@ -748,6 +748,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         "bitstream": str(out_dir / board.bitstream_name),
         "coding": coding, "use_dsp": placed.use_dsp, "dsp_planned": placed.dsps,
         "firing": list(top.link.accelerator.firing),
+        "membranes": list(getattr(top.link.accelerator, "membranes", ())),
         "lanes": list(top.link.accelerator.lanes), "lanes_reason": placed.reason,
         "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,

@@ -505,8 +505,8 @@ def _spram(m, name, address, data_in, mask, write, data_out, domain, model, sele
 
 class SpramWeights(Elaboratable):
     """A weight memory (one synchronous read port; its data held while not enabled) in
-    SB_SPRAM256KA blocks, written byte by byte from the link's ``load`` bus: image byte ``base + row * stride + k``
-    is byte ``k`` of ``row`` (``model=True`` uses a behavioural model of the SPRAM, for
+    SB_SPRAM256KA blocks, written byte by byte from the link's ``load`` bus: image byte
+    ``base + row * stride + k`` is byte ``k`` of ``row`` (``model=True`` uses a behavioural model of the SPRAM, for
     simulation). A load byte is decoded (is it ours, which row, which byte of it) and then
     registered, so the write decision, the address select and the row start at flip-flops
     instead of at the link's receive logic: a byte is written one cycle after the link

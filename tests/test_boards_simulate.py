@@ -58,9 +58,7 @@ def test_membranes_in_ice40_spram_cells_answer(tmp_path):
     """Single-port membranes (a conv layer's, 17+ bits wide: one SPRAM and a narrow block
     memory beside it) in yosys' SB_SPRAM256KA cell model, weights in SPRAM as well: the
     board's answers are the golden model's."""
-    import sys
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_hdl_core import conv_case
+    from helpers import conv_case
 
     net, a0 = conv_case()
     assert simulate_board(net, a0[:2], tmp_path, lanes=2, spram=True, membranes="single") == \

@@ -12,28 +12,9 @@ from onespike.hdl.cycles import cycle_estimate
 from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
 from onespike.ir import Conv
-from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
+from onespike.sim import closed_form, first_mismatch
 
-
-def dense_case(seed=1):
-    rng = np.random.default_rng(seed)
-    net = random_network(rng, conv=False, act_bits=3)
-    return net, random_inputs(rng, net, 4)
-
-
-def conv_case():
-    seed = 0
-    while True:
-        rng = np.random.default_rng(seed)
-        net = random_network(rng, conv=True, act_bits=3)
-        seed += 1
-        first = net.layers[0]
-        if isinstance(first, Conv) and not isinstance(net.layers[-1], Conv) \
-                and first.out_shape[1] > 2 and first.kernel[0] > first.stride[0]:
-            a0 = random_inputs(rng, net, 3)
-            # a layer whose bias saturates every neuron hides any fault in its synapses
-            if len(np.unique(closed_form(net, a0).activations[1])) > 2:
-                return net, a0
+from helpers import conv_case, dense_case
 
 
 def caught(net, a0, lanes=1):

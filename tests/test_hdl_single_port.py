@@ -13,7 +13,7 @@ from onespike.errors import OnespikeError
 from onespike.sim import closed_form, first_mismatch
 from onespike.sim.hardware import run
 
-from test_hdl_core import conv_case, dense_case
+from helpers import conv_case, dense_case
 
 
 def mismatch(net, a0, lanes=1, **kwargs):
