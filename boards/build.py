@@ -379,7 +379,11 @@ def _bottleneck(net, placed):
     """The layer whose stage bounds the steady cycles, and its next lane count that cuts
     its word count (or None)."""
     stages = placed.stages
-    n = stage_layer(max(stages, key=stages.get))
+    slowest = max(stages, key=stages.get)
+    n = stage_layer(slowest)
+    if n is None and slowest.startswith("stream"):      # a chain: its consuming layer
+        n = int(slowest[6:])
+        n += n + 1 < len(net.layers) and not hasattr(net.layers[n], "weight")
     if n is None:
         return None
     layer = net.layers[n]

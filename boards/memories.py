@@ -606,7 +606,7 @@ class SpramMembranes(Elaboratable):
             m.d.comb += [w.addr.eq(address), w.en.eq(write.en), r.addr.eq(address),
                          w.data.eq(data_in[self.width - tail:])]
             word = Cat(word, r.data)
-        m.d.comb += read.data.as_value().eq(word)
+        m.d.comb += Value.cast(read.data).eq(word)
         return DomainRenamer({"sync": read.domain})(m)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from onespike.boards.link import LinkedAccelerator
-from onespike.boards.memories import SpramPlan, all_weights_in_spram, load_image
+from onespike.boards.memories import (MemoryMapper, OnPlatform, SpramPlan,
+                                      all_weights_in_spram, load_image)
 from onespike.errors import OnespikeError
 from onespike.hdl.generate import TOP_NAME, to_verilog
 from onespike.ir import save
@@ -30,7 +31,8 @@ def ice40_cell_models() -> Path:
 
 
 def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
-                   clock_ns=10, hardware=None, spram=False, membranes="dual") -> dict:
+                   clock_ns=10, hardware=None, spram=False, membranes="dual",
+                   fit=None) -> dict:
     """Run :mod:`onespike.boards.testbench` on the board top of ``hardware`` (default
     ``net``) with inputs ``a0``, answers checked against ``net``'s golden model; returns
     ``{"answered": samples answered correctly, "failures": [...]}``.
@@ -38,17 +40,32 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
     ``spram=True`` puts every weight memory in iCE40 SB_SPRAM256KA cells (yosys' own
     simulation model of the cell, Icarus only), loaded over the link first, and with it
     every single-port membrane memory (``membranes``, :func:`~onespike.hdl.generate.
-    accelerator`)."""
+    accelerator`). ``fit`` (a :class:`~onespike.boards.build.Fit`, from the board planner)
+    builds the board's design instead: its lanes, firing, membranes and DSP use, and every
+    memory where its plan puts it (SPRAM in yosys' cell model, Icarus only)."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     clock_hz = round(1e9 / clock_ns)
 
     def link(load_bytes=0):
+        if fit is not None:
+            return LinkedAccelerator(
+                hardware or net, lanes=list(fit.lanes), divisor=divisor,
+                timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes,
+                use_dsp=fit.use_dsp, firing=list(fit.firing), membranes=list(fit.membranes))
         return LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor,
                                  timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes,
                                  membranes=membranes)
 
-    if spram:
+    spram = spram or (fit is not None and fit.plan.sprams > 0)
+    if fit is not None:
+        plan = fit.plan.spram_plan
+        inner = link(plan.load_bytes)
+        platform = MemoryMapper().configure(kinds=fit.plan.kinds, spram_plan=plan,
+                                            load_bus=inner.load, strict=True)
+        top = OnPlatform(inner, platform)
+        libraries = [ice40_cell_models()] if spram else []
+    elif spram:
         top, _, plan = all_weights_in_spram(link)
         libraries = [ice40_cell_models()]
     else:

@@ -370,6 +370,10 @@ def _accelerator_lines(info, spent) -> list:
         lines.append("firing per layer: " + " ".join(l.get("firing") or "-"
                                                      for l in info["layers"])
                      + " (-: no firing phase)")
+        single = [l["index"] for l in info["layers"] if l.get("membranes") == "single"]
+        if single:
+            lines.append(f"single-port membranes (one RAM port, a step every 3 cycles) in "
+                         f"layer(s) {', '.join(map(str, single))}")
     lines.append(f"if every neuron spikes: about {worst['steady']} cycles per sample back to "
                  f"back (slowest stage {slowest}), latency about {worst['latency']} cycles")
     return lines
@@ -419,12 +423,13 @@ def cmd_plan(args):
     lines = [f"{args.net}: the {result['coding']} accelerator, lane multiplies as "
              f"{multiplies}",
              f"{'layer':<6}{'kind':<10}{'neurons':>8}{'lanes':>6}  {'firing':<7}"
-             f"{'weight memory':>16}{'state bits':>11}{'multipliers':>12}"]
+             f"{'membranes':<10}{'weight memory':>16}{'state bits':>11}{'multipliers':>12}"]
     for l in result["layers"]:
         weights = l.get("weight_memory") or {}
         shape = f"{weights['depth']} x {weights['width']}" if weights else "-"
         lines.append(f"{l['index']:<6}{l['kind']:<10}{l.get('neurons', '-'):>8}"
-                     f"{l.get('lanes', '-'):>6}  {l.get('firing') or '-':<7}{shape:>16}"
+                     f"{l.get('lanes', '-'):>6}  {l.get('firing') or '-':<7}"
+                     f"{l.get('membranes') or '-':<10}{shape:>16}"
                      f"{l.get('state_memory_bits', l.get('fired_memory_bits', 0)):>11,}"
                      f"{l.get('multipliers', 0):>12}")
     lines += _accelerator_lines(result, spent)

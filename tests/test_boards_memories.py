@@ -142,11 +142,15 @@ def test_small_roms_stay_in_logic_on_ecp5(board, rows, width, kind):
 
 
 def _sized_case(seed, lanes, firing):
+    """``firing`` ``"single"``: sweep firing and single-port membranes."""
     net = random_network(np.random.default_rng(seed), conv=seed % 2 == 1) if seed >= 0 \
         else random_recurrent_network(np.random.default_rng(-seed), max_steps=4)
     widest = max(l.weight.shape[0] for l in net.layers if hasattr(l, "weight"))
+    membranes = "single" if firing == "single" else "dual"
     return lambda: LinkedAccelerator(net, lanes=min(lanes, widest), divisor=10,
-                                     timeout=1000, clock_hz=1_000_000, firing=firing)
+                                     timeout=1000, clock_hz=1_000_000,
+                                     firing="sweep" if firing == "single" else firing,
+                                     membranes=membranes)
 
 
 @pytest.mark.parametrize("seed", list(range(8)) + [-1, -2, -3])
@@ -157,13 +161,53 @@ def test_the_planner_sizes_the_memories_inventory_finds(seed):
     whose inner dense core holds the memories (a skeleton once kept them at the lanes of
     the first plan, and the iCEBreaker planner refused the MNIST RNN for 314 blocks)."""
     def key(r):
-        return (r.name, r.width, r.depth, r.read_ports, r.write_ports, r.weights, r.varying)
+        return (r.name, r.width, r.depth, r.read_ports, r.write_ports, r.weights, r.varying,
+                r.single_port)
     frame = skeleton(_sized_case(seed, 1, "sweep")())
     for lanes in (1, 3):
-        for firing in ("sweep", "sorted"):
+        for firing in ("sweep", "sorted", "single"):
             make = _sized_case(seed, lanes, firing)
             real, sized = inventory(make()), sized_inventory(make())
             again = sized_inventory(discard(make()), frame)
             assert [key(r) for r in sized] == [key(r) for r in real], (lanes, firing)
             assert [r.init for r in sized if r.weights] == [r.init for r in real if r.weights]
             assert [key(r) for r in again] == [key(r) for r in real]
+
+
+@pytest.mark.parametrize("width", [12, 18, 33])
+def test_a_single_port_ram_in_spram_reads_what_was_written(width):
+    """SpramMembranes (behavioural SPRAM model) at widths of one SPRAM, one SPRAM and a
+    2-bit block memory beside it, three SPRAMs: random exclusive reads and writes, each
+    read returns the word last written there."""
+    from amaranth.hdl import Module
+    from amaranth.lib import memory
+    from amaranth.sim import Simulator
+    from onespike.boards.memories import SpramMembranes
+
+    depth = 300
+    ram = discard(memory.Memory(shape=width, depth=depth, init=[]))   # SpramMembranes is it
+    w, r = ram.write_port(), ram.read_port()
+    m = Module()
+    m.submodules.ram = SpramMembranes(ram, model=True)
+    rng = np.random.default_rng(width)
+    ops = [(bool(rng.random() < 0.5), int(rng.integers(40)), int(rng.integers(1 << width)))
+           for _ in range(400)]
+    errors = []
+
+    async def bench(ctx):
+        shadow = {}
+        for write, addr, value in ops:
+            ctx.set(w.en, write)
+            ctx.set(w.addr, addr)
+            ctx.set(w.data, value)
+            ctx.set(r.addr, addr)
+            await ctx.tick()              # the word read at this edge is out after it
+            if write:
+                shadow[addr] = value
+            elif addr in shadow and ctx.get(r.data) != shadow[addr]:
+                errors.append((addr, ctx.get(r.data), shadow[addr]))
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not errors, errors[:3]

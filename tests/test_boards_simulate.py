@@ -63,3 +63,22 @@ def test_membranes_in_ice40_spram_cells_answer(tmp_path):
     net, a0 = conv_case()
     assert simulate_board(net, a0[:2], tmp_path, lanes=2, spram=True, membranes="single") == \
         {"answered": 2, "failures": []}
+
+
+def test_the_planned_board_design_with_single_port_membranes_answers(tmp_path):
+    """The iCEBreaker planner's own design (fit: lanes, firing, single-port membranes and
+    every memory where its plan puts it, SPRAM in yosys' cell model) answers as the
+    golden model does."""
+    from helpers import conv_case
+    from onespike.boards.build import LinkOptions, fit
+    from onespike.boards.platforms import board_named
+
+    net, a0 = conv_case()
+    placed = fit(net, board_named("icebreaker"), 1, LinkOptions(membranes="single"))
+    assert "single" in placed.membranes
+    single = [r.name for r in placed.plan.records if r.single_port]
+    # a small network's membranes fit block RAM: put them in SPRAM as a large one's go
+    kinds = {**placed.plan.kinds, **{name: "spram" for name in single}}
+    placed = dataclasses.replace(placed, plan=dataclasses.replace(placed.plan, kinds=kinds))
+    assert simulate_board(net, a0[:2], tmp_path, fit=placed) == {"answered": 2,
+                                                                 "failures": []}
