@@ -29,14 +29,16 @@ class ConvCore(NeuronCore):
     """
 
     def __init__(self, layer: Conv, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False):
+                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False,
+                 banks: int = 2):
         if not isinstance(layer, Conv):
             refuse(self, TypeError(f"ConvCore needs a Conv layer, not {type(layer).__name__}"))
         if layer.is_readout:
             refuse(self, ValueError("a convolution cannot be the readout; end the network "
                                     "with a Linear layer"))
         super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
-                         use_dsp=use_dsp, sorted_firing=sorted_firing, single_port=single_port)
+                         use_dsp=use_dsp, sorted_firing=sorted_firing, single_port=single_port,
+                         banks=banks)
 
     @property
     def shared_constants(self):

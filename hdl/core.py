@@ -58,7 +58,8 @@ class NeuronCore(wiring.Component):
     """
 
     def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False):
+                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False,
+                 banks: int = 2):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             refuse(self, ValueError(f"Lane count must be a positive integer, not {lanes!r}"))
         try:
@@ -67,6 +68,9 @@ class NeuronCore(wiring.Component):
             self._single_port = flag(single_port, "single_port")
         except TypeError as e:
             refuse(self, e)
+        if banks not in (1, 2) or isinstance(banks, bool):
+            refuse(self, ValueError(f"membrane banks must be 1 or 2, not {banks!r}"))
+        self._banks = banks
         if self._single_port and (layer.is_readout or self._sorted):
             refuse(self, ValueError("single-port membranes are for hidden layers with sweep "
                                     "firing (not the readout, not sorted firing)"))
@@ -168,6 +172,12 @@ class NeuronCore(wiring.Component):
         return self._single_port
 
     @property
+    def banks(self):
+        """Membrane banks: 2 (the next sample integrates while this one fires) or 1 (half
+        the membrane memory; a sample integrates only once the one before has fired)."""
+        return self._banks
+
+    @property
     def pace(self):
         """Clock cycles per step of the core's logic."""
         return PACE if self._single_port else 1
@@ -223,11 +233,11 @@ class NeuronCore(wiring.Component):
     @property
     def state_depth(self):
         """Membrane memory words: bank 0 at ``0..words-1``, bank 1 from ``2**word_bits``."""
-        return (1 << self._word_bits) + self.words
+        return (1 << self._word_bits) + self.words if self._banks == 2 else self.words
 
     @property
     def state_memory_bits(self):
-        """Bits of both membrane banks."""
+        """Bits of the membrane banks."""
         return self.state_depth * self.lanes * self._widths.membrane_bits
 
     def _channel_lanes(self, values, fill=0):
@@ -366,7 +376,13 @@ class NeuronCore(wiring.Component):
     def _address(self, word, bank):
         bits = self._word_bits
         word = word[:bits] if len(word) >= bits else Cat(word, Const(0, bits - len(word)))
-        return Cat(word, bank)
+        return Cat(word, bank) if self._banks == 2 else word   # one bank: both are one
+
+    def _bank_free(self, full, bank):
+        """Integration may take a sample into ``bank``: phase 2 is done with it (with one
+        bank: with both, so that the sample before has fired; a planted fault drops
+        that)."""
+        return ~full.bit_select(bank, 1) if self._banks == 2 else full == 0
 
     def _integration(self, m, weight, write, read, full, restore):
         lanes, last_tick = self._lanes, self._in_levels - 1
@@ -411,7 +427,7 @@ class NeuronCore(wiring.Component):
 
         def accept():
             payload = self._i.payload
-            m.d.comb += self._i.ready.eq(~full.bit_select(bank, 1) & restore["ready"])
+            m.d.comb += self._i.ready.eq(self._bank_free(full, bank) & restore["ready"])
             with m.If(self._i.valid & self._i.ready):
                 with m.If(payload.end):
                     m.d.sync += ticks.eq(ticks + 1)

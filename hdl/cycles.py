@@ -24,6 +24,7 @@ input steps, ``W`` state words, ``A`` own steps, ``S'`` spikes out):
   readout: ``classes + groups + 1``;
 * a core with single-port membranes (:mod:`~onespike.hdl.single_port`): its integration
   and firing ``PACE`` times the above (every step of its logic takes ``PACE`` cycles);
+  with one membrane bank, the chain into it and its firing in turn (``layer<n>_one_bank``);
 * a recurrent layer (:mod:`~onespike.hdl.recurrent`) per sequence step: its integration
   takes the spikes of ``x_t`` and of ``h_{t−1}`` (``S_h``, as many cycles each as an input
   spike) and three cycles per step of its window ``P`` (the merge's phases); integration
@@ -244,6 +245,7 @@ def cycle_estimate(top, spikes=None) -> dict:
     stages = {"encoder_load": sizes[0] + 1}
     chain = {"encoder_send": 2 * levels[0] + top.encoder.spike_cycles * counts[0]}
     chains = {}
+    one_bank = {}                 # layer -> its firing, for the layers with one bank
 
     def close(name):
         slowest = max(chain.values())
@@ -272,9 +274,13 @@ def cycle_estimate(top, spikes=None) -> dict:
             layer = net.layers[n]
             chain[f"layer{n}_fire"] = core.pace * firing_cycles(
                 core.words, layer.levels, counts[n + 1], core.sorted_firing)
+            if core.banks == 1:      # a sample integrates once the one before has fired
+                one_bank[n] = chain[f"layer{n}_fire"]
     stages["readout"] = sizes[-1] + top.cores[-1].groups + 1
     if net.steps is None and all(np.ndim(m) > 1 for m in spikes):   # maps: replay them
         chains = event_chains(top, spikes)
+    for n, fire in one_bank.items():     # its integration chain, then its firing, in turn
+        stages[f"layer{n}_one_bank"] = chains[f"stream{n}"] + fire
     stages = {k: int(round(v)) for k, v in _per_sequence(net, stages).items()}
     chains = {k: int(round(v)) for k, v in _per_sequence(net, chains).items()}
     latency = stages["encoder_load"] + sum(chains.values()) + stages["readout"] + 1

@@ -35,12 +35,14 @@ class DenseCore(NeuronCore):
     """
 
     def __init__(self, layer: Dense, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False):
+                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False,
+                 banks: int = 2):
         if not isinstance(layer, Dense):
             refuse(self, TypeError(f"DenseCore needs a Dense layer, not "
                                    f"{type(layer).__name__}"))
         super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
-                         use_dsp=use_dsp, sorted_firing=sorted_firing, single_port=single_port)
+                         use_dsp=use_dsp, sorted_firing=sorted_firing, single_port=single_port,
+                         banks=banks)
 
     def weight_words(self):
         rows = unpooled_weights(self._layer)

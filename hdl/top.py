@@ -19,7 +19,7 @@ from onespike.hdl.streams import (TapSignature, activation_layout, class_layout,
                                   refuse)
 from onespike.ir import Conv, MaxPool, Network, Recurrent
 
-__all__ = ["Accelerator", "LayerPipeline", "MEMBRANES", "balance_lanes", "single_port_layers", "encoder_spike_cycles", "layer_lanes",
+__all__ = ["Accelerator", "LayerPipeline", "FORMS", "MEMBRANES", "balance_lanes", "membrane_forms", "form_name", "encoder_spike_cycles", "layer_lanes",
            "neuron_core", "spend_lanes"]
 
 
@@ -59,7 +59,7 @@ def encoder_spike_cycles(consumer) -> int:
 
 
 def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_firing=False,
-                single_port=False):
+                single_port=False, banks=2):
     """The neuron core of weighted layer ``i`` of ``net`` (a :class:`RecurrentCore` for a
     recurrent layer, told the sequence's steps and whether every step goes on), at
     register ``widths``."""
@@ -70,38 +70,50 @@ def neuron_core(net: Network, i: int, *, widths, lanes, use_dsp=True, sorted_fir
                              sorted_firing=sorted_firing)
     return core_class(layer)(layer, in_levels=net.in_levels(i), widths=widths, lanes=lanes,
                              use_dsp=use_dsp, sorted_firing=sorted_firing,
-                             single_port=single_port)
+                             single_port=single_port, banks=banks)
 
 
-MEMBRANES = ("auto", "dual", "single")
-"""Membrane memories: ``dual`` (two reads and a write a cycle, the core at full speed) or
-``single`` (one single-port RAM, such as an iCE40 SPRAM; the core takes a step every
-:data:`~onespike.hdl.single_port.PACE` cycles, :mod:`~onespike.hdl.single_port`);
-``auto`` is dual here, and a board's planner makes it single where its block RAM runs
-short (:func:`onespike.boards.build.fit`)."""
+FORMS = ("dual", "single", "dual-one-bank", "single-one-bank")
+"""How a hidden layer keeps its membranes: ``dual`` (a RAM with two reads and a write a
+cycle, the core at full speed) or ``single`` (one single-port RAM, such as an iCE40 SPRAM;
+the core takes a step every :data:`~onespike.hdl.single_port.PACE` cycles,
+:mod:`~onespike.hdl.single_port`); ``-one-bank``: one bank instead of two, half the
+memory, and a sample integrates only once the one before has fired."""
+
+MEMBRANES = ("auto",) + FORMS
+"""``membranes`` for every layer: one of :data:`FORMS`, or ``auto``, which is dual here; a
+board's planner makes it single, then one bank, where its block RAM runs short
+(:func:`onespike.boards.build.fit`)."""
 
 
-def single_port_layers(net, membranes) -> list:
-    """``membranes`` (one of :data:`MEMBRANES` for every layer that can have single-port
-    membranes, or one per layer, None where a layer has none) as one flag per layer. Only
-    hidden, non-recurrent weighted layers can: the readout sends its membranes as logits
-    while they are read, a recurrent layer's state loops back."""
+def membrane_forms(net, membranes) -> list:
+    """``membranes`` (one of :data:`MEMBRANES` for every layer that has a choice, or one
+    per layer, None where a layer has none) as ``(single_port, banks)`` per layer (None for
+    a layer without a choice). Only hidden, non-recurrent weighted layers have one: the
+    readout sends its membranes as logits while they are read, a recurrent layer's state
+    loops back."""
     able = [hasattr(layer, "weight") and not layer.is_readout
             and not isinstance(layer, Recurrent) for layer in net.layers]
     if isinstance(membranes, str):
         if membranes not in MEMBRANES:
             raise OnespikeError(f"membranes must be one of {', '.join(MEMBRANES)}, not "
                                 f"{membranes!r}")
-        return [membranes == "single" and a for a in able]   # auto: dual
+        membranes = [("dual" if membranes == "auto" else membranes) if a else None
+                     for a in able]
     membranes = list(membranes)
     if len(membranes) != len(net.layers) or any(
-            m not in (None, "dual") and not (m == "single" and a)
-            for m, a in zip(membranes, able)):
-        raise OnespikeError(f"membranes per layer must give dual or single for each of the "
-                            f"{len(net.layers)} layers (single only for hidden dense and "
-                            f"convolution layers; None where a layer has no membranes), not "
+            m is not None and (m not in FORMS or not a) for m, a in zip(membranes, able)):
+        raise OnespikeError(f"membranes per layer must give one of {', '.join(FORMS)} for "
+                            f"each hidden dense or convolution layer of the "
+                            f"{len(net.layers)} layers (None for the others), not "
                             f"{membranes!r}")
-    return [m == "single" for m in membranes]
+    return [None if m is None else (m.startswith("single"), 1 if "one-bank" in m else 2)
+            for m in membranes]
+
+
+def form_name(single_port, banks) -> str:
+    """The :data:`FORMS` name of single-port or not, ``banks``."""
+    return ("single" if single_port else "dual") + ("-one-bank" if banks == 1 else "")
 
 
 def more_lanes(layer, lanes):
@@ -288,8 +300,8 @@ class LayerPipeline(wiring.Component):
 
     @property
     def membranes(self):
-        """Per core: ``"single"``, ``"dual"`` or None (no membranes to choose for)."""
-        return tuple(("single" if c.single_port else "dual")
+        """Per core: its :data:`FORMS` name, or None (no membranes to choose for)."""
+        return tuple(form_name(c.single_port, c.banks)
                      if isinstance(c, NeuronCore) and not c.is_readout else None
                      for c in self.cores)
 
@@ -344,7 +356,8 @@ class Accelerator(LayerPipeline):
                  membranes="dual"):
         self._take(net, lanes, use_dsp)
         try:
-            single = single_port_layers(net, membranes)
+            forms = membrane_forms(net, membranes)
+            single = [bool(f and f[0]) for f in forms]
             per_layer = firing_per_layer(net, self._lanes, firing)
             if not isinstance(firing, str) or firing == "sorted":
                 clash = [i for i, (f, s) in enumerate(zip(per_layer, single))
@@ -364,7 +377,8 @@ class Accelerator(LayerPipeline):
                 self.cores.append(neuron_core(net, i, widths=widths[i], lanes=self._lanes[i],
                                               use_dsp=use_dsp,
                                               sorted_firing=per_layer[i] == "sorted",
-                                              single_port=single[i]))
+                                              single_port=single[i],
+                                              banks=forms[i][1] if forms[i] else 2))
         self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
                                     spike_cycles=encoder_spike_cycles(self.cores[0]))
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)

@@ -370,10 +370,13 @@ def _accelerator_lines(info, spent) -> list:
         lines.append("firing per layer: " + " ".join(l.get("firing") or "-"
                                                      for l in info["layers"])
                      + " (-: no firing phase)")
-        single = [l["index"] for l in info["layers"] if l.get("membranes") == "single"]
-        if single:
-            lines.append(f"single-port membranes (one RAM port, a step every 3 cycles) in "
-                         f"layer(s) {', '.join(map(str, single))}")
+        for form, what in (("single", "single-port membranes (one RAM port, a step every 3 "
+                                      "cycles)"),
+                           ("one-bank", "one membrane bank (a sample integrates once the one "
+                                        "before has fired)")):
+            chosen = [l["index"] for l in info["layers"] if form in (l.get("membranes") or "")]
+            if chosen:
+                lines.append(f"{what} in layer(s) {', '.join(map(str, chosen))}")
     lines.append(f"if every neuron spikes: about {worst['steady']} cycles per sample back to "
                  f"back (slowest stage {slowest}), latency about {worst['latency']} cycles")
     return lines

@@ -231,13 +231,14 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     if rtl is None:
         fired = firing if isinstance(firing, str) else \
             "".join("-" if f is None else f[1] for f in firing)  # per layer: w(eep), o(rted)
-        single = "".join("s" if m == "single" else "-" for m in
+        codes = {"single": "s", "dual-one-bank": "1", "single-one-bank": "S"}
+        single = "".join(codes.get(m, "-") for m in
                          ([membranes] * len(net.layers) if isinstance(membranes, str)
                           else membranes))
         per_layer = lanes if isinstance(lanes, int) else "x".join(map(str, lanes))
         variant = ("" if coding == "ttfs" else f"-{coding}{'' if skip_zeros else '-all'}") \
             + ("" if use_dsp else "-nodsp") + ("" if fired == "auto" else f"-{fired}") \
-            + (f"-m{single}" if "s" in single else "")
+            + (f"-m{single}" if single.strip("-") else "")
         rtl = root / f"{digest}-p{per_layer}{variant}" / "rtl"
         if not (rtl / "manifest.json").is_file():
             generate(net, rtl, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
