@@ -60,7 +60,8 @@ class Fit:
     dsps: int = 0             # DSP multipliers the design asks for
     use_dsp: bool = False     # the lane multiplies in DSP blocks (else shifted adds)
     firing: tuple = ()        # per layer: "sorted", "sweep" or None (no firing phase)
-    membranes: tuple = ()     # per layer: "single", "dual" or None (no membranes to choose)
+    membranes: tuple = ()     # per layer: hdl.top.FORMS or None (no membranes to choose)
+    encoder_banks: int = 2    # the input encoder's list banks
 
     @property
     def spram_plan(self):
@@ -174,6 +175,7 @@ class LinkOptions:
     use_dsp: bool = True
     firing: str = "auto"
     membranes: str = "auto"
+    encoder_banks: object = "auto"
 
     def __post_init__(self):
         check_firing(self.coding, self.firing)
@@ -182,17 +184,23 @@ class LinkOptions:
 
     @property
     def resolved(self):
-        """These options with ``membranes="auto"`` as dual everywhere."""
-        return replace(self, membranes="dual") if self.membranes == "auto" else self
+        """These options with ``membranes="auto"`` as dual everywhere and
+        ``encoder_banks="auto"`` as 2."""
+        return replace(self, membranes="dual" if self.membranes == "auto" else self.membranes,
+                       encoder_banks=2 if self.encoder_banks == "auto" else self.encoder_banks)
 
     @property
     def options(self) -> dict:
+        resolved = self.resolved
         return {"baud": self.baud, "coding": self.coding, "use_dsp": self.use_dsp,
-                "firing": self.firing, "membranes": self.resolved.membranes}
+                "firing": self.firing, "membranes": resolved.membranes,
+                "encoder_banks": resolved.encoder_banks}
 
     def accelerator(self, net, lanes):
+        resolved = self.resolved
         return accelerator(net, lanes=lanes, coding=self.coding, use_dsp=self.use_dsp,
-                           firing=self.firing, membranes=self.resolved.membranes)
+                           firing=self.firing, membranes=resolved.membranes,
+                           encoder_banks=resolved.encoder_banks)
 
     def cycles(self, accelerator) -> dict:
         if self.coding == "dense":
@@ -244,35 +252,89 @@ def _frame(net, spike_cycles, link, top):
 
 
 def _plan(net, board, lanes, link, lut_budget) -> Fit:
-    """The fit at ``lanes``, with ``membranes="auto"`` resolved: dual-port membranes;
-    where that does not fit a board with SPRAM, the largest membranes single-port, one
-    layer more at a time, until it fits (each such layer takes
-    :data:`~onespike.hdl.single_port.PACE` times the cycles)."""
-    if link.coding != "ttfs" or link.membranes != "auto":
-        return _plan_at(net, board, lanes, link, lut_budget)
+    """The fit at ``lanes``, with ``membranes="auto"`` and ``encoder_banks="auto"``
+    resolved: dual-port membranes and two encoder banks; where that does not fit a board
+    with SPRAM, the largest membranes single-port, one layer more at a time, until it fits
+    (each such layer takes :data:`~onespike.hdl.single_port.PACE` times the cycles), then
+    the largest with one bank (half the memory; the layer's integration and firing in
+    turn), then the encoder with one bank; then, what the fit does not need undone: the
+    single-port layers whose RAM the plan leaves in block RAM dual again, and two banks
+    wherever they still fit."""
+    if link.coding != "ttfs" or (link.membranes, link.encoder_banks) != ("auto", "auto"):
+        return _plan_at(net, board, lanes, link.resolved, lut_budget)
     placed = _plan_at(net, board, lanes, link.resolved, lut_budget)
     if not board.spram or not placed.problems(board, lut_budget):
         return placed
-    sizes = _membrane_bits(net, tuple(placed.lanes), link)
-    membranes = [None if m is None else "dual" for m in placed.membranes]
-    for n in sorted((n for n, b in enumerate(sizes) if b), key=lambda n: -sizes[n]):
-        membranes[n] = "single"
-        placed = _plan_at(net, board, lanes, replace(link, membranes=tuple(membranes)),
-                          lut_budget)
+    sizes = _membrane_bits(net, tuple(placed.lanes), link.resolved)
+    config = {"membranes": [None if m is None else "dual" for m in placed.membranes],
+              "encoder_banks": 2}
+
+    def trial():
+        return _plan_at(net, board, lanes, replace(
+            link, membranes=tuple(config["membranes"]), encoder_banks=config["encoder_banks"]),
+            lut_budget)
+
+    def changes():
+        order = sorted((n for n, b in enumerate(sizes) if b), key=lambda n: -sizes[n])
+        for form in ("single", "single-one-bank"):    # SPRAM first, then half the banks
+            for n in order:
+                config["membranes"][n] = form
+                yield
+        config["encoder_banks"] = 1
+        yield
+
+    for _ in changes():
+        placed = trial()
         if not placed.problems(board, lut_budget):
             break
     else:
         return placed
-    for n, record in enumerate(_single_port_records(placed)):   # in block RAM after all:
-        if record is not None and placed.plan.kinds[record] != "spram":    # full speed
-            membranes[n] = "dual"
-            trial = _plan_at(net, board, lanes, replace(link, membranes=tuple(membranes)),
-                             lut_budget)
-            if trial.problems(board, lut_budget):
-                membranes[n] = "single"
+    undo = [(n, "single", "dual") for n, record in enumerate(_single_port_records(placed))
+            if record is not None and placed.plan.kinds[record] != "spram"]
+    undo += [(n, "-one-bank", "") for n, m in enumerate(config["membranes"])
+             if m and "one-bank" in m]
+    for n, old, new in undo + [("encoder", 1, 2)]:
+        if n == "encoder":
+            if config["encoder_banks"] == 2:
+                continue
+            config["encoder_banks"] = 2
+        else:
+            config["membranes"][n] = config["membranes"][n].replace(old, new)
+        attempt = trial()
+        if attempt.problems(board, lut_budget):
+            if n == "encoder":
+                config["encoder_banks"] = 1
             else:
-                placed = trial
+                config["membranes"][n] = config["membranes"][n].replace(new, old) \
+                    if new else config["membranes"][n] + old
+        else:
+            placed = attempt
     return placed
+
+
+@_memo
+def _membrane_bits(net, lanes, link) -> list:
+    """Per layer the bits of the membranes that may be single-port (0: none)."""
+    top = link.sized(net, list(lanes))
+    return [core.state_memory_bits if m is not None else 0
+            for core, m in zip(top.cores, top.membranes)]
+
+
+@_memo
+def _plan_at(net, board, lanes, link, lut_budget) -> Fit:
+    top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, **link.options))
+    lanes = tuple(top.link.accelerator.lanes)
+    core = link.logic_luts(net, lanes, board.family, top.link.accelerator.firing)
+    frame = _frame(net, getattr(top.link.accelerator.encoder, "spike_cycles", None), link,
+                   top.link)
+    plan = plan_memories(sized_inventory(top.link, frame), board,
+                         lut_budget=lut_budget / board.packing - core)
+    cycles = link.cycles(top.link.accelerator)
+    return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
+               cycles["steady"], cycles["stages"], dsps=link.dsps(top.link.accelerator),
+               use_dsp=link.use_dsp, firing=top.link.accelerator.firing,
+               membranes=getattr(top.link.accelerator, "membranes", ()),
+               encoder_banks=getattr(getattr(top.link.accelerator, "encoder", None), "banks", 2))
 
 
 def _single_port_records(placed) -> list:
@@ -423,7 +485,7 @@ def _memory_luts(net, board, share):
 
 def _refuse_from_bits(net, board, share):
     """Refuse ``net`` when its memory floor (:mod:`~onespike.boards.capacity`: every
-    weight, both banks of every membrane) is over what ``board``'s memories of every kind
+    weight, one bank of every membrane) is over what ``board``'s memories of every kind
     hold, before any component is built; the refusal says what would fit."""
     luts = _memory_luts(net, board, share)
     floor = floor_of(net)
@@ -433,7 +495,7 @@ def _refuse_from_bits(net, board, share):
     raise OnespikeError(
         f"the network does not fit {board.name} ({board.device}) at any lane count: its "
         f"weights take at least {floor.weights // 1024} kbit and its membranes "
-        f"{floor.membranes // 1024} kbit (both banks), the board has {capacity_text(board)} "
+        f"{floor.membranes // 1024} kbit (one bank each), the board has {capacity_text(board)} "
         f"and ~{max(int(luts), 0)} LUT4 for memories in logic ({short} LUT4 short); "
         f"{_advice(net, board, share, weight_bits=True)}")
 
@@ -538,6 +600,14 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
                             f"({board.device}): {'; '.join(problems)}; {advice}")
     budget = int(board.luts * lut_share)
     p, placed = _uniform(net, board, link, budget)
+    if placed is None and lut_share < 1:       # the whole device, at one lane only
+        tight = _plan_or_trim(net, board, 1, link, board.luts)
+        if tight is not None:
+            return replace(tight, reason=(
+                f"{_lanes_text(tight.lanes)} fit only above the planner's share of the "
+                f"LUTs ({lut_share:.0%}): ~{tight.luts} of {board.luts} estimated; place and "
+                f"route has little room and may take longer (memories: "
+                f"{_kinds(tight.plan)})"))
     if placed is None:
         problems = _plan(net, board, 1, link, budget).problems(board, budget)
         bits = _planned_weight_bits(net, board, link, budget)
@@ -591,7 +661,7 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     membranes = list(placed.membranes) if ttfs else "dual"
     top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
                    **{**link.options, "use_dsp": placed.use_dsp, "firing": firing,
-                      "membranes": membranes},
+                      "membranes": membranes, "encoder_banks": placed.encoder_banks},
                    memory_plan=placed.plan, pll=pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
@@ -714,17 +784,19 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
 
 
 def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clock_mhz=None,
-          coding="ttfs", use_dsp=True, firing="auto", membranes="auto", log=print) -> dict:
+          coding="ttfs", use_dsp=True, firing="auto", membranes="auto", encoder_banks="auto",
+          log=print) -> dict:
     """Build ``net_path`` for ``board`` into ``out_dir``; returns the report (also written
     to ``out_dir/build.json``). ``lanes`` (one count or one per layer) or, by default, the
     fastest configuration that fits (:func:`fit`). Raises :class:`OnespikeError` before
     running any tool when the design cannot fit, :class:`BuildFailed` when place and route
     fails or timing is not met (the bitstream is then still written, the report says so).
     ``clock_mhz`` other than the board's oscillator puts a PLL in front of the design.
-    ``coding``, ``use_dsp``, ``firing``, ``membranes``: the accelerator
+    ``coding``, ``use_dsp``, ``firing``, ``membranes``, ``encoder_banks``: the accelerator
     (:class:`LinkOptions`). Everything is written below ``out_dir``."""
     firing, membranes = (v if isinstance(v, str) else tuple(v) for v in (firing, membranes))
-    link = LinkOptions(baud, coding, use_dsp, firing, membranes)   # impossible ones refused
+    link = LinkOptions(baud, coding, use_dsp, firing, membranes,      # impossible ones
+                       encoder_banks)                                 # are refused
     _clock(board, clock_mhz)                             # first, then an impossible clock
     net = ir.load(net_path)
     started = time.monotonic()
@@ -753,6 +825,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         "coding": coding, "use_dsp": placed.use_dsp, "dsp_planned": placed.dsps,
         "firing": list(top.link.accelerator.firing),
         "membranes": list(getattr(top.link.accelerator, "membranes", ())),
+        "encoder_banks": getattr(getattr(top.link.accelerator, "encoder", None), "banks", 2),
         "lanes": list(top.link.accelerator.lanes), "lanes_reason": placed.reason,
         "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,

@@ -1,5 +1,5 @@
 """A network's memory floor against a board's memory: the bits that no lane count can save
-(every weight; both banks of every membrane), taken from the IR alone, before any Amaranth
+(every weight; one bank of every membrane), taken from the IR alone, before any Amaranth
 component is built, against every memory kind the board has. A network over the floor
 cannot fit at any lane count, so the planner refuses it at once, with what would fit:
 fewer weight bits or a larger board."""
@@ -58,7 +58,8 @@ def floor_of(net, weight_bits=None) -> Floor:
         if weight_bits is not None:
             used = max(used - max(bits - weight_bits, 0), 0)
         weights += weight.size * used
-        membranes += 2 * int(np.prod(layer.out_shape)) * width.membrane_bits
+        banks = 2 if isinstance(layer, Recurrent) or layer.is_readout else 1   # can't halve
+        membranes += banks * int(np.prod(layer.out_shape)) * width.membrane_bits
     return Floor(weights, membranes)
 
 

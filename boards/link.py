@@ -91,7 +91,8 @@ class LinkedAccelerator(wiring.Component):
     and keep their membranes (:func:`onespike.hdl.generate.accelerator`).
     """
     def __init__(self, net, *, lanes=1, divisor, timeout, clock_hz, load_bytes=0,
-                 coding="ttfs", use_dsp=True, firing="auto", membranes="dual"):
+                 coding="ttfs", use_dsp=True, firing="auto", membranes="dual",
+                 encoder_banks=2):
         if timeout < 20 * divisor:
             refuse(self, ValueError(f"timeout of {timeout} cycles is shorter than two bytes "
                              f"({20 * divisor} cycles)"))
@@ -100,7 +101,8 @@ class LinkedAccelerator(wiring.Component):
                                     f"{coding!r}"))
         try:
             self.accelerator = accelerator(net, lanes=lanes, coding=coding, use_dsp=use_dsp,
-                                           firing=firing, membranes=membranes)
+                                           firing=firing, membranes=membranes,
+                                           encoder_banks=encoder_banks)
         except OnespikeError as e:
             refuse(self, e)
         self._net = net

@@ -26,7 +26,8 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, net, *, lanes, clock_hz, baud=DEFAULT_BAUD, memory_plan=None,
-                 pll=None, coding="ttfs", use_dsp=True, firing="auto", membranes="dual"):
+                 pll=None, coding="ttfs", use_dsp=True, firing="auto", membranes="dual",
+                 encoder_banks=2):
         self.memory_plan, self.pll = memory_plan, pll
         load_bytes = memory_plan.spram_plan.load_bytes if memory_plan else 0
         if pll is not None:
@@ -34,7 +35,8 @@ class BoardTop(Elaboratable):
         self.link = LinkedAccelerator(net, lanes=lanes, divisor=divisor_for(clock_hz, baud),
                                       timeout=clock_hz // 20, clock_hz=clock_hz,
                                       load_bytes=load_bytes, coding=coding, use_dsp=use_dsp,
-                                      firing=firing, membranes=membranes)
+                                      firing=firing, membranes=membranes,
+                                      encoder_banks=encoder_banks)
 
     def elaborate(self, platform):
         m = Module()

@@ -200,8 +200,9 @@ class NeuronCore(wiring.Component):
     @property
     def reset_cycles(self):
         """Cycles from a reset until ``i`` is ready: both banks restored (and, with sorted
-        firing, every step's list heads cleared first)."""
-        return 2 * self.words + 2 + (self._layer.levels if self._sorted else 0)
+        firing, every step's list heads cleared first); a paced core takes ``pace`` cycles
+        a step."""
+        return self.pace * (2 * self.words + 2 + (self._layer.levels if self._sorted else 0))
 
     @functools.cached_property
     def spike_cycles(self) -> np.ndarray:

@@ -281,6 +281,8 @@ def cycle_estimate(top, spikes=None) -> dict:
         chains = event_chains(top, spikes)
     for n, fire in one_bank.items():     # its integration chain, then its firing, in turn
         stages[f"layer{n}_one_bank"] = chains[f"stream{n}"] + fire
+    if getattr(top.encoder, "banks", 2) == 1:      # load, then send, in turn
+        stages["encoder_one_bank"] = stages["encoder_load"] + stages["encoder_send"] + 1
     stages = {k: int(round(v)) for k, v in _per_sequence(net, stages).items()}
     chains = {k: int(round(v)) for k, v in _per_sequence(net, chains).items()}
     latency = stages["encoder_load"] + sum(chains.values()) + stages["readout"] + 1

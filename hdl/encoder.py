@@ -33,7 +33,8 @@ class SpikeEncoder(wiring.Component):
     (a head per level, a link per neuron, both in memories). Then for each step
     ``k = 0..A-1`` the list of level ``A - k`` is sent on ``o``, one spike per cycle, and
     the step's end marker (``index`` 0). Two banks: the next sample loads while the current
-    one is sent. Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spike_cycles·spikes``
+    one is sent (``banks=1``: half the memory, and a sample loads once the one before has
+    been sent). Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spike_cycles·spikes``
     cycles to send. After a reset the lists are emptied (``A + 1`` cycles) before ``i`` is
     ready.
 
@@ -44,13 +45,16 @@ class SpikeEncoder(wiring.Component):
     (a consumer that takes two or more cycles per spike loses nothing).
     """
 
-    def __init__(self, *, shape, levels: int, spike_cycles: int = 1):
+    def __init__(self, *, shape, levels: int, spike_cycles: int = 1, banks: int = 2):
         self._shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
         self._neurons = positive(int(np.prod(self._shape)), "Neuron count")
         self._levels = positive(levels, "Level count")
         if spike_cycles not in SPIKE_CYCLES:
             raise ValueError(f"spike_cycles must be one of {SPIKE_CYCLES}, not {spike_cycles!r}")
         self._spike_cycles = spike_cycles
+        if banks not in (1, 2) or isinstance(banks, bool):
+            raise ValueError(f"encoder banks must be 1 or 2, not {banks!r}")
+        self._banks = banks
         super().__init__({
             "i": In(stream.Signature(activation_layout(levels))),
             "o": Out(stream.Signature(spike_layout(self._shape, levels))),
@@ -73,11 +77,15 @@ class SpikeEncoder(wiring.Component):
         return self._spike_cycles
 
     @property
+    def banks(self):
+        return self._banks
+
+    @property
     def memory_bits(self):
-        """Bits of both banks' heads, links and (for images) neuron coordinates."""
+        """Bits of the banks' heads, links and (for images) neuron coordinates."""
         coords = self.neurons * neuron_layout(self.shape).size if len(self.shape) == 3 else 0
-        return 2 * ((self.levels + 1 + self.neurons) * self._entry_layout().size
-                    + coords)
+        return self._banks * ((self.levels + 1 + self.neurons) * self._entry_layout().size
+                              + coords)
 
     def _entry_layout(self):
         """A list entry: a neuron and a valid bit (clear: the list ends), so that following
@@ -102,7 +110,11 @@ class SpikeEncoder(wiring.Component):
         where = neuron_layout(self.shape)
         coord_write, coord_read = Signal(where), Signal(where)
         clearing = Signal()
-        for b in range(2):
+
+        def on(bank, b):        # bank signal ``bank`` names memory bank ``b``
+            return bank == b if self._banks == 2 else 1
+
+        for b in range(self._banks):
             m.submodules[f"heads{b}"] = heads = memory.Memory(shape=entry,
                                                               depth=self.levels + 1, init=[])
             m.submodules[f"links{b}"] = links = memory.Memory(shape=entry,
@@ -116,26 +128,26 @@ class SpikeEncoder(wiring.Component):
                 coords_w, coords_r = coords.write_port(), coords.read_port()
                 m.d.comb += [coords_w.addr.eq(link_write["addr"]),
                              coords_w.data.eq(coord_write),
-                             coords_w.en.eq(link_write["en"] & (load_bank == b)),
+                             coords_w.en.eq(link_write["en"] & on(load_bank, b)),
                              coords_r.addr.eq(link_read["addr"])]
-                with m.If(send_bank == b):
+                with m.If(on(send_bank, b)):
                     m.d.comb += coord_read.eq(coords_r.data)
-            with m.If(full[b]):   # sending: read a head, then empty it
-                m.d.comb += [head_read.addr.eq(send_head["addr"]),
+            with m.If(full[b] if self._banks == 2 else full.any()):   # sending: read a
+                m.d.comb += [head_read.addr.eq(send_head["addr"]),    # head, empty it
                              head_write.addr.eq(send_head["addr"]),
-                             head_write.en.eq(send_head["en"] & (send_bank == b))]
+                             head_write.en.eq(send_head["en"] & on(send_bank, b))]
             with m.Else():        # loading (or clearing after reset)
                 m.d.comb += [head_read.addr.eq(load_head["addr"]),
                              head_write.addr.eq(load_head["waddr"]),
                              head_write.data.eq(load_head["wdata"]),
                              head_write.en.eq(load_head["en"]
-                                              & ((load_bank == b) | clearing))]
+                                              & (on(load_bank, b) | clearing))]
             m.d.comb += [link_w.addr.eq(link_write["addr"]), link_w.data.eq(link_write["data"]),
-                         link_w.en.eq(link_write["en"] & (load_bank == b)),
+                         link_w.en.eq(link_write["en"] & on(load_bank, b)),
                          link_r.addr.eq(link_read["addr"])]
-            with m.If(load_bank == b):
+            with m.If(on(load_bank, b)):
                 m.d.comb += load_head["data"].eq(head_read.data)
-            with m.If(send_bank == b):
+            with m.If(on(send_bank, b)):
                 m.d.comb += [send_head["data"].eq(head_read.data),
                              link_read["data"].eq(link_r.data)]
 
@@ -175,7 +187,8 @@ class SpikeEncoder(wiring.Component):
                     m.d.sync += j.eq(0)
                     m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1))
+                m.d.comb += self.i.ready.eq(~full.bit_select(bank, 1) if self._banks == 2
+                                            else full == 0)
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [pushing.eq(1), pushed.eq(j),
                                  pushed_level.eq(self.i.payload.value), j.eq(j + 1)]

@@ -55,7 +55,7 @@ def check_firing(coding, firing):
 
 
 def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
-                firing="auto", membranes="dual"):
+                firing="auto", membranes="dual", encoder_banks=2):
     """The accelerator for ``coding``: ``"ttfs"`` (:class:`~onespike.hdl.top.Accelerator`,
     with ``use_dsp`` and ``firing``) or ``"dense"``
     (:class:`~onespike.hdl.dense_top.DenseAccelerator`, with ``skip_zeros`` and
@@ -64,8 +64,11 @@ def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_ds
     check_firing(coding, firing)
     check_membranes(coding, membranes)
     if coding == "dense":
+        if encoder_banks != 2:
+            raise OnespikeError("encoder_banks applies to the ttfs coding only")
         return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
-    return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing, membranes=membranes)
+    return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing, membranes=membranes,
+                       encoder_banks=encoder_banks)
 
 TOP_NAME = "onespike_top"
 
@@ -219,7 +222,7 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
         "ports": _ports(top),
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
-        "encoder_memory_bits": top.encoder.memory_bits,
+        "encoder_memory_bits": top.encoder.memory_bits, "encoder_banks": top.encoder.banks,
         "classes": net.num_classes, "latency_steps": net.latency_steps,
         "sequence_steps": net.steps, "layers": layers,
         "memory_bits": _memory_totals(top, layers),
@@ -303,7 +306,7 @@ def to_verilog(top) -> str:
 
 
 def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
-             use_dsp=True, firing="auto", membranes="dual") -> dict:
+             use_dsp=True, firing="auto", membranes="dual", encoder_banks=2) -> dict:
     """Write ``onespike_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
 
     ``coding``: ``"ttfs"`` (the spiking accelerator) or ``"dense"`` (the multiply-accumulate
@@ -314,12 +317,14 @@ def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
     or null for the readout and max pooling). ``membranes`` (ttfs only, one of
     :data:`~onespike.hdl.top.MEMBRANES` or one per layer): ``"single"`` keeps a hidden
     layer's membranes in one single-port RAM (:mod:`~onespike.hdl.single_port`), recorded
-    as ``layers[n].membranes``. The manifest also records ``coding`` and the
+    as ``layers[n].membranes``; ``encoder_banks`` 1 halves the input encoder's lists (a
+    sample loads once the one before is sent). The manifest also records ``coding`` and the
     ``tap_<n>`` payload fields (``tap_payload``). The same arguments give the same bytes.
     Files appear only when both are complete (written to a temporary folder first).
     """
     top = accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                      use_dsp=use_dsp, firing=firing, membranes=membranes)
+                      use_dsp=use_dsp, firing=firing, membranes=membranes,
+                      encoder_banks=encoder_banks)
     text = to_verilog(top)
     info = manifest(top, f"{TOP_NAME}.v", text)
     out_dir = Path(out_dir)
@@ -337,13 +342,14 @@ def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
 
 PLAN_FORMAT = "onespike-plan/1"
 #: the accelerator's own arguments in a plan; the rest of a plan describes what they build
-PLAN_OPTIONS = ("coding", "lanes", "firing", "use_dsp", "skip_zeros", "membranes")
+PLAN_OPTIONS = ("coding", "lanes", "firing", "use_dsp", "skip_zeros", "membranes",
+                "encoder_banks")
 #: options a plan may leave out (made before they existed), with what they then mean
-PLAN_DEFAULTS = {"membranes": "dual"}
+PLAN_DEFAULTS = {"membranes": "dual", "encoder_banks": 2}
 
 
 def plan(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
-         firing="auto", membranes="dual") -> dict:
+         firing="auto", membranes="dual", encoder_banks=2) -> dict:
     """What :func:`generate` builds with these arguments, as plain data and without
     generating it: ``options`` (the arguments resolved: lanes and firing per layer, the
     readout's and max pooling's firing None) and the manifest's description of the result
@@ -351,14 +357,16 @@ def plan(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
     every neuron spikes), without the Verilog and ports. :func:`plan_options` turns a plan,
     hand-edited or not, back into :func:`generate`'s arguments."""
     top = discard(accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                              use_dsp=use_dsp, firing=firing, membranes=membranes))
+                              use_dsp=use_dsp, firing=firing, membranes=membranes,
+                              encoder_banks=encoder_banks))
     info = manifest(top, "", "")
     for key in ("top", "verilog", "verilog_sha256", "ports", "tap_payload"):
         info.pop(key, None)
     options = {"coding": coding, "lanes": list(top.lanes),
                "firing": list(top.firing) if coding == "ttfs" else "auto",
                "use_dsp": top.use_dsp, "skip_zeros": skip_zeros,
-               "membranes": list(top.membranes) if coding == "ttfs" else "dual"}
+               "membranes": list(top.membranes) if coding == "ttfs" else "dual",
+               "encoder_banks": top.encoder.banks if coding == "ttfs" else 2}
     return {"format": PLAN_FORMAT, "options": options, **info}
 
 

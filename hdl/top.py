@@ -353,7 +353,7 @@ class Accelerator(LayerPipeline):
     """
 
     def __init__(self, net: Network, *, lanes=1, use_dsp=True, firing="auto",
-                 membranes="dual"):
+                 membranes="dual", encoder_banks=2):
         self._take(net, lanes, use_dsp)
         try:
             forms = membrane_forms(net, membranes)
@@ -379,8 +379,12 @@ class Accelerator(LayerPipeline):
                                               sorted_firing=per_layer[i] == "sorted",
                                               single_port=single[i],
                                               banks=forms[i][1] if forms[i] else 2))
-        self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
-                                    spike_cycles=encoder_spike_cycles(self.cores[0]))
+        try:
+            self.encoder = SpikeEncoder(shape=net.encoder.shape, levels=net.encoder.levels,
+                                        spike_cycles=encoder_spike_cycles(self.cores[0]),
+                                        banks=encoder_banks)
+        except ValueError as e:
+            refuse(self, e)
         self.argmax = Argmax(classes=net.num_classes, bits=widths[-1].membrane_bits)
         self._chain()
 

@@ -392,12 +392,14 @@ def _fit_to_board(net, name, options) -> tuple:
     firing, membranes = (options[k] if isinstance(options[k], str) else tuple(options[k])
                          for k in ("firing", "membranes"))
     link = LinkOptions(coding=options["coding"], use_dsp=options["use_dsp"], firing=firing,
-                       membranes=membranes)
+                       membranes=membranes,
+                       encoder_banks=options.get("encoder_banks", "auto"))
     placed = fit(net, board, options["lanes"], link)
     ttfs = options["coding"] == "ttfs"
     return ({**options, "lanes": list(placed.lanes), "use_dsp": placed.use_dsp,
              "firing": list(placed.firing) if ttfs else "auto",
-             "membranes": list(placed.membranes) if ttfs else "dual"}, placed, board)
+             "membranes": list(placed.membranes) if ttfs else "dual",
+             "encoder_banks": placed.encoder_banks}, placed, board)
 
 
 def cmd_plan(args):
@@ -526,14 +528,15 @@ def cmd_build(args):
         raise OnespikeError(f"--clock must be in MHz, 1..400, not {args.clock}")
     if args.plan is not None:
         options, spent = _accelerator_args(load(args.net), args)
-        lanes, firing, use_dsp, coding, membranes = (
-            options[k] for k in ("lanes", "firing", "use_dsp", "coding", "membranes"))
+        lanes, firing, use_dsp, coding, membranes, encoder_banks = (
+            options[k] for k in ("lanes", "firing", "use_dsp", "coding", "membranes",
+                                 "encoder_banks"))
         if not options["skip_zeros"]:
             raise OnespikeError("a board's dense baseline skips zeros: build --plan takes no "
                                 "plan with skip_zeros false")
     else:
         firing, use_dsp, coding = _firing(args), not args.no_dsp, args.coding
-        membranes = args.membranes
+        membranes, encoder_banks = args.membranes, "auto"
         lanes, spent = (args.lanes, None) if args.lanes is None else _spend_lanes(
             load(args.net), args, {"coding": args.coding, "firing": firing})
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -542,7 +545,8 @@ def cmd_build(args):
     try:
         summary = build(args.net, board, args.output, lanes=lanes, baud=args.baud,
                         clock_mhz=args.clock, coding=coding, use_dsp=use_dsp,
-                        firing=firing, membranes=membranes, log=log)
+                        firing=firing, membranes=membranes, encoder_banks=encoder_banks,
+                        log=log)
     except BuildFailed as e:       # the tools ran: not a usage error
         print(f"onespike: {e}", file=sys.stderr)
         return 1

@@ -210,7 +210,7 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
            idle=0.2, backpressure=0.3, seed=0, interrupt_cycles=0, build_root="build/verify",
            max_cycles=None, progress=True, bench="harness", jobs=1, shard=None,
            coding="ttfs", skip_zeros=True, use_dsp=True, firing="auto",
-           membranes="auto") -> dict:
+           membranes="auto", encoder_banks=2) -> dict:
     """Simulate the RTL of ``net`` on integer inputs ``a0`` and compare it with the golden
     model, every layer. Returns a summary dict (``mismatches`` = 0 means exact).
 
@@ -220,8 +220,8 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
     machines. ``bench`` is ``"harness"`` (the Verilog harness, Python wakes only at the end)
     or ``"classic"`` (Python drives and monitors every cycle). Without ``rtl``, the design is
     generated with ``lanes``, ``use_dsp`` and ``coding`` (``"ttfs"``, with ``firing``, or
-    ``"dense"``: the multiply-accumulate baseline, with ``skip_zeros``; ``membranes``: see
-    :func:`~onespike.hdl.generate.generate`)."""
+    ``"dense"``: the multiply-accumulate baseline, with ``skip_zeros``; ``membranes``,
+    ``encoder_banks``: see :func:`~onespike.hdl.generate.generate`)."""
     from onespike.hdl.generate import generate
 
     _check_simulator(simulator)
@@ -238,11 +238,13 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
         per_layer = lanes if isinstance(lanes, int) else "x".join(map(str, lanes))
         variant = ("" if coding == "ttfs" else f"-{coding}{'' if skip_zeros else '-all'}") \
             + ("" if use_dsp else "-nodsp") + ("" if fired == "auto" else f"-{fired}") \
-            + (f"-m{single}" if single.strip("-") else "")
+            + (f"-m{single}" if single.strip("-") else "") \
+            + ("-e1" if encoder_banks == 1 else "")
         rtl = root / f"{digest}-p{per_layer}{variant}" / "rtl"
         if not (rtl / "manifest.json").is_file():
             generate(net, rtl, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                     use_dsp=use_dsp, firing=firing, membranes=membranes)
+                     use_dsp=use_dsp, firing=firing, membranes=membranes,
+                     encoder_banks=encoder_banks)
     rtl = Path(rtl)
     manifest = _read_manifest(rtl, net)
     parts, name = _parts(len(a0), jobs, shard, f"run-{digest}")

@@ -9,6 +9,7 @@ import pytest
 
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.single_port import PACE, SinglePortMembranes
+from onespike.hdl.streams import discard
 from onespike.hdl.top import Accelerator, membrane_forms
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form, first_mismatch
@@ -95,3 +96,21 @@ def test_what_cannot_be_single_port_is_refused():
         Accelerator(net, firing="sorted", membranes="single")
     assert membrane_forms(net, "single") == [None if l.is_readout else (True, 2)
                                              for l in net.layers]
+
+
+@pytest.mark.parametrize("case", [dense_case, conv_case])
+def test_an_encoder_with_one_bank_is_exact_and_modelled(case):
+    """Half the encoder's lists: a sample loads once the one before is sent; exact under
+    backpressure and a reset, and the cycle model within 10 %."""
+    net, a0 = case()
+    top = Accelerator(net, lanes=2, encoder_banks=1)
+    assert top.encoder.banks == 1 and top.encoder.memory_bits * 2 == \
+        discard(Accelerator(net, lanes=2)).encoder.memory_bits
+    hw = run(top, a0, backpressure=0.5, idle=0.3, interrupt=(a0[:1], 97),
+             max_cycles=3_000_000)
+    assert first_mismatch(net, closed_form(net, a0), hw.trace) is None
+    a0 = np.concatenate([a0] * 3)
+    maps = [a[1:] for a in closed_form(net, a0).activations[:len(net.layers)]]
+    steady = np.diff(run(top, a0, max_cycles=3_000_000).sample_done)[:-1].mean()
+    model = cycle_estimate(top, maps)["steady"]
+    assert abs(model / steady - 1) < 0.10, (model, steady)

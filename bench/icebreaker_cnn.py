@@ -1,0 +1,87 @@
+"""The bench CNNs on the iCEBreaker (iCE40 UP5K) with their default conversion (4-bit
+activations, 8-bit weights) and a default build: float and spiking accuracy on the whole
+test set, the planner's answer and time, cycles per image with the test images' own
+activity (cycle model), µs per image at the build's clock and at its Fmax, and with
+``--build`` place and route; ``--simulate N`` runs N test images through the planner's own
+design (its memory plan, SPRAMs in yosys' cell model) on Icarus against the golden model.
+
+Run: ONESPIKE_DATA=../shared/data .venv/bin/python bench/icebreaker_cnn.py
+     [--nets fashion-cnn mnist-cnn] [--build] [--simulate N]
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def main():
+    from models import bench_model
+    from onespike.boards.build import LinkOptions, build, fit
+    from onespike.boards.platforms import board_named
+    from onespike.errors import OnespikeError
+    from onespike.hdl.cycles import cycle_estimate
+    from onespike.hdl.generate import accelerator
+    from onespike.hdl.streams import discard
+    from onespike.ir import save
+    from onespike.mapper import convert
+    from onespike.sim import closed_form
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=["fashion-cnn", "mnist-cnn"])
+    parser.add_argument("--build", action="store_true")
+    parser.add_argument("--simulate", type=int, default=0)
+    args = parser.parse_args()
+    print(f"command: python {' '.join(sys.argv)}")
+    board = board_named("icebreaker")
+    for name in args.nets:
+        model, data, float_accuracy = bench_model(name)
+        net = convert(model, data.x_train[:5000], act_bits=4, weight_bits=8)
+        golden = closed_form(net, net.encoder.encode(data.x_test))
+        spiking = float((golden.classes == data.y_test).mean())
+        print(f"{name}: float {float_accuracy:.2%}, spiking {spiking:.2%} "
+              f"({spiking - float_accuracy:+.2%}) on {len(data.y_test)} test images")
+        started = time.perf_counter()
+        try:
+            placed = fit(net, board)
+        except OnespikeError as e:
+            print(f"  planner ({time.perf_counter() - started:.1f} s): refused: {e}")
+            continue
+        print(f"  planner ({time.perf_counter() - started:.1f} s): {placed.reason}; "
+              f"membranes {list(placed.membranes)}")
+        top = discard(accelerator(net, lanes=list(placed.lanes), use_dsp=placed.use_dsp,
+                                  firing=list(placed.firing),
+                                  membranes=list(placed.membranes)))
+        maps = [a[:200] for a in golden.activations[:len(net.layers)]]
+        cycles = cycle_estimate(top, maps)["steady"]
+        print(f"  {cycles:,} cycles per image back to back (cycle model, 200 test images' "
+              f"activity): {cycles / board.clock_hz * 1e6:,.0f} µs at "
+              f"{board.clock_hz / 1e6:g} MHz")
+        with tempfile.TemporaryDirectory() as work:
+            path = Path(work) / f"{name}.npz"
+            save(net, path)
+            if args.build:
+                report = build(path, board, Path(work) / "out", log=lambda line: None)
+                keys = ("luts", "logic_cells", "luts_estimate", "ffs", "bram", "spram", "dsp",
+                        "fmax_mhz", "timing_met", "build_seconds")
+                print("  build: " + json.dumps({k: report[k] for k in keys}))
+                print(f"  at Fmax: {cycles / report['fmax_mhz']:,.0f} µs per image")
+            if args.simulate:
+                from onespike.boards.simulate import simulate_board
+                a0 = net.encoder.encode(data.x_test[:args.simulate])
+                started = time.perf_counter()
+                result = simulate_board(net, a0, Path(work) / "sim", fit=placed)
+                print(f"  Icarus, the planner's design with SB_SPRAM256KA cell models: "
+                      f"{result['answered']} of {args.simulate} images answered as the "
+                      f"golden model ({time.perf_counter() - started:.0f} s), failures "
+                      f"{result['failures'][:1]}")
+
+
+if __name__ == "__main__":
+    main()
