@@ -472,3 +472,35 @@ def test_fit_chooses_firing_once_per_lane_configuration(monkeypatch):
     net = random_network(np.random.default_rng(4), conv=False, max_layers=4)
     fit(net, board_named("icebreaker"))
     assert len(made) == len(set(made)) == len(asked) > 1
+
+
+def test_a_cnn_that_overflows_block_ram_gets_its_membranes_in_spram():
+    """An MNIST-sized CNN (two 5x5 convolutions with max pooling, two dense layers; random
+    weights, BatchNorm statistics from random inputs) on the iCEBreaker: refused by block
+    RAM before single-port membranes; now planned with its largest membranes single-port in
+    SPRAM, every other memory in the board's limits, and the plan's cycle model paced."""
+    import torch
+    import torch.nn as nn
+    from onespike.mapper import convert
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10))
+    calib = np.random.default_rng(0).random((256, 1, 28, 28), dtype=np.float32)
+    model.train()
+    with torch.no_grad():
+        model(torch.as_tensor(calib))
+    net = convert(model.eval(), calib)
+    board = board_named("icebreaker")
+    dual = LinkOptions(membranes="dual", encoder_banks=2)
+    with pytest.raises(OnespikeError, match="EBR"):
+        fit(net, board, link=dual)
+    placed = fit(net, board)
+    assert not placed.problems(board, board.luts)
+    single = [r for r in placed.plan.records if r.single_port]
+    assert single and all(placed.plan.kinds[r.name] == "spram" for r in single)
+    assert placed.membranes[0].startswith("single")
+    assert placed.stages["layer0_integrate"] == 3 * fit(
+        net, board_named("ulx3s-85f"), placed.lanes, dual).stages["layer0_integrate"]
