@@ -276,6 +276,12 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
             link, membranes=tuple(config["membranes"]), encoder_banks=config["encoder_banks"]),
             lut_budget)
 
+    frugal = _plan_at(net, board, lanes, replace(       # all of it at once: does any fit?
+        link, membranes=tuple(m and "single-one-bank" for m in config["membranes"]),
+        encoder_banks=1), lut_budget)
+    if frugal.problems(board, lut_budget):
+        return frugal
+
     def changes():
         order = sorted((n for n, b in enumerate(sizes) if b), key=lambda n: -sizes[n])
         for form in ("single", "single-one-bank"):    # SPRAM first, then half the banks

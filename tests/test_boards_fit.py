@@ -192,7 +192,7 @@ def test_without_lanes_the_fastest_configuration_that_fits_is_chosen(digits_mlp_
     net, _ = digits_mlp_net
     board = board_named("icebreaker")
     chosen = fit(net, board)
-    assert f"lanes {list(chosen.lanes)} ({sum(chosen.lanes)} in all) fit" in chosen.reason
+    assert f"lanes {list(chosen.lanes)} ({sum(chosen.lanes)} in all)" in chosen.reason
     assert chosen.plan.blocks <= board.blocks and chosen.plan.sprams <= 4
     assert chosen.steady < fit(net, board, 1).steady
     assert chosen.luts <= board.luts * 0.85
