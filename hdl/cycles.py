@@ -280,7 +280,8 @@ def cycle_estimate(top, spikes=None) -> dict:
     if net.steps is None and all(np.ndim(m) > 1 for m in spikes):   # maps: replay them
         chains = event_chains(top, spikes)
     for n, fire in one_bank.items():     # its integration chain, then its firing, in turn
-        stages[f"layer{n}_one_bank"] = chains[f"stream{n}"] + fire
+        into = chains.get(f"stream{n}", chains.get(f"stream{n - 1}"))   # through a pool
+        stages[f"layer{n}_one_bank"] = into + fire
     if getattr(top.encoder, "banks", 2) == 1:      # load, then send, in turn
         stages["encoder_one_bank"] = stages["encoder_load"] + stages["encoder_send"] + 1
     stages = {k: int(round(v)) for k, v in _per_sequence(net, stages).items()}

@@ -114,3 +114,23 @@ def test_an_encoder_with_one_bank_is_exact_and_modelled(case):
     steady = np.diff(run(top, a0, max_cycles=3_000_000).sample_done)[:-1].mean()
     model = cycle_estimate(top, maps)["steady"]
     assert abs(model / steady - 1) < 0.10, (model, steady)
+
+
+def test_the_cycle_model_takes_one_bank_after_a_pool():
+    """A one-bank layer fed through a max-pooling layer: its chain is the pool's."""
+    from onespike.ir import MaxPool
+    from onespike.sim import random_inputs, random_network
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        net = random_network(rng, conv=True)
+        after = [n for n in range(1, len(net.layers) - 1)
+                 if isinstance(net.layers[n - 1], MaxPool)
+                 and hasattr(net.layers[n], "weight")]
+        if after:
+            break
+    a0 = random_inputs(rng, net, 2)
+    maps = closed_form(net, a0).activations[:len(net.layers)]
+    top = discard(Accelerator(net, membranes="dual-one-bank"))
+    stages = cycle_estimate(top, maps)["stages"]
+    n = after[0]
+    assert stages[f"layer{n}_one_bank"] == stages[f"stream{n - 1}"] + stages[f"layer{n}_fire"]
