@@ -41,8 +41,9 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
     simulation model of the cell, Icarus only), loaded over the link first, and with it
     every single-port membrane memory (``membranes``, :func:`~onespike.hdl.generate.
     accelerator`). ``fit`` (a :class:`~onespike.boards.build.Fit`, from the board planner)
-    builds the board's design instead: its lanes, firing, membranes and DSP use, and every
-    memory where its plan puts it (SPRAM in yosys' cell model, Icarus only)."""
+    builds the board's design instead: its lanes, firing, membranes, encoder banks and DSP
+    use, and every memory where its plan puts it (SPRAM in yosys' cell model, Icarus
+    only)."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     clock_hz = round(1e9 / clock_ns)
@@ -52,7 +53,8 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
             return LinkedAccelerator(
                 hardware or net, lanes=list(fit.lanes), divisor=divisor,
                 timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes,
-                use_dsp=fit.use_dsp, firing=list(fit.firing), membranes=list(fit.membranes))
+                use_dsp=fit.use_dsp, firing=list(fit.firing), membranes=list(fit.membranes),
+                encoder_banks=fit.encoder_banks)
         return LinkedAccelerator(hardware or net, lanes=lanes, divisor=divisor,
                                  timeout=40 * divisor, clock_hz=clock_hz, load_bytes=load_bytes,
                                  membranes=membranes)

@@ -66,16 +66,17 @@ def test_membranes_in_ice40_spram_cells_answer(tmp_path):
 
 
 def test_the_planned_board_design_with_single_port_membranes_answers(tmp_path):
-    """The iCEBreaker planner's own design (fit: lanes, firing, single-port membranes and
-    every memory where its plan puts it, SPRAM in yosys' cell model) answers as the
-    golden model does."""
+    """The iCEBreaker planner's own design (fit: lanes, firing, single-port membranes, a
+    one-bank encoder and every memory where its plan puts it, SPRAM in yosys' cell model)
+    answers as the golden model does."""
     from helpers import conv_case
     from onespike.boards.build import LinkOptions, fit
     from onespike.boards.platforms import board_named
 
     net, a0 = conv_case()
-    placed = fit(net, board_named("icebreaker"), 1, LinkOptions(membranes="single"))
-    assert "single" in placed.membranes
+    placed = fit(net, board_named("icebreaker"), 1,
+                 LinkOptions(membranes="single", encoder_banks=1))
+    assert "single" in placed.membranes and placed.encoder_banks == 1
     single = [r.name for r in placed.plan.records if r.single_port]
     # a small network's membranes fit block RAM: put them in SPRAM as a large one's go
     kinds = {**placed.plan.kinds, **{name: "spram" for name in single}}
