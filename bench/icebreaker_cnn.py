@@ -6,7 +6,7 @@ activity (cycle model), µs per image at the build's clock and at its Fmax, and 
 design (its memory plan, SPRAMs in yosys' cell model) on Icarus against the golden model.
 
 Run: ONESPIKE_DATA=../shared/data .venv/bin/python bench/icebreaker_cnn.py
-     [--nets fashion-cnn mnist-cnn] [--build] [--simulate N]
+     [--nets fashion-cnn mnist-cnn] [--build] [--simulate N] [--input-bits auto]
 """
 
 import argparse
@@ -37,12 +37,17 @@ def main():
     parser.add_argument("--nets", nargs="+", default=["fashion-cnn", "mnist-cnn"])
     parser.add_argument("--build", action="store_true")
     parser.add_argument("--simulate", type=int, default=0)
+    parser.add_argument("--input-bits", default=None,
+                        help="the conversion's input bits (default: the converter's; auto)")
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
     board = board_named("icebreaker")
     for name in args.nets:
         model, data, float_accuracy = bench_model(name)
-        net = convert(model, data.x_train[:5000], act_bits=4, weight_bits=8)
+        input_bits = args.input_bits if args.input_bits in (None, "auto") \
+            else int(args.input_bits)
+        net = convert(model, data.x_train[:5000], act_bits=4, weight_bits=8,
+                      input_bits=input_bits)
         golden = closed_form(net, net.encoder.encode(data.x_test))
         spiking = float((golden.classes == data.y_test).mean())
         print(f"{name}: float {float_accuracy:.2%}, spiking {spiking:.2%} "

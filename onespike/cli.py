@@ -729,46 +729,30 @@ def _default(function, name):
     return inspect.signature(function).parameters[name].default
 
 
-def build_parser():
-    # the library functions whose signatures hold the defaults (torch-free until called)
-    from onespike.boards.build import build
-    from onespike.boards.host import BoardClient
-    from onespike.boards.top import DEFAULT_BAUD
-    from onespike.demo import run_demo
-    from onespike.hdl.generate import CODINGS, generate
+def _add_command(sub, name, func, help_text, description):
+    """A subcommand ``name`` running ``func``, with ``--json``."""
+    p = sub.add_parser(name, help=help_text, description=description,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout instead of a report")
+    return p
+
+
+def _add_bits(p, function):
+    p.add_argument("--act-bits", type=_bits, default=_default(function, "act_bits"),
+                   metavar="N",
+                   help="activation bits 1..8: each layer fires in a window of 2**N-1 "
+                        "time steps (default %(default)s)")
+    p.add_argument("--weight-bits", type=_bits, default=_default(function, "weight_bits"),
+                   metavar="N",
+                   help="signed weight bits 2..16 (default %(default)s)")
+
+
+def _convert_command(sub):
     from onespike.mapper import convert_exported
-    from onespike.mapper.finetune import finetune
-    from onespike.report import REPORT_LANES, write_report
-    from onespike.sim.evaluate import MODES, evaluate
-    from onespike.sim.formal import prove
-    from onespike.sim.verify import (BENCHES, EDGE_SAMPLES, RANDOM_SAMPLES, SIMULATORS,
-                                     verify)
 
-    parser = argparse.ArgumentParser(
-        prog="onespike", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Turn a trained ReLU network into an exact time-to-first-spike (TTFS) "
-                    "network: one spike per neuron, bit-exact with the quantized network.",
-        epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name, func, help_text, description):
-        p = sub.add_parser(name, help=help_text, description=description,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(func=func)
-        p.add_argument("--json", action="store_true",
-                       help="print one JSON object on stdout instead of a report")
-        return p
-
-    def add_bits(p, function):
-        p.add_argument("--act-bits", type=_bits, default=_default(function, "act_bits"),
-                       metavar="N",
-                       help="activation bits 1..8: each layer fires in a window of 2**N-1 "
-                            "time steps (default %(default)s)")
-        p.add_argument("--weight-bits", type=_bits, default=_default(function, "weight_bits"),
-                       metavar="N",
-                       help="signed weight bits 2..16 (default %(default)s)")
-
-    p = add("convert", cmd_convert, "map a torch.export program (.pt2) or an ONNX model "
+    p = _add_command(sub, "convert", cmd_convert, "map a torch.export program (.pt2) or an ONNX model "
             "(.onnx) to a TTFS network",
             "Map a trained ReLU network, saved with torch.export.save(torch.export.export("
             "model.eval(), (example,)), 'model.pt2') or exported to ONNX (.onnx: "
@@ -781,7 +765,7 @@ def build_parser():
     p.add_argument("--calib", required=True, help="calibration inputs (.npy)")
     p.add_argument("-o", "--output", required=True, type=Path, help="network file to write "
                    "(.npz: arrays + JSON header, see onespike/ir.py)")
-    add_bits(p, convert_exported)
+    _add_bits(p, convert_exported)
     p.add_argument("--input-bits", type=_input_bits, default="auto", metavar="N",
                    help="bits 1..8 of the input window, or auto (default): the fewest from "
                         "--act-bits up whose rounding changes no more of the float network's "
@@ -792,7 +776,11 @@ def build_parser():
                         "exactly: replace them by onespike's own calibration (bits from the "
                         "model unless given) instead of refusing")
 
-    p = add("finetune", cmd_finetune, "fine-tune a converted network as the integer network",
+
+def _finetune_command(sub):
+    from onespike.mapper.finetune import finetune
+
+    p = _add_command(sub, "finetune", cmd_finetune, "fine-tune a converted network as the integer network",
             "Train a converted network (.npz from `onespike convert`) as the exact integer "
             "network it is: integer weights and biases learned through straight-through "
             "rounding, scales, ramps and windows kept, so the file written runs unchanged "
@@ -818,11 +806,15 @@ def build_parser():
     p.add_argument("--weight-bits", type=_bits, metavar="N",
                    help="signed weight bits while training (default: the network's own)")
 
-    p = add("info", cmd_info, "show a network's layers, time windows and register widths",
+
+def _info_command(sub):
+    p = _add_command(sub, "info", cmd_info, "show a network's layers, time windows and register widths",
             "Show a network file's layers, time windows, ramps and register widths.")
     p.add_argument("net", help="network file (.npz) from `onespike convert`")
 
-    p = add("export", cmd_export, "write the integer network as an ONNX graph (exact, int64)",
+
+def _export_command(sub):
+    p = _add_command(sub, "export", cmd_export, "write the integer network as an ONNX graph (exact, int64)",
             "Write a network file as a standard ONNX graph in int64 arithmetic (MatMul, "
             "floor division by the ramp, clip), so that another engine (onnxruntime, ...) "
             "checks the integer network: its logits and classes equal the golden model's "
@@ -834,7 +826,11 @@ def build_parser():
                    help="take float64 inputs x as the model does and encode them in the graph "
                         "(default: take the integer activations a0 = net.encoder.encode(x))")
 
-    p = add("simulate", cmd_simulate, "run the golden model on inputs, report accuracy",
+
+def _simulate_command(sub):
+    from onespike.sim.evaluate import MODES, evaluate
+
+    p = _add_command(sub, "simulate", cmd_simulate, "run the golden model on inputs, report accuracy",
             "Run the golden model: by default the event-by-event simulation of the neuron "
             "dynamics (current, membrane, ramp), or the closed-form quantized network with "
             "--mode closed (identical results, faster).")
@@ -858,7 +854,11 @@ def build_parser():
                    help="samples per batch (default %(default)s)")
     p.add_argument("--predictions", type=Path, help="write the predicted classes (.npy)")
 
-    p = add("generate", cmd_generate, "generate the accelerator's Verilog and manifest",
+
+def _generate_command(sub):
+    from onespike.hdl.generate import generate
+
+    p = _add_command(sub, "generate", cmd_generate, "generate the accelerator's Verilog and manifest",
             "Generate the TTFS accelerator for a network (conv, max-pool, dense layers; a dense "
             "readout): DIR/onespike_top.v (top module "
             "onespike_top, ports described in the README and in DIR/manifest.json) and "
@@ -869,7 +869,11 @@ def build_parser():
                      "(conv) updated per cycle")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
-    p = add("plan", cmd_plan, "show the accelerator generate would build, without building it",
+
+def _plan_command(sub):
+    from onespike.hdl.generate import generate
+
+    p = _add_command(sub, "plan", cmd_plan, "show the accelerator generate would build, without building it",
             "Resolve the accelerator's options (lanes spent by work, firing chosen per "
             "layer) and show what they build: per layer its lanes, firing, weight memory, "
             "state bits and multipliers; memory totals; cycles if every neuron spikes. "
@@ -884,7 +888,11 @@ def build_parser():
                         "planner's lanes): adds the LUT estimate, block RAM, SPRAM and DSP "
                         "use against the board's limits; `build --plan` builds it")
 
-    p = add("verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
+
+def _verify_command(sub):
+    from onespike.sim.verify import BENCHES, EDGE_SAMPLES, RANDOM_SAMPLES, SIMULATORS, verify
+
+    p = _add_command(sub, "verify", cmd_verify, "run the cocotb regression: RTL against the golden model",
             "Simulate the generated Verilog (Icarus or Verilator, through cocotb) and compare "
             "every layer's spike times, the logits and the classes with the golden model, "
             "sample by sample, with random idle cycles on the input and backpressure on the "
@@ -930,11 +938,19 @@ def build_parser():
     p.add_argument("--build-dir", default=_default(verify, "build_root"),
                    help="build folders (default %(default)s)")
 
-    p = add("boards", cmd_boards, "list the supported FPGA boards",
+
+def _boards_command(sub):
+    p = _add_command(sub, "boards", cmd_boards, "list the supported FPGA boards",
             "List the boards `onespike build` supports, with their device, clock and "
             "resources.")
 
-    p = add("build", cmd_build, "build a bitstream for a board (open-source tools)",
+
+def _build_command(sub):
+    from onespike.boards.build import build
+    from onespike.boards.top import DEFAULT_BAUD
+    from onespike.hdl.generate import CODINGS
+
+    p = _add_command(sub, "build", cmd_build, "build a bitstream for a board (open-source tools)",
             "Build a bitstream of the accelerator behind a UART host link for a board, with "
             "the YoWASP yosys/nextpnr from PyPI (no vendor tool). Writes DIR/onespike.{bin,"
             "bit,fs}, DIR/network.npz and DIR/build.json (utilisation, Fmax, lanes, baud). "
@@ -965,7 +981,12 @@ def build_parser():
     _add_plan(p)
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
-    p = add("run", cmd_run, "classify inputs on a board over its UART",
+
+def _run_command(sub):
+    from onespike.boards.top import DEFAULT_BAUD
+    from onespike.boards.host import BoardClient
+
+    p = _add_command(sub, "run", cmd_run, "classify inputs on a board over its UART",
             "Stream inputs to a board built by `onespike build` and print its classes and "
             "throughput. With --build DIR (or --net) the board's network checksum is checked, "
             "float inputs are encoded, and every answer is compared with the golden model "
@@ -985,7 +1006,11 @@ def build_parser():
     p.add_argument("--timeout", type=float, default=_default(BoardClient, "timeout"),
                    help="seconds to wait for an answer (default %(default)s)")
 
-    p = add("report", cmd_report, "write a Markdown report with figures about a network",
+
+def _report_command(sub):
+    from onespike.report import REPORT_LANES, write_report
+
+    p = _add_command(sub, "report", cmd_report, "write a Markdown report with figures about a network",
             "Write DIR/report.md and DIR/figures/*.png: the network and its accuracy, a "
             "spike raster of one sample through every layer, spikes per neuron, operations "
             "per inference (TTFS additions, dense multiply-accumulates, rate-coded spikes), "
@@ -1014,7 +1039,12 @@ def build_parser():
                    help="a folder written by `onespike build` (repeat for several)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
 
-    p = add("demo", cmd_demo, "the whole flow on built-in data: train, convert, verify, report",
+
+def _demo_command(sub):
+    from onespike.demo import run_demo
+    from onespike.sim.verify import SIMULATORS
+
+    p = _add_command(sub, "demo", cmd_demo, "the whole flow on built-in data: train, convert, verify, report",
             "Train a small MLP on scikit-learn's 8x8 digits, convert it, report float, "
             "quantized and spiking accuracy, generate the Verilog, verify it spike for spike "
             "against the golden model on a real simulator, and write a report with figures. "
@@ -1032,9 +1062,13 @@ def build_parser():
                    help="instead: a ReLU RNN reading the digits row by row (8 steps of 8 "
                         "pixels), trained on the integer grid, converted, run as a spiking "
                         "network and rate-coded; files under OUT/rnn")
-    add_bits(p, run_demo)
+    _add_bits(p, run_demo)
 
-    p = add("prove", cmd_prove, "prove the cores' stream, counting, width and reset properties",
+
+def _prove_command(sub):
+    from onespike.sim.formal import prove
+
+    p = _add_command(sub, "prove", cmd_prove, "prove the cores' stream, counting, width and reset properties",
             "For every core of the generated design (encoder, neuron cores, max pooling, "
             "argmax) prove properties written in Amaranth with SymbiYosys (YoWASP tools, the "
             "PyPI yices solver): stream rules on every port, at most one spike per neuron, "
@@ -1055,6 +1089,21 @@ def build_parser():
                         "repeat for several")
     p.add_argument("--out", default=_default(prove, "out"), type=Path,
                    help="folder for the sby runs and traces (default %(default)s)")
+
+
+COMMANDS = (_convert_command, _finetune_command, _info_command, _export_command, _simulate_command, _generate_command, _plan_command, _verify_command, _boards_command, _build_command, _run_command, _report_command, _demo_command, _prove_command)
+"""One function per subcommand, in the order ``--help`` lists them."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="onespike", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Turn a trained ReLU network into an exact time-to-first-spike (TTFS) "
+                    "network: one spike per neuron, bit-exact with the quantized network.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command(sub)
     return parser
 
 
