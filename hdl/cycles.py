@@ -44,7 +44,7 @@ next to measured cycles.
 
 import numpy as np
 
-from onespike.hdl.firing import firing_cycles
+from onespike.hdl.firing import FiringTiming, firing_cycles
 from onespike.hdl.maxpool import MaxPoolCore
 from onespike.hdl.recurrent import RecurrentCore
 
@@ -147,12 +147,16 @@ def _chain(steps, words, consumer, tail=0, lists=False, fetch=0, pace=1):
     """Cycles of one sample through a producer and ``consumer``: ``steps`` per step the
     spikes ``(word, neuron)`` in sending order; ``words`` the producer's state words
     (None: the encoder, which sends a list head, its spikes, a marker, with ``fetch``
-    cycles before each spike); ``lists``: a core with sorted firing (a pass over its words,
-    then per step a list head, the spikes, a marker); ``pace``: the producer's clock
-    cycles per step of its logic."""
-    cur = ready = setup = 0
-    if lists:          # the pass over the words: before the spikes, but while the consumer
-        setup, words = words + 4, None     # still works on the sample before
+    cycles before each spike); ``lists``: a core with sorted firing; a core's phase 2 as
+    :class:`~onespike.hdl.firing.FiringTiming` says (the sweep: its words one a cycle
+    within each step's ``step`` cycles; sorted: a list head, the spikes, a marker);
+    ``pace``: the producer's clock cycles per step of its logic."""
+    cur = ready = setup = write_back = 0
+    if words is not None:
+        timing = FiringTiming(words, lists)
+        setup, write_back = pace * timing.setup, pace * timing.write_back
+        if lists:      # the pass over the words: before the spikes, but while the consumer
+            words = None                   # still works on the sample before
 
     for spikes in steps:
         start, last = cur, None
@@ -164,13 +168,12 @@ def _chain(steps, words, consumer, tail=0, lists=False, fetch=0, pace=1):
                 last = word
             t = max(cur + fetch, ready)
             ready, cur = consumer.take(t, spike), t + pace
-        if words is not None:
-            cur = start + pace * (words + 1) if last is None else \
+        if words is not None:      # the step's last word, then its marker
+            cur = start + pace * (timing.step - 1) if last is None else \
                 cur + pace * (words - 1 - last)
         t = max(cur, ready)
         ready, cur = consumer.take(t, None), t + pace
-    producer = setup + cur + (pace * (words + 1) if words is not None else 0)  # U0 back
-    return max(producer, consumer.done + tail)
+    return max(setup + cur + write_back, consumer.done + tail)
 
 
 def _stream_steps(levels, act, shape, lanes, lists=False):

@@ -28,6 +28,8 @@ Per sample: ``words + 4 + 2·A + spikes`` cycles instead of ``A·(words + 2) + s
 After a reset the heads are cleared (``A`` cycles) before the banks are restored.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Mux, Signal
 from amaranth.lib import data, memory
@@ -36,17 +38,45 @@ from onespike.hdl.arith import multiply
 from onespike.hdl.counters import Odometer
 from onespike.hdl.streams import index_shape, pass_bank
 
-__all__ = ["FIRINGS", "Reciprocals", "sorted_firing", "sorting_pays", "firing_cycles"]
+__all__ = ["FIRINGS", "FiringTiming", "Reciprocals", "sorted_firing", "sorting_pays",
+           "firing_cycles"]
 
 FIRINGS = ("auto", "sweep", "sorted")
 
 
+@dataclass(frozen=True)
+class FiringTiming:
+    """The cycles of a hidden core's phase 2 over ``words`` state words, the one
+    description that the closed-form cycle model (:func:`firing_cycles`) and the event
+    replay (:mod:`~onespike.hdl.cycles`) both read: before the first step ``setup`` (sorted:
+    the pass that files every neuron and writes ``U0`` back), then per step ``step`` cycles
+    and one per spike sent (the sweep: one per word, a cycle to start and the end marker;
+    sorted: the list head and the marker), then ``write_back`` (the sweep writes ``U0``
+    into every word and frees the bank)."""
+    words: int
+    sorted_firing: bool
+
+    @property
+    def setup(self):
+        return self.words + 4 if self.sorted_firing else 0
+
+    @property
+    def step(self):
+        return 2 if self.sorted_firing else self.words + 2
+
+    @property
+    def write_back(self):
+        return 0 if self.sorted_firing else self.words + 2
+
+    def cycles(self, levels: int, spikes):
+        return self.setup + levels * self.step + spikes + self.write_back
+
+
 def firing_cycles(words: int, levels: int, spikes, sorted_firing: bool):
     """Phase 2 cycles per sample of a hidden core (``spikes`` sent), U0 write-back
-    included: the sweep's ``A·(words + 2) + words + 2``, sorting's ``words + 4 + 2·A``,
-    plus one per spike."""
-    fixed = words + 4 + 2 * levels if sorted_firing else levels * (words + 2) + words + 2
-    return fixed + spikes
+    included (:class:`FiringTiming`): the sweep's ``A·(words + 2) + words + 2``, sorting's
+    ``words + 4 + 2·A``, plus one per spike."""
+    return FiringTiming(words, sorted_firing).cycles(levels, spikes)
 
 
 def sorting_pays(layer, lanes: int) -> bool:

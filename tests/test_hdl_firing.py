@@ -171,3 +171,29 @@ def test_a_wrong_list_position_is_caught(monkeypatch):
             m.d.sync += self.values[-1].eq(self.values[-1])
     monkeypatch.setattr(firing, "Odometer", Late)
     assert sorted_caught()
+
+
+@pytest.mark.parametrize("sorted_firing", [False, True])
+def test_the_closed_form_and_the_replay_time_phase_two_alike(sorted_firing):
+    """One timing description (FiringTiming): the event replay of a core's firing into a
+    consumer that never waits takes exactly the closed form's cycles, for random state
+    word counts, windows and spikes."""
+    from onespike.hdl.cycles import _chain, _stream_steps
+    from onespike.hdl.firing import firing_cycles
+
+    class Instant:
+        done = 0
+
+        def take(self, t, spike):
+            self.done = t + 1
+            return t + 1
+
+    rng = np.random.default_rng(int(sorted_firing))
+    for _ in range(50):
+        lanes, groups, levels = (int(v) for v in rng.integers(1, 6, 3))
+        act = rng.integers(0, levels + 1, lanes * groups)
+        steps = _stream_steps(levels, act, (lanes * groups,), lanes, sorted_firing)
+        spikes = int((act > 0).sum())
+        replay = _chain(steps, groups, Instant(), lists=sorted_firing)
+        assert replay == firing_cycles(groups, levels, spikes, sorted_firing), \
+            (lanes, groups, levels, act)
