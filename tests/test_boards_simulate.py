@@ -54,6 +54,7 @@ def test_board_top_answers_sequences_like_the_golden_model(tmp_path):
         {"answered": 2, "failures": []}            # its weights in iCE40 SPRAM cells
 
 
+@pytest.mark.slow      # the planned board design below covers SPRAM membranes by default
 def test_membranes_in_ice40_spram_cells_answer(tmp_path):
     """Single-port membranes (a conv layer's, 17+ bits wide: one SPRAM and a narrow block
     memory beside it) in yosys' SB_SPRAM256KA cell model, weights in SPRAM as well: the
