@@ -33,7 +33,7 @@ import numpy as np
 from amaranth.hdl import Elaboratable, Fragment, Module, Signal, Value
 from amaranth.lib import io
 
-from onespike.boards.build import _utilisation
+from onespike.boards.tools import _utilisation
 from onespike.boards.memories import inventory, plan_memories
 from onespike.errors import OnespikeError
 from onespike.boards.platforms import board_named, tool_environment

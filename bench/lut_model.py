@@ -1,4 +1,4 @@
-"""The fit planner's logic model (boards/build.py LOGIC_FIT), measured: synthesize three
+"""The fit planner's logic model (boards/fit.py LOGIC_FIT), measured: synthesize three
 digits networks (64-64-10 and 64-48-32-10 MLPs, the digits CNN) on one board per family at
 1, 4 and 16 lanes, read yosys' final `stat`, and fit LUT sites (LUT4, plus Gowin ALU and
 ECP5 CCU2C·2 carry cells) minus the memories kept in logic by least squares on
@@ -6,7 +6,7 @@ ECP5 CCU2C·2 carry cells) minus the memories kept in logic by least squares on
 each configuration's sites next to the planner's estimate and the fitted coefficients.
 
 With ``--coding dense [--no-dsp]`` the same for the dense baseline: the ratio of its
-per-lane LUT sites to the TTFS model's (boards/build.py DENSE_LUTS).
+per-lane LUT sites to the TTFS model's (boards/fit.py DENSE_LUTS).
 
 Run: .venv/bin/python bench/lut_model.py [--out DIR] [--coding dense [--no-dsp]]
      (about 5 minutes on 2 cores)
@@ -21,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from onespike import zoo
-from onespike.boards.build import LOGIC_FIT, LinkOptions, _core_luts, synthesize
+from onespike.boards.build import synthesize
+from onespike.boards.fit import LOGIC_FIT, LinkOptions, _core_luts
 from onespike.boards.platforms import BOARDS
 from onespike.ir import load, save
 from onespike.mapper import convert

@@ -1,4 +1,4 @@
-"""The board planner's wall time (``boards.build.fit``, no tool runs) on the bench
+"""The board planner's wall time (``boards.fit.fit``, no tool runs) on the bench
 architectures and every board of the issue, refusals included.
 
 The networks are the bench architectures (bench/models.py, the 784-512-256-10 MLP a new

@@ -83,7 +83,7 @@ memory, and a sample integrates only once the one before has fired."""
 MEMBRANES = ("auto",) + FORMS
 """``membranes`` for every layer: one of :data:`FORMS`, or ``auto``, which is dual here; a
 board's planner makes it single, then one bank, where its block RAM runs short
-(:func:`onespike.boards.build.fit`)."""
+(:func:`onespike.boards.fit.fit`)."""
 
 
 def membrane_forms(net, membranes) -> list:

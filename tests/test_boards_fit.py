@@ -123,7 +123,7 @@ def test_a_network_over_the_memory_floor_is_refused_from_its_bits(mnist_shaped_n
     """Before any component is built, counting every memory kind (SPRAM on the iCE40),
     with what may fit: fewer weight bits where those fit the floor, boards that hold it."""
     import time
-    from onespike.boards import build as flow
+    from onespike.boards import fit as flow
     from onespike.boards.capacity import floor_of, shortfall
 
     def built(*args, **kwargs):
@@ -153,7 +153,7 @@ def test_a_refusal_at_one_lane_names_weight_bits_the_planner_fits(mnist_shaped_n
     """The floor's weight bits leave block packing out (the MNIST MLP at 6 bits still needs
     37 BSRAM blocks of the Tang Nano 9K's 26): the planner's own refusal at one lane names
     the most bits at which its plan fits, checked here by planning them."""
-    from onespike.boards.build import _narrower
+    from onespike.boards.fit import _narrower
 
     board = board_named("tang-nano-9k")
     floor_bits = 6
@@ -337,7 +337,7 @@ def test_the_plan_and_the_build_agree_on_firing(tmp_path, monkeypatch):
     assert "sorted" in auto.firing and auto.firing[-1] is None
     assert sweep.firing == ("sweep",) * (len(net.layers) - 1) + (None,)
     assert set(sweep.plan.kinds) < set(auto.plan.kinds)        # the sorted layers' lists
-    from onespike.boards.build import SORTED_LUTS_PER_LANE
+    from onespike.boards.fit import SORTED_LUTS_PER_LANE
     sorted_lanes = sum(p for p, f in zip(auto.lanes, auto.firing) if f == "sorted")
     assert auto.luts >= sweep.luts + SORTED_LUTS_PER_LANE["ice40"] * sorted_lanes
     monkeypatch.setattr(flow, "_run_tools", fake_tools)
