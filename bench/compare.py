@@ -33,7 +33,7 @@ import numpy as np
 from amaranth.hdl import Elaboratable, Fragment, Module, Signal, Value
 from amaranth.lib import io
 
-from onespike.boards.tools import _utilisation
+from onespike.boards.tools import utilisation
 from onespike.boards.memories import inventory, plan_memories
 from onespike.errors import OnespikeError
 from onespike.boards.platforms import board_named, tool_environment
@@ -152,7 +152,7 @@ def build(net, board, lanes, variant, folder, yosys_memories=False):
     (fmax,) = report["fmax"].values()
     summary = {"design": design, "fmax_mhz": round(float(fmax["achieved"]), 2),
                "seconds": round(time.monotonic() - started),
-               **_utilisation(board, report, (folder / "top.rpt").read_text(errors="replace"))}
+               **utilisation(board, report, (folder / "top.rpt").read_text(errors="replace"))}
     report_path.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 

@@ -15,7 +15,7 @@ from onespike.boards.clocks import pll_for
 from onespike.boards.fit import LUT_SHARE, Fit, LinkOptions, _lanes_text, fit
 from onespike.boards.memories import load_image
 from onespike.boards.platforms import Board, tool_environment
-from onespike.boards.tools import (NAME, BuildFailed, _run_tools, _utilisation,
+from onespike.boards.tools import (NAME, BuildFailed, run_tools, utilisation,
                                    synth_counts)
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 
@@ -97,7 +97,7 @@ def _place(net, board, out_dir, lanes, link, clock_mhz, log, retries=2):
     for attempt in range(retries + 1):
         prepared = _prepare(net, board, out_dir, lanes, link, clock_mhz, log, share)
         try:
-            return (*prepared, _run_tools(board, prepared[2], log))
+            return (*prepared, run_tools(board, prepared[2], log))
         except BuildFailed as failure:
             if failure.misfit and lanes is not None:
                 estimate = prepared[0].luts
@@ -173,7 +173,7 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
         "clock_mhz": clock_hz / 1e6, "pll": pll is not None, "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_hz / 1e6,
         "baud": baud, "checksum": f"{top.link.identity.checksum:08x}",
-        **_utilisation(board, report, (root / f"{NAME}.rpt").read_text(errors="replace")),
+        **utilisation(board, report, (root / f"{NAME}.rpt").read_text(errors="replace")),
         "bram_available": board.blocks, "luts_available": board.luts,
         "memory_bits": plan.bits, "bram_estimate": plan.blocks,
         "lutram_estimate": plan.lutram, "luts_estimate": placed.luts,

@@ -9,7 +9,7 @@ import time
 from onespike.boards.platforms import Board, tool_environment
 from onespike.errors import OnespikeError
 
-__all__ = ["BuildFailed", "NAME", "STAT_CELLS", "synth_counts", "run_tools"]
+__all__ = ["BuildFailed", "NAME", "STAT_CELLS", "synth_counts", "utilisation", "run_tools"]
 
 NAME = "onespike"
 
@@ -46,7 +46,7 @@ def synth_counts(board: Board, synth_log: str) -> dict:
             STAT_CELLS[board.family].items()}
 
 
-def _utilisation(board: Board, report: dict, synth_log: str) -> dict:
+def utilisation(board: Board, report: dict, synth_log: str) -> dict:
     used = {k: v["used"] for k, v in report["utilization"].items()}
     if board.family == "ice40":
         return {"luts": _count(r"SB_LUT4", synth_log), "ffs": _count(r"SB_DFF\w*", synth_log),
@@ -67,7 +67,7 @@ def _ending(build_log):
     return f", the log ends: {lines[-1]}" if lines else ""
 
 
-def _run_tools(board, root, log, crash_retries=1):
+def run_tools(board, root, log, crash_retries=1):
     """Run the build script; a tool that stops without an ``ERROR`` line (a crash, not a
     reported error) is run again, up to ``crash_retries`` times."""
     env = tool_environment()

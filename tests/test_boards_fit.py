@@ -242,7 +242,7 @@ def test_a_plan_that_place_and_route_finds_too_full_is_planned_again(digits_mlp_
             raise failure
         return 1.0
 
-    monkeypatch.setattr(flow, "_run_tools", too_full_once)
+    monkeypatch.setattr(flow, "run_tools", too_full_once)
     first = fit(net, board)
     placed, *_, seconds = flow._place(net, board, tmp_path / "out", None, flow.LinkOptions(),
                                       None, lines.append)
@@ -276,7 +276,7 @@ def test_a_tool_fault_on_planned_lanes_is_planned_around(digits_mlp_net, tmp_pat
             return 1.0
         return run
 
-    monkeypatch.setattr(flow, "_run_tools", fails_once("ERROR: Assert `x' failed", True))
+    monkeypatch.setattr(flow, "run_tools", fails_once("ERROR: Assert `x' failed", True))
     first = fit(net, board)
     placed, *_, seconds = flow._place(net, board, tmp_path / "out", None, flow.LinkOptions(),
                                       None, lines.append)
@@ -284,7 +284,7 @@ def test_a_tool_fault_on_planned_lanes_is_planned_around(digits_mlp_net, tmp_pat
     assert any("a fault of their own" in line for line in lines)
     for lanes, fault in [(4, True), (None, False)]:
         attempts.clear()
-        monkeypatch.setattr(flow, "_run_tools", fails_once("ERROR: no such cell", fault))
+        monkeypatch.setattr(flow, "run_tools", fails_once("ERROR: no such cell", fault))
         with pytest.raises(flow.BuildFailed, match="not a lack of room"):
             flow._place(net, board, tmp_path / "out", lanes, flow.LinkOptions(), None,
                         lines.append)
@@ -305,12 +305,12 @@ def test_tools_that_crash_are_run_again_once(tmp_path, script, fails, raised):
         f"echo x >> {counter}\n[ $(wc -l < {counter}) -gt {fails} ] && exit 0\n{script}\n")
     lines = []
     if raised is None:
-        flow._run_tools(board_named("icebreaker"), tmp_path, lines.append)
+        flow.run_tools(board_named("icebreaker"), tmp_path, lines.append)
         assert any("running them again" in line for line in lines)
         assert len(counter.read_text().split()) == 2
     else:
         with pytest.raises(flow.BuildFailed, match=raised):
-            flow._run_tools(board_named("icebreaker"), tmp_path, lines.append)
+            flow.run_tools(board_named("icebreaker"), tmp_path, lines.append)
         assert len(counter.read_text().split()) == fails
 
 
@@ -340,7 +340,7 @@ def test_the_plan_and_the_build_agree_on_firing(tmp_path, monkeypatch):
     from onespike.boards.fit import SORTED_LUTS_PER_LANE
     sorted_lanes = sum(p for p, f in zip(auto.lanes, auto.firing) if f == "sorted")
     assert auto.luts >= sweep.luts + SORTED_LUTS_PER_LANE["ice40"] * sorted_lanes
-    monkeypatch.setattr(flow, "_run_tools", fake_tools)
+    monkeypatch.setattr(flow, "run_tools", fake_tools)
     path = save(net, tmp_path / "net.npz")
     for firing, planned in [("sweep", sweep), ("sorted", auto)]:
         summary = build(path, board, tmp_path / firing, lanes=1, firing=firing,
@@ -367,7 +367,7 @@ def test_a_build_takes_a_plan_as_written(tmp_path, monkeypatch, capsys):
     plan = json.loads(capsys.readouterr().out)
     plan["options"]["firing"][0] = "sorted"
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    monkeypatch.setattr(flow, "_run_tools", fake_tools)
+    monkeypatch.setattr(flow, "run_tools", fake_tools)
     assert main(["build", str(path), "--board", "icebreaker", "--plan",
                  str(tmp_path / "plan.json"), "-o", str(tmp_path / "out")]) == 0
     summary = json.loads((tmp_path / "out" / "build.json").read_text())
