@@ -19,7 +19,8 @@ from onespike.boards.tools import (NAME, BuildFailed, run_tools, utilisation,
                                    synth_counts)
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 
-__all__ = ["build", "synthesize", "fit", "Fit", "LinkOptions", "BuildFailed", "synth_counts"]
+__all__ = ["build", "synthesize", "fit", "Fit", "LinkOptions", "BuildFailed", "synth_counts",
+           "planned_top"]
 
 WEIGHTS = "weights.bin"       # run-time weights (SPRAM), sent by `onespike run`
 
@@ -32,6 +33,18 @@ def _clock(board, clock_mhz):
     return board.clock_hz, None
 
 
+def planned_top(net, placed: Fit, link: LinkOptions, clock_hz, pll=None) -> BoardTop:
+    """The board top that ``placed`` (a :func:`fit`) describes: its lanes, DSP use, firing,
+    membranes, encoder banks and memory plan, the rest from ``link``."""
+    ttfs = link.coding == "ttfs"
+    return BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
+                    **{**link.options, "use_dsp": placed.use_dsp,
+                       "firing": list(placed.firing) if ttfs else "auto",
+                       "membranes": list(placed.membranes) if ttfs else "dual",
+                       "encoder_banks": placed.encoder_banks},
+                    memory_plan=placed.plan, pll=pll)
+
+
 def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHARE):
     """Plan, elaborate and write the tool scripts into ``out_dir/build`` (nothing
     elsewhere); returns ``(fit, top, root, clock_hz, pll)``."""
@@ -40,13 +53,7 @@ def _prepare(net, board, out_dir, lanes, link, clock_mhz, log, lut_share=LUT_SHA
     placed = fit(net, board, lanes, link, lut_share)
     log(f"{_lanes_text(placed.lanes)}, planned in {time.monotonic() - planning:.1f} s: "
         f"{placed.reason}")
-    ttfs = link.coding == "ttfs"
-    firing = list(placed.firing) if ttfs else "auto"   # as planned
-    membranes = list(placed.membranes) if ttfs else "dual"
-    top = BoardTop(net, lanes=list(placed.lanes), clock_hz=clock_hz,
-                   **{**link.options, "use_dsp": placed.use_dsp, "firing": firing,
-                      "membranes": membranes, "encoder_banks": placed.encoder_banks},
-                   memory_plan=placed.plan, pll=pll)
+    top = planned_top(net, placed, link, clock_hz, pll)
     out_dir = Path(out_dir)
     root = out_dir / "build"
     if root.exists():

@@ -188,8 +188,10 @@ def _memo(function):
 
 def _frame(net, spike_cycles, link, top):
     """The design's memories but the neuron cores' (:func:`~.memories.skeleton`), once per
-    network, link and encoder form: the rest does not depend on the lanes."""
-    key = ("_frame", id(net), spike_cycles, link)
+    network, link and encoder form: the rest does not depend on the lanes, except in the
+    dense coding, whose cores are all in the frame (once per lane configuration)."""
+    lanes = tuple(top.accelerator.lanes) if link.coding == "dense" else None
+    key = ("_frame", id(net), spike_cycles, link, lanes)
     if key not in _MEMO or _MEMO[key][0] is not net:
         _MEMO[key] = (net, skeleton(top))
     return _MEMO[key][1]

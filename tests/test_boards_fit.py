@@ -504,3 +504,21 @@ def test_a_cnn_that_overflows_block_ram_gets_its_membranes_in_spram():
     assert placed.membranes[0].startswith("single")
     assert placed.stages["layer0_integrate"] == 3 * fit(
         net, board_named("ulx3s-85f"), placed.lanes, dual).stages["layer0_integrate"]
+
+
+@pytest.mark.parametrize("coding", ["ttfs", "dense"])
+def test_the_plan_names_the_memories_of_the_design_it_plans(digits_mlp_net, coding):
+    """At the lanes the planner chooses after trying others, every memory of the board top
+    built from the plan is in the plan with its shape (the dense coding's cores once came
+    from the frame of the first lanes tried: its build then failed)."""
+    from onespike.boards.build import planned_top
+    from onespike.boards.memories import inventory
+    from onespike.hdl.streams import discard
+
+    net, _ = digits_mlp_net
+    board = board_named("icebreaker")
+    link = LinkOptions(coding=coding)
+    placed = fit(net, board, None, link)
+    built = inventory(discard(planned_top(net, placed, link, board.clock_hz)).link)
+    planned = {r.name: (r.width, r.depth) for r in placed.plan.records}
+    assert {r.name: (r.width, r.depth) for r in built} == planned
