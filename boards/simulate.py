@@ -30,9 +30,27 @@ def ice40_cell_models() -> Path:
     return path
 
 
+def _ice40_netlist(verilog: Path, work: Path, dsp: bool) -> Path:
+    """yosys' ``synth_ice40`` netlist of ``verilog`` (the build's synthesis), as
+    Verilog of iCE40 cells."""
+    import subprocess
+    from onespike.boards.platforms import tool_environment
+
+    out = work / f"{TOP_NAME}_netlist.v"
+    script = (f"read_verilog {verilog.name}; synth_ice40 -top {TOP_NAME}"
+              f"{' -dsp' if dsp else ''}; write_verilog -noattr {out.name}")
+    env = tool_environment()
+    result = subprocess.run([env["YOSYS"], "-q", "-p", script], cwd=work, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise OnespikeError(f"synthesis of the netlist failed: "
+                            f"{(result.stderr or result.stdout).strip()[-300:]}")
+    return out
+
+
 def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
                    clock_ns=10, hardware=None, spram=False, membranes="dual",
-                   fit=None) -> dict:
+                   fit=None, netlist=False) -> dict:
     """Run :mod:`onespike.boards.testbench` on the board top of ``hardware`` (default
     ``net``) with inputs ``a0``, answers checked against ``net``'s golden model; returns
     ``{"answered": samples answered correctly, "failures": [...]}``.
@@ -43,7 +61,9 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
     accelerator`). ``fit`` (a :class:`~onespike.boards.build.Fit`, from the board planner)
     builds the board's design instead: its lanes, firing, membranes, encoder banks and DSP
     use, and every memory where its plan puts it (SPRAM in yosys' cell model, Icarus
-    only)."""
+    only). ``netlist=True`` (iCE40, with ``fit``) simulates what the build places instead
+    of the RTL: yosys' ``synth_ice40`` netlist (SB_LUT4, SB_CARRY, SB_DFF*, SB_RAM40_4K,
+    SB_SPRAM256KA, SB_MAC16) on yosys' own models of those cells."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     clock_hz = round(1e9 / clock_ns)
@@ -74,6 +94,9 @@ def simulate_board(net, a0, work, *, lanes=4, simulator="icarus", divisor=10,
         top, plan, libraries = link(), SpramPlan(()), []
     verilog = work / f"{TOP_NAME}.v"
     verilog.write_text(to_verilog(top))
+    if netlist:
+        verilog = _ice40_netlist(verilog, work, dsp=bool(fit and fit.dsps))
+        libraries = [ice40_cell_models()]
     (work / "weights.bin").write_bytes(load_image(plan))
     run_dir = work / "run"
     run_dir.mkdir(exist_ok=True)

@@ -71,16 +71,48 @@ def test_the_planned_board_design_with_single_port_membranes_answers(tmp_path):
     one-bank encoder and every memory where its plan puts it, SPRAM in yosys' cell model)
     answers as the golden model does."""
     from helpers import conv_case
+
+    net, a0 = conv_case()
+    # a small network's membranes fit block RAM: they go to SPRAM as a large one's do
+    placed = _planned_with_spram_membranes(net)
+    assert "single" in placed.membranes and placed.encoder_banks == 1
+    assert simulate_board(net, a0[:2], tmp_path, fit=placed) == {"answered": 2,
+                                                                 "failures": []}
+
+
+def _planned_with_spram_membranes(net):
     from onespike.boards.build import LinkOptions, fit
     from onespike.boards.platforms import board_named
 
-    net, a0 = conv_case()
     placed = fit(net, board_named("icebreaker"), 1,
                  LinkOptions(membranes="single", encoder_banks=1))
-    assert "single" in placed.membranes and placed.encoder_banks == 1
     single = [r.name for r in placed.plan.records if r.single_port]
-    # a small network's membranes fit block RAM: put them in SPRAM as a large one's go
     kinds = {**placed.plan.kinds, **{name: "spram" for name in single}}
-    placed = dataclasses.replace(placed, plan=dataclasses.replace(placed.plan, kinds=kinds))
-    assert simulate_board(net, a0[:2], tmp_path, fit=placed) == {"answered": 2,
-                                                                 "failures": []}
+    return dataclasses.replace(placed, plan=dataclasses.replace(placed.plan, kinds=kinds))
+
+
+def test_the_synthesized_netlist_of_the_planned_design_answers(tmp_path):
+    """What the build places, not the RTL: yosys' synth_ice40 netlist of the planned design
+    (SB_LUT4, SB_RAM40_4K, SB_SPRAM256KA cells) on yosys' cell models, on Icarus."""
+    from helpers import conv_case
+
+    net, a0 = conv_case()
+    placed = _planned_with_spram_membranes(net)
+    assert simulate_board(net, a0[:1], tmp_path, fit=placed, netlist=True) == \
+        {"answered": 1, "failures": []}
+    cells = (tmp_path / "onespike_top_netlist.v").read_text()
+    assert "SB_SPRAM256KA " in cells and "SB_RAM40_4K " in cells
+
+
+@pytest.mark.slow
+def test_a_netlist_with_one_wrong_weight_fails(tmp_path):
+    """The netlist flow can fail: one readout weight changed in the hardware is caught."""
+    from helpers import conv_case
+
+    net, a0 = conv_case()
+    readout = net.layers[-1]
+    broken = Network(encoder=net.encoder, layers=net.layers[:-1] + (
+        dataclasses.replace(readout, weight=readout.weight + 1),))
+    result = simulate_board(net, a0[:1], tmp_path, fit=_planned_with_spram_membranes(net),
+                            netlist=True, hardware=broken)
+    assert result["answered"] == 0 and "logits differ" in result["failures"][0]
