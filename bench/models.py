@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path("build/bench/models")
 MODELS = {   # name: (data set, image input, epochs, learning rate, least float accuracy)
     "mnist-mlp": ("mnist", False, 40, 2e-3, 0.98),
-    "mnist-cnn": ("mnist", True, 8, 1e-3, 0.99),
+    "mnist-cnn": ("mnist", True, 12, 1e-3, 0.99),
     "fashion-cnn": ("fashion-mnist", True, 15, 1e-3, 0.90),
 }
 

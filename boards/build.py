@@ -172,7 +172,8 @@ def build(net_path, board: Board, out_dir, *, lanes=None, baud=DEFAULT_BAUD, clo
     summary = {
         "board": board.name, "device": board.device, "network": str(net_path),
         "bitstream": str(out_dir / board.bitstream_name),
-        "coding": coding, "use_dsp": placed.use_dsp, "dsp_planned": placed.dsps,
+        "coding": coding, "dsp_planned": placed.dsps,
+        "use_dsp": placed.use_dsp if isinstance(placed.use_dsp, bool) else list(placed.use_dsp),
         "firing": list(top.link.accelerator.firing),
         "membranes": list(getattr(top.link.accelerator, "membranes", ())),
         "encoder_banks": getattr(getattr(top.link.accelerator, "encoder", None), "banks", 2),

@@ -38,7 +38,8 @@ class Fit:
     stages: dict = None       # cycles per stage (cycle model)
     reason: str = ""          # how the lanes were chosen
     dsps: int = 0             # DSP multipliers the design asks for
-    use_dsp: bool = False     # the lane multiplies in DSP blocks (else shifted adds)
+    use_dsp: object = False   # the lane multiplies in DSP blocks (else shifted adds), or
+                              # per layer
     firing: tuple = ()        # per layer: "sorted", "sweep" or None (no firing phase)
     membranes: tuple = ()     # per layer: hdl.top.FORMS or None (no membranes to choose)
     encoder_banks: int = 2    # the input encoder's list banks
@@ -123,6 +124,8 @@ class LinkOptions:
 
     def __post_init__(self):
         check_firing(self.coding, self.firing)
+        if not isinstance(self.use_dsp, bool):           # one flag per layer: hashable
+            object.__setattr__(self, "use_dsp", tuple(self.use_dsp))
         if self.coding == "dense" and self.membranes not in ("auto", "dual"):
             check_membranes(self.coding, self.membranes)
 
@@ -160,6 +163,8 @@ class LinkOptions:
 
     def dsps(self, accelerator) -> int:
         """DSP blocks of ``accelerator``'s lane multiplies with ``use_dsp``."""
+        if not isinstance(self.use_dsp, bool):
+            return accelerator.dsp_multipliers
         return accelerator.multipliers if self.use_dsp else 0
 
     def sized(self, net, lanes):
@@ -503,12 +508,34 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
     ``link``: the baud rate and the accelerator (:class:`LinkOptions`). The TTFS cores are
     planned with shifted-add multiplies; with ``use_dsp`` they then take DSP blocks when
     the board has enough for the lanes chosen (fewer LUTs than planned), else stay so."""
-    if link.coding == "ttfs" and link.use_dsp:
+    if link.coding == "ttfs" and link.use_dsp is not False:
         placed = _fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
-        need = link.dsps(link.sized(net, placed.lanes))
+        sized = replace(link, firing=tuple(placed.firing), membranes=tuple(placed.membranes),
+                        encoder_banks=placed.encoder_banks).sized(net, placed.lanes)
+        need = link.dsps(sized)
+        if not isinstance(link.use_dsp, bool):            # per layer, as asked (a plan)
+            if need > board.dsps:
+                raise OnespikeError(f"the layers given DSP multiplies take {need} DSP blocks, "
+                                    f"{board.name} has {board.dsps}")
+            return replace(placed, dsps=need, use_dsp=link.use_dsp,
+                           reason=f"{placed.reason}; the lane multiplies of the layers asked "
+                                  f"for in {need} DSP blocks")
         if need <= board.dsps:
             return replace(placed, dsps=need, use_dsp=True,
                            reason=f"{placed.reason}; the lane multiplies in {need} DSP blocks")
+        per = [getattr(core, "multipliers", 0) for core in sized.cores]
+        chosen, total = set(), 0                 # the layers with the most multiplies first
+        for n in sorted(range(len(per)), key=lambda n: -per[n]):
+            if per[n] and total + per[n] <= board.dsps:
+                chosen.add(n)
+                total += per[n]
+        if chosen:
+            return replace(placed, dsps=total,
+                           use_dsp=tuple(n in chosen for n in range(len(per))),
+                           reason=f"{placed.reason}; the lane multiplies of layer(s) "
+                                  f"{', '.join(map(str, sorted(chosen)))} in {total} DSP blocks, "
+                                  f"the others from LUTs ({need} needed for all, "
+                                  f"{board.dsps} available)")
         return replace(placed, reason=f"{placed.reason}; the lane multiplies from LUTs "
                                       f"({need} DSP blocks needed, {board.dsps} available)")
     if lanes is not None:

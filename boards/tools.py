@@ -47,17 +47,23 @@ def synth_counts(board: Board, synth_log: str) -> dict:
 
 
 def utilisation(board: Board, report: dict, synth_log: str) -> dict:
+    """What place and route used; ``lut_sites`` are the LUT sites it filled (iCE40 logic
+    cells, ECP5 TRELLIS_COMB: LUT4, carry halves and LUT RAM; Gowin LUT4 and ALU), the
+    count the planner's LUT estimate stands for."""
     used = {k: v["used"] for k, v in report["utilization"].items()}
     if board.family == "ice40":
         return {"luts": _count(r"SB_LUT4", synth_log), "ffs": _count(r"SB_DFF\w*", synth_log),
-                "logic_cells": used["ICESTORM_LC"], "bram": used["ICESTORM_RAM"],
-                "spram": used["ICESTORM_SPRAM"], "dsp": used["ICESTORM_DSP"]}
+                "logic_cells": used["ICESTORM_LC"], "lut_sites": used["ICESTORM_LC"],
+                "bram": used["ICESTORM_RAM"], "spram": used["ICESTORM_SPRAM"],
+                "dsp": used["ICESTORM_DSP"]}
     if board.family == "ecp5":
         return {"luts": _count(r"LUT4", synth_log), "ffs": used["TRELLIS_FF"],
+                "lut_sites": used["TRELLIS_COMB"],
                 "lutram_slices": used["TRELLIS_RAMW"], "bram": used["DP16KD"], "spram": 0,
                 "dsp": used.get("MULT18X18D", 0)}
-    return {"luts": used["LUT4"], "ffs": used["DFF"], "lutram_slices": used["RAM16SDP4"],
-            "bram": used["BSRAM"], "spram": 0,
+    return {"luts": used["LUT4"], "ffs": used["DFF"],
+            "lut_sites": used["LUT4"] + used.get("ALU", 0),
+            "lutram_slices": used["RAM16SDP4"], "bram": used["BSRAM"], "spram": 0,
             "dsp": sum(v for k, v in used.items() if k.startswith("MULT"))}
 
 

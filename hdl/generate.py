@@ -66,6 +66,8 @@ def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_ds
     if coding == "dense":
         if encoder_banks != 2:
             raise OnespikeError("encoder_banks applies to the ttfs coding only")
+        if not isinstance(use_dsp, bool):
+            raise OnespikeError("use_dsp per layer applies to the ttfs coding only")
         return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
     return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing, membranes=membranes,
                        encoder_banks=encoder_banks)

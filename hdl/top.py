@@ -252,11 +252,21 @@ class LayerPipeline(wiring.Component):
     A subclass calls :meth:`_take`, sets ``encoder``, ``cores`` and ``argmax``, then calls
     :meth:`_chain`."""
 
-    def _take(self, net, lanes, use_dsp):
+    def _take(self, net, lanes, use_dsp, per_layer_dsp=False):
         """Keep ``net``, its lanes per layer and ``use_dsp`` (the lane multiplies may go to
-        DSP blocks; else shifted adds); refuse a network no coding can build."""
+        DSP blocks; else shifted adds; with ``per_layer_dsp`` also one flag per layer);
+        refuse a network no coding can build."""
         try:
-            self._use_dsp = flag(use_dsp, "use_dsp")
+            if per_layer_dsp and isinstance(use_dsp, (list, tuple)):
+                use_dsp = tuple(use_dsp)
+                if len(use_dsp) != len(net.layers):
+                    raise TypeError(f"use_dsp per layer must give {len(net.layers)} flags, "
+                                    f"not {len(use_dsp)}")
+                for u in use_dsp:
+                    flag(u, "use_dsp")
+                self._use_dsp = use_dsp
+            else:
+                self._use_dsp = flag(use_dsp, "use_dsp")
         except TypeError as e:
             refuse(self, e)
         if isinstance(net.layers[-1], Conv):
@@ -310,6 +320,17 @@ class LayerPipeline(wiring.Component):
         """Lane multiplies of all cores: DSP blocks with ``use_dsp``."""
         return sum(getattr(core, "multipliers", 0) for core in self.cores)
 
+    def dsp_layers(self) -> tuple:
+        """Per layer whether its lane multiplies are plain ``*`` (DSP blocks)."""
+        use = self._use_dsp
+        return use if isinstance(use, tuple) else (use,) * len(self._net.layers)
+
+    @property
+    def dsp_multipliers(self):
+        """The DSP blocks the layers with ``use_dsp`` take."""
+        return sum(getattr(core, "multipliers", 0)
+                   for core, use in zip(self.cores, self.dsp_layers()) if use)
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.encoder = self.encoder
@@ -354,7 +375,7 @@ class Accelerator(LayerPipeline):
 
     def __init__(self, net: Network, *, lanes=1, use_dsp=True, firing="auto",
                  membranes="dual", encoder_banks=2):
-        self._take(net, lanes, use_dsp)
+        self._take(net, lanes, use_dsp, per_layer_dsp=True)
         try:
             forms = membrane_forms(net, membranes)
             single = [bool(f and f[0]) for f in forms]
@@ -375,7 +396,9 @@ class Accelerator(LayerPipeline):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
             else:
                 self.cores.append(neuron_core(net, i, widths=widths[i], lanes=self._lanes[i],
-                                              use_dsp=use_dsp,
+                                              use_dsp=self._use_dsp[i]
+                                              if isinstance(self._use_dsp, tuple)
+                                              else self._use_dsp,
                                               sorted_firing=per_layer[i] == "sorted",
                                               single_port=single[i],
                                               banks=forms[i][1] if forms[i] else 2))

@@ -423,8 +423,12 @@ def cmd_plan(args):
             "spram": placed.plan.sprams, "spram_available": board.spram,
             "dsps": placed.dsps, "dsps_available": board.dsps,
             "memories": placed.plan.kinds, "reason": placed.reason}
-    multiplies = ("plain multiplies (DSP blocks where synthesis puts them)"
-                  if result["use_dsp"] else "shifted adds (no DSP blocks)")
+    use = result["use_dsp"]
+    multiplies = ("plain multiplies (DSP blocks where synthesis puts them)" if use is True
+                  else "shifted adds (no DSP blocks)" if use is False else
+                  "plain multiplies (DSP blocks) in layer(s) "
+                  + ", ".join(str(n) for n, u in enumerate(use) if u) + ", shifted adds in "
+                  "the others")
     lines = [f"{args.net}: the {result['coding']} accelerator, lane multiplies as "
              f"{multiplies}",
              f"{'layer':<6}{'kind':<10}{'neurons':>8}{'lanes':>6}  {'firing':<7}"

@@ -237,7 +237,9 @@ def verify(net: Network, a0, *, rtl=None, lanes=8, simulator="icarus", waves=Fal
                           else membranes))
         per_layer = lanes if isinstance(lanes, int) else "x".join(map(str, lanes))
         variant = ("" if coding == "ttfs" else f"-{coding}{'' if skip_zeros else '-all'}") \
-            + ("" if use_dsp else "-nodsp") + ("" if fired == "auto" else f"-{fired}") \
+            + ("" if use_dsp is True else "-nodsp" if use_dsp is False else
+               "-dsp" + "".join("1" if u else "0" for u in use_dsp)) \
+            + ("" if fired == "auto" else f"-{fired}") \
             + (f"-m{single}" if single.strip("-") else "") \
             + ("-e1" if encoder_banks == 1 else "")
         rtl = root / f"{digest}-p{per_layer}{variant}" / "rtl"

@@ -178,3 +178,22 @@ def test_balanced_lanes_spend_the_budget_on_the_slowest_layer():
                       if k.startswith("layer") and not k.endswith("maxpool")}
             slowest = int(max(stages, key=stages.get)[5:].split("_")[0])
             assert lanes[slowest] == max(lanes), (seed, lanes, stages)
+
+
+def test_dsp_multiplies_per_layer():
+    """use_dsp per layer: the layers given DSP multiplies count their blocks, the others
+    none; the RTL stays exact; a wrong number of flags is refused."""
+    from onespike.hdl.streams import discard
+    from onespike.sim import closed_form, first_mismatch, random_inputs
+    from onespike.sim.hardware import run
+
+    net, rng = dense_net(4)
+    a0 = random_inputs(rng, net, 3)
+    flags = [True] + [False] * (len(net.layers) - 1)
+    top = Accelerator(net, lanes=2, use_dsp=flags)
+    assert top.dsp_layers() == tuple(flags)
+    assert top.dsp_multipliers == top.cores[0].multipliers < top.multipliers
+    hw = run(top, a0, max_cycles=400_000)
+    assert first_mismatch(net, closed_form(net, a0), hw.trace) is None
+    with pytest.raises(TypeError, match="use_dsp per layer must give"):
+        discard(Accelerator(net, use_dsp=[True]))
