@@ -1,7 +1,8 @@
 """The board planner's LUT estimate against place and route: ``onespike build`` of one bench
 architecture on one board at a sweep of lane counts and with no ``--lanes`` (the planner's
 default), each a real yosys/nextpnr run; prints per build the lanes, the estimate, the LUTs
-nextpnr placed, their ratio, Fmax and the build's wall time.
+nextpnr placed, their ratio, Fmax and the build's wall time (the build's own log, replans
+included, on stderr).
 
 The networks are bench/planner_time.py's (untrained weights, random calibration inputs:
 sizes and LUTs depend on shapes and bits, not on training).
@@ -45,7 +46,7 @@ def main(argv=None):
         for lanes in [*args.lanes, *([] if args.no_default else [None])]:
             started = time.monotonic()
             report = build(path, board, Path(work) / "out", lanes=lanes,
-                           log=lambda line: None)
+                           log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
             seconds = time.monotonic() - started
             estimate, placed = report["luts_estimate"], report["lut_sites"]
             print(f"| {lanes or 'default'} | {report['lanes']} | {estimate:,} | {placed:,} "

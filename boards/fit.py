@@ -526,7 +526,8 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
         per = [getattr(core, "multipliers", 0) for core in sized.cores]
         chosen, total = set(), 0                 # the layers with the most multiplies first
         for n in sorted(range(len(per)), key=lambda n: -per[n]):
-            if per[n] and total + per[n] <= board.dsps:
+            # not on Gowin: its synthesis took 24 MULT cells for 20 planned products
+            if per[n] and total + per[n] <= board.dsps and board.family != "gowin":
                 chosen.add(n)
                 total += per[n]
         if chosen:

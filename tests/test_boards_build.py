@@ -81,6 +81,8 @@ def test_digits_mlp_bitstream_meets_timing(builds, name):
     assert bitstream.name == board.bitstream_name and bitstream.stat().st_size > 10_000
     assert 0 < summary["luts"] <= board.luts and 0 < summary["ffs"]
     assert 0 < summary["bram"] <= board.blocks
+    if summary["dsp_planned"] and board.family != "gowin":  # the products reach DSP blocks
+        assert 0 < summary["dsp"] <= summary["dsp_planned"]
     assert json.loads((root / name / "build.json").read_text()) == summary
     assert (root / name / "network.npz").is_file()
 

@@ -54,8 +54,10 @@ def check_against_yosys(net, board_name, lanes, out):
         (plan.blocks, plan.lutram, plan.sprams), (stat, plan.summary())
     # DSP blocks: exact on ECP5; synth_ice40 and synth_gowin leave small products in LUTs,
     # which the planner counts as blocks (never fewer than synthesis uses)
+    # iCE40 and Gowin synthesis leave small products in LUTs: the plan is a bound there
+    # (that DSP blocks are used at all: the real builds of test_boards_build)
     assert stat["dsp"] == placed.dsps or \
-        board.family != "ecp5" and 0 < stat["dsp"] <= placed.dsps, (stat, placed.dsps)
+        board.family != "ecp5" and stat["dsp"] <= placed.dsps, (stat, placed.dsps)
     for record in plan.records:
         kind = plan.kinds[record.name]
         if kind in ("spram", "sliced") or record.used_width == 0:
