@@ -23,6 +23,11 @@ from onespike.hdl.toolchain import find_yosys     # re-exported for the board fl
 __all__ = ["Board", "BOARDS", "board_named", "tool_environment", "find_yosys"]
 
 
+# weight ROMs above this many bits are costed in logic as random bits (Board.logic_luts);
+# the smaller ROMs the iCE40 fit was made on (the CNNs' kernels) simplify
+LARGE_ROM_BITS = 1 << 16
+
+
 @dataclass(frozen=True)
 class BlockRAM:
     """One family's block RAM as yosys' ``memory_libmap`` uses it (its ``brams.txt`` in
@@ -122,9 +127,15 @@ class Board:
     def logic_luts(self, record) -> int:
         """LUT4 a memory takes as logic (fitted to yosys on the iCEBreaker): a RAM about
         one per bit per read port (write enables and read mux), a ROM about 0.46 per
-        output bit and read port for every 16 rows."""
+        output bit and read port for every 16 rows; a weight ROM over
+        :data:`LARGE_ROM_BITS`, whose bits do not simplify, 1.5 per 16 of its varying bits
+        and read port (a LUT4 holds 16, the read multiplexer the rest: the 784-512-256-10
+        MLP's 1 Mbit second-layer weights took about 97,000 LUT4 on ECP5, planned at 30,147
+        by the rule for small ROMs)."""
         if record.rom and record.used_width == 0:
             return 0
+        if record.rom and record.weights and record.bits > LARGE_ROM_BITS:
+            return math.ceil(1.5 * record.used_width * record.depth * record.read_ports / 16)
         if record.rom:
             return math.ceil(0.46 * record.width * record.read_ports *
                              max(1.0, record.depth / 16))
