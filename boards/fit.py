@@ -500,45 +500,52 @@ def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) 
                                       f"firing auto chose does not fit: {e})")
 
 
+def _with_dsps(net, board: Board, lanes, link, lut_share) -> Fit:
+    """The TTFS fit planned with shifted-add multiplies, then its lane multiplies in DSP
+    blocks: all when the board has enough, else (not on Gowin) the layers with the most
+    multiplies while blocks remain; a per-layer ``use_dsp`` as it is given."""
+    placed = _fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
+    sized = replace(link, firing=tuple(placed.firing), membranes=tuple(placed.membranes),
+                    encoder_banks=placed.encoder_banks).sized(net, placed.lanes)
+    need = link.dsps(sized)
+    if not isinstance(link.use_dsp, bool):            # per layer, as asked (a plan)
+        if need > board.dsps:
+            raise OnespikeError(f"the layers given DSP multiplies take {need} DSP blocks, "
+                                f"{board.name} has {board.dsps}")
+        return replace(placed, dsps=need, use_dsp=link.use_dsp,
+                       reason=f"{placed.reason}; the lane multiplies of the layers asked "
+                              f"for in {need} DSP blocks")
+    if need <= board.dsps:
+        return replace(placed, dsps=need, use_dsp=True,
+                       reason=f"{placed.reason}; the lane multiplies in {need} DSP blocks")
+    per = [getattr(core, "multipliers", 0) for core in sized.cores]
+    chosen, total = set(), 0                 # the layers with the most multiplies first
+    for n in sorted(range(len(per)), key=lambda n: -per[n]):
+        # not on Gowin: its synthesis took 24 MULT cells for 20 planned products
+        if per[n] and total + per[n] <= board.dsps and board.family != "gowin":
+            chosen.add(n)
+            total += per[n]
+    if chosen:
+        return replace(placed, dsps=total,
+                       use_dsp=tuple(n in chosen for n in range(len(per))),
+                       reason=f"{placed.reason}; the lane multiplies of layer(s) "
+                              f"{', '.join(map(str, sorted(chosen)))} in {total} DSP blocks, "
+                              f"the others from LUTs ({need} needed for all, "
+                              f"{board.dsps} available)")
+    return replace(placed, reason=f"{placed.reason}; the lane multiplies from LUTs "
+                                  f"({need} DSP blocks needed, {board.dsps} available)")
+
+
 def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) -> Fit:
     """The lane configuration and memory plan for ``net`` on ``board``. With ``lanes``
     (one count or one per layer) that configuration, refused with the numbers when it
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
     for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device.
     ``link``: the baud rate and the accelerator (:class:`LinkOptions`). The TTFS cores are
-    planned with shifted-add multiplies; with ``use_dsp`` they then take DSP blocks when
-    the board has enough for the lanes chosen (fewer LUTs than planned), else stay so."""
+    planned with shifted-add multiplies; with ``use_dsp`` they then take the DSP blocks
+    the board has (:func:`_with_dsps`: fewer LUTs than planned)."""
     if link.coding == "ttfs" and link.use_dsp is not False:
-        placed = _fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
-        sized = replace(link, firing=tuple(placed.firing), membranes=tuple(placed.membranes),
-                        encoder_banks=placed.encoder_banks).sized(net, placed.lanes)
-        need = link.dsps(sized)
-        if not isinstance(link.use_dsp, bool):            # per layer, as asked (a plan)
-            if need > board.dsps:
-                raise OnespikeError(f"the layers given DSP multiplies take {need} DSP blocks, "
-                                    f"{board.name} has {board.dsps}")
-            return replace(placed, dsps=need, use_dsp=link.use_dsp,
-                           reason=f"{placed.reason}; the lane multiplies of the layers asked "
-                                  f"for in {need} DSP blocks")
-        if need <= board.dsps:
-            return replace(placed, dsps=need, use_dsp=True,
-                           reason=f"{placed.reason}; the lane multiplies in {need} DSP blocks")
-        per = [getattr(core, "multipliers", 0) for core in sized.cores]
-        chosen, total = set(), 0                 # the layers with the most multiplies first
-        for n in sorted(range(len(per)), key=lambda n: -per[n]):
-            # not on Gowin: its synthesis took 24 MULT cells for 20 planned products
-            if per[n] and total + per[n] <= board.dsps and board.family != "gowin":
-                chosen.add(n)
-                total += per[n]
-        if chosen:
-            return replace(placed, dsps=total,
-                           use_dsp=tuple(n in chosen for n in range(len(per))),
-                           reason=f"{placed.reason}; the lane multiplies of layer(s) "
-                                  f"{', '.join(map(str, sorted(chosen)))} in {total} DSP blocks, "
-                                  f"the others from LUTs ({need} needed for all, "
-                                  f"{board.dsps} available)")
-        return replace(placed, reason=f"{placed.reason}; the lane multiplies from LUTs "
-                                      f"({need} DSP blocks needed, {board.dsps} available)")
+        return _with_dsps(net, board, lanes, link, lut_share)
     if lanes is not None:
         placed = _plan_or_trim(net, board, lanes, link, board.luts)
         if placed is not None:
