@@ -8,7 +8,7 @@ The networks are bench/planner_time.py's (untrained weights, random calibration 
 sizes and LUTs depend on shapes and bits, not on training).
 
 Run: .venv/bin/python bench/lut_estimate.py [--net mlp-512] [--board ulx3s-85f]
-         [--lanes 1 4 16 32] [--no-default]
+         [--lanes 1 4 16 32] [--weight-bits 8] [--no-default]
 """
 
 import argparse
@@ -31,6 +31,7 @@ def main(argv=None):
     parser.add_argument("--net", default="mlp-512", choices=list(architectures()))
     parser.add_argument("--board", default="ulx3s-85f")
     parser.add_argument("--lanes", type=int, nargs="*", default=[1, 4, 16, 32])
+    parser.add_argument("--weight-bits", type=int, default=8)
     parser.add_argument("--no-default", action="store_true",
                         help="leave out the build without --lanes")
     args = parser.parse_args(argv)
@@ -38,7 +39,7 @@ def main(argv=None):
                             text=True).stdout.strip()
     print(f"command: python {' '.join(sys.argv)}  (commit {commit})")
     board = board_named(args.board)
-    net = network(args.net)
+    net = network(args.net, args.weight_bits)
     print("| lanes asked | lanes built | LUT estimate | LUT sites placed | placed / estimate "
           "| Fmax MHz | build seconds |\n|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:

@@ -29,7 +29,7 @@ def architectures():
             "fashion-cnn": (fashion_cnn, (1, 28, 28))}
 
 
-def network(name):
+def network(name, weight_bits=8):
     import torch
     from onespike.mapper import convert
 
@@ -40,7 +40,7 @@ def network(name):
     model.train()
     with torch.no_grad():               # BatchNorm statistics of the calibration inputs
         model(torch.as_tensor(calib))
-    return convert(model.eval(), calib)
+    return convert(model.eval(), calib, weight_bits=weight_bits)
 
 
 def main(argv=None):
