@@ -167,9 +167,7 @@ class LinkOptions:
 
     def dsps(self, accelerator) -> int:
         """DSP blocks of ``accelerator``'s lane multiplies with ``use_dsp``."""
-        if not isinstance(self.use_dsp, bool):
-            return accelerator.dsp_multipliers
-        return accelerator.multipliers if self.use_dsp else 0
+        return accelerator.dsp_multipliers
 
     def sized(self, net, lanes):
         """The accelerator at ``lanes``, built for its sizes only (never elaborated)."""
@@ -531,10 +529,11 @@ def _with_dsps(net, board: Board, lanes, link, lut_share) -> Fit:
         return replace(placed, dsps=need, use_dsp=True,
                        reason=f"{placed.reason}; the lane multiplies in {need} DSP blocks")
     per = [getattr(core, "multipliers", 0) for core in sized.cores]
+    # not on Gowin: its synthesis took 24 MULT cells for 20 planned products
+    splits = board.family != "gowin"
     chosen, total = set(), 0                 # the layers with the most multiplies first
-    for n in sorted(range(len(per)), key=lambda n: -per[n]):
-        # not on Gowin: its synthesis took 24 MULT cells for 20 planned products
-        if per[n] and total + per[n] <= board.dsps and board.family != "gowin":
+    for n in sorted(range(len(per)), key=lambda n: -per[n]) if splits else ():
+        if per[n] and total + per[n] <= board.dsps:
             chosen.add(n)
             total += per[n]
     if chosen:

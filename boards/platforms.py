@@ -58,8 +58,7 @@ class BlockRAM:
             elif record.rom and record.used_width:
                 # a ROM wider than the configuration: its chunks side by side make one
                 # wide word cut into blocks (6 x 2666 is five 4 x 1024 EBR, 18 bits of 20)
-                n = min(math.ceil(chunks * record.used_width / width),
-                        math.ceil(record.used_width / width) * chunks)
+                n = math.ceil(chunks * record.used_width / width)
             else:
                 n = math.ceil(record.used_width / width) * chunks
             best = n * copies if best is None else min(best, n * copies)

@@ -396,9 +396,7 @@ class Accelerator(LayerPipeline):
                 self.cores.append(MaxPoolCore(layer, levels=net.in_levels(i)))
             else:
                 self.cores.append(neuron_core(net, i, widths=widths[i], lanes=self._lanes[i],
-                                              use_dsp=self._use_dsp[i]
-                                              if isinstance(self._use_dsp, tuple)
-                                              else self._use_dsp,
+                                              use_dsp=self.dsp_layers()[i],
                                               sorted_firing=per_layer[i] == "sorted",
                                               single_port=single[i],
                                               banks=forms[i][1] if forms[i] else 2))
