@@ -18,9 +18,8 @@ import torch
 
 from onespike import zoo
 from onespike.hdl.cycles import cycle_estimate, integration_cycles
-from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.streams import discard
-from onespike.hdl.top import Accelerator
+from onespike.hdl.maxpool import MaxPoolSizes
+from onespike.hdl.plan import AcceleratorPlan
 from onespike.sim.evaluate import evaluate
 from onespike.mapper import convert
 from onespike.sim import closed_form
@@ -61,7 +60,7 @@ def main():
               f"mismatches, {r['cycles_per_inference']:.0f} cycles/image back to back, "
               f"latency {r['latency_cycles']} cycles, {r['samples_per_second']} images/s "
               f"simulated")
-    top = discard(Accelerator(net, lanes=args.lanes))   # asked for sizes only
+    top = AcceleratorPlan(net, lanes=args.lanes)
     maps = golden.activations[:len(net.layers)]
     spikes = [int(round((a.reshape(n, -1) > 0).sum(axis=1).mean())) for a in maps]
     model_cycles = cycle_estimate(top, maps)
@@ -71,7 +70,7 @@ def main():
           f"{'state b':>9}")
     total_bound = 0
     for i, (layer, core) in enumerate(zip(net.layers, top.cores)):
-        if isinstance(core, MaxPoolCore):
+        if isinstance(core, MaxPoolSizes):
             print(f"{i:>6} {layer.kind:>8} {spikes[i]:>10} {'':>8} {'':>10} "
                   f"{core.fired_memory_bits:>9}")
             continue

@@ -19,7 +19,7 @@ from torch import nn
 
 from onespike import zoo
 from onespike.hdl.cycles import cycle_estimate
-from onespike.hdl.streams import discard
+from onespike.hdl.plan import AcceleratorPlan
 from onespike.hdl.top import Accelerator
 from onespike.mapper import convert, finetune
 from onespike.sim.check import first_mismatch
@@ -47,7 +47,7 @@ def measure(net, data, rtl):
     trace = closed_form(net, a0)
     neurons = sum(int(np.prod(l.out_shape)) for l in net.layers[:-1] if hasattr(l, "ramp"))
     spikes = [float((np.asarray(t) >= 0).sum()) / len(a0) for t in trace.times]
-    steady = cycle_estimate(discard(Accelerator(net, lanes=LANES)), spikes)["steady"]
+    steady = cycle_estimate(AcceleratorPlan(net, lanes=LANES), spikes)["steady"]
     measured = None
     if rtl:
         hw = run(Accelerator(net, lanes=LANES), a0[:rtl])

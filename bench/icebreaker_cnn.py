@@ -28,7 +28,6 @@ def main():
     from onespike.errors import OnespikeError
     from onespike.hdl.cycles import cycle_estimate
     from onespike.hdl.generate import accelerator
-    from onespike.hdl.streams import discard
     from onespike.ir import save
     from onespike.mapper import convert
     from onespike.sim import closed_form
@@ -60,9 +59,9 @@ def main():
             continue
         print(f"  planner ({time.perf_counter() - started:.1f} s): {placed.reason}; "
               f"membranes {list(placed.membranes)}")
-        top = discard(accelerator(net, lanes=list(placed.lanes), use_dsp=placed.use_dsp,
-                                  firing=list(placed.firing),
-                                  membranes=list(placed.membranes)))
+        top = accelerator(net, lanes=list(placed.lanes), use_dsp=placed.use_dsp,
+                          firing=list(placed.firing), membranes=list(placed.membranes),
+                          sizes=True)
         maps = [a[:200] for a in golden.activations[:len(net.layers)]]
         cycles = cycle_estimate(top, maps)["steady"]
         print(f"  {cycles:,} cycles per image back to back (cycle model, 200 test images' "

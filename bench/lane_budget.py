@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-from onespike.hdl.top import Accelerator, layer_lanes, spend_lanes
+from onespike.hdl.top import Accelerator
+from onespike.hdl.plan import layer_lanes, spend_lanes
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
 from onespike.sim.hardware import run
 

@@ -20,8 +20,7 @@ from compare import ROOT, build, cycles, nets  # noqa: E402
 
 from onespike.boards.platforms import board_named  # noqa: E402
 from onespike.hdl.cycles import cycle_estimate  # noqa: E402
-from onespike.hdl.streams import discard  # noqa: E402
-from onespike.hdl.top import Accelerator  # noqa: E402
+from onespike.hdl.plan import AcceleratorPlan  # noqa: E402
 from onespike.ir import load  # noqa: E402
 from onespike.sim import closed_form  # noqa: E402
 
@@ -48,7 +47,7 @@ def main():
         _, steady = cycles(net, lanes, "ttfs", a0)
         if maps is None:      # every stream's spike maps, first image out (steady spacing)
             maps = [a[1:] for a in closed_form(net, a0).activations[:len(net.layers)]]
-        model = cycle_estimate(discard(Accelerator(net, lanes=lanes)), maps)["steady"]
+        model = cycle_estimate(AcceleratorPlan(net, lanes=lanes), maps)["steady"]
         us = steady / s["fmax_mhz"]
         rows.append((lanes, s["luts"], s["ffs"]))
         print(f"{lanes:>5} {s['luts']:>6} {s['ffs']:>6} {s['bram']:>5} {s['dsp']:>4} "

@@ -31,9 +31,10 @@ import numpy as np
 
 from lean_nets import bench_net
 from onespike.hdl.cycles import cycle_estimate, integration_cycles
-from onespike.hdl.maxpool import MaxPoolCore
+from onespike.hdl.maxpool import MaxPoolSizes
 from onespike.sim.hardware import run
-from onespike.hdl.top import Accelerator, balance_lanes, layer_lanes
+from onespike.hdl.top import Accelerator
+from onespike.hdl.plan import balance_lanes, layer_lanes
 from onespike.sim import closed_form, first_mismatch
 
 # cycles between classes 1-2, 2-3, ... measured at commit 42d03d6 (the old core) on the same
@@ -51,7 +52,7 @@ LUT4_BY_LANES = {1: (2733, 1733), 2: (3087, 2061), 4: (3127, 1835), 8: (3830, 20
 def bounds(net, top, maps):
     dense, event = 0.0, []
     for n, (layer, core) in enumerate(zip(net.layers, top.cores)):
-        if isinstance(core, MaxPoolCore):
+        if isinstance(core, MaxPoolSizes):
             continue
         count = float((maps[n].reshape(len(maps[n]), -1) != 0).sum(1).mean())
         dense += -(-layer.weight.shape[0] // core.lanes) * (count + net.in_levels(n))

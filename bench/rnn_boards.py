@@ -81,13 +81,11 @@ def measured(net, report, a0, simulator):
 def modelled(net, report, a0):
     """The cycle model's cycles per sequence: every neuron spiking, and on ``a0``'s spikes."""
     from onespike.hdl.cycles import cycle_estimate
-    from onespike.hdl.streams import discard
-    from onespike.hdl.top import Accelerator
+    from onespike.hdl.plan import AcceleratorPlan
     from onespike.sim import closed_form
 
     firing = "auto" if "sorted" in report["firing"] else "sweep"
-    top = discard(Accelerator(net, lanes=report["lanes"], use_dsp=report["use_dsp"],
-                              firing=firing))
+    top = AcceleratorPlan(net, lanes=report["lanes"], use_dsp=report["use_dsp"], firing=firing)
     maps = closed_form(net, a0).activations[:len(net.layers)]
     return cycle_estimate(top)["steady"], cycle_estimate(top, maps)["steady"]
 

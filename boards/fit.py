@@ -14,11 +14,11 @@ from onespike.boards.memories import MemoryPlan, plan_memories, sized_inventory,
 from onespike.boards.platforms import Board
 from onespike.boards.top import DEFAULT_BAUD, BoardTop
 from onespike.errors import OnespikeError
-from onespike.hdl.cycles import cycle_estimate
+from onespike.hdl.cycles import cycle_estimate, stage_layer
 from onespike.hdl.dense_cycles import dense_cycle_estimate
 from onespike.hdl.generate import accelerator, check_firing, check_membranes
 from onespike.hdl.streams import discard
-from onespike.hdl.top import layer_lanes, more_lanes, stage_layer
+from onespike.hdl.plan import layer_lanes, more_lanes
 from onespike.ir import Recurrent, signed_bits
 
 __all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "LOGIC_FIT"]
@@ -148,10 +148,11 @@ class LinkOptions:
                 "encoder_banks": resolved.encoder_banks}
 
     def accelerator(self, net, lanes):
+        """The accelerator's plan at ``lanes`` (its sizes; no component)."""
         resolved = self.resolved
         return accelerator(net, lanes=lanes, coding=self.coding, use_dsp=self.use_dsp,
                            firing=self.firing, membranes=resolved.membranes,
-                           encoder_banks=resolved.encoder_banks)
+                           encoder_banks=resolved.encoder_banks, sizes=True)
 
     def cycles(self, accelerator) -> dict:
         if self.coding == "dense":
@@ -168,13 +169,6 @@ class LinkOptions:
     def dsps(self, accelerator) -> int:
         """DSP blocks of ``accelerator``'s lane multiplies with ``use_dsp``."""
         return accelerator.dsp_multipliers
-
-    def sized(self, net, lanes):
-        """The accelerator at ``lanes``, built for its sizes only (never elaborated)."""
-        accelerator = self.accelerator(net, list(lanes))
-        for part in [accelerator, accelerator.encoder, accelerator.argmax, *accelerator.cores]:
-            discard(part)
-        return accelerator
 
 
 _MEMO = {}     # (function, id(net), arguments) -> (net, result), for one fit() call
@@ -193,14 +187,17 @@ def _memo(function):
     return cached
 
 
-def _frame(net, spike_cycles, link, top):
-    """The design's memories but the neuron cores' (:func:`~.memories.skeleton`), once per
-    network, link and encoder form: the rest does not depend on the lanes, except in the
-    dense coding, whose cores are all in the frame (once per lane configuration)."""
-    lanes = tuple(top.accelerator.lanes) if link.coding == "dense" else None
-    key = ("_frame", id(net), spike_cycles, link, lanes)
+def _frame(net, board, link, planned):
+    """The design's memories but those of the parts sized from their plan (the cores and
+    the encoder, :func:`~.memories.skeleton`), once per network, coding and UART rate: the
+    rest depends neither on the lanes nor on the options of those parts. The one design a planner
+    builds: the design of ``planned``'s options, made only when its frame is not known
+    yet, and never elaborated whole."""
+    key = ("_frame", id(net), link.coding, link.baud)
     if key not in _MEMO or _MEMO[key][0] is not net:
-        _MEMO[key] = (net, skeleton(top))
+        top = discard(BoardTop(net, lanes=list(planned.lanes), clock_hz=board.clock_hz,
+                               **link.options))
+        _MEMO[key] = (net, skeleton(top.link))
     return _MEMO[key][1]
 
 
@@ -274,26 +271,24 @@ def _plan(net, board, lanes, link, lut_budget) -> Fit:
 @_memo
 def _membrane_bits(net, lanes, link) -> list:
     """Per layer the bits of the membranes that may be single-port (0: none)."""
-    top = link.sized(net, list(lanes))
+    top = link.accelerator(net, list(lanes))
     return [core.state_memory_bits if m is not None else 0
             for core, m in zip(top.cores, top.membranes)]
 
 
 @_memo
 def _plan_at(net, board, lanes, link, lut_budget) -> Fit:
-    top = discard(BoardTop(net, lanes=lanes, clock_hz=board.clock_hz, **link.options))
-    lanes = tuple(top.link.accelerator.lanes)
-    core = link.logic_luts(net, lanes, board.family, top.link.accelerator.firing)
-    frame = _frame(net, getattr(top.link.accelerator.encoder, "spike_cycles", None), link,
-                   top.link)
-    plan = plan_memories(sized_inventory(top.link, frame), board,
+    planned = link.accelerator(net, lanes)
+    lanes = tuple(planned.lanes)
+    core = link.logic_luts(net, lanes, board.family, planned.firing)
+    frame = _frame(net, board, link, planned)
+    plan = plan_memories(sized_inventory(planned, frame), board,
                          lut_budget=lut_budget / board.packing - core)
-    cycles = link.cycles(top.link.accelerator)
+    cycles = link.cycles(planned)
     return Fit(lanes, plan, math.ceil((core + plan.logic_luts) * board.packing),
-               cycles["steady"], cycles["stages"], dsps=link.dsps(top.link.accelerator),
-               use_dsp=link.use_dsp, firing=top.link.accelerator.firing,
-               membranes=getattr(top.link.accelerator, "membranes", ()),
-               encoder_banks=getattr(getattr(top.link.accelerator, "encoder", None), "banks", 2))
+               cycles["steady"], cycles["stages"], dsps=link.dsps(planned),
+               use_dsp=link.use_dsp, firing=planned.firing, membranes=planned.membranes,
+               encoder_banks=getattr(planned.encoder, "banks", 2))
 
 
 def _single_port_records(placed) -> list:
@@ -308,7 +303,7 @@ def _single_port_records(placed) -> list:
 def _steady(net, lanes, link) -> int:
     """Cycles per sample back to back of the accelerator at ``lanes`` (cycle model; the
     accelerator is built for its sizes only, never elaborated)."""
-    return link.cycles(link.sized(net, lanes))["steady"]
+    return link.cycles(link.accelerator(net, lanes))["steady"]
 
 
 def _trim(net, lanes, link) -> tuple:
@@ -516,7 +511,7 @@ def _with_dsps(net, board: Board, lanes, link, lut_share) -> Fit:
     multiplies while blocks remain; a per-layer ``use_dsp`` as it is given."""
     placed = _fit(net, board, lanes, replace(link, use_dsp=False), lut_share)
     sized = replace(link, firing=tuple(placed.firing), membranes=tuple(placed.membranes),
-                    encoder_banks=placed.encoder_banks).sized(net, placed.lanes)
+                    encoder_banks=placed.encoder_banks).accelerator(net, placed.lanes)
     need = link.dsps(sized)
     if not isinstance(link.use_dsp, bool):            # per layer, as asked (a plan)
         if need > board.dsps:

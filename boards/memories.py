@@ -23,15 +23,17 @@ from amaranth.hdl import (Cat, ClockSignal, Const, DomainRenamer, Elaboratable, 
 from amaranth.lib import data, memory, wiring
 
 from onespike.errors import OnespikeError
-from onespike.hdl.core import NeuronCore
-from onespike.hdl.recurrent import RecurrentCore
+from onespike.hdl.core import NeuronSizes
+from onespike.hdl.encoder import EncoderSizes
+from onespike.hdl.mac import MacSizes
+from onespike.hdl.recurrent import RecurrentSizes
 from onespike.hdl.single_port import SINGLE_PORT_ROLE
-from onespike.hdl.streams import discard
+from onespike.hdl.streams import discard, neuron_layout
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "load_image", "MemoryPlan",
            "plan_memories", "MemoryMapper", "SpramWeights", "SpramMembranes", "SlicedWeights",
            "OnPlatform",
-           "init_rows", "all_weights_in_spram", "sized_inventory", "core_records", "skeleton", "KINDS",
+           "init_rows", "all_weights_in_spram", "sized_inventory", "core_records", "encoder_records", "mac_records", "skeleton", "KINDS",
            "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
@@ -199,7 +201,7 @@ def _packed(columns, bits):
 
 
 def core_records(core, path) -> list:
-    """The memories of neuron core ``core`` (a :class:`~onespike.hdl.core.NeuronCore`)
+    """The memories of neuron core ``core`` (its :class:`~onespike.hdl.core.NeuronSizes`)
     named below ``path``, from its sizes alone: what :func:`inventory` finds when it
     elaborates the core (``tests/test_boards_memories.py`` holds the two equal), without
     building its memories' contents."""
@@ -230,8 +232,24 @@ def core_records(core, path) -> list:
     return records
 
 
+def encoder_records(encoder, path) -> list:
+    """The memories of the TTFS input encoder ``encoder`` (its
+    :class:`~onespike.hdl.encoder.EncoderSizes`) named below ``path``: per bank a head per
+    level and a link per neuron, and for an image each neuron's coordinates (what
+    :func:`inventory` finds when it elaborates the encoder)."""
+    entry = encoder._entry_layout().size
+    records = []
+    for b in range(encoder.banks):
+        records += [MemoryRecord(f"{path}.heads{b}", entry, encoder.levels + 1, 1, 1, False),
+                    MemoryRecord(f"{path}.links{b}", entry, encoder.neurons, 1, 1, False)]
+        if len(encoder.shape) == 3:
+            records.append(MemoryRecord(f"{path}.coords{b}", neuron_layout(encoder.shape).size,
+                                        encoder.neurons, 1, 1, False))
+    return records
+
+
 class _Sized:
-    """Stands in for a neuron core in :func:`sized_inventory`: one marker memory."""
+    """Stands in for a part in :func:`sized_inventory`: one marker memory."""
 
     def __init__(self):
         self.marker = memory.Memory(shape=1, depth=1, init=[])
@@ -242,46 +260,80 @@ class _Sized:
         return m
 
 
-def _neuron_core(core):
-    """The neuron core that holds ``core``'s memories: itself, or a recurrent core's inner
-    dense core (the merge and the tee hold none); None for the cores without neurons."""
-    core = core.core if isinstance(core, RecurrentCore) else core
-    return core if isinstance(core, NeuronCore) else None
+def mac_records(core, path) -> list:
+    """The memories of the dense coding's :class:`~onespike.hdl.mac.MacCore` ``core`` (its
+    :class:`~onespike.hdl.mac.MacSizes`) named below ``path``: the weights, the constants
+    (bias, ramp and a live bit per lane) and the two accumulator banks (what
+    :func:`inventory` finds when it elaborates the core)."""
+    geometry, lanes, acc = core._geometry, core.lanes, core.accumulator_bits
+    contents, bits = core.weight_contents, core.weight_bits
+    bias, ramp = geometry.neuron_constants()
+    alive = np.zeros((core.words, lanes), dtype=np.int64)
+    alive.reshape(core.groups, -1, lanes)[:] = \
+        geometry._channel_lanes(np.ones(geometry._channels))[:, None, :]
+    columns = [(c, b) for l in range(lanes) for c, b in ((bias[:, l], acc),
+                                                        (ramp[:, l], core.ramp_bits),
+                                                        (alive[:, l], 1))]
+    return [MemoryRecord(f"{path}.weights", lanes * bits, len(contents), 1, 0, True,
+                         lambda: _packed(contents.T, bits),
+                         _varying_columns((c, bits) for c in contents.T)),
+            MemoryRecord(f"{path}.constants", lanes * (acc + core.ramp_bits + 1), core.words,
+                         2, 0, False, varying=_varying_columns(columns)),
+            *(MemoryRecord(f"{path}.acc{b}", lanes * acc, core.words, 1, 1, False)
+              for b in range(2))]
+
+
+#: the parts whose memories come from their sizes, and the function that lists them
+SIZED_RECORDS = ((NeuronSizes, core_records), (EncoderSizes, encoder_records),
+                 (MacSizes, mac_records))
+
+
+def _sized_parts(accelerator) -> dict:
+    """The parts whose memories :func:`sized_inventory` takes from their sizes
+    (:data:`SIZED_RECORDS`), by where they are: a core index or ``"encoder"``."""
+    parts = {n: core.core if isinstance(core, RecurrentSizes) else core
+             for n, core in enumerate(getattr(accelerator, "cores", ()))}
+    parts["encoder"] = getattr(accelerator, "encoder", None)
+    return {at: part for at, part in parts.items()
+            if isinstance(part, tuple(kind for kind, _ in SIZED_RECORDS))}
+
+
+def _records(part, path) -> list:
+    return next(records for kind, records in SIZED_RECORDS if isinstance(part, kind))(
+        part, path)
 
 
 def skeleton(top) -> list:
     """:func:`inventory` of ``top`` (a design whose ``accelerator`` holds ``cores``, or an
-    accelerator) with each neuron core left unelaborated: its records, in order, with the
-    ``(core index, path)`` of a neuron core where its memories go
-    (:func:`sized_inventory`)."""
-    accelerator = getattr(top, "accelerator", top)
+    accelerator) with the parts :data:`SIZED_RECORDS` names left unelaborated: its records,
+    in order, with the ``(core index or "encoder", path)`` of such a part where its
+    memories go (:func:`sized_inventory`)."""
     sized = {}
-    for n, core in enumerate(getattr(accelerator, "cores", ())):
-        core = _neuron_core(core)
-        if core is not None:
-            stand_in = _Sized()
-            core.elaborate = stand_in.elaborate        # on this instance only
-            sized[id(stand_in.marker)] = (n, discard(core))
+    for at, part in _sized_parts(getattr(top, "accelerator", top)).items():
+        stand_in = _Sized()
+        part.elaborate = stand_in.elaborate            # on this instance only
+        sized[id(stand_in.marker)] = (at, discard(part))
     try:
         records = inventory(top)
     finally:
-        for _, core in sized.values():
-            del core.elaborate
+        for _, part in sized.values():
+            del part.elaborate
     return [(sized[id(r.source)][0], r.name.rsplit(".", 1)[0]) if id(r.source) in sized
             else r for r in records]
 
 
 def sized_inventory(top, frame=None) -> list:
-    """:func:`inventory` of ``top`` with each neuron core's memories from
-    :func:`core_records` instead of elaborating it: the same records, in the same order, in
-    a fraction of the time. ``frame``: a :func:`skeleton` of a design that differs from
-    ``top`` in its neuron cores only (else it is made here)."""
+    """:func:`inventory` of ``top`` (a design, an accelerator or its plan) with the memories
+    of the parts :data:`SIZED_RECORDS` names (each neuron core, the TTFS encoder, the dense
+    coding's cores) from their sizes instead of elaborating them: the same
+    records, in the same order, in a fraction of the time. ``frame``: a :func:`skeleton` of
+    a design that differs from ``top`` in those parts only (else it is made here)."""
     frame = skeleton(top) if frame is None else frame
-    cores = getattr(top, "accelerator", top).cores
+    parts = _sized_parts(getattr(top, "accelerator", top))
     out = []
     for entry in frame:
-        out += [entry] if isinstance(entry, MemoryRecord) else \
-            core_records(_neuron_core(cores[entry[0]]), entry[1])
+        out += [entry] if isinstance(entry, MemoryRecord) else _records(parts[entry[0]],
+                                                                         entry[1])
     return out
 
 

@@ -4,41 +4,24 @@ import numpy as np
 from amaranth.hdl import Cat, Const, Mux
 
 from onespike.hdl.arith import const_divide, const_multiply
-from onespike.hdl.core import NeuronCore
-from onespike.hdl.dense import DenseCore
-from onespike.hdl.streams import neuron_layout, refuse
-from onespike.ir import Conv, LayerWidths
+from onespike.hdl.core import NeuronCore, NeuronSizes
+from onespike.hdl.dense import DenseCore, DenseSizes
+from onespike.hdl.streams import neuron_layout
+from onespike.ir import Conv
 
-__all__ = ["ConvCore", "core_class"]
+__all__ = ["ConvCore", "ConvSizes", "core_class"]
 
 
-class ConvCore(NeuronCore):
-    """One convolution layer (stride, zero padding, optional sum pooling of its input).
+class ConvSizes(NeuronSizes):
+    """:class:`ConvCore`'s sizes (:class:`~onespike.hdl.core.NeuronSizes`)."""
 
-    An input spike ``(c, y, x)`` steps through exactly the output positions ``(oy, ox)`` it
-    reaches (``oy·stride_y − padding_y + ky = y`` for a tap ``ky`` in ``0..kh−1``, likewise
-    for ``x``; after sum pooling, ``y // pool_y``) and the ``groups`` channel groups, and
-    adds the weight word ``w[group lanes, c, ky, kx]`` into the state word of
-    ``(group, oy, ox)``: one cycle per reached position and group (at most
-    ``ceil(kh/sh)·ceil(kw/sw)·groups``), none for taps that fall into padding, between
-    strides or off the map. Every geometry value has its own height and width, so a 1-D
-    convolution is the height-1 case.
-    State words are ``(group, oy, ox)``; their constants are stored per group where the
-    bias is per channel, per state word where it depends on the position (a normalized
-    first layer's input offset meeting zero padding).
-    """
-
-    def __init__(self, layer: Conv, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False,
-                 banks: int = 2):
+    def __init__(self, layer: Conv, **options):
         if not isinstance(layer, Conv):
-            refuse(self, TypeError(f"ConvCore needs a Conv layer, not {type(layer).__name__}"))
+            raise TypeError(f"ConvCore needs a Conv layer, not {type(layer).__name__}")
         if layer.is_readout:
-            refuse(self, ValueError("a convolution cannot be the readout; end the network "
-                                    "with a Linear layer"))
-        super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
-                         use_dsp=use_dsp, sorted_firing=sorted_firing, single_port=single_port,
-                         banks=banks)
+            raise ValueError("a convolution cannot be the readout; end the network with a "
+                             "Linear layer")
+        super().__init__(layer, **options)
 
     @property
     def shared_constants(self):
@@ -148,7 +131,26 @@ class ConvCore(NeuronCore):
         return words(bias), words(ramp)
 
 
-def core_class(layer):
+class ConvCore(NeuronCore, ConvSizes):
+    """One convolution layer (stride, zero padding, optional sum pooling of its input).
+
+    An input spike ``(c, y, x)`` steps through exactly the output positions ``(oy, ox)`` it
+    reaches (``oy·stride_y − padding_y + ky = y`` for a tap ``ky`` in ``0..kh−1``, likewise
+    for ``x``; after sum pooling, ``y // pool_y``) and the ``groups`` channel groups, and
+    adds the weight word ``w[group lanes, c, ky, kx]`` into the state word of
+    ``(group, oy, ox)``: one cycle per reached position and group (at most
+    ``ceil(kh/sh)·ceil(kw/sw)·groups``), none for taps that fall into padding, between
+    strides or off the map. Every geometry value has its own height and width, so a 1-D
+    convolution is the height-1 case.
+    State words are ``(group, oy, ox)``; their constants are stored per group where the
+    bias is per channel, per state word where it depends on the position (a normalized
+    first layer's input offset meeting zero padding).
+    """
+
+
+def core_class(layer, sizes=False):
     """The neuron core of a weighted layer: :class:`ConvCore` for a ``Conv``, else
-    :class:`~onespike.hdl.dense.DenseCore`."""
-    return ConvCore if isinstance(layer, Conv) else DenseCore
+    :class:`~onespike.hdl.dense.DenseCore` (with ``sizes``: their sizes alone)."""
+    if isinstance(layer, Conv):
+        return ConvSizes if sizes else ConvCore
+    return DenseSizes if sizes else DenseCore

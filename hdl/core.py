@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.arith import const_multiply, multiply
@@ -25,71 +25,42 @@ from onespike.hdl.counters import Odometer, RangeCounter
 from onespike.hdl.encoder import flag, positive
 from onespike.hdl.firing import Reciprocals, sorted_firing
 from onespike.hdl.single_port import PACE, SinglePortMembranes, pace_domain
-from onespike.hdl.streams import (index_shape, logit_layout, pass_bank, refuse,
+from onespike.hdl.streams import (SizedComponent, index_shape, logit_layout, pass_bank,
                                   spike_layout)
 from onespike.ir import LayerWidths, signed_bits
 
-__all__ = ["NeuronCore", "Odometer", "RangeCounter"]
+__all__ = ["NeuronCore", "NeuronSizes", "Odometer", "RangeCounter"]
 
 
-class NeuronCore(wiring.Component):
-    """Phase 1 (integration, into the free bank): an input spike of step ``s`` adds its
-    whole effect at once, ``w·(A_in − s)`` (the current it starts, integrated up to the
-    window's end), into every state word it reaches: one word per cycle, the weight read,
-    the product and the read-modify-write of ``U`` in a four-stage pipeline. End-of-step
-    markers cost one cycle each; after ``in_levels`` of them the bank goes to phase 2 and
-    the next sample integrates into the other bank. No sweep over the state words.
-
-    Phase 2, concurrently, on the full bank (it only reads the membranes):
-
-    * hidden layer (firing): in step ``k = 0..A-1`` the sweep registers each word's ``U``,
-      ``k·R`` and ``R`` per lane, then tests ``S = U + k·R``: a neuron fires in the step
-      where ``S ≥ 0`` first holds (the sign bit; ``k = 0`` or ``S < R``). Crossings are
-      sent on ``o`` one per cycle (``step = k``), then the step's end marker: ``words + 2``
-      cycles a step plus one per spike. With ``sorted_firing`` phase 2 is
-      :func:`~onespike.hdl.firing.sorted_firing` instead.
-    * readout: the membranes ``U`` (``R = 0``: ``U = V``) are sent on ``o`` as logits.
-
-    Then phase 2 writes ``U0`` back into every word of its bank (one per cycle, in the
-    cycles in which integration does not write) and frees the bank.
-
-    Backpressure on ``o`` stalls phase 2 only. After a reset phase 2 writes ``U0`` into both
-    banks (``2·words + 1`` cycles) before ``i`` is ready.
-    """
+class NeuronSizes:
+    """The sizes of a :class:`NeuronCore` as plain data: the arguments checked, the state
+    words, memories, multipliers and timing a planner asks for, with no hardware built. A
+    subclass (:class:`~onespike.hdl.dense.DenseSizes`, :class:`~onespike.hdl.conv.ConvSizes`)
+    says how its layer's synapses map onto the words."""
 
     def __init__(self, layer, *, in_levels: int, widths: LayerWidths, lanes: int,
                  use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False,
                  banks: int = 2):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            refuse(self, ValueError(f"Lane count must be a positive integer, not {lanes!r}"))
-        try:
-            self._use_dsp = flag(use_dsp, "use_dsp")
-            self._sorted = flag(sorted_firing, "sorted_firing") and not layer.is_readout
-            self._single_port = flag(single_port, "single_port")
-        except TypeError as e:
-            refuse(self, e)
+            raise ValueError(f"Lane count must be a positive integer, not {lanes!r}")
+        self._use_dsp = flag(use_dsp, "use_dsp")
+        self._sorted = flag(sorted_firing, "sorted_firing") and not layer.is_readout
+        self._single_port = flag(single_port, "single_port")
         if banks not in (1, 2) or isinstance(banks, bool):
-            refuse(self, ValueError(f"membrane banks must be 1 or 2, not {banks!r}"))
+            raise ValueError(f"membrane banks must be 1 or 2, not {banks!r}")
         self._banks = banks
         if self._single_port and (layer.is_readout or self._sorted):
-            refuse(self, ValueError("single-port membranes are for hidden layers with sweep "
-                                    "firing (not the readout, not sorted firing)"))
+            raise ValueError("single-port membranes are for hidden layers with sweep "
+                             "firing (not the readout, not sorted firing)")
         self._channels = layer.weight.shape[0]
         if lanes > self._channels:
-            refuse(self, ValueError(f"Lane count {lanes} exceeds the layer's "
-                                    f"{self._channels} channels"))
+            raise ValueError(f"Lane count {lanes} exceeds the layer's {self._channels} "
+                             f"channels")
         self._layer = layer
         self._lanes = lanes
         self._in_levels = positive(in_levels, "Input level count")
         self._widths = widths
         self._outputs = int(np.prod(layer.out_shape))
-        o = stream.Signature(logit_layout(self._outputs, widths.membrane_bits)
-                             if layer.is_readout else spike_layout(layer.out_shape,
-                                                                   layer.levels))
-        super().__init__({
-            "i": In(stream.Signature(spike_layout(layer.in_shape, in_levels))),
-            "o": Out(o),
-        })
 
     # -- what a subclass provides ----------------------------------------------------
     positions = 1                       # output positions per channel (state words / groups)
@@ -266,6 +237,39 @@ class NeuronCore(wiring.Component):
         if self.shared_constants:       # the first position of each group stands for all
             u0, ramp = (v.reshape(self.groups, -1, self.lanes)[:, 0] for v in (u0, ramp))
         return u0, ramp
+
+
+class NeuronCore(SizedComponent):
+    """Phase 1 (integration, into the free bank): an input spike of step ``s`` adds its
+    whole effect at once, ``w·(A_in − s)`` (the current it starts, integrated up to the
+    window's end), into every state word it reaches: one word per cycle, the weight read,
+    the product and the read-modify-write of ``U`` in a four-stage pipeline. End-of-step
+    markers cost one cycle each; after ``in_levels`` of them the bank goes to phase 2 and
+    the next sample integrates into the other bank. No sweep over the state words.
+
+    Phase 2, concurrently, on the full bank (it only reads the membranes):
+
+    * hidden layer (firing): in step ``k = 0..A-1`` the sweep registers each word's ``U``,
+      ``k·R`` and ``R`` per lane, then tests ``S = U + k·R``: a neuron fires in the step
+      where ``S ≥ 0`` first holds (the sign bit; ``k = 0`` or ``S < R``). Crossings are
+      sent on ``o`` one per cycle (``step = k``), then the step's end marker: ``words + 2``
+      cycles a step plus one per spike. With ``sorted_firing`` phase 2 is
+      :func:`~onespike.hdl.firing.sorted_firing` instead.
+    * readout: the membranes ``U`` (``R = 0``: ``U = V``) are sent on ``o`` as logits.
+
+    Then phase 2 writes ``U0`` back into every word of its bank (one per cycle, in the
+    cycles in which integration does not write) and frees the bank.
+
+    Backpressure on ``o`` stalls phase 2 only. After a reset phase 2 writes ``U0`` into both
+    banks (``2·words + 1`` cycles) before ``i`` is ready.
+    """
+
+    def members(self):
+        layer = self._layer
+        o = logit_layout(self._outputs, self._widths.membrane_bits) if layer.is_readout \
+            else spike_layout(layer.out_shape, layer.levels)
+        return {"i": In(stream.Signature(spike_layout(layer.in_shape, self._in_levels))),
+                "o": Out(stream.Signature(o))}
 
     def _constants_port(self, m, constants):
         """The constants read port as phase 2 sees it: addressed by state word (``addr``,

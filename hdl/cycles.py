@@ -45,8 +45,8 @@ next to measured cycles.
 import numpy as np
 
 from onespike.hdl.firing import FiringTiming, firing_cycles
-from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.recurrent import RecurrentCore
+from onespike.hdl.maxpool import MaxPoolSizes
+from onespike.hdl.recurrent import RecurrentSizes
 
 __all__ = ["cycle_estimate", "event_chains", "integration_cycles", "stage_layer"]
 
@@ -202,14 +202,14 @@ def event_chains(top, maps) -> dict:
     net, cores = top.net, top.cores
     chains = {}
     for n, core in enumerate(cores):
-        if n > 0 and isinstance(cores[n - 1], MaxPoolCore):
+        if n > 0 and isinstance(cores[n - 1], MaxPoolSizes):
             continue                                 # part of the chain through the pool
         levels = net.in_levels(n)
         shape = net.layers[n].in_shape
         producer = None if n == 0 else cores[n - 1]
         times = []
         for act in np.asarray(maps[n]).reshape(len(maps[n]), -1):
-            if isinstance(core, MaxPoolCore):
+            if isinstance(core, MaxPoolSizes):
                 consumer, tail = _Pool(core, _Integrator(cores[n + 1])), \
                     core.fired_memory_bits + cores[n + 1].words + 2
             else:
@@ -232,7 +232,8 @@ def _count(spikes):
 
 
 def cycle_estimate(top, spikes=None) -> dict:
-    """Cycles per sample of :class:`~onespike.hdl.top.Accelerator` ``top``: ``stages``
+    """Cycles per sample of ``top``, an :class:`~onespike.hdl.plan.AcceleratorPlan` (or the
+    :class:`~onespike.hdl.top.Accelerator` built from one): ``stages``
     (each stage alone, and each chain ``stream<n>``), ``chains``, ``steady`` (the largest)
     and ``latency``. ``spikes[n]`` is
     what the stream into layer ``n`` carries (``spikes[0]``: input spikes): a count, or
@@ -258,13 +259,13 @@ def cycle_estimate(top, spikes=None) -> dict:
 
     for n, core in enumerate(top.cores):
         counts_into = counts[n]
-        if isinstance(core, MaxPoolCore):
+        if isinstance(core, MaxPoolSizes):
             chain[f"layer{n}_maxpool"] = core.fan_out * counts[n] + 2 * levels[n] \
                 + core.fired_memory_bits
             continue
         integrate = integration_cycles(core, counts[n] if net.steps else spikes[n]) \
             + levels[n] + 2 + core.words + 2
-        if isinstance(core, RecurrentCore):
+        if isinstance(core, RecurrentSizes):
             state = counts[n + 1]       # per step (the last step's, when only it goes on)
             integrate += state * core.groups + 3 * core.window
             fire = firing_cycles(core.words, net.layers[n].levels, state, core.sorted_firing)

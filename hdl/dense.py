@@ -3,11 +3,11 @@
 import numpy as np
 
 from onespike.hdl.arith import const_multiply
-from onespike.hdl.core import NeuronCore
-from onespike.hdl.streams import flat_index, refuse
-from onespike.ir import Dense, LayerWidths
+from onespike.hdl.core import NeuronCore, NeuronSizes
+from onespike.hdl.streams import flat_index
+from onespike.ir import Dense
 
-__all__ = ["DenseCore", "unpooled_weights"]
+__all__ = ["DenseCore", "DenseSizes", "unpooled_weights"]
 
 
 def unpooled_weights(layer: Dense) -> np.ndarray:
@@ -26,23 +26,13 @@ def unpooled_weights(layer: Dense) -> np.ndarray:
     return rows.reshape(c * h * w, -1)
 
 
-class DenseCore(NeuronCore):
-    """One fully connected layer (hidden or readout), :class:`NeuronCore` dynamics.
+class DenseSizes(NeuronSizes):
+    """:class:`DenseCore`'s sizes (:class:`~onespike.hdl.core.NeuronSizes`)."""
 
-    The weight memory holds one row of ``groups`` words per incoming neuron (flattening and
-    sum pooling are folded into the rows), so an input spike costs ``groups`` cycles; the
-    state is ``groups`` words.
-    """
-
-    def __init__(self, layer: Dense, *, in_levels: int, widths: LayerWidths, lanes: int,
-                 use_dsp: bool = True, sorted_firing: bool = False, single_port: bool = False,
-                 banks: int = 2):
+    def __init__(self, layer: Dense, **options):
         if not isinstance(layer, Dense):
-            refuse(self, TypeError(f"DenseCore needs a Dense layer, not "
-                                   f"{type(layer).__name__}"))
-        super().__init__(layer, in_levels=in_levels, widths=widths, lanes=lanes,
-                         use_dsp=use_dsp, sorted_firing=sorted_firing, single_port=single_port,
-                         banks=banks)
+            raise TypeError(f"DenseCore needs a Dense layer, not {type(layer).__name__}")
+        super().__init__(layer, **options)
 
     def weight_words(self):
         rows = unpooled_weights(self._layer)
@@ -71,3 +61,12 @@ class DenseCore(NeuronCore):
         ramp = np.zeros(self._channels, dtype=np.int64) if self._layer.is_readout \
             else self._layer.ramp
         return self._channel_lanes(self._layer.bias), self._channel_lanes(ramp)
+
+
+class DenseCore(NeuronCore, DenseSizes):
+    """One fully connected layer (hidden or readout), :class:`NeuronCore` dynamics.
+
+    The weight memory holds one row of ``groups`` words per incoming neuron (flattening and
+    sum pooling are folded into the rows), so an input spike costs ``groups`` cycles; the
+    state is ``groups`` words.
+    """

@@ -24,7 +24,7 @@ streams plus the readout.
 
 import numpy as np
 
-from onespike.hdl.mac import ActivationMaxPool
+from onespike.hdl.mac import ActivationPoolSizes
 
 __all__ = ["dense_cycle_estimate", "stream_transfers"]
 
@@ -46,7 +46,7 @@ def _synapse_work(top, activations) -> list:
     for core, a in zip(top.cores, activations):
         a = np.asarray(a).reshape(len(a), -1)
         sent = a > 0 if top.skip_zeros else np.ones_like(a, dtype=bool)
-        if isinstance(core, ActivationMaxPool):
+        if isinstance(core, ActivationPoolSizes):
             work.append(None)
             continue
         cost = np.maximum(core._geometry.spike_cycles, 1)
@@ -74,7 +74,7 @@ def dense_cycle_estimate(top, transfers=None, activations=None) -> dict:
     producers, heads, consumers, tails = [stages["source"]], [0], [], []
     pools = {}
     for k, core in enumerate(top.cores):
-        if isinstance(core, ActivationMaxPool):
+        if isinstance(core, ActivationPoolSizes):
             take = (1 + core.fan_out) * n[k] + 1
             pools[k] = take
             consumers.append(take)

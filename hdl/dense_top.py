@@ -2,18 +2,15 @@
 :class:`~onespike.hdl.top.Accelerator`, computed by multiply-accumulate over activation
 streams instead of spikes (``--coding dense``)."""
 
-from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
-from onespike.hdl.encoder import flag
-from onespike.hdl.mac import ActivationMaxPool, ActivationSource, MacCore
-from onespike.hdl.streams import refuse
+from onespike.hdl.plan import DENSE_COMPONENTS, DensePlan
 from onespike.hdl.top import LayerPipeline
-from onespike.ir import MaxPool, Network
+from onespike.ir import Network
 
 __all__ = ["DenseAccelerator"]
 
 
-class DenseAccelerator(LayerPipeline):
+class DenseAccelerator(LayerPipeline, DensePlan):
     """A layer-pipelined integer accelerator for a :class:`~onespike.ir.Network`.
 
     Ports as :class:`~onespike.hdl.top.Accelerator` (``i``, ``o``, ``tap_<n>``,
@@ -29,33 +26,8 @@ class DenseAccelerator(LayerPipeline):
     multiplies from shifted adds (no DSP blocks).
     """
 
-    def __init__(self, net: Network, *, lanes=1, skip_zeros=True, use_dsp=True):
-        if net.steps is not None:
-            refuse(self, OnespikeError(
-                "the dense coding has no recurrent core: build this sequence network with "
-                "--coding ttfs (the default)"))
-        self._take(net, lanes, use_dsp)
-        try:
-            self._skip_zeros = flag(skip_zeros, "skip_zeros")
-        except TypeError as e:
-            refuse(self, e)
-        self.encoder = ActivationSource(shape=net.encoder.shape, levels=net.encoder.levels,
-                                        skip_zeros=skip_zeros)
-        self.cores = []
-        for i, layer in enumerate(net.layers):
-            if isinstance(layer, MaxPool):
-                self.cores.append(ActivationMaxPool(layer, levels=net.in_levels(i),
-                                                    skip_zeros=skip_zeros))
-            else:
-                self.cores.append(MacCore(layer, in_levels=net.in_levels(i),
-                                          lanes=self._lanes[i], skip_zeros=skip_zeros,
-                                          use_dsp=use_dsp))
+    PARTS = DENSE_COMPONENTS
+
+    def __init__(self, net: Network, **options):
+        super().__init__(net, **options)
         self.argmax = Argmax(classes=net.num_classes, bits=self.cores[-1].accumulator_bits)
-        self._chain()
-
-    coding = "dense"
-
-
-    @property
-    def skip_zeros(self):
-        return self._skip_zeros

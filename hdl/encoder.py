@@ -2,13 +2,13 @@
 
 import numpy as np
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.streams import (activation_layout, index_shape, neuron_layout, pass_bank,
-                                  spike_layout)
+from onespike.hdl.streams import (SizedComponent, activation_layout, index_shape,
+                                  neuron_layout, pass_bank, spike_layout)
 
-__all__ = ["SpikeEncoder", "SPIKE_CYCLES", "positive"]
+__all__ = ["SpikeEncoder", "EncoderSizes", "SPIKE_CYCLES", "positive"]
 
 SPIKE_CYCLES = (1, 2)
 
@@ -25,25 +25,8 @@ def flag(value, what):
     return value
 
 
-class SpikeEncoder(wiring.Component):
-    """Sorts one sample's activations into per-level lists, then emits its spike window.
-
-    ``i`` takes ``neurons`` activations (``value`` in ``0..levels``) in neuron order, one
-    per cycle; neuron ``j`` with activation ``a > 0`` is pushed onto the list of level ``a``
-    (a head per level, a link per neuron, both in memories). Then for each step
-    ``k = 0..A-1`` the list of level ``A - k`` is sent on ``o``, one spike per cycle, and
-    the step's end marker (``index`` 0). Two banks: the next sample loads while the current
-    one is sent (``banks=1``: half the memory, and a sample loads once the one before has
-    been sent). Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spike_cycles·spikes``
-    cycles to send. After a reset the lists are emptied (``A + 1`` cycles) before ``i`` is
-    ready.
-
-    ``spike_cycles`` (:data:`SPIKE_CYCLES`): 1 sends a spike every cycle, the link memory's
-    output driving its own read address (a list is followed in the read's cycle: memory
-    output, bank multiplexer and address in one clock period); 2 registers the next address,
-    so that the clock period holds only one of them, and spends a second cycle per spike
-    (a consumer that takes two or more cycles per spike loses nothing).
-    """
+class EncoderSizes:
+    """:class:`SpikeEncoder`'s sizes as plain data."""
 
     def __init__(self, *, shape, levels: int, spike_cycles: int = 1, banks: int = 2):
         self._shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
@@ -55,10 +38,6 @@ class SpikeEncoder(wiring.Component):
         if banks not in (1, 2) or isinstance(banks, bool):
             raise ValueError(f"encoder banks must be 1 or 2, not {banks!r}")
         self._banks = banks
-        super().__init__({
-            "i": In(stream.Signature(activation_layout(levels))),
-            "o": Out(stream.Signature(spike_layout(self._shape, levels))),
-        })
 
     @property
     def shape(self):
@@ -91,6 +70,31 @@ class SpikeEncoder(wiring.Component):
         """A list entry: a neuron and a valid bit (clear: the list ends), so that following
         a list is a memory read whose data is the next address, with no arithmetic."""
         return data.StructLayout({"ptr": range(self.neurons), "valid": 1})
+
+
+class SpikeEncoder(SizedComponent, EncoderSizes):
+    """Sorts one sample's activations into per-level lists, then emits its spike window.
+
+    ``i`` takes ``neurons`` activations (``value`` in ``0..levels``) in neuron order, one
+    per cycle; neuron ``j`` with activation ``a > 0`` is pushed onto the list of level ``a``
+    (a head per level, a link per neuron, both in memories). Then for each step
+    ``k = 0..A-1`` the list of level ``A - k`` is sent on ``o``, one spike per cycle, and
+    the step's end marker (``index`` 0). Two banks: the next sample loads while the current
+    one is sent (``banks=1``: half the memory, and a sample loads once the one before has
+    been sent). Cost per sample: ``neurons + 1`` cycles to load, ``2·A + spike_cycles·spikes``
+    cycles to send. After a reset the lists are emptied (``A + 1`` cycles) before ``i`` is
+    ready.
+
+    ``spike_cycles`` (:data:`SPIKE_CYCLES`): 1 sends a spike every cycle, the link memory's
+    output driving its own read address (a list is followed in the read's cycle: memory
+    output, bank multiplexer and address in one clock period); 2 registers the next address,
+    so that the clock period holds only one of them, and spends a second cycle per spike
+    (a consumer that takes two or more cycles per spike loses nothing).
+    """
+
+    def members(self):
+        return {"i": In(stream.Signature(activation_layout(self._levels))),
+                "o": Out(stream.Signature(spike_layout(self._shape, self._levels)))}
 
     def elaborate(self, platform):
         m = Module()

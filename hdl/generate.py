@@ -18,10 +18,10 @@ from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.dense_cycles import dense_cycle_estimate
 from onespike.hdl.dense_top import DenseAccelerator
 from onespike.hdl.firing import FIRINGS
-from onespike.hdl.mac import ActivationMaxPool
-from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.streams import discard
-from onespike.hdl.top import Accelerator
+from onespike.hdl.mac import ActivationPoolSizes
+from onespike.hdl.maxpool import MaxPoolSizes
+from onespike.hdl.plan import AcceleratorPlan, DensePlan
+from onespike.hdl.top import Accelerator, LayerPipeline
 from onespike.ir import Network
 
 __all__ = ["generate", "TOP_NAME", "CODINGS", "accelerator", "check_firing", "plan",
@@ -55,12 +55,14 @@ def check_firing(coding, firing):
 
 
 def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
-                firing="auto", membranes="dual", encoder_banks=2):
+                firing="auto", membranes="dual", encoder_banks=2, sizes=False):
     """The accelerator for ``coding``: ``"ttfs"`` (:class:`~onespike.hdl.top.Accelerator`,
     with ``use_dsp`` and ``firing``) or ``"dense"``
     (:class:`~onespike.hdl.dense_top.DenseAccelerator`, with ``skip_zeros`` and
     ``use_dsp``; it has no firing phase, so ``firing`` must stay ``"auto"``, nor
-    membranes, so ``membranes`` must stay ``"dual"``)."""
+    membranes, so ``membranes`` must stay ``"dual"``). With ``sizes``: its plan alone
+    (:class:`~onespike.hdl.plan.AcceleratorPlan`, :class:`~onespike.hdl.plan.DensePlan`),
+    every size and no component."""
     check_firing(coding, firing)
     check_membranes(coding, membranes)
     if coding == "dense":
@@ -68,9 +70,11 @@ def accelerator(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_ds
             raise OnespikeError("encoder_banks applies to the ttfs coding only")
         if not isinstance(use_dsp, bool):
             raise OnespikeError("use_dsp per layer applies to the ttfs coding only")
-        return DenseAccelerator(net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
-    return Accelerator(net, lanes=lanes, use_dsp=use_dsp, firing=firing, membranes=membranes,
-                       encoder_banks=encoder_banks)
+        return (DensePlan if sizes else DenseAccelerator)(
+            net, lanes=lanes, skip_zeros=skip_zeros, use_dsp=use_dsp)
+    return (AcceleratorPlan if sizes else Accelerator)(
+        net, lanes=lanes, use_dsp=use_dsp, firing=firing, membranes=membranes,
+        encoder_banks=encoder_banks)
 
 TOP_NAME = "onespike_top"
 
@@ -158,7 +162,7 @@ def _fields(layout: data.StructLayout) -> dict:
 
 
 def _ports(top):
-    coding = "dense" if isinstance(top, DenseAccelerator) else "ttfs"
+    coding = "dense" if isinstance(top, DensePlan) else "ttfs"
     ports = [{"name": "clk", "direction": "in", "width": 1, "meaning": PORT_MEANING["clk"]},
              {"name": "rst", "direction": "in", "width": 1, "meaning": PORT_MEANING["rst"]}]
     for path, member, value in top.signature.flatten(top):
@@ -186,7 +190,9 @@ def _memory_totals(top, layers) -> dict:
 
 
 def manifest(top, verilog_name: str, verilog_text: str) -> dict:
-    if isinstance(top, DenseAccelerator):
+    """What ``generate`` writes beside the Verilog of ``top`` (an accelerator, or its plan:
+    then without ``ports``)."""
+    if isinstance(top, DensePlan):
         return _dense_manifest(top, verilog_name, verilog_text)
     net = top.net
     starts = net.window_starts()
@@ -199,7 +205,7 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
                  "input_window": [starts[n], starts[n] + net.in_levels(n)]}
         if net.per_step(n):
             entry["input_steps"] = net.steps
-        if isinstance(core, MaxPoolCore):
+        if isinstance(core, MaxPoolSizes):
             entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
                          fired_memory_bits=core.fired_memory_bits)
         else:
@@ -222,7 +228,7 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
         "top": TOP_NAME, "coding": "ttfs", "tap_payload": CODINGS["ttfs"][1],
         "use_dsp": top.use_dsp, "verilog": [verilog_name],
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
-        "ports": _ports(top),
+        "ports": _ports(top) if isinstance(top, LayerPipeline) else None,
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
         "encoder_memory_bits": top.encoder.memory_bits, "encoder_banks": top.encoder.banks,
         "classes": net.num_classes, "latency_steps": net.latency_steps,
@@ -238,7 +244,7 @@ def manifest(top, verilog_name: str, verilog_text: str) -> dict:
     }
 
 
-def _dense_manifest(top: DenseAccelerator, verilog_name: str, verilog_text: str) -> dict:
+def _dense_manifest(top: DensePlan, verilog_name: str, verilog_text: str) -> dict:
     net = top.net
     starts = net.window_starts()     # the golden time base a testbench decodes into
     layers = []
@@ -249,7 +255,7 @@ def _dense_manifest(top: DenseAccelerator, verilog_name: str, verilog_text: str)
                  "inputs": core.inputs, "in_levels": net.in_levels(n),
                  "input_window": [starts[n], starts[n] + net.in_levels(n)],
                  "cycles_per_input_activation": core.fan_out}
-        if isinstance(core, ActivationMaxPool):
+        if isinstance(core, ActivationPoolSizes):
             entry.update(kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
                          state_memory_bits=core.state_memory_bits)
         else:
@@ -276,7 +282,7 @@ def _dense_manifest(top: DenseAccelerator, verilog_name: str, verilog_text: str)
         "skip_zeros": top.skip_zeros, "use_dsp": top.use_dsp,
         "verilog": [verilog_name],
         "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
-        "ports": _ports(top),
+        "ports": _ports(top) if isinstance(top, LayerPipeline) else None,
         "input_neurons": top.encoder.neurons, "input_levels": top.encoder.levels,
         "classes": net.num_classes, "layers": layers,
         "memory_bits": totals,
@@ -358,9 +364,9 @@ def plan(net: Network, *, lanes=1, coding="ttfs", skip_zeros=True, use_dsp=True,
     (per layer its geometry, memories, multipliers and firing; memory totals; cycles if
     every neuron spikes), without the Verilog and ports. :func:`plan_options` turns a plan,
     hand-edited or not, back into :func:`generate`'s arguments."""
-    top = discard(accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros,
-                              use_dsp=use_dsp, firing=firing, membranes=membranes,
-                              encoder_banks=encoder_banks))
+    top = accelerator(net, lanes=lanes, coding=coding, skip_zeros=skip_zeros, use_dsp=use_dsp,
+                      firing=firing, membranes=membranes, encoder_banks=encoder_banks,
+                      sizes=True)
     info = manifest(top, "", "")
     for key in ("top", "verilog", "verilog_sha256", "ports", "tap_payload"):
         info.pop(key, None)

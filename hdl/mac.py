@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.conv import core_class
@@ -27,12 +27,12 @@ from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.encoder import flag, positive
 from onespike.hdl.maxpool import pool_spans, pooled_candidate
-from onespike.hdl.streams import (activation_layout, discard, index_shape, logit_layout,
-                                  neuron_layout, pass_bank, refuse)
+from onespike.hdl.streams import (SizedComponent, activation_layout, index_shape,
+                                  logit_layout, neuron_layout, pass_bank)
 from onespike.ir import Conv, Dense, LayerWidths, MaxPool, signed_bits
 
-__all__ = ["value_layout", "ActivationSource", "MacCore", "ActivationMaxPool", "multiply",
-           "const_multiply"]
+__all__ = ["value_layout", "ActivationSource", "MacCore", "ActivationMaxPool", "SourceSizes",
+           "MacSizes", "ActivationPoolSizes", "multiply", "const_multiply"]
 
 
 def value_layout(shape, levels: int) -> data.StructLayout:
@@ -44,24 +44,13 @@ def value_layout(shape, levels: int) -> data.StructLayout:
     })
 
 
-class ActivationSource(wiring.Component):
-    """``i``: one sample's activations, one per transfer in C order (as the TTFS
-    encoder takes them); ``o``: the activation stream, every value (or, with
-    ``skip_zeros``, the non-zero ones) with its neuron index, then the end marker.
-
-    A value passes straight through in the cycle it arrives (``i.ready`` follows
-    ``o.ready``; a skipped zero is taken at once); the end marker costs one cycle after the
-    sample's last value. Nothing to clear after a reset.
-    """
+class SourceSizes:
+    """:class:`ActivationSource`'s sizes as plain data."""
 
     def __init__(self, *, shape, levels: int, skip_zeros: bool = True):
         self._shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
         self._levels = positive(levels, "Level count")
         self._skip_zeros = flag(skip_zeros, "skip_zeros")
-        super().__init__({
-            "i": In(stream.Signature(activation_layout(levels))),
-            "o": Out(stream.Signature(value_layout(self._shape, levels))),
-        })
 
     @property
     def shape(self):
@@ -80,6 +69,21 @@ class ActivationSource(wiring.Component):
         return self._skip_zeros
 
     memory_bits = 0
+
+
+class ActivationSource(SizedComponent, SourceSizes):
+    """``i``: one sample's activations, one per transfer in C order (as the TTFS
+    encoder takes them); ``o``: the activation stream, every value (or, with
+    ``skip_zeros``, the non-zero ones) with its neuron index, then the end marker.
+
+    A value passes straight through in the cycle it arrives (``i.ready`` follows
+    ``o.ready``; a skipped zero is taken at once); the end marker costs one cycle after the
+    sample's last value. Nothing to clear after a reset.
+    """
+
+    def members(self):
+        return {"i": In(stream.Signature(activation_layout(self._levels))),
+                "o": Out(stream.Signature(value_layout(self._shape, self._levels)))}
 
     def elaborate(self, platform):
         m = Module()
@@ -122,56 +126,23 @@ class _Side:
         self.last = self.word == words - 1
 
 
-class MacCore(wiring.Component):
-    """A dense or convolution layer over activation streams, ``P`` lanes.
-
-    Accumulate (one bank): each activation ``{index, value}`` on ``i`` adds
-    ``w · value`` into the accumulators its synapses reach, one ``P``-lane word per cycle
-    (:attr:`fan_out` cycles: ``groups`` for a dense layer, ``K·K·groups`` for a
-    convolution; the synapse geometry is :class:`~onespike.hdl.dense.DenseCore`'s /
-    :class:`~onespike.hdl.conv.ConvCore`'s). The end marker hands the bank to the other
-    side, and the next sample accumulates into the other bank (accumulators start at the
-    bias).
-
-    Drain (the other bank, concurrently):
-
-    * hidden layer: per state word, ``act_bits`` cycles of compare-subtract per lane
-      (restoring division: bit ``b`` of the quotient is set when the remainder is at least
-      ``R·2^b``; starting from ``y`` this gives the largest ``q`` in ``0..A`` with
-      ``q·R ≤ y``, which is ``clip(floor(y/R), 0, A)`` exactly), then the word's
-      activations on ``o`` one per cycle (zeros left out with ``skip_zeros``), then the end
-      marker. The biases are written back.
-    * readout: the accumulators are sent on ``o`` as logits (``last`` on the final one).
-
-    Backpressure on ``o`` stalls the drain only. After a reset both banks are rewritten
-    with the biases (``words + 1`` cycles) before ``i`` is ready.
-    """
+class MacSizes:
+    """:class:`MacCore`'s sizes as plain data (the synapse geometry a TTFS core's sizes)."""
 
     def __init__(self, layer, *, in_levels: int, lanes: int, skip_zeros: bool = True,
                  use_dsp: bool = True):
         if not isinstance(layer, (Dense, Conv)):
-            refuse(self, TypeError(f"MacCore needs a Dense or Conv layer, not "
-                                   f"{type(layer).__name__}"))
-        try:
-            self._skip_zeros = flag(skip_zeros, "skip_zeros")
-            self._use_dsp = flag(use_dsp, "use_dsp")
-            self._in_levels = positive(in_levels, "Input level count")
-            sums = layer.abs_weight_sums
-            bound = int((layer.abs_bias_max + in_levels * sums).max())
-            self._widths = LayerWidths(int(sums.max()), bound)
-            geometry = core_class(layer)
-            self._geometry = discard(geometry(layer, in_levels=in_levels,
-                                              widths=self._widths, lanes=lanes))
-        except (TypeError, ValueError) as e:
-            refuse(self, e)
+            raise TypeError(f"MacCore needs a Dense or Conv layer, not {type(layer).__name__}")
+        self._skip_zeros = flag(skip_zeros, "skip_zeros")
+        self._use_dsp = flag(use_dsp, "use_dsp")
+        self._in_levels = positive(in_levels, "Input level count")
+        sums = layer.abs_weight_sums
+        bound = int((layer.abs_bias_max + in_levels * sums).max())
+        self._widths = LayerWidths(int(sums.max()), bound)
+        self._geometry = core_class(layer, sizes=True)(layer, in_levels=in_levels,
+                                                       widths=self._widths, lanes=lanes)
         self._layer = layer
         self._outputs = int(np.prod(layer.out_shape))
-        o = logit_layout(self._outputs, self.accumulator_bits) if layer.is_readout \
-            else value_layout(layer.out_shape, layer.levels)
-        super().__init__({
-            "i": In(stream.Signature(value_layout(layer.in_shape, in_levels))),
-            "o": Out(stream.Signature(o)),
-        })
 
     # -- sizes (the manifest reads these) ----------------------------------------------
     @property
@@ -238,7 +209,39 @@ class MacCore(wiring.Component):
         """Multiplies per cycle (one per lane)."""
         return self.lanes
 
-    # -- hardware ----------------------------------------------------------------------
+
+class MacCore(SizedComponent, MacSizes):
+    """A dense or convolution layer over activation streams, ``P`` lanes.
+
+    Accumulate (one bank): each activation ``{index, value}`` on ``i`` adds
+    ``w · value`` into the accumulators its synapses reach, one ``P``-lane word per cycle
+    (:attr:`fan_out` cycles: ``groups`` for a dense layer, ``K·K·groups`` for a
+    convolution; the synapse geometry is :class:`~onespike.hdl.dense.DenseCore`'s /
+    :class:`~onespike.hdl.conv.ConvCore`'s). The end marker hands the bank to the other
+    side, and the next sample accumulates into the other bank (accumulators start at the
+    bias).
+
+    Drain (the other bank, concurrently):
+
+    * hidden layer: per state word, ``act_bits`` cycles of compare-subtract per lane
+      (restoring division: bit ``b`` of the quotient is set when the remainder is at least
+      ``R·2^b``; starting from ``y`` this gives the largest ``q`` in ``0..A`` with
+      ``q·R ≤ y``, which is ``clip(floor(y/R), 0, A)`` exactly), then the word's
+      activations on ``o`` one per cycle (zeros left out with ``skip_zeros``), then the end
+      marker. The biases are written back.
+    * readout: the accumulators are sent on ``o`` as logits (``last`` on the final one).
+
+    Backpressure on ``o`` stalls the drain only. After a reset both banks are rewritten
+    with the biases (``words + 1`` cycles) before ``i`` is ready.
+    """
+
+    def members(self):
+        layer = self._layer
+        o = logit_layout(self._outputs, self.accumulator_bits) if layer.is_readout \
+            else value_layout(layer.out_shape, layer.levels)
+        return {"i": In(stream.Signature(value_layout(layer.in_shape, self._in_levels))),
+                "o": Out(stream.Signature(o))}
+
     def elaborate(self, platform):
         m = Module()
         geometry, layer = self._geometry, self._layer
@@ -481,31 +484,16 @@ class MacCore(wiring.Component):
                         m.next = "LOAD"
 
 
-class ActivationMaxPool(wiring.Component):
-    """Max pooling over an activation stream: a running maximum per pooled neuron.
-
-    An activation ``(c, y, x)`` checks the ``ceil(kh/sh)·ceil(kw/sw)`` pooled neurons whose window
-    holds it (one per cycle; padding holds nothing, and as activations are ≥ 0 a zero pad
-    never wins) and raises their maximum. The end marker starts the drain: every pooled
-    neuron is read once, sent (zeros left out with ``skip_zeros``) and cleared, one per
-    cycle, then the end marker. ``i`` waits during the drain, and after a reset while the
-    maxima are cleared.
-    """
+class ActivationPoolSizes:
+    """:class:`ActivationMaxPool`'s sizes as plain data."""
 
     def __init__(self, layer: MaxPool, *, levels: int, skip_zeros: bool = True):
         if not isinstance(layer, MaxPool):
-            refuse(self, TypeError(f"ActivationMaxPool needs a MaxPool layer, not "
-                                   f"{type(layer).__name__}"))
-        try:
-            self._levels = positive(levels, "Level count")
-            self._skip_zeros = flag(skip_zeros, "skip_zeros")
-        except (TypeError, ValueError) as e:
-            refuse(self, e)
+            raise TypeError(f"ActivationMaxPool needs a MaxPool layer, not "
+                            f"{type(layer).__name__}")
+        self._levels = positive(levels, "Level count")
+        self._skip_zeros = flag(skip_zeros, "skip_zeros")
         self._layer = layer
-        super().__init__({
-            "i": In(stream.Signature(value_layout(layer.in_shape, levels))),
-            "o": Out(stream.Signature(value_layout(layer.out_shape, levels))),
-        })
 
     @property
     def layer(self):
@@ -531,6 +519,23 @@ class ActivationMaxPool(wiring.Component):
     @property
     def state_memory_bits(self):
         return self.outputs * (self._levels.bit_length())
+
+
+class ActivationMaxPool(SizedComponent, ActivationPoolSizes):
+    """Max pooling over an activation stream: a running maximum per pooled neuron.
+
+    An activation ``(c, y, x)`` checks the ``ceil(kh/sh)·ceil(kw/sw)`` pooled neurons whose window
+    holds it (one per cycle; padding holds nothing, and as activations are ≥ 0 a zero pad
+    never wins) and raises their maximum. The end marker starts the drain: every pooled
+    neuron is read once, sent (zeros left out with ``skip_zeros``) and cleared, one per
+    cycle, then the end marker. ``i`` waits during the drain, and after a reset while the
+    maxima are cleared.
+    """
+
+    def members(self):
+        layer = self._layer
+        return {"i": In(stream.Signature(value_layout(layer.in_shape, self._levels))),
+                "o": Out(stream.Signature(value_layout(layer.out_shape, self._levels)))}
 
     def elaborate(self, platform):
         m = Module()

@@ -3,16 +3,16 @@
 import math
 
 from amaranth.hdl import Const, Module, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import memory, stream
 from amaranth.lib.wiring import In, Out
 
 from onespike.hdl.arith import const_divide, const_multiply
 from onespike.hdl.core import Odometer
 from onespike.hdl.encoder import positive
-from onespike.hdl.streams import refuse, spike_layout
+from onespike.hdl.streams import SizedComponent, spike_layout
 from onespike.ir import MaxPool
 
-__all__ = ["MaxPoolCore", "pool_spans", "pooled_candidate"]
+__all__ = ["MaxPoolCore", "MaxPoolSizes", "pool_spans", "pooled_candidate"]
 
 
 def pool_spans(layer: MaxPool) -> tuple:
@@ -40,28 +40,14 @@ def pooled_candidate(layer: MaxPool, index, dy, dx):
     return const_multiply(const_multiply(index.c, ho) + py, wo) + px, ok, py, px
 
 
-class MaxPoolCore(wiring.Component):
-    """Passes on, in the same step, the first spike that reaches each pooled neuron.
-
-    An input spike ``(c, y, x)`` checks the ``ceil(kh/sh)·ceil(kw/sw)`` pooled neurons whose window
-    holds it (padding holds nothing) against a *fired* bit per pooled neuron (a memory) and
-    sends those that have not fired yet, one per cycle (the next input is taken in the
-    last one); no arithmetic on values at all.
-    End-of-step markers pass through (with ``index`` 0); after the window's last one the
-    fired bits are cleared (one word per cycle) before the next sample, and likewise after
-    a reset.
-    """
+class MaxPoolSizes:
+    """:class:`MaxPoolCore`'s sizes as plain data."""
 
     def __init__(self, layer: MaxPool, *, levels: int):
         if not isinstance(layer, MaxPool):
-            refuse(self, TypeError(f"MaxPoolCore needs a MaxPool layer, not "
-                                   f"{type(layer).__name__}"))
+            raise TypeError(f"MaxPoolCore needs a MaxPool layer, not {type(layer).__name__}")
         self._layer = layer
         self._levels = positive(levels, "Level count")
-        super().__init__({
-            "i": In(stream.Signature(spike_layout(layer.in_shape, levels))),
-            "o": Out(stream.Signature(spike_layout(layer.out_shape, levels))),
-        })
 
     @property
     def inputs(self):
@@ -82,6 +68,24 @@ class MaxPoolCore(wiring.Component):
     def fired_memory_bits(self):
         c, h, w = self._layer.out_shape
         return c * h * w
+
+
+class MaxPoolCore(SizedComponent, MaxPoolSizes):
+    """Passes on, in the same step, the first spike that reaches each pooled neuron.
+
+    An input spike ``(c, y, x)`` checks the ``ceil(kh/sh)·ceil(kw/sw)`` pooled neurons whose window
+    holds it (padding holds nothing) against a *fired* bit per pooled neuron (a memory) and
+    sends those that have not fired yet, one per cycle (the next input is taken in the
+    last one); no arithmetic on values at all.
+    End-of-step markers pass through (with ``index`` 0); after the window's last one the
+    fired bits are cleared (one word per cycle) before the next sample, and likewise after
+    a reset.
+    """
+
+    def members(self):
+        layer = self._layer
+        return {"i": In(stream.Signature(spike_layout(layer.in_shape, self._levels))),
+                "o": Out(stream.Signature(spike_layout(layer.out_shape, self._levels)))}
 
     def elaborate(self, platform):
         m = Module()

@@ -22,14 +22,14 @@ counters (reset by ``rst``) mark where one ends.
 
 import numpy as np
 from amaranth.hdl import C, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.dense import DenseCore
-from onespike.hdl.streams import flat_index, index_shape, refuse, spike_layout
+from onespike.hdl.dense import DenseCore, DenseSizes
+from onespike.hdl.streams import SizedComponent, flat_index, index_shape, spike_layout
 from onespike.ir import Dense, LayerWidths, Recurrent
 
-__all__ = ["RecurrentCore", "joint_layer"]
+__all__ = ["RecurrentCore", "RecurrentSizes", "joint_layer"]
 
 
 def joint_layer(layer: Recurrent) -> Dense:
@@ -40,35 +40,32 @@ def joint_layer(layer: Recurrent) -> Dense:
                  scale=layer.scale)
 
 
-class RecurrentCore(wiring.Component):
-    """A :class:`~onespike.ir.Recurrent` layer: ``i`` takes the spikes of ``x`` (``A_x =
-    in_levels`` markers per step), ``o`` sends those of ``h`` (``A_h`` markers per step),
-    ``steps`` windows per sequence on both, or on ``o`` only the last when ``all_steps`` is
-    False. The lanes, firing and multiplies are the inner :attr:`core`'s."""
+class RecurrentSizes:
+    """:class:`RecurrentCore`'s sizes as plain data: the inner core's
+    (:class:`~onespike.hdl.dense.DenseSizes`) and the window's."""
 
     #: What the inner core answers for the whole layer (sizes and timing).
     DELEGATED = ("lanes", "groups", "words", "multipliers", "sorted_firing", "is_readout",
                  "reciprocals", "reset_cycles", "fan_out", "weight_bits", "weight_contents",
                  "weight_memory_bits", "state_memory_bits", "state_depth")
 
+    #: the inner core's class: its sizes here, the component in :class:`RecurrentCore`
+    INNER = DenseSizes
+
     def __init__(self, layer: Recurrent, *, in_levels: int, widths: LayerWidths, lanes: int,
                  steps: int, all_steps: bool, use_dsp: bool = True,
                  sorted_firing: bool = False):
         if not isinstance(layer, Recurrent):
-            refuse(self, TypeError(f"RecurrentCore needs a Recurrent layer, not "
-                                   f"{type(layer).__name__}"))
+            raise TypeError(f"RecurrentCore needs a Recurrent layer, not "
+                            f"{type(layer).__name__}")
         self._layer, self._steps, self._all_steps = layer, int(steps), bool(all_steps)
         self._x_levels = int(in_levels)
         self._window = max(self._x_levels, layer.levels)
-        self.core = DenseCore(joint_layer(layer), in_levels=self._window, widths=widths,
-                              lanes=lanes, use_dsp=use_dsp, sorted_firing=sorted_firing)
-        super().__init__({
-            "i": In(stream.Signature(spike_layout(layer.in_shape, self._x_levels))),
-            "o": Out(stream.Signature(spike_layout(layer.out_shape, layer.levels))),
-        })
+        self.core = self.INNER(joint_layer(layer), in_levels=self._window, widths=widths,
+                               lanes=lanes, use_dsp=use_dsp, sorted_firing=sorted_firing)
 
     def __getattr__(self, name):
-        if name in RecurrentCore.DELEGATED:
+        if name in RecurrentSizes.DELEGATED:
             return getattr(self.core, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
@@ -94,6 +91,20 @@ class RecurrentCore(wiring.Component):
     def spike_cycles(self) -> np.ndarray:
         """Integration cycles per spike of ``x`` (the state's spikes cost the same)."""
         return self.core.spike_cycles[:self.inputs]
+
+
+class RecurrentCore(SizedComponent, RecurrentSizes):
+    """A :class:`~onespike.ir.Recurrent` layer: ``i`` takes the spikes of ``x`` (``A_x =
+    in_levels`` markers per step), ``o`` sends those of ``h`` (``A_h`` markers per step),
+    ``steps`` windows per sequence on both, or on ``o`` only the last when ``all_steps`` is
+    False. The lanes, firing and multiplies are the inner :attr:`core`'s."""
+
+    INNER = DenseCore
+
+    def members(self):
+        layer = self._layer
+        return {"i": In(stream.Signature(spike_layout(layer.in_shape, self._x_levels))),
+                "o": Out(stream.Signature(spike_layout(layer.out_shape, layer.levels)))}
 
     def elaborate(self, platform):
         m = Module()

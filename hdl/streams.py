@@ -13,7 +13,7 @@ from amaranth.lib.wiring import Out
 
 from onespike.hdl.arith import const_multiply
 
-__all__ = ["discard", "refuse", "pass_bank", "spike_layout", "activation_layout", "logit_layout", "class_layout",
+__all__ = ["discard", "refuse", "SizedComponent", "pass_bank", "spike_layout", "activation_layout", "logit_layout", "class_layout",
            "TapSignature", "index_shape", "neuron_layout", "flat_index"]
 
 
@@ -100,6 +100,28 @@ def discard(component):
             if isinstance(part, Elaboratable) and not getattr(part, "_MustUse__silence", 0):
                 discard(part)
     return component
+
+
+class SizedComponent(wiring.Component):
+    """A component in two parts: its hardware, a subclass of this class, and its sizes, a
+    plain class after it among the bases (``class DenseCore(NeuronCore, DenseSizes)``).
+    The sizes check the arguments and answer everything a planner asks (memories, cycles,
+    multipliers), so that planners build the sizes alone and no component. The component
+    runs the sizes' constructor, refusing bad arguments without Amaranth's must-use
+    warning, then makes the ports :meth:`members` gives."""
+
+    def __init__(self, *args, **kwargs):
+        sizes = next(c for c in type(self).__mro__ if "__init__" in vars(c)
+                     and not issubclass(c, Elaboratable) and c is not object)
+        try:
+            sizes.__init__(self, *args, **kwargs)
+        except Exception as e:
+            refuse(self, e)
+        super().__init__(self.members())
+
+    def members(self) -> dict:
+        """The signature's members (``{"i": In(...), "o": Out(...)}``)."""
+        raise NotImplementedError
 
 
 def refuse(component, error):

@@ -228,7 +228,7 @@ def _add_lanes(p, default, what):
 def _spend_lanes(net, args, coding) -> tuple:
     """``--lanes`` and ``--uniform-lanes`` as the accelerator takes them, and the line
     that says how they were spent (None: as asked)."""
-    from onespike.hdl.top import layer_lanes, spend_lanes
+    from onespike.hdl.plan import layer_lanes, spend_lanes
 
     if args.uniform_lanes and isinstance(args.lanes, list):
         raise OnespikeError("--uniform-lanes takes one lane count, not one per layer")
@@ -320,7 +320,7 @@ def _add_coding(p):
 
 
 def _add_membranes(p):
-    from onespike.hdl.top import MEMBRANES
+    from onespike.hdl.plan import MEMBRANES
 
     p.add_argument("--membranes", choices=MEMBRANES, default="auto",
                    help="where a hidden layer keeps its membranes: dual (a RAM with two "

@@ -165,13 +165,13 @@ def _builds(build_dirs) -> list:
 def _cycles(net, lanes, a0, measure) -> dict:
     """Cycle model, event lower bound and (``measure`` samples) the Amaranth simulator."""
     from onespike.hdl.cycles import cycle_estimate
+    from onespike.hdl.plan import AcceleratorPlan
     from onespike.hdl.top import Accelerator
-    from onespike.hdl.streams import discard
     from onespike.sim.golden import closed_form
 
     trace = closed_form(net, a0)
     spikes = [float((np.asarray(t) >= 0).sum()) / len(a0) for t in trace.times]
-    top = discard(Accelerator(net, lanes=lanes))
+    top = AcceleratorPlan(net, lanes=lanes)
     model = cycle_estimate(top, spikes)
     def looped(n):                                # h_{t−1}'s spikes: inputs again
         return spikes[n + 1] if isinstance(net.layers[n], Recurrent) else 0

@@ -47,10 +47,10 @@ from onespike.errors import OnespikeError
 from onespike.hdl.argmax import Argmax
 from onespike.hdl.encoder import SpikeEncoder
 from onespike.hdl.firing import firing_cycles
-from onespike.hdl.maxpool import MaxPoolCore
-from onespike.hdl.streams import discard, flat_index
-from onespike.hdl.top import (encoder_spike_cycles, firing_per_layer, layer_lanes,
-                               neuron_core)
+from onespike.hdl.maxpool import MaxPoolCore, MaxPoolSizes
+from onespike.hdl.streams import flat_index
+from onespike.hdl.plan import (COMPONENTS, SIZES, encoder_spike_cycles, firing_per_layer,
+                               layer_lanes, neuron_core)
 from onespike.ir import LayerWidths, MaxPool, Network, Recurrent
 
 __all__ = ["PROPERTIES", "Target", "Harness", "targets", "prove", "run_check", "tool_env"]
@@ -398,9 +398,7 @@ def _encoder_target(net, lanes):
     if isinstance(layer, MaxPool):
         cycles = encoder_spike_cycles(None)
     else:
-        probe = neuron_core(net, 0, widths=net.widths()[0], lanes=lanes)
-        cycles = encoder_spike_cycles(probe)
-        discard(probe)
+        cycles = encoder_spike_cycles(neuron_core(net, 0, widths=net.widths()[0], lanes=lanes))
     return Target("encoder",
                   lambda: SpikeEncoder(shape=shape, levels=levels, spike_cycles=cycles),
                   "activations", "spikes", shape, levels, shape, levels, reset_bound=levels + 2,
@@ -413,14 +411,13 @@ def _neuron_target(net, i, lanes, firing="sweep"):
     in_levels = net.in_levels(i)
     sort = firing == "sorted"
 
-    def make(w=widths):
-        return neuron_core(net, i, widths=w, lanes=lanes,
+    def make(w=widths, parts=COMPONENTS):
+        return neuron_core(net, i, parts=parts, widths=w, lanes=lanes,
                            sorted_firing=sort and not layer.is_readout)
 
-    probe = make()
-    words, fan_out, reset = probe.words, probe.fan_out, probe.reset_cycles
-    sort = probe.sorted_firing
-    discard(probe)
+    sizes = make(parts=SIZES)
+    words, fan_out, reset = sizes.words, sizes.fan_out, sizes.reset_cycles
+    sort = sizes.sorted_firing
     n_in, n_out = _neurons(layer.in_shape), _neurons(layer.out_shape)
     windows = net.steps if net.per_step(i) else 1
     looped = n_out if isinstance(layer, Recurrent) else 0       # h_{t−1}'s spikes come in
@@ -442,9 +439,8 @@ def _neuron_target(net, i, lanes, firing="sweep"):
 
 def _maxpool_target(net, i):
     layer, levels = net.layers[i], net.in_levels(i)
-    probe = MaxPoolCore(layer, levels=levels)
-    fan_out, fired = probe.fan_out, probe.fired_memory_bits
-    discard(probe)
+    sizes = MaxPoolSizes(layer, levels=levels)
+    fan_out, fired = sizes.fan_out, sizes.fired_memory_bits
     n_in = _neurons(layer.in_shape)
     window = levels * 3 + n_in * (fan_out + 2) + fired
     return Target(f"layer{i} (maxpool)", lambda: MaxPoolCore(layer, levels=levels),

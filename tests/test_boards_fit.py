@@ -207,13 +207,13 @@ def test_ttfs_multiplies_take_dsp_blocks_only_where_the_board_has_enough(digits_
     board = board_named("ulx3s-85f")
     with_dsp = fit(net, board)
     assert with_dsp.use_dsp and 0 < with_dsp.dsps <= board.dsps
-    assert with_dsp.dsps == LinkOptions().sized(net, with_dsp.lanes).multipliers
+    assert with_dsp.dsps == LinkOptions().accelerator(net, with_dsp.lanes).multipliers
     assert f"the lane multiplies in {with_dsp.dsps} DSP blocks" in with_dsp.reason
     without = fit(net, board, link=LinkOptions(use_dsp=False))
     assert (without.use_dsp, without.dsps, without.lanes) == (False, 0, with_dsp.lanes)
     net = random_net(4, conv=False)
     short = fit(net, board_named("icebreaker"), 4)   # 8 SB_MAC16: some layers' multiplies
-    sized = LinkOptions(firing=short.firing).sized(net, short.lanes)
+    sized = LinkOptions(firing=short.firing).accelerator(net, short.lanes)
     per_layer = [getattr(core, "multipliers", 0) for core in sized.cores]
     assert isinstance(short.use_dsp, tuple) and any(short.use_dsp) and not all(short.use_dsp)
     assert short.dsps == sum(m for m, u in zip(per_layer, short.use_dsp) if u) <= 8
@@ -460,8 +460,8 @@ def test_mnist_mlp_builds_on_icebreaker_at_four_lanes(tmp_path):
 
 def test_fit_chooses_firing_once_per_lane_configuration(monkeypatch):
     """The planner asks for the firing of the same lanes again and again (each accelerator
-    built with firing auto asks too): hdl.top answers each configuration once."""
-    import onespike.hdl.top as top
+    built with firing auto asks too): hdl.plan answers each configuration once."""
+    import onespike.hdl.plan as top
 
     made, asked = [], set()
     choose, inner = top.choose_firing, top._choose_firing
@@ -529,3 +529,31 @@ def test_the_plan_names_the_memories_of_the_design_it_plans(digits_mlp_net, codi
     built = inventory(discard(planned_top(net, placed, link, board.clock_hz)).link)
     planned = {r.name: (r.width, r.depth) for r in placed.plan.records}
     assert {r.name: (r.width, r.depth) for r in built} == planned
+
+
+@pytest.mark.parametrize("coding", ["ttfs", "dense"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fit_builds_one_design_for_its_memory_frame_and_sizes_the_rest(monkeypatch, seed,
+                                                                      coding):
+    """Every lane, firing, membrane and DSP configuration the planner tries is a plan
+    (sizes only); the one design it builds gives the memories that do not depend on them
+    (the host link's): one accelerator and one part per layer, whatever it tried. Seed 1 is
+    a 4-layer MLP that the iCEBreaker fit tries single-port membranes and one bank for,
+    seed 2 a CNN with max pooling."""
+    from onespike.hdl.streams import SizedComponent
+
+    built = []
+    construct = SizedComponent.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        construct(self, *args, **kwargs)
+
+    monkeypatch.setattr(SizedComponent, "__init__", counting)
+    net = random_network(np.random.default_rng(seed), conv=seed == 2, max_layers=4,
+                         max_width=40)
+    placed = fit(net, board_named("icebreaker"), link=LinkOptions(coding=coding))
+    top = "Accelerator" if coding == "ttfs" else "DenseAccelerator"
+    assert built.count(top) == 1, built
+    assert len(built) == 2 + len(net.layers), built      # the top, the encoder, the cores
+    assert placed.plan.records           # the plan still names every memory of the design

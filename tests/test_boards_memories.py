@@ -15,6 +15,7 @@ from onespike.boards.memories import (MemoryMapper, MemoryRecord, OnPlatform,
                                      plan_memories, sized_inventory, skeleton)
 from onespike.boards.platforms import board_named
 from onespike.errors import OnespikeError
+from onespike.hdl.generate import accelerator
 from onespike.hdl.streams import discard
 from onespike.sim import closed_form, random_network, random_recurrent_network
 from helpers import CLOCK_HZ, infer, new_link, random_dense, run_link
@@ -141,37 +142,47 @@ def test_small_roms_stay_in_logic_on_ecp5(board, rows, width, kind):
     assert plan.kinds["layer0.constants"] == kind
 
 
-def _sized_case(seed, lanes, firing):
-    """``firing`` ``"single"``: sweep firing and single-port membranes."""
+FORMS = {"sweep": {}, "sorted": {"firing": "sorted"}, "single": {"membranes": "single"},
+         "one bank": {"membranes": "dual-one-bank", "encoder_banks": 1},
+         "dense": {"coding": "dense"}}
+"""The designs the sizes must describe: firing, membranes, encoder banks, coding."""
+
+
+def _sized_case(seed, lanes, form):
+    """``(make, plan)``: the linked accelerator of random network ``seed`` at ``lanes`` in
+    ``form`` (:data:`FORMS`), and its plan (sizes only) as the board planner makes it."""
     net = random_network(np.random.default_rng(seed), conv=seed % 2 == 1) if seed >= 0 \
         else random_recurrent_network(np.random.default_rng(-seed), max_steps=4)
     widest = max(l.weight.shape[0] for l in net.layers if hasattr(l, "weight"))
-    membranes = "single" if firing == "single" else "dual"
-    return lambda: LinkedAccelerator(net, lanes=min(lanes, widest), divisor=10,
-                                     timeout=1000, clock_hz=1_000_000,
-                                     firing="sweep" if firing == "single" else firing,
-                                     membranes=membranes)
+    options = {"lanes": min(lanes, widest), **FORMS[form]}
+    return (lambda: LinkedAccelerator(net, divisor=10, timeout=1000, clock_hz=1_000_000,
+                                      **options),
+            lambda: accelerator(net, sizes=True, **options))
 
 
 @pytest.mark.parametrize("seed", list(range(8)) + [-1, -2, -3])
 def test_the_planner_sizes_the_memories_inventory_finds(seed):
-    """The planner's inventory from the cores' sizes (no elaboration of their memories)
-    equals the elaborated one: names, shapes, ports, varying ROM bits, weight rows; and a
-    skeleton of one lane configuration serves another. Negative seeds: recurrent networks,
-    whose inner dense core holds the memories (a skeleton once kept them at the lanes of
-    the first plan, and the iCEBreaker planner refused the MNIST RNN for 314 blocks)."""
+    """The planner's inventory from the plan's sizes (no elaboration of the cores' and the
+    encoder's memories) equals the elaborated one: names, shapes, ports, varying ROM bits,
+    weight rows; and a skeleton of one configuration serves every other of its coding.
+    Negative seeds: recurrent networks, whose inner dense core holds the memories (a
+    skeleton once kept them at the lanes of the first plan, and the iCEBreaker planner
+    refused the MNIST RNN for 314 blocks)."""
     def key(r):
         return (r.name, r.width, r.depth, r.read_ports, r.write_ports, r.weights, r.varying,
                 r.single_port)
-    frame = skeleton(_sized_case(seed, 1, "sweep")())
-    for lanes in (1, 3):
-        for firing in ("sweep", "sorted", "single"):
-            make = _sized_case(seed, lanes, firing)
-            real, sized = inventory(make()), sized_inventory(make())
-            again = sized_inventory(discard(make()), frame)
-            assert [key(r) for r in sized] == [key(r) for r in real], (lanes, firing)
-            assert [r.init for r in sized if r.weights] == [r.init for r in real if r.weights]
-            assert [key(r) for r in again] == [key(r) for r in real]
+    frames = {}
+    for form in FORMS if seed >= 0 else [f for f in FORMS if f != "dense"]:
+        coding = FORMS[form].get("coding", "ttfs")
+        if coding not in frames:
+            frames[coding] = skeleton(discard(_sized_case(seed, 1, form)[0]()))
+        for lanes in (1, 3):
+            make, plan = _sized_case(seed, lanes, form)
+            real = inventory(make())
+            for sized in (sized_inventory(make()), sized_inventory(plan(), frames[coding])):
+                assert [key(r) for r in sized] == [key(r) for r in real], (lanes, form)
+                assert [r.init for r in sized if r.weights] == \
+                    [r.init for r in real if r.weights]
 
 
 @pytest.mark.parametrize("width", [12, 18, 33])

@@ -230,7 +230,7 @@ def test_a_lane_count_on_a_cnn_is_spent_where_the_work_is(digits_cnn_net, tmp_pa
     """``--lanes 4`` on the digits CNN: the lanes 4 everywhere takes, spent by the cycle
     model where the work is, said in the output; ``--uniform-lanes``: 4 everywhere; the
     accelerator with the spent lanes matches the golden model on Icarus."""
-    from onespike.hdl.top import layer_lanes, spend_lanes
+    from onespike.hdl.plan import layer_lanes, spend_lanes
     from onespike.ir import save
 
     net, data = digits_cnn_net

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Mux
 
 from onespike.hdl.conv import ConvCore
-from onespike.hdl.core import NeuronCore
+from onespike.hdl.core import NeuronCore, NeuronSizes
 from onespike.hdl.cycles import cycle_estimate
 from onespike.sim.hardware import run
 from onespike.hdl.top import Accelerator
@@ -30,22 +30,22 @@ def test_the_unfaulted_core_is_exact(case):
 
 
 def test_a_wrong_ramp_constant_is_caught(monkeypatch):
-    original = NeuronCore._constant_words
+    original = NeuronSizes._constant_words
 
     def wrong(self):
         u0, ramp = original(self)
         return u0, np.where(ramp > 0, ramp + 1, 0)
-    monkeypatch.setattr(NeuronCore, "_constant_words", wrong)
+    monkeypatch.setattr(NeuronSizes, "_constant_words", wrong)
     assert caught(*dense_case())
 
 
 def test_a_wrong_start_value_is_caught(monkeypatch):
-    original = NeuronCore._constant_words
+    original = NeuronSizes._constant_words
 
     def wrong(self):
         u0, ramp = original(self)
         return u0 + ramp, ramp          # bias − (A−1)·R: one step early
-    monkeypatch.setattr(NeuronCore, "_constant_words", wrong)
+    monkeypatch.setattr(NeuronSizes, "_constant_words", wrong)
     assert caught(*dense_case())
 
 

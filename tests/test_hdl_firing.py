@@ -11,7 +11,8 @@ from onespike.hdl import firing
 from onespike.hdl.firing import Reciprocals, sorting_pays
 from onespike.hdl.streams import discard
 from onespike.hdl.cycles import cycle_estimate
-from onespike.hdl.top import SORT_GAIN, SPIKE_SHARE, Accelerator, choose_firing
+from onespike.hdl.top import Accelerator
+from onespike.hdl.plan import SORT_GAIN, SPIKE_SHARE, choose_firing
 from onespike.ir import Conv
 from onespike.sim import closed_form, first_mismatch, random_inputs, random_network
 from onespike.sim.hardware import run

@@ -93,7 +93,7 @@ def test_manifest_records_each_layers_firing(capsys, conv_net_file, net_file, tm
     """``auto`` sorts the layers :func:`choose_firing` picks; ``--firing sweep`` or
     ``sorted`` applies to every hidden layer; the readout and max pooling have no firing
     phase (null). The --json result carries the same list."""
-    from onespike.hdl.top import choose_firing
+    from onespike.hdl.plan import choose_firing
     from onespike.ir import load
 
     net = load(conv_net_file)

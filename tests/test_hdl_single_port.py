@@ -10,7 +10,8 @@ import pytest
 from onespike.hdl.cycles import cycle_estimate
 from onespike.hdl.single_port import PACE, SinglePortMembranes
 from onespike.hdl.streams import discard
-from onespike.hdl.top import Accelerator, membrane_forms
+from onespike.hdl.top import Accelerator
+from onespike.hdl.plan import membrane_forms
 from onespike.errors import OnespikeError
 from onespike.sim import closed_form, first_mismatch
 from onespike.sim.hardware import run

@@ -101,7 +101,7 @@ def test_a_lane_count_is_a_budget_spent_where_the_model_finds_it_faster():
     accelerator with lanes spent by work matches the golden model."""
     from onespike.hdl.cycles import cycle_estimate
     from onespike.hdl.streams import discard
-    from onespike.hdl.top import firing_per_layer, layer_lanes, spend_lanes
+    from onespike.hdl.plan import firing_per_layer, layer_lanes, spend_lanes
 
     def steady(net, lanes):
         top = Accelerator(net, lanes=lanes, firing=firing_per_layer(net, lanes, "auto"))
@@ -157,7 +157,7 @@ def test_balanced_lanes_spend_the_budget_on_the_slowest_layer():
     activity loads one layer most, that layer gets the most lanes."""
     from onespike.hdl.cycles import cycle_estimate
     from onespike.hdl.streams import discard
-    from onespike.hdl.top import balance_lanes, choose_firing, layer_lanes
+    from onespike.hdl.plan import balance_lanes, choose_firing, layer_lanes
 
     for seed in range(6):
         rng = np.random.default_rng(seed)
