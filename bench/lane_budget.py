@@ -1,4 +1,4 @@
-"""``--lanes P`` as a budget (hdl.top.spend_lanes) against ``P`` in every layer, in one run:
+"""``--lanes P`` as a budget (hdl.plan.spend_lanes) against ``P`` in every layer, in one run:
 cycles per sample back to back measured in the Amaranth simulator on random inputs, each run
 checked spike for spike against the golden model, on random networks of every layer kind
 (none of them tuned for) and, with ``--fashion``, the bench Fashion-MNIST CNN on test images.

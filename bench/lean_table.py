@@ -9,7 +9,7 @@ Each network is measured with every ``--firing`` of hdl.top.Accelerator (sweep: 
 state word tested in every step; auto: sorted firing where it pays, hdl/firing.py), so the
 rows of one run put the two side by side. ``--balanced`` adds a row per network with the
 same lane budget (the sum of the per-layer lanes of ``--lanes P``) spent where the work is
-(hdl.top.balance_lanes, on the golden activity of 16 other test images, 100-115).
+(hdl.plan.balance_lanes, on the golden activity of 16 other test images, 100-115).
 
 Networks (trained once, cached in build/bench/): ``mlp`` MNIST 784-128-10; ``cnn`` the MNIST
 CNN of bench/conv_table.py (zoo.mnist_cnn); ``fashion`` conv5x5(8), maxpool2, conv5x5(16),

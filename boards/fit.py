@@ -45,7 +45,7 @@ class Fit:
     use_dsp: object = False   # the lane multiplies in DSP blocks (else shifted adds), or
                               # per layer
     firing: tuple = ()        # per layer: "sorted", "sweep" or None (no firing phase)
-    membranes: tuple = ()     # per layer: hdl.top.FORMS or None (no membranes to choose)
+    membranes: tuple = ()     # per layer: hdl.plan.FORMS or None (no membranes to choose)
     encoder_banks: int = 2    # the input encoder's list banks
 
     @property
@@ -116,7 +116,7 @@ class LinkOptions:
     accelerator (``coding`` ttfs or dense; ``use_dsp``: its lane multiplies may take DSP
     blocks; ``firing``: how the TTFS hidden layers find their spikes, one of
     :data:`~onespike.hdl.firing.FIRINGS`, resolved per layer at the lanes planned;
-    ``membranes``: ``dual``, ``single`` (:data:`~onespike.hdl.top.MEMBRANES`), one per
+    ``membranes``: ``dual``, ``single`` (:data:`~onespike.hdl.plan.MEMBRANES`), one per
     layer, or ``auto``: dual unless the board's block RAM runs short and it has SPRAM, then
     single-port in SPRAM for the largest membranes until the memories fit)."""
     baud: int = DEFAULT_BAUD

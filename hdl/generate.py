@@ -323,7 +323,7 @@ def generate(net: Network, out_dir, *, lanes=1, coding="ttfs", skip_zeros=True,
     :data:`~onespike.hdl.firing.FIRINGS`): how a hidden layer finds its spikes; the
     manifest records what each layer got (``layers[n].firing``: ``"sweep"``, ``"sorted"``,
     or null for the readout and max pooling). ``membranes`` (ttfs only, one of
-    :data:`~onespike.hdl.top.MEMBRANES` or one per layer): ``"single"`` keeps a hidden
+    :data:`~onespike.hdl.plan.MEMBRANES` or one per layer): ``"single"`` keeps a hidden
     layer's membranes in one single-port RAM (:mod:`~onespike.hdl.single_port`), recorded
     as ``layers[n].membranes``; ``encoder_banks`` 1 halves the input encoder's lists (a
     sample loads once the one before is sent). The manifest also records ``coding`` and the

@@ -69,8 +69,10 @@ class Accelerator(LayerPipeline, AcceleratorPlan):
     ``False`` builds them from shifted adds (LUTs only). ``firing``: how a hidden core's
     phase 2 finds its spikes, ``"sweep"`` (test every state word in every step) or
     ``"sorted"`` (one pass files each neuron on its step's list, :mod:`~onespike.hdl.firing`),
-    for every layer or one per layer; ``"auto"`` (:func:`choose_firing`) sorts only the
-    layers whose sweep limits the pipeline.
+    for every layer or one per layer; ``"auto"`` (:func:`~onespike.hdl.plan.choose_firing`)
+    sorts only the layers whose sweep limits the pipeline. The hardware of an
+    :class:`~onespike.hdl.plan.AcceleratorPlan` of the same arguments, whose sizes it
+    answers.
     """
 
     PARTS = COMPONENTS
