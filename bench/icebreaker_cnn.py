@@ -3,10 +3,12 @@ activations, 8-bit weights) and a default build: float and spiking accuracy on t
 test set, the planner's answer and time, cycles per image with the test images' own
 activity (cycle model), µs per image at the build's clock and at its Fmax, and with
 ``--build`` place and route; ``--simulate N`` runs N test images through the planner's own
-design (its memory plan, SPRAMs in yosys' cell model) on Icarus against the golden model.
+design (its memory plan, SPRAMs in yosys' cell model) on Icarus against the golden model,
+with ``--netlist`` yosys' synth_ice40 netlist of it (every memory in its SB_RAM40_4K or
+SB_SPRAM256KA cell: what the build places).
 
 Run: ONESPIKE_DATA=../shared/data .venv/bin/python bench/icebreaker_cnn.py
-     [--nets fashion-cnn mnist-cnn] [--build] [--simulate N] [--input-bits auto]
+     [--nets fashion-cnn mnist-cnn] [--build] [--simulate N] [--netlist] [--input-bits auto]
 """
 
 import argparse
@@ -36,6 +38,10 @@ def main():
     parser.add_argument("--nets", nargs="+", default=["fashion-cnn", "mnist-cnn"])
     parser.add_argument("--build", action="store_true")
     parser.add_argument("--simulate", type=int, default=0)
+    parser.add_argument("--netlist", action="store_true",
+                        help="simulate yosys' synth_ice40 netlist of the design (every memory "
+                             "in its SB_RAM40_4K or SB_SPRAM256KA cell, the logic in SB_LUT4, "
+                             "SB_CARRY, SB_DFF and SB_MAC16 cells) instead of the RTL")
     parser.add_argument("--input-bits", default=None,
                         help="the conversion's input bits (default: the converter's; auto)")
     args = parser.parse_args()
@@ -80,8 +86,11 @@ def main():
                 from onespike.boards.simulate import simulate_board
                 a0 = net.encoder.encode(data.x_test[:args.simulate])
                 started = time.perf_counter()
-                result = simulate_board(net, a0, Path(work) / "sim", fit=placed)
-                print(f"  Icarus, the planner's design with SB_SPRAM256KA cell models: "
+                result = simulate_board(net, a0, Path(work) / "sim", fit=placed,
+                                        netlist=args.netlist)
+                what = "synth_ice40 netlist on yosys' iCE40 cell models" if args.netlist \
+                    else "design with SB_SPRAM256KA cell models"
+                print(f"  Icarus, the planner's {what}: "
                       f"{result['answered']} of {args.simulate} images answered as the "
                       f"golden model ({time.perf_counter() - started:.0f} s), failures "
                       f"{result['failures'][:1]}")

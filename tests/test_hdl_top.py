@@ -180,10 +180,23 @@ def test_balanced_lanes_spend_the_budget_on_the_slowest_layer():
             assert lanes[slowest] == max(lanes), (seed, lanes, stages)
 
 
+def _multiplying_layers(top) -> set:
+    """The layers whose RTLIL holds a ``$mul`` cell (a multiply of two signals, which
+    synthesis may give a DSP block; multiplies by constants are shifted adds)."""
+    import re
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(top, name="top", emit_src=False)
+    return {int(name) for name, body in re.findall(r"\nmodule \\top\.layer(\d+)\n(.*?)\nend\n",
+                                                   text, flags=re.S)
+            if "cell $mul " in body}
+
+
 def test_dsp_multiplies_per_layer():
-    """use_dsp per layer: the layers given DSP multiplies count their blocks, the others
-    none; the RTL stays exact; a wrong number of flags is refused."""
-    from onespike.hdl.streams import discard
+    """use_dsp per layer: the layers given DSP multiplies count their blocks and hold the
+    only multiplier cells, the others none; the RTL stays exact; a wrong number of flags
+    is refused."""
+    from onespike.hdl.plan import AcceleratorPlan
     from onespike.sim import closed_form, first_mismatch, random_inputs
     from onespike.sim.hardware import run
 
@@ -193,7 +206,10 @@ def test_dsp_multiplies_per_layer():
     top = Accelerator(net, lanes=2, use_dsp=flags)
     assert top.dsp_layers() == tuple(flags)
     assert top.dsp_multipliers == top.cores[0].multipliers < top.multipliers
+    assert _multiplying_layers(top) == {0}
+    assert _multiplying_layers(Accelerator(net, lanes=2, use_dsp=flags[::-1])) == \
+        {len(flags) - 1}
     hw = run(top, a0, max_cycles=400_000)
     assert first_mismatch(net, closed_form(net, a0), hw.trace) is None
     with pytest.raises(TypeError, match="use_dsp per layer must give"):
-        discard(Accelerator(net, use_dsp=[True]))
+        AcceleratorPlan(net, use_dsp=[True])
