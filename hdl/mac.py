@@ -18,7 +18,7 @@ marker with ``end = 1`` (``index`` and ``value`` unused) that closes the sample.
 import math
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Signal, signed
 from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
@@ -27,9 +27,9 @@ from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.encoder import flag, positive
 from onespike.hdl.maxpool import pool_spans, pooled_candidate
-from onespike.hdl.streams import (SizedComponent, activation_layout, index_shape,
-                                  logit_layout, neuron_layout, pass_bank)
-from onespike.ir import Conv, Dense, LayerWidths, MaxPool, signed_bits
+from onespike.hdl.streams import (SizedComponent, activation_layout, logit_layout,
+                                  neuron_layout, pass_bank)
+from onespike.ir import Conv, Dense, LayerWidths, MaxPool
 
 __all__ = ["value_layout", "ActivationSource", "MacCore", "ActivationMaxPool", "SourceSizes",
            "MacSizes", "ActivationPoolSizes", "multiply", "const_multiply"]
