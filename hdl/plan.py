@@ -23,8 +23,8 @@ from onespike.hdl.maxpool import MaxPoolCore, MaxPoolSizes
 from onespike.hdl.recurrent import RecurrentCore, RecurrentSizes
 from onespike.ir import Conv, MaxPool, Network, Recurrent
 
-__all__ = ["AcceleratorPlan", "DensePlan", "PipelinePlan", "SIZES", "COMPONENTS", "FORMS", "MEMBRANES",
-           "SPIKE_SHARE", "SORT_GAIN", "balance_lanes", "choose_firing", "encoder_spike_cycles",
+__all__ = ["AcceleratorPlan", "DensePlan", "PipelinePlan", "SIZES", "COMPONENTS",
+           "DENSE_SIZES", "DENSE_COMPONENTS", "FORMS", "MEMBRANES", "SPIKE_SHARE", "SORT_GAIN", "balance_lanes", "choose_firing", "encoder_spike_cycles",
            "firing_per_layer", "form_name", "layer_lanes", "membrane_forms", "more_lanes",
            "neuron_core", "spend_lanes"]
 
@@ -331,8 +331,9 @@ class AcceleratorPlan(PipelinePlan):
     """The TTFS accelerator of ``net`` with these options (as
     :class:`~onespike.hdl.top.Accelerator` takes them), resolved once: lanes per layer,
     firing per layer (``"auto"``: :func:`choose_firing`), membrane forms, DSP use, and
-    ``encoder`` and ``cores``, each part's sizes. ``Accelerator(net, **plan.options)``
-    builds exactly this plan."""
+    ``encoder`` and ``cores``, each part's sizes. The resolved options (``lanes``,
+    ``firing``, ``membranes`` per layer, ``use_dsp``, ``encoder.banks``) build the same plan
+    again (:func:`onespike.hdl.generate.plan`)."""
 
     #: the parts' classes by kind
     PARTS = SIZES
@@ -362,13 +363,6 @@ class AcceleratorPlan(PipelinePlan):
         self.encoder = self.PARTS["encoder"](
             shape=net.encoder.shape, levels=net.encoder.levels,
             spike_cycles=encoder_spike_cycles(self.cores[0]), banks=encoder_banks)
-
-    @property
-    def options(self) -> dict:
-        """The options resolved: what builds this plan again, unchanged."""
-        return {"lanes": list(self.lanes), "use_dsp": self.use_dsp,
-                "firing": [f or None for f in self.firing],
-                "membranes": list(self.membranes), "encoder_banks": self.encoder.banks}
 
 
 class DensePlan(PipelinePlan):
