@@ -262,6 +262,9 @@ class NeuronCore(SizedComponent):
 
     Backpressure on ``o`` stalls phase 2 only. After a reset phase 2 writes ``U0`` into both
     banks (``2·words + 1`` cycles) before ``i`` is ready.
+
+    This is the hardware; a core class also takes its sizes, a :class:`NeuronSizes`
+    subclass, among its bases (:class:`~onespike.hdl.streams.SizedComponent`).
     """
 
     def members(self):
