@@ -21,7 +21,7 @@ from onespike.hdl.streams import discard
 from onespike.hdl.plan import layer_lanes, more_lanes
 from onespike.ir import Recurrent, signed_bits
 
-__all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "LOGIC_FIT"]
+__all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "BLOCK_SHARE", "LOGIC_FIT"]
 
 # the most lanes the planner gives a layer on its own: the yowasp tools (WebAssembly) ran
 # out of call stack on the 784-512-256-10 MLP at 171 lanes in its first layer, twice, and
@@ -30,6 +30,12 @@ MOST_LANES = 128
 LUT_SHARE = 0.85        # the planner keeps estimated LUTs under this share of the device
 TIGHT_SHARE = 0.92      # ... or, when nothing fits so, at one lane under this one (an
                         # iCE40 CNN estimated at 96 % did not place; at 81 % it did)
+# per family: a default plan keeps its block RAMs within this share of the device where it
+# can. On the ULX3S-85F the 784-512-256-10 MLP (6-bit weights) did not route with 97 % and
+# 100 % of the DP16KD planned (nextpnr's router1 and router2 stopped after 15-30 minutes
+# with thousands of overused wires), and routed at 86 % ([16, 6, 1]); the iCEBreaker's
+# CNNs route with all 30 EBR.
+BLOCK_SHARE = {"ecp5": 0.85}
 
 
 @dataclass(frozen=True)
@@ -486,12 +492,30 @@ def _advice(net, board, share, weight_bits=False) -> str:
 
 
 def fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE) -> Fit:
-    """:func:`_fit`; with ``firing="auto"``, when the sorted layers' lists and logic do
-    not fit, every layer sweeps instead (and the reason says so). A TTFS network whose
-    memory floor is over the board's memory is refused first, from its bits alone."""
+    """The plan for ``net`` on ``board`` (:func:`_fit_firing`). A TTFS network whose memory
+    floor is over the board's memory is refused first, from its bits alone. A default (no
+    ``lanes``) that takes more than :data:`BLOCK_SHARE` of the block RAMs is planned again
+    within that share where it can be (its firing as ``link`` asks), else says so."""
     _MEMO.clear()
     if link.coding == "ttfs":
         _refuse_from_bits(net, board, 1.0 if lanes is not None else lut_share)
+    placed = _fit_firing(net, board, lanes, link, lut_share)
+    share = BLOCK_SHARE.get(board.family, 1.0) if lanes is None else 1.0
+    if placed.plan.blocks <= board.blocks * share:
+        return placed
+    try:                              # a default: within the share of block RAM that routes
+        return _fit(net, replace(board, blocks=int(board.blocks * share)), lanes, link,
+                    lut_share)
+    except OnespikeError:
+        return replace(placed, reason=(
+            f"{placed.reason}; it fits only above the planner's share of the block RAM "
+            f"({share:.0%}): {placed.plan.blocks} of {board.blocks} {board.block_ram.name} "
+            f"blocks, which place and route may not route"))
+
+
+def _fit_firing(net, board: Board, lanes, link, lut_share) -> Fit:
+    """:func:`_fit`, and with ``firing="auto"`` when the sorted layers' lists and logic do
+    not fit, every layer sweeping instead (the reason says so)."""
     try:
         return _fit(net, board, lanes, link, lut_share)
     except OnespikeError as e:
