@@ -557,3 +557,27 @@ def test_fit_builds_one_design_for_its_memory_frame_and_sizes_the_rest(monkeypat
     assert built.count(top) == 1, built
     assert len(built) == 2 + len(net.layers), built      # the top, the encoder, the cores
     assert placed.plan.records           # the plan still names every memory of the design
+
+
+def test_a_default_on_ecp5_keeps_its_block_ram_within_the_share(monkeypatch):
+    """A default plan that takes more than BLOCK_SHARE of an ECP5's block RAM is planned
+    again within it (the 784-512-256-10 MLP routed on the ULX3S-85F at 86 % and not at
+    97 %); lanes asked for are built as asked; where nothing fits the share, the plan says
+    so. The share is made small here so that a small network meets it."""
+    from onespike.boards import fit as flow
+
+    net = random_network(np.random.default_rng(8), conv=False, max_width=64, weight_bits=8)
+    board = board_named("ulx3s-12f")
+    monkeypatch.setitem(flow.BLOCK_SHARE, "ecp5", 1.0)
+    full = fit(net, board)
+    monkeypatch.setitem(flow.BLOCK_SHARE, "ecp5", 0.3)
+    roomy = fit(net, board)
+    assert roomy.plan.blocks <= 0.3 * board.blocks < full.plan.blocks
+    assert "block RAM" not in roomy.reason
+    assert fit(net, board, lanes=list(full.lanes)).plan.blocks == full.plan.blocks
+    wide = random_network(np.random.default_rng(8), conv=False, max_width=128,
+                          weight_bits=8)
+    monkeypatch.setitem(flow.BLOCK_SHARE, "ecp5", 0.1)
+    crowded = fit(wide, board)
+    assert crowded.plan.blocks > 0.1 * board.blocks
+    assert "above the planner's share of the block RAM (10%)" in crowded.reason
