@@ -21,7 +21,8 @@ from onespike.hdl.streams import discard
 from onespike.hdl.plan import layer_lanes, more_lanes
 from onespike.ir import Recurrent, signed_bits
 
-__all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "BLOCK_SHARE", "LOGIC_FIT"]
+__all__ = ["fit", "Fit", "LinkOptions", "LUT_SHARE", "TIGHT_SHARE", "BLOCK_SHARE",
+           "QUICK_BUILD_LUTS", "LOGIC_FIT"]
 
 # the most lanes the planner gives a layer on its own: the yowasp tools (WebAssembly) ran
 # out of call stack on the 784-512-256-10 MLP at 171 lanes in its first layer, twice, and
@@ -36,6 +37,10 @@ TIGHT_SHARE = 0.92      # ... or, when nothing fits so, at one lane under this o
 # with thousands of overused wires), and routed at 86 % ([16, 6, 1]); the iCEBreaker's
 # CNNs route with all 30 EBR.
 BLOCK_SHARE = {"ecp5": 0.85}
+# a default keeps its estimated LUT sites under this where a plan does, for a build of about
+# ten minutes: the ULX3S-85F defaults took 178-220 s at 7-8k placed LUT sites, 562 s at 19k
+# and 941 s at 33k (bench/lut_estimate.py on a 2-core machine); --lanes builds more
+QUICK_BUILD_LUTS = 20_000
 
 
 @dataclass(frozen=True)
@@ -570,7 +575,8 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
     """The lane configuration and memory plan for ``net`` on ``board``. With ``lanes``
     (one count or one per layer) that configuration, refused with the numbers when it
     cannot fit; without, the fastest that fits (a single lane count first, then more lanes
-    for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device.
+    for the slowest layer), keeping the estimated LUTs under ``lut_share`` of the device
+    and, where a plan can, under :data:`QUICK_BUILD_LUTS` (a quick build).
     ``link``: the baud rate and the accelerator (:class:`LinkOptions`). The TTFS cores are
     planned with shifted-add multiplies; with ``use_dsp`` they then take the DSP blocks
     the board has (:func:`_with_dsps`: fewer LUTs than planned)."""
@@ -592,7 +598,12 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
         raise OnespikeError(f"the network at {lanes} lane(s) does not fit {board.name} "
                             f"({board.device}): {'; '.join(problems)}; {advice}")
     budget = int(board.luts * lut_share)
-    p, placed = _uniform(net, board, link, budget)
+    quick = min(budget, QUICK_BUILD_LUTS)
+    p, placed = _uniform(net, board, link, quick)
+    if placed is not None and quick < budget:
+        budget = quick                               # a quick build: refine within it too
+    elif quick < budget:                             # not even one lane: the whole share
+        p, placed = _uniform(net, board, link, budget)
     if placed is None and lut_share >= LUT_SHARE:   # more of the device, at one lane only
         tight = _plan_or_trim(net, board, 1, link, int(board.luts * TIGHT_SHARE))
         if tight is not None:
@@ -616,7 +627,9 @@ def _fit(net, board: Board, lanes=None, link=LinkOptions(), lut_share=LUT_SHARE)
                  if max(placed.lanes) < p or placed.lanes != tuple(layer_lanes(net, p))
                  else "")
               + f" (memories: {_kinds(refined.plan)}; ~{refined.luts} of {board.luts} LUTs "
-                f"estimated)")
+                f"estimated" + (f", kept under ~{QUICK_BUILD_LUTS:,} for a build of about ten "
+                                f"minutes; --lanes builds more" if budget == QUICK_BUILD_LUTS
+                                else "") + ")")
     if refined.lanes != placed.lanes:
         reason += (f"; then more lanes for the slowest layers: {_lanes_text(refined.lanes)}, "
                    f"{placed.steady} -> {refined.steady} cycles per sample")
