@@ -581,3 +581,21 @@ def test_a_default_on_ecp5_keeps_its_block_ram_within_the_share(monkeypatch):
     crowded = fit(wide, board)
     assert crowded.plan.blocks > 0.1 * board.blocks
     assert "above the planner's share of the block RAM (10%)" in crowded.reason
+
+
+def test_a_default_keeps_under_the_quick_build_luts_where_a_plan_does(monkeypatch):
+    """A default stays under QUICK_BUILD_LUTS estimated LUT sites where some plan does (a
+    build of minutes, not of a quarter hour), and says so; lanes asked for are built as
+    asked; where not even one lane does, the planner's whole share of the LUTs is used."""
+    from onespike.boards import fit as flow
+
+    net = random_network(np.random.default_rng(8), conv=False, max_width=64, weight_bits=8)
+    board = board_named("ulx3s-85f")
+    roomy = fit(net, board)
+    monkeypatch.setattr(flow, "QUICK_BUILD_LUTS", 3000)
+    quick = fit(net, board)
+    assert quick.luts <= 3000 < roomy.luts and quick.steady > roomy.steady
+    assert "kept under ~3,000 for a build of about ten minutes" in quick.reason
+    assert fit(net, board, lanes=list(roomy.lanes)).lanes == roomy.lanes
+    monkeypatch.setattr(flow, "QUICK_BUILD_LUTS", 100)
+    assert fit(net, board).lanes == roomy.lanes
