@@ -201,9 +201,9 @@ def _memo(function):
 def _frame(net, board, link, planned):
     """The design's memories but those of the parts sized from their plan (the cores and
     the encoder, :func:`~.memories.skeleton`), once per network, coding and UART rate: the
-    rest depends neither on the lanes nor on the options of those parts. The one design a planner
-    builds: the design of ``planned``'s options, made only when its frame is not known
-    yet, and never elaborated whole."""
+    rest depends neither on the lanes nor on the options of those parts. The one design a
+    planner builds: the design of ``planned``'s options, made only when its frame is not
+    known yet, and never elaborated whole."""
     key = ("_frame", id(net), link.coding, link.baud)
     if key not in _MEMO or _MEMO[key][0] is not net:
         top = discard(BoardTop(net, lanes=list(planned.lanes), clock_hz=board.clock_hz,
@@ -312,8 +312,8 @@ def _single_port_records(placed) -> list:
 
 @_memo
 def _steady(net, lanes, link) -> int:
-    """Cycles per sample back to back of the accelerator at ``lanes`` (cycle model; the
-    accelerator is built for its sizes only, never elaborated)."""
+    """Cycles per sample back to back of the accelerator at ``lanes`` (the cycle model on
+    its plan)."""
     return link.cycles(link.accelerator(net, lanes))["steady"]
 
 

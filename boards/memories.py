@@ -31,10 +31,10 @@ from onespike.hdl.single_port import SINGLE_PORT_ROLE
 from onespike.hdl.streams import discard, neuron_layout
 
 __all__ = ["MemoryRecord", "inventory", "SpramPlan", "load_image", "MemoryPlan",
-           "plan_memories", "MemoryMapper", "SpramWeights", "SpramMembranes", "SlicedWeights",
-           "OnPlatform",
-           "init_rows", "all_weights_in_spram", "sized_inventory", "core_records", "encoder_records", "mac_records", "skeleton", "KINDS",
-           "SPRAM_WIDTH", "SPRAM_DEPTH"]
+           "plan_memories", "MemoryMapper", "SpramWeights", "SpramMembranes",
+           "SlicedWeights", "OnPlatform", "init_rows", "all_weights_in_spram",
+           "sized_inventory", "core_records", "encoder_records", "mac_records", "skeleton",
+           "KINDS", "SPRAM_WIDTH", "SPRAM_DEPTH"]
 
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384    # SB_SPRAM256KA
 SPRAM_TAIL = 4      # the most bits past a single-port RAM's last full SPRAM word kept in
@@ -265,12 +265,9 @@ def mac_records(core, path) -> list:
     :class:`~onespike.hdl.mac.MacSizes`) named below ``path``: the weights, the constants
     (bias, ramp and a live bit per lane) and the two accumulator banks (what
     :func:`inventory` finds when it elaborates the core)."""
-    geometry, lanes, acc = core._geometry, core.lanes, core.accumulator_bits
+    lanes, acc = core.lanes, core.accumulator_bits
     contents, bits = core.weight_contents, core.weight_bits
-    bias, ramp = geometry.neuron_constants()
-    alive = np.zeros((core.words, lanes), dtype=np.int64)
-    alive.reshape(core.groups, -1, lanes)[:] = \
-        geometry._channel_lanes(np.ones(geometry._channels))[:, None, :]
+    bias, ramp, alive = core.neuron_constants()
     columns = [(c, b) for l in range(lanes) for c, b in ((bias[:, l], acc),
                                                         (ramp[:, l], core.ramp_bits),
                                                         (alive[:, l], 1))]

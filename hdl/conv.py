@@ -5,11 +5,11 @@ from amaranth.hdl import Cat, Const, Mux
 
 from onespike.hdl.arith import const_divide, const_multiply
 from onespike.hdl.core import NeuronCore, NeuronSizes
-from onespike.hdl.dense import DenseCore, DenseSizes
+from onespike.hdl.dense import DenseSizes
 from onespike.hdl.streams import neuron_layout
 from onespike.ir import Conv
 
-__all__ = ["ConvCore", "ConvSizes", "core_class"]
+__all__ = ["ConvCore", "ConvSizes", "core_sizes"]
 
 
 class ConvSizes(NeuronSizes):
@@ -148,9 +148,7 @@ class ConvCore(NeuronCore, ConvSizes):
     """
 
 
-def core_class(layer, sizes=False):
-    """The neuron core of a weighted layer: :class:`ConvCore` for a ``Conv``, else
-    :class:`~onespike.hdl.dense.DenseCore` (with ``sizes``: their sizes alone)."""
-    if isinstance(layer, Conv):
-        return ConvSizes if sizes else ConvCore
-    return DenseSizes if sizes else DenseCore
+def core_sizes(layer):
+    """The sizes of a weighted layer's neuron core: :class:`ConvSizes` for a ``Conv``, else
+    :class:`~onespike.hdl.dense.DenseSizes`."""
+    return ConvSizes if isinstance(layer, Conv) else DenseSizes

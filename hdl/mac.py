@@ -22,7 +22,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Signal, signed
 from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
-from onespike.hdl.conv import core_class
+from onespike.hdl.conv import core_sizes
 from onespike.hdl.arith import const_multiply, multiply
 from onespike.hdl.core import Odometer, RangeCounter
 from onespike.hdl.encoder import flag, positive
@@ -139,8 +139,8 @@ class MacSizes:
         sums = layer.abs_weight_sums
         bound = int((layer.abs_bias_max + in_levels * sums).max())
         self._widths = LayerWidths(int(sums.max()), bound)
-        self._geometry = core_class(layer, sizes=True)(layer, in_levels=in_levels,
-                                                       widths=self._widths, lanes=lanes)
+        self._geometry = core_sizes(layer)(layer, in_levels=in_levels, widths=self._widths,
+                                           lanes=lanes)
         self._layer = layer
         self._outputs = int(np.prod(layer.out_shape))
 
@@ -209,6 +209,16 @@ class MacSizes:
         """Multiplies per cycle (one per lane)."""
         return self.lanes
 
+    def neuron_constants(self) -> tuple:
+        """``(bias, ramp, alive)`` per state word and lane, ``(words, lanes)`` each: the
+        constants memory's fields (``alive`` 0 in the padding lanes)."""
+        geometry = self._geometry
+        bias, ramp = geometry.neuron_constants()
+        alive = np.zeros((self.words, self.lanes), dtype=np.int64)
+        alive.reshape(self.groups, -1, self.lanes)[:] = \
+            geometry._channel_lanes(np.ones(geometry._channels))[:, None, :]
+        return bias, ramp, alive
+
 
 class MacCore(SizedComponent, MacSizes):
     """A dense or convolution layer over activation streams, ``P`` lanes.
@@ -244,7 +254,7 @@ class MacCore(SizedComponent, MacSizes):
 
     def elaborate(self, platform):
         m = Module()
-        geometry, layer = self._geometry, self._layer
+        layer = self._layer
         lanes, words = self.lanes, self.words
         acc_shape = signed(self.accumulator_bits)
         acc_word = data.ArrayLayout(acc_shape, lanes)
@@ -255,10 +265,7 @@ class MacCore(SizedComponent, MacSizes):
             init=contents.tolist(), attrs={"onespike_role": "weights"})  # for board mapping
         weight = weights.read_port()
 
-        bias, ramp = geometry.neuron_constants()
-        alive = np.zeros((words, lanes), dtype=np.int64)
-        alive.reshape(geometry.groups, -1, lanes)[:] = \
-            geometry._channel_lanes(np.ones(geometry._channels))[:, None, :]
+        bias, ramp, alive = self.neuron_constants()
         neuron = data.StructLayout({"bias": acc_shape, "ramp": range(2 ** self.ramp_bits),
                                     "alive": 1})
         m.submodules.constants = constants = memory.Memory(

@@ -13,6 +13,7 @@ import numpy as np
 
 from onespike.errors import OnespikeError
 from onespike.hdl.conv import ConvCore, ConvSizes
+from onespike.hdl.core import NeuronSizes
 from onespike.hdl.cycles import cycle_estimate, stage_layer
 from onespike.hdl.dense import DenseCore, DenseSizes
 from onespike.hdl.encoder import EncoderSizes, SpikeEncoder, flag
@@ -304,7 +305,7 @@ class PipelinePlan:
     @property
     def firing(self):
         """Per core: ``"sorted"``, ``"sweep"`` or None (no firing phase)."""
-        return tuple(None if not isinstance(c, (DenseSizes, ConvSizes, RecurrentSizes))
+        return tuple(None if not isinstance(c, (NeuronSizes, RecurrentSizes))
                      or c.is_readout else "sorted" if c.sorted_firing else "sweep"
                      for c in self.cores)
 
@@ -312,7 +313,7 @@ class PipelinePlan:
     def membranes(self):
         """Per core: its :data:`FORMS` name, or None (no membranes to choose for)."""
         return tuple(form_name(c.single_port, c.banks)
-                     if isinstance(c, (DenseSizes, ConvSizes)) and not c.is_readout else None
+                     if isinstance(c, NeuronSizes) and not c.is_readout else None
                      for c in self.cores)
 
     def dsp_layers(self) -> tuple:
@@ -345,7 +346,8 @@ class AcceleratorPlan(PipelinePlan):
         single = [bool(f and f[0]) for f in forms]
         per_layer = firing_per_layer(net, self._lanes, firing)
         if not isinstance(firing, str) or firing == "sorted":
-            clash = [i for i, (f, s) in enumerate(zip(per_layer, single)) if s and f == "sorted"]
+            clash = [i for i, (f, s) in enumerate(zip(per_layer, single))
+                     if s and f == "sorted"]
             if clash:
                 raise OnespikeError(f"layer {clash[0]}: sorted firing needs dual-port "
                                     f"membranes; give it sweep firing or dual membranes")
